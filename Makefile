@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make up` and `make test` (see README.md).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the control plane on the embedded default (SQLite + filesystem broker) with a demo fleet.
+up: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py load_demo_fleet
+	$(BIN)/python manage.py runfactory
+
+## Run the whole suite against real PostgreSQL and Redis (127.0.0.1 by default).
+test: $(STAMP)
+	@$(BIN)/python -m tests.preflight
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	@$(BIN)/python -m tests.preflight
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
