@@ -1,0 +1,123 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from tenants.admin_base import AuditedModelAdmin
+from tenants.models import ApiToken, AuditEvent, Membership, Tenant, User
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+
+
+@admin.register(Tenant)
+class TenantAdmin(AuditedModelAdmin):
+    list_display = ["name", "slug", "kind", "country", "contact_email", "created_at"]
+    list_filter = ["kind", "country"]
+    search_fields = ["name", "slug", "contact_email"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    list_display = [
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "nationality",
+        "residency",
+        "clearance",
+        "is_active",
+    ]
+    list_filter = ["clearance", "nationality", "residency", "is_active", "memberships__role"]
+    fieldsets = [
+        *UserAdmin.fieldsets,
+        ("Sovereignty facts", {"fields": ["nationality", "residency", "clearance"]}),
+    ]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedModelAdmin):
+    list_display = ["user", "role", "tenant"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["user__username", "user__last_name", "tenant__name"]
+    autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are issued with `manage.py issue_token` or the API (shown once); here they are
+    inspected and revoked."""
+
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "scope",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ]
+    list_filter = ["scope", "revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    readonly_fields = [
+        "user",
+        "name",
+        "prefix",
+        "scope",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ]
+    exclude = ["digest"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        from tenants.admin_base import admin_context
+        from tenants.services.tokens import revoke_token
+
+        ctx = admin_context(request)
+        for token in queryset:
+            revoke_token(token, ctx)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the audit log is append-only."""
+
+    list_display = [
+        "occurred_at",
+        "actor_username",
+        "source",
+        "action",
+        "object_type",
+        "object_repr",
+        "tenant_id",
+        "request_id",
+    ]
+    list_filter = ["action", "source", "object_type"]
+    search_fields = ["actor_username", "object_repr", "object_id", "request_id"]
+    date_hierarchy = "occurred_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

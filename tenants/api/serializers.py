@@ -1,0 +1,74 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from tenants.choices import TokenScope
+from tenants.models import ApiToken, AuditEvent, Tenant
+from tenants.services.tokens import MAX_DAYS
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "slug", "kind", "country", "contact_email", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    changed_fields = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "occurred_at",
+            "actor_id",
+            "actor_username",
+            "source",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "tenant_id",
+            "changed_fields",
+            "before",
+            "after",
+            "request_id",
+        ]
+        read_only_fields = fields
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scope",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "is_active",
+        ]
+        read_only_fields = fields
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(choices=TokenScope.choices, default=TokenScope.WRITE)
+    days = serializers.IntegerField(min_value=1, max_value=MAX_DAYS, required=False)
+
+
+class IssuedApiTokenSerializer(ApiTokenSerializer):
+    token = serializers.SerializerMethodField(help_text="Shown once. Store it now.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_token(self, obj) -> str:
+        return self.context["clear_token"]

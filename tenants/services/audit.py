@@ -1,0 +1,74 @@
+"""Writing the audit log. Called by the change services, never by views directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+from django.db import models
+from django.db.backends.utils import format_number
+
+from tenants.access import Actor
+from tenants.choices import AuditAction, AuditSource
+from tenants.models import AuditEvent
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+def snapshot(instance: models.Model) -> dict[str, Any]:
+    """The stored values of an object's own fields, JSON-safe, minus secrets."""
+    exclude = getattr(instance, "audit_exclude", frozenset())
+    values = {}
+    for f in instance._meta.concrete_fields:
+        if f.name in exclude or f.attname in exclude:
+            continue
+        value = getattr(instance, f.attname)
+        if isinstance(f, models.DecimalField) and value is not None:
+            # As stored ("2500.0"), not as typed ("2500"): before and after compare equal.
+            value = format_number(decimal.Decimal(value), f.max_digits, f.decimal_places)
+        values[f.attname] = _json_safe(value)
+    return values
+
+
+def record(
+    *,
+    actor: Actor,
+    action: AuditAction | str,
+    instance: models.Model,
+    before: dict | None,
+    after: dict | None,
+    source: AuditSource | str,
+    request_id: str = "",
+    tenant_id: int | None = None,
+) -> AuditEvent:
+    if tenant_id is None:
+        tenant_id = getattr(instance, "owning_tenant_id", None)
+    return AuditEvent.objects.create(
+        actor_id=actor.user_id,
+        actor_username=actor.username,
+        source=source,
+        action=action,
+        object_type=instance._meta.label_lower,
+        object_id=str(instance.pk),
+        object_repr=str(instance)[:200],
+        tenant_id=tenant_id,
+        before=before,
+        after=after,
+        request_id=request_id[:64],
+    )

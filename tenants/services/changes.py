@@ -1,0 +1,99 @@
+"""Validated, audited, all-or-nothing changes: the one path for every write (API and admin).
+
+Each change runs in a transaction: the stored row is locked and snapshotted, the model's
+``full_clean()`` runs (the single home of validation), the row is saved and the audit event is
+written. Any error rolls all of it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import models, transaction
+
+from tenants.access import Actor
+from tenants.choices import AuditAction, AuditSource
+from tenants.services import audit
+
+
+class ChangeRefused(Exception):
+    """A change that conflicts with the current state (the API answers 409)."""
+
+    def __init__(self, message: str, code: str, field: str | None = None):
+        super().__init__(message)
+        self.message, self.code, self.field = message, code, field
+
+
+@dataclass(frozen=True)
+class ChangeContext:
+    """Who is changing things, through what, under which request id."""
+
+    actor: Actor
+    source: AuditSource | str = AuditSource.SYSTEM
+    request_id: str = ""
+
+
+def save_object(
+    instance: models.Model,
+    ctx: ChangeContext,
+    *,
+    after_save: Callable[[models.Model, bool], None] | None = None,
+) -> models.Model:
+    with transaction.atomic():
+        creating = instance._state.adding or instance.pk is None
+        # Models whose validation reads shared budgets lock those rows first, in a fixed order.
+        lock = getattr(instance, "lock_for_change", None)
+        if callable(lock):
+            lock()
+        before = None
+        if not creating:
+            stored = type(instance)._base_manager.select_for_update().get(pk=instance.pk)
+            before = audit.snapshot(stored)
+        instance.full_clean()
+        instance.save()
+        if after_save is not None:
+            after_save(instance, creating)
+        after = audit.snapshot(instance)
+        if before != after:
+            audit.record(
+                actor=ctx.actor,
+                action=AuditAction.CREATE if creating else AuditAction.UPDATE,
+                instance=instance,
+                before=before,
+                after=after,
+                source=ctx.source,
+                request_id=ctx.request_id,
+            )
+    return instance
+
+
+def delete_object(
+    instance: models.Model,
+    ctx: ChangeContext,
+    *,
+    before_delete: Callable[[models.Model], None] | None = None,
+) -> None:
+    """Delete and record it. Objects still in use raise ProtectedError (a 409 in the API)."""
+    with transaction.atomic():
+        lock = getattr(instance, "lock_for_change", None)
+        if callable(lock):
+            lock()
+        stored = type(instance)._base_manager.select_for_update().get(pk=instance.pk)
+        if before_delete is not None:
+            before_delete(stored)
+        before = audit.snapshot(stored)
+        tenant_id = getattr(stored, "owning_tenant_id", None)
+        pk = stored.pk
+        stored.delete()
+        stored.pk = pk  # so the event names what was deleted
+        audit.record(
+            actor=ctx.actor,
+            action=AuditAction.DELETE,
+            instance=stored,
+            before=before,
+            after=None,
+            source=ctx.source,
+            request_id=ctx.request_id,
+            tenant_id=tenant_id,
+        )
