@@ -1,0 +1,159 @@
+from django.contrib import admin
+
+from factory.inventory import services
+from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from tenants.admin_base import AuditedModelAdmin
+
+
+class PowerFeedInline(admin.TabularInline):
+    model = PowerFeed
+    extra = 0
+    fields = [
+        "name",
+        "path",
+        "voltage",
+        "amperage",
+        "phase",
+        "max_utilization_percent",
+        "power_factor",
+    ]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ChipInline(admin.TabularInline):
+    """The chips of an UltraServer: read here, health changed on the chip's own page."""
+
+    model = Chip
+    extra = 0
+    fields = [
+        "index",
+        "serial",
+        "health",
+        "ecc_corrected",
+        "ecc_uncorrected",
+        "link_errors",
+        "updated_at",
+    ]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(AuditedModelAdmin):
+    list_display = [
+        "code",
+        "name",
+        "tenant",
+        "country",
+        "city",
+        "status",
+        "contracted_power_kw",
+        "contracted_cooling_kw",
+    ]
+    list_filter = ["status", "country", "tenant"]
+    search_fields = ["code", "name", "city", "tenant__name"]
+    list_select_related = ["tenant"]
+
+
+@admin.register(Rack)
+class RackAdmin(AuditedModelAdmin):
+    list_display = ["name", "site", "u_height", "status", "cooling_type", "cooling_capacity_kw"]
+    list_filter = ["status", "cooling_type", "site"]
+    search_fields = ["name", "site__code"]
+    list_select_related = ["site"]
+    inlines = [PowerFeedInline]
+
+
+@admin.register(PowerFeed)
+class PowerFeedAdmin(AuditedModelAdmin):
+    list_display = [
+        "name",
+        "rack",
+        "path",
+        "voltage",
+        "amperage",
+        "phase",
+        "max_utilization_percent",
+        "power_factor",
+        "capacity_kw",
+    ]
+    list_filter = ["path", "phase", "rack__site"]
+    search_fields = ["name", "rack__name"]
+    list_select_related = ["rack"]
+
+    @admin.display(description="Capacity (kW)")
+    def capacity_kw(self, feed):
+        return round(feed.capacity_watts / 1000, 1)
+
+    def delete_instance(self, obj, ctx):
+        services.delete_power_feed(obj, ctx)
+
+
+@admin.register(UltraServer)
+class UltraServerAdmin(AuditedModelAdmin):
+    list_display = [
+        "serial",
+        "model",
+        "rack",
+        "position",
+        "tenant",
+        "lifecycle_state",
+        "firmware_version",
+        "in_maintenance",
+        "last_heartbeat_at",
+    ]
+    list_filter = ["lifecycle_state", "in_maintenance", "model", "rack__site", "tenant"]
+    search_fields = ["serial", "rack__name", "firmware_version"]
+    list_select_related = ["model", "rack", "tenant"]
+    readonly_fields = ["last_heartbeat_at", "created_at", "updated_at"]
+    inlines = [ChipInline]
+
+    def save_instance(self, obj, ctx):
+        return services.save_ultraserver(obj, ctx)
+
+
+@admin.register(Chip)
+class ChipAdmin(AuditedModelAdmin):
+    list_display = [
+        "serial",
+        "ultraserver",
+        "index",
+        "health",
+        "ecc_corrected",
+        "ecc_uncorrected",
+        "link_errors",
+        "updated_at",
+    ]
+    list_filter = ["health", "ultraserver__rack__site"]
+    search_fields = ["serial", "ultraserver__serial"]
+    list_select_related = ["ultraserver"]
+    fields = [
+        "ultraserver",
+        "index",
+        "serial",
+        "health",
+        "health_note",
+        "ecc_corrected",
+        "ecc_uncorrected",
+        "link_errors",
+    ]
+    readonly_fields = [
+        "ultraserver",
+        "index",
+        "serial",
+        "ecc_corrected",
+        "ecc_uncorrected",
+        "link_errors",
+    ]
+
+    def has_add_permission(self, request):
+        return False

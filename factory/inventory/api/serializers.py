@@ -1,0 +1,222 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from factory.catalog.models import UltraServerModel
+from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from factory.inventory.power import FeedCapacity, protected_budget
+from tenants.api.base import ScopedPrimaryKeyRelatedField
+from tenants.models import Tenant
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    tenant = ScopedPrimaryKeyRelatedField(queryset=Tenant.objects.all(), tenant_fields=("id",))
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+
+    class Meta:
+        model = Site
+        fields = [
+            "id",
+            "code",
+            "name",
+            "tenant",
+            "tenant_name",
+            "country",
+            "city",
+            "time_zone",
+            "contracted_power_kw",
+            "contracted_cooling_kw",
+            "status",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class RackSerializer(serializers.ModelSerializer):
+    site = ScopedPrimaryKeyRelatedField(queryset=Site.objects.all(), tenant_fields=("tenant",))
+    site_code = serializers.CharField(source="site.code", read_only=True)
+    power_budget_kw = serializers.SerializerMethodField(
+        help_text="Protected budget: under A+B, the weaker path's capacity."
+    )
+
+    class Meta:
+        model = Rack
+        fields = [
+            "id",
+            "name",
+            "site",
+            "site_code",
+            "u_height",
+            "status",
+            "cooling_type",
+            "cooling_capacity_kw",
+            "power_budget_kw",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    @extend_schema_field(serializers.FloatField())
+    def get_power_budget_kw(self, rack: Rack) -> float:
+        # power_feeds is prefetched by the view: no query per rack.
+        budget = protected_budget(
+            FeedCapacity(f.path, f.capacity_watts) for f in rack.power_feeds.all()
+        )
+        return round(budget.watts / 1000, 3)
+
+
+class PowerFeedSerializer(serializers.ModelSerializer):
+    rack = ScopedPrimaryKeyRelatedField(
+        queryset=Rack.objects.all(), tenant_fields=("site__tenant",)
+    )
+    rack_name = serializers.CharField(source="rack.name", read_only=True)
+    capacity_kw = serializers.SerializerMethodField(
+        help_text="V × A × (√3 if three-phase) × max utilization × power factor."
+    )
+
+    class Meta:
+        model = PowerFeed
+        fields = [
+            "id",
+            "name",
+            "rack",
+            "rack_name",
+            "path",
+            "voltage",
+            "amperage",
+            "phase",
+            "max_utilization_percent",
+            "power_factor",
+            "capacity_kw",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    @extend_schema_field(serializers.FloatField())
+    def get_capacity_kw(self, feed: PowerFeed) -> float:
+        return round(feed.capacity_watts / 1000, 3)
+
+
+class UltraServerSerializer(serializers.ModelSerializer):
+    model = serializers.PrimaryKeyRelatedField(queryset=UltraServerModel.objects.all())
+    model_name = serializers.CharField(source="model.name", read_only=True)
+    rack = ScopedPrimaryKeyRelatedField(
+        queryset=Rack.objects.all(),
+        tenant_fields=("site__tenant",),
+        required=False,
+        allow_null=True,
+    )
+    rack_name = serializers.CharField(source="rack.name", read_only=True, allow_null=True)
+    site = serializers.IntegerField(source="rack.site_id", read_only=True, allow_null=True)
+    tenant = ScopedPrimaryKeyRelatedField(
+        queryset=Tenant.objects.all(), tenant_fields=("id",), required=False, allow_null=True
+    )
+    chip_count = serializers.IntegerField(source="model.chip_count", read_only=True)
+
+    class Meta:
+        model = UltraServer
+        fields = [
+            "id",
+            "serial",
+            "model",
+            "model_name",
+            "chip_count",
+            "rack",
+            "rack_name",
+            "site",
+            "position",
+            "tenant",
+            "lifecycle_state",
+            "firmware_version",
+            "runtime_version",
+            "in_maintenance",
+            "fault_reason",
+            "last_heartbeat_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["last_heartbeat_at", "created_at", "updated_at"]
+
+
+class ChipSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Chip
+        fields = [
+            "id",
+            "ultraserver",
+            "index",
+            "serial",
+            "health",
+            "health_note",
+            "ecc_corrected",
+            "ecc_uncorrected",
+            "link_errors",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "ultraserver",
+            "index",
+            "serial",
+            "ecc_corrected",
+            "ecc_uncorrected",
+            "link_errors",
+            "updated_at",
+        ]
+
+
+# --- Capacity (read-only shapes, for the OpenAPI schema) ---------------------------------------
+
+
+class ChipCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    ok = serializers.IntegerField()
+    degraded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+
+
+class RackPowerSerializer(serializers.Serializer):
+    budget_kw = serializers.FloatField()
+    committed_kw = serializers.FloatField()
+    available_kw = serializers.FloatField()
+    redundant = serializers.BooleanField(help_text="Both A and B paths feed the rack.")
+    paths_kw = serializers.DictField(child=serializers.FloatField())
+
+
+class CoolingSerializer(serializers.Serializer):
+    capacity_kw = serializers.FloatField(required=False)
+    contracted_kw = serializers.FloatField(required=False)
+    committed_kw = serializers.FloatField()
+    available_kw = serializers.FloatField()
+
+
+class RackCapacitySerializer(serializers.Serializer):
+    rack = serializers.IntegerField()
+    name = serializers.CharField()
+    site = serializers.IntegerField()
+    power = RackPowerSerializer()
+    cooling = CoolingSerializer()
+    ultraservers = serializers.IntegerField()
+    chips = ChipCountsSerializer()
+    fp8_dense_pflops = serializers.FloatField()
+    hbm_tb = serializers.FloatField()
+
+
+class SitePowerSerializer(serializers.Serializer):
+    contracted_kw = serializers.FloatField()
+    rack_budgets_kw = serializers.FloatField()
+    committed_kw = serializers.FloatField()
+    available_kw = serializers.FloatField()
+
+
+class SiteCapacitySerializer(serializers.Serializer):
+    site = serializers.IntegerField()
+    code = serializers.CharField()
+    racks = serializers.IntegerField()
+    power = SitePowerSerializer()
+    cooling = CoolingSerializer()
+    ultraservers = serializers.IntegerField()
+    chips = ChipCountsSerializer()
+    fp8_dense_pflops = serializers.FloatField()
+    hbm_tb = serializers.FloatField()

@@ -1,0 +1,115 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from factory.inventory import selectors, services
+from factory.inventory.api import serializers as s
+from factory.inventory.filtersets import (
+    ChipFilterSet,
+    PowerFeedFilterSet,
+    RackFilterSet,
+    SiteFilterSet,
+    UltraServerFilterSet,
+)
+from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin
+from tenants.choices import Role
+
+# The customer supplies space and power: its admins and operators keep its racks and feeds.
+CUSTOMER_FACILITY_WRITERS = frozenset(
+    {Role.PROVIDER_ADMIN, Role.TENANT_ADMIN, Role.TENANT_OPERATOR}
+)
+# Anyone who sees a bad chip may say so; tenant viewers only look.
+CHIP_HEALTH_WRITERS = CUSTOMER_FACILITY_WRITERS | {Role.PROVIDER_TECHNICIAN}
+
+
+class SiteViewSet(AuditedModelViewSet):
+    """Sites: customers' data center halls. Country and contracted power are contract facts, so
+    only provider admins change them."""
+
+    queryset = Site.objects.select_related("tenant")
+    serializer_class = s.SiteSerializer
+    filterset_class = SiteFilterSet
+    ordering_fields = ["code", "name", "country", "status", "created_at"]
+    tenant_fields = ("tenant",)
+
+    @extend_schema(responses=s.SiteCapacitySerializer)
+    @action(detail=True, methods=["get"])
+    def capacity(self, request, pk=None):
+        site = self.get_object()
+        return Response(selectors.site_capacities([site])[site.pk])
+
+
+class RackViewSet(AuditedModelViewSet):
+    queryset = Rack.objects.select_related("site").prefetch_related("power_feeds")
+    serializer_class = s.RackSerializer
+    filterset_class = RackFilterSet
+    ordering_fields = ["name", "status", "cooling_capacity_kw", "created_at"]
+    tenant_fields = ("site__tenant",)
+    write_roles = CUSTOMER_FACILITY_WRITERS
+
+    @extend_schema(responses=s.RackCapacitySerializer)
+    @action(detail=True, methods=["get"])
+    def capacity(self, request, pk=None):
+        rack = self.get_object()
+        return Response(selectors.rack_capacities([rack])[rack.pk])
+
+
+class PowerFeedViewSet(AuditedModelViewSet):
+    queryset = PowerFeed.objects.select_related("rack__site")
+    serializer_class = s.PowerFeedSerializer
+    filterset_class = PowerFeedFilterSet
+    ordering_fields = ["name", "path", "voltage", "amperage"]
+    tenant_fields = ("rack__site__tenant",)
+    write_roles = CUSTOMER_FACILITY_WRITERS
+
+    def delete_instance(self, instance, ctx):
+        services.delete_power_feed(instance, ctx)
+
+
+class UltraServerViewSet(AuditedModelViewSet):
+    """UltraServers: provider hardware on customer premises. Creating one creates its chips."""
+
+    queryset = UltraServer.objects.select_related("model", "rack__site", "tenant")
+    serializer_class = s.UltraServerSerializer
+    filterset_class = UltraServerFilterSet
+    ordering_fields = ["serial", "lifecycle_state", "position", "created_at", "last_heartbeat_at"]
+    tenant_fields = ("rack__site__tenant", "tenant")
+
+    def save_instance(self, instance, ctx):
+        return services.save_ultraserver(instance, ctx)
+
+
+class ChipViewSet(AuditedModelViewSet):
+    """Chips are created with their UltraServer; here they are read and their health set."""
+
+    queryset = Chip.objects.select_related("ultraserver__rack__site")
+    serializer_class = s.ChipSerializer
+    filterset_class = ChipFilterSet
+    ordering_fields = ["index", "health", "ecc_uncorrected", "updated_at"]
+    tenant_fields = ("ultraserver__rack__site__tenant", "ultraserver__tenant")
+    write_roles = CHIP_HEALTH_WRITERS
+    http_method_names = ["get", "put", "patch", "head", "options"]
+
+
+class SiteCapacityViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Capacity of every visible site in one list: power and cooling contracted vs committed,
+    chips by health, FP8 PFLOPs and HBM."""
+
+    queryset = Site.objects.all()
+    serializer_class = s.SiteCapacitySerializer
+    filterset_class = SiteFilterSet
+    ordering_fields = ["code", "name"]
+    tenant_fields = ("tenant",)
+
+    @extend_schema(responses=s.SiteCapacitySerializer(many=True))
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        capacities = selectors.site_capacities(page)
+        return self.get_paginated_response([capacities[site.pk] for site in page])
+
+    @extend_schema(responses=s.SiteCapacitySerializer)
+    def retrieve(self, request, *args, **kwargs):
+        site = self.get_object()
+        return Response(selectors.site_capacities([site])[site.pk])

@@ -1,0 +1,215 @@
+"""The demo fleet: a German government tenant in Frankfurt and a US enterprise in Ashburn.
+
+Built through the same services as the API, so the demo obeys every placement rule. Loading is
+idempotent: a second run finds the fleet and changes nothing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from factory.catalog.models import UltraServerModel
+from factory.inventory.choices import LifecycleState, RackStatus, SiteStatus
+from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
+from factory.inventory.services import save_ultraserver
+from tenants.access import SYSTEM
+from tenants.choices import AuditSource, Clearance, Role, TenantKind
+from tenants.models import Membership, Tenant
+from tenants.services.changes import ChangeContext, save_object
+
+DEMO_PASSWORD = "factory-demo"
+
+PEOPLE = [
+    # username, first, last, nationality, residency, clearance, role, tenant slug
+    ("admin", "Fleet", "Admin", "DE", "DE", Clearance.SECRET, Role.PROVIDER_ADMIN, None),
+    (
+        "sofia.lindqvist",
+        "Sofia",
+        "Lindqvist",
+        "SE",
+        "DE",
+        Clearance.SECRET,
+        Role.PROVIDER_ADMIN,
+        None,
+    ),
+    (
+        "lukas.hoffmann",
+        "Lukas",
+        "Hoffmann",
+        "DE",
+        "DE",
+        Clearance.SECRET,
+        Role.PROVIDER_TECHNICIAN,
+        None,
+    ),
+    (
+        "daniel.reyes",
+        "Daniel",
+        "Reyes",
+        "US",
+        "US",
+        Clearance.CONFIDENTIAL,
+        Role.PROVIDER_TECHNICIAN,
+        None,
+    ),
+    (
+        "anna.schneider",
+        "Anna",
+        "Schneider",
+        "DE",
+        "DE",
+        Clearance.SECRET,
+        Role.TENANT_ADMIN,
+        "bsia",
+    ),
+    (
+        "jonas.weber",
+        "Jonas",
+        "Weber",
+        "DE",
+        "DE",
+        Clearance.CONFIDENTIAL,
+        Role.TENANT_OPERATOR,
+        "bsia",
+    ),
+    ("lea.fischer", "Lea", "Fischer", "DE", "DE", Clearance.RESTRICTED, Role.TENANT_VIEWER, "bsia"),
+    ("emily.carter", "Emily", "Carter", "US", "US", Clearance.NONE, Role.TENANT_ADMIN, "meridian"),
+    (
+        "marcus.johnson",
+        "Marcus",
+        "Johnson",
+        "US",
+        "US",
+        Clearance.NONE,
+        Role.TENANT_OPERATOR,
+        "meridian",
+    ),
+    ("priya.raman", "Priya", "Raman", "IN", "US", Clearance.NONE, Role.TENANT_VIEWER, "meridian"),
+]
+
+
+def _feeds(rack: Rack, ctx: ChangeContext, amperage: int) -> None:
+    for path in ("A", "B"):
+        save_object(
+            PowerFeed(
+                rack=rack,
+                name=f"{rack.name}-{path}1",
+                path=path,
+                voltage=400,
+                amperage=Decimal(amperage),
+                phase="three",
+            ),
+            ctx,
+        )
+
+
+def _site(ctx, tenant, *, racks, **fields) -> Site:
+    site = save_object(Site(tenant=tenant, status=SiteStatus.ACTIVE, **fields), ctx)
+    for index, (model_slug, per_rack, cooling, cooling_kw, amperage) in enumerate(racks, start=1):
+        rack = save_object(
+            Rack(
+                site=site,
+                name=f"{site.code}-R{index:02d}",
+                u_height=48,
+                status=RackStatus.ACTIVE,
+                cooling_type=cooling,
+                cooling_capacity_kw=Decimal(cooling_kw),
+            ),
+            ctx,
+        )
+        _feeds(rack, ctx, amperage)
+        model = UltraServerModel.objects.get(slug=model_slug)
+        family = model.slug.split("-")[0].upper()
+        for slot in range(per_rack):
+            save_ultraserver(
+                UltraServer(
+                    serial=f"{site.code}-{family}-{index:02d}{slot + 1:02d}",
+                    model=model,
+                    rack=rack,
+                    position=1 + slot * model.rack_units,
+                    tenant=tenant,
+                    lifecycle_state=LifecycleState.IN_SERVICE,
+                    firmware_version="2026.09.1",
+                    runtime_version="neuron-2.26" if "trn" in model.slug else "cuda-13.0",
+                ),
+                ctx,
+            )
+    return site
+
+
+@transaction.atomic
+def load_demo_fleet(stdout=None) -> bool:
+    """Returns False when the fleet was already there."""
+    if Tenant.objects.filter(slug="bsia").exists():
+        return False
+    ctx = ChangeContext(SYSTEM, AuditSource.COMMAND)
+    bsia = save_object(
+        Tenant(
+            name="Bundesagentur für Souveräne KI",
+            slug="bsia",
+            kind=TenantKind.GOVERNMENT,
+            country="DE",
+            contact_email="betrieb@bsia.example.de",
+        ),
+        ctx,
+    )
+    meridian = save_object(
+        Tenant(
+            name="Meridian Health Systems",
+            slug="meridian",
+            kind=TenantKind.ENTERPRISE,
+            country="US",
+            contact_email="platform@meridianhealth.example.com",
+        ),
+        ctx,
+    )
+    tenants = {"bsia": bsia, "meridian": meridian}
+    User = get_user_model()
+    for username, first, last, nationality, residency, clearance, role, slug in PEOPLE:
+        user = User(
+            username=username,
+            first_name=first,
+            last_name=last,
+            email=f"{username}@example.org",
+            nationality=nationality,
+            residency=residency,
+            clearance=clearance,
+            is_staff=role == Role.PROVIDER_ADMIN,
+            is_superuser=role == Role.PROVIDER_ADMIN,
+        )
+        user.set_password(DEMO_PASSWORD)
+        user.save()
+        save_object(Membership(user=user, tenant=tenants.get(slug), role=role), ctx)
+
+    _site(
+        ctx,
+        bsia,
+        code="FRA1",
+        name="Frankfurt Rechenzentrum 1",
+        country="DE",
+        city="Frankfurt am Main",
+        time_zone="Europe/Berlin",
+        contracted_power_kw=Decimal("1000"),
+        contracted_cooling_kw=Decimal("1000"),
+        racks=[("trn3-ultraserver", 1, "liquid", "200", 400)] * 4,
+    )
+    _site(
+        ctx,
+        meridian,
+        code="IAD1",
+        name="Ashburn Data Hall 1",
+        country="US",
+        city="Ashburn, VA",
+        time_zone="America/New_York",
+        contracted_power_kw=Decimal("600"),
+        contracted_cooling_kw=Decimal("600"),
+        racks=[
+            ("gb300-nvl72", 1, "liquid", "140", 250),
+            ("gb300-nvl72", 1, "liquid", "140", 250),
+            ("trn2-ultraserver", 2, "air", "100", 200),
+        ],
+    )
+    return True
