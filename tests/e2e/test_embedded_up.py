@@ -1,0 +1,115 @@
+"""What `make up` runs, for real: the embedded default (SQLite + filesystem broker, no servers)
+serves the API with the demo fleet, and Ctrl-C stops everything it started."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def get(url: str, token: str | None = None):
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    port = free_port()
+    env.update(FACTORY_VAR_DIR=str(tmp_path / "var"), FACTORY_PORT=str(port))
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for command in (
+        ["migrate", "--noinput"],
+        ["collectstatic", "--noinput", "-v0"],
+        ["load_demo_fleet"],
+    ):
+        subprocess.run(manage + command, env=env, cwd=ROOT, check=True, capture_output=True)
+    assert (tmp_path / "var" / "factory.sqlite3").exists()
+    log = open(tmp_path / "up.log", "w+")  # noqa: SIM115 - open for the supervisor's lifetime
+    supervisor = subprocess.Popen(
+        [*manage, "runfactory"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                status, body = get(f"{base}/readyz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert supervisor.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, Path(log.name).read_text()
+            time.sleep(0.5)
+        assert body["checks"] == {"database": "ok", "broker": "ok"}
+        token = subprocess.run(
+            [*manage, "issue_token", "admin"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        _, sites = get(f"{base}/api/v1/sites/", token)
+        assert sorted(s["code"] for s in sites["results"]) == ["FRA1", "IAD1"]
+        admin = urllib.request.urlopen(f"{base}/admin/login/", timeout=5)
+        assert admin.status == 200
+        css = urllib.request.urlopen(f"{base}/static/admin/css/base.css", timeout=5)
+        assert css.status == 200
+        # The worker and beat came up on the filesystem broker.
+        deadline = time.monotonic() + 60
+        while not all(w in Path(log.name).read_text() for w in ("ready.", "beat: Starting")):
+            assert time.monotonic() < deadline, Path(log.name).read_text()
+            time.sleep(0.5)
+        children = children_of(supervisor.pid)
+        assert len(children) == 3
+    finally:
+        supervisor.send_signal(signal.SIGINT)  # Ctrl-C
+        supervisor.wait(timeout=30)
+    time.sleep(0.5)
+    assert not [pid for pid in children if alive(pid)], Path(log.name).read_text()
+    assert "Stopped web, worker and beat." in Path(log.name).read_text()

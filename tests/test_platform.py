@@ -1,0 +1,160 @@
+"""Platform promises: the OpenAPI schema, health and readiness, production settings, errors."""
+
+import os
+import socket
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+
+def test_openapi_schema_generates_without_warnings(tmp_path):
+    out = tmp_path / "schema.yaml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "spectacular",
+            "--validate",
+            "--fail-on-warn",
+            "--file",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "factory.settings.test"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr.lower(), result.stderr
+    schema = out.read_text()
+    for path in [
+        "/api/v1/sites/",
+        "/api/v1/racks/",
+        "/api/v1/power-feeds/",
+        "/api/v1/ultraservers/",
+        "/api/v1/chips/",
+        "/api/v1/catalog/chip-models/",
+        "/api/v1/catalog/ultraserver-models/",
+        "/api/v1/tenants/",
+        "/api/v1/audit-events/",
+        "/api/v1/capacity/sites/",
+        "/api/v1/sites/{id}/capacity/",
+        "/api/v1/racks/{id}/capacity/",
+        "/api/v1/tokens/",
+    ]:
+        assert f"  {path}:" in schema, path
+    assert "bearerAuth" in schema and "ErrorItem" in schema
+
+
+def test_schema_and_docs_are_served(fleet):
+    client = fleet.client("alpha_viewer")
+    assert client.get("/api/schema/").status_code == 200
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "cdn." not in html and "https://" not in html.split("<body")[0]  # assets served locally
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_checks_database_and_redis_broker(client, settings):
+    assert settings.CELERY_BROKER_URL.startswith("redis://")
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_naming_the_broker_when_it_is_down(client):
+    with override_settings(CELERY_BROKER_URL=f"redis://127.0.0.1:{_closed_port()}/0"):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["database"] == "ok" and body["checks"]["broker"] != "ok"
+
+
+def test_request_id_is_echoed_or_made(client):
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+    made = client.get("/healthz", HTTP_X_REQUEST_ID="bad id with spaces")["X-Request-ID"]
+    assert made != "bad id with spaces" and len(made) == 32
+
+
+@pytest.mark.django_db
+def test_unknown_api_path_is_json_404(client):
+    response = client.get("/api/v1/nothing-here/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_production_settings_pass_check_deploy():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "factory.settings.production",
+        "SECRET_KEY": "k" * 20 + "Zq8#vT2!pL9@xR4$mN7^bW1&cY6*hJ3(" + "s" * 10,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/factory",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "ALLOWED_HOSTS": "factory.example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_a_missing_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="factory.settings.production",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/factory",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.django_db
+def test_demo_fleet_loads_once_with_every_role():
+    from factory.inventory.models import Chip, Site, UltraServer
+    from tenants.choices import Role
+    from tenants.models import Membership, Tenant
+
+    out = StringIO()
+    call_command("load_demo_fleet", stdout=out)
+    assert "Demo fleet loaded" in out.getvalue()
+    fra, iad = Site.objects.get(code="FRA1"), Site.objects.get(code="IAD1")
+    assert (fra.country.code, iad.country.code) == ("DE", "US")
+    assert fra.racks.count() == 4
+    assert all(
+        r.power_feeds.filter(path="A").exists() and r.power_feeds.filter(path="B").exists()
+        for r in fra.racks.all()
+    )
+    assert set(
+        UltraServer.objects.filter(rack__site=fra).values_list("model__slug", flat=True)
+    ) == {"trn3-ultraserver"}
+    assert set(
+        UltraServer.objects.filter(rack__site=iad).values_list("model__slug", flat=True)
+    ) == {"gb300-nvl72", "trn2-ultraserver"}
+    assert Chip.objects.filter(ultraserver__rack__site=fra).count() == 4 * 144
+    assert set(Membership.objects.values_list("role", flat=True)) == set(Role.values)
+    assert Tenant.objects.get(slug="bsia").kind == "government"
+    counts = (Site.objects.count(), UltraServer.objects.count(), Chip.objects.count())
+    call_command("load_demo_fleet", stdout=StringIO())
+    assert (Site.objects.count(), UltraServer.objects.count(), Chip.objects.count()) == counts
