@@ -5,9 +5,22 @@ from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
 from tenants.admin_base import AuditedModelAdmin
 
 
-class PowerFeedInline(admin.TabularInline):
-    model = PowerFeed
+class ReadOnlyInline(admin.TabularInline):
+    """Shown for context; each row is changed on its own page (through the audited services)."""
+
     extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class PowerFeedInline(ReadOnlyInline):
+    model = PowerFeed
     fields = [
         "name",
         "path",
@@ -17,19 +30,12 @@ class PowerFeedInline(admin.TabularInline):
         "max_utilization_percent",
         "power_factor",
     ]
-    readonly_fields = fields
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class ChipInline(admin.TabularInline):
+class ChipInline(ReadOnlyInline):
     """The chips of an UltraServer: read here, health changed on the chip's own page."""
 
     model = Chip
-    extra = 0
     fields = [
         "index",
         "serial",
@@ -39,12 +45,6 @@ class ChipInline(admin.TabularInline):
         "link_errors",
         "updated_at",
     ]
-    readonly_fields = fields
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Site)

@@ -191,16 +191,19 @@ class CoolingSerializer(serializers.Serializer):
     available_kw = serializers.FloatField()
 
 
-class RackCapacitySerializer(serializers.Serializer):
+class HardwareTotalsSerializer(serializers.Serializer):
+    ultraservers = serializers.IntegerField()
+    chips = ChipCountsSerializer()
+    fp8_dense_pflops = serializers.FloatField()
+    hbm_tb = serializers.FloatField()
+
+
+class RackCapacitySerializer(HardwareTotalsSerializer):
     rack = serializers.IntegerField()
     name = serializers.CharField()
     site = serializers.IntegerField()
     power = RackPowerSerializer()
     cooling = CoolingSerializer()
-    ultraservers = serializers.IntegerField()
-    chips = ChipCountsSerializer()
-    fp8_dense_pflops = serializers.FloatField()
-    hbm_tb = serializers.FloatField()
 
 
 class SitePowerSerializer(serializers.Serializer):
@@ -210,13 +213,9 @@ class SitePowerSerializer(serializers.Serializer):
     available_kw = serializers.FloatField()
 
 
-class SiteCapacitySerializer(serializers.Serializer):
+class SiteCapacitySerializer(HardwareTotalsSerializer):
     site = serializers.IntegerField()
     code = serializers.CharField()
     racks = serializers.IntegerField()
     power = SitePowerSerializer()
     cooling = CoolingSerializer()
-    ultraservers = serializers.IntegerField()
-    chips = ChipCountsSerializer()
-    fp8_dense_pflops = serializers.FloatField()
-    hbm_tb = serializers.FloatField()

@@ -72,26 +72,15 @@ class Site(models.Model):
 
         errors: dict[str, ValidationError] = {}
         committed = committed_watts(site_id=self.pk)
-        if self.contracted_power_kw is not None:
+        for field, what in (("contracted_power_kw", "power"), ("contracted_cooling_kw", "cooling")):
+            contracted = getattr(self, field)
+            if contracted is None:
+                continue
             problem = shrink_shortfall(
-                f"site {self.code} contracted power",
-                float(self.contracted_power_kw) * 1000,
-                committed,
+                f"site {self.code} contracted {what}", float(contracted) * 1000, committed
             )
             if problem:
-                errors["contracted_power_kw"] = ValidationError(
-                    problem, code="site_contracted_power_exceeded"
-                )
-        if self.contracted_cooling_kw is not None:
-            problem = shrink_shortfall(
-                f"site {self.code} contracted cooling",
-                float(self.contracted_cooling_kw) * 1000,
-                committed,
-            )
-            if problem:
-                errors["contracted_cooling_kw"] = ValidationError(
-                    problem, code="site_contracted_cooling_exceeded"
-                )
+                errors[field] = ValidationError(problem, code=f"site_contracted_{what}_exceeded")
         stored_tenant = (
             type(self).objects.filter(pk=self.pk).values_list("tenant_id", flat=True).first()
         )
