@@ -1,14 +1,18 @@
 """Test settings: real PostgreSQL and Redis (defaults: the ones on this machine)."""
 
+import hashlib
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/factory")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 from factory.settings.base import *  # noqa: F403
-from factory.settings.base import DATABASES
+from factory.settings.base import BASE_DIR, DATABASES
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# One test database per checkout: two clones on one machine never drop each other's.
+_checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_checkout}"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
