@@ -1,5 +1,6 @@
 import django_filters
 
+from tenants.api.filters import UtcDateTimeFilter
 from tenants.choices import AuditAction, AuditSource
 from tenants.models import AuditEvent, Tenant
 
@@ -15,8 +16,8 @@ class TenantFilterSet(django_filters.FilterSet):
 class AuditEventFilterSet(django_filters.FilterSet):
     action = django_filters.ChoiceFilter(choices=AuditAction.choices)
     source = django_filters.ChoiceFilter(choices=AuditSource.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
     actor = django_filters.CharFilter(field_name="actor_username")
 
     class Meta:

@@ -158,3 +158,26 @@ def test_demo_fleet_loads_once_with_every_role():
     counts = (Site.objects.count(), UltraServer.objects.count(), Chip.objects.count())
     call_command("load_demo_fleet", stdout=StringIO())
     assert (Site.objects.count(), UltraServer.objects.count(), Chip.objects.count()) == counts
+
+
+def test_out_of_range_values_are_400_not_500(fleet):
+    client = fleet.client("provider_admin")
+    # A valid ISO instant whose offset PostgreSQL cannot take (found by Schemathesis).
+    response = client.get("/api/v1/audit-events/?since=1725-03-27T01:11:47%2B21:53")
+    assert response.status_code == 200
+    # Integers beyond bigint in a filter.
+    huge = client.get("/api/v1/audit-events/?tenant_id=99999999999999999999999")
+    assert huge.status_code in {200, 400}, huge.content
+    # NUL bytes never reach the database.
+    nul = client.get("/api/v1/ultraservers/?serial=%00x")
+    assert nul.status_code == 400
+
+
+def test_database_data_errors_become_400():
+    from django.db import DataError
+
+    from factory.core.errors import api_exception_handler
+
+    response = api_exception_handler(DataError("time zone displacement out of range"), {})
+    assert response.status_code == 400
+    assert response.data["errors"][0]["code"] == "invalid_value"

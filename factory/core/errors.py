@@ -10,9 +10,10 @@ database uniqueness races, become 409 Conflict; nothing becomes a 500.
 
 from __future__ import annotations
 
+import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -20,6 +21,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from tenants.services.changes import ChangeRefused
+
+logger = structlog.get_logger(__name__)
 
 
 class Conflict(exceptions.APIException):
@@ -102,6 +105,18 @@ def api_exception_handler(exc, context):
             detail={
                 "non_field_errors": [
                     exceptions.ErrorDetail(f"still in use by: {', '.join(names)}", code="protected")
+                ]
+            }
+        )
+    elif isinstance(exc, DataError):
+        # A value the database cannot take (out of range, bad encoding): the input's fault.
+        logger.warning("database rejected a value", error=str(exc).splitlines()[0])
+        exc = exceptions.ValidationError(
+            {
+                "non_field_errors": [
+                    exceptions.ErrorDetail(
+                        "a value is out of the range the database accepts", code="invalid_value"
+                    )
                 ]
             }
         )

@@ -1,0 +1,79 @@
+"""Benchmark plumbing: a private PostgreSQL database, timing helpers, and the result file.
+
+Results are ratios against a baseline measured in the same run (machines here are noisy);
+each benchmark writes bench/results/<name>.json with name, value, unit, baseline, ratio,
+target and held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/factory_bench")
+
+
+def setup_django() -> None:
+    """Point Django at a fresh benchmark database and migrate it."""
+    import psycopg
+
+    os.environ["DATABASE_URL"] = BENCH_DB
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "factory.settings.base"
+    name = BENCH_DB.rsplit("/", 1)[1]
+    admin_url = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    """Seconds per call, after one warm-up call."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def write_result(
+    name: str,
+    value: float,
+    unit: str,
+    baseline: float,
+    target: float,
+    lower_is_better: bool = True,
+    **extra,
+) -> dict:
+    """``target`` bounds the ratio value/baseline."""
+    ratio = value / baseline if baseline else float("inf")
+    held = ratio <= target if lower_is_better else ratio >= target
+    result = {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "baseline": round(baseline, 3),
+        "ratio": round(ratio, 2),
+        "target": target,
+        "held": held,
+        **extra,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
