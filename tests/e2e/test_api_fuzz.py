@@ -19,7 +19,7 @@ from tenants.access import SYSTEM
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import issue_token
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CHECKS = ",".join(

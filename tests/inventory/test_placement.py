@@ -237,7 +237,7 @@ def test_capacity_summaries(fleet):
     assert client.get(f"/api/v1/sites/{fleet.sites['beta'].pk}/capacity/").status_code == 404
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_placements_into_one_slot_exactly_one_wins():
     """Two admins race for a rack whose feeds carry one Trn2 UltraServer (44.4 kW), not two.
     Free positions for both: only the power budget decides, and row locks make one win."""
