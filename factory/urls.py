@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("factory.catalog.api.urls")),
     path("", include("factory.inventory.api.urls")),
     path("", include("tenants.api.urls")),
+    path("", include("tenants.sovereignty.api.urls")),
 ]
 
 urlpatterns = [

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from tenants.services.changes import ChangeRefused
+from tenants.sovereignty.services import SovereigntyDenied
 
 logger = structlog.get_logger(__name__)
 
@@ -96,6 +97,13 @@ def error_body(status_code: int, code: str, errors: list[dict], message: str | N
     }
 
 
+def _pairs(decision) -> list[tuple[str, str]]:
+    """(rule id, sentence) for each deciding rule; reasons alone when it failed closed."""
+    if len(decision.rule_ids) == len(decision.reasons):
+        return list(zip(decision.rule_ids, decision.reasons, strict=True))
+    return [("", reason) for reason in decision.reasons]
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = django_validation_error_to_drf(exc)
@@ -138,6 +146,18 @@ def api_exception_handler(exc, context):
                 ]
             }
         )
+    elif isinstance(exc, SovereigntyDenied):
+        exc = exceptions.PermissionDenied(
+            detail={
+                "non_field_errors": [
+                    exceptions.ErrorDetail(
+                        f"{rule_id}: {reason}" if rule_id else reason, code="sovereignty_denied"
+                    )
+                    for rule_id, reason in _pairs(exc.decision)
+                ]
+            }
+        )
+        exc.default_code = "sovereignty_denied"
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_countries",
     "django_celery_beat",
     "tenants",
+    "tenants.sovereignty",
     "factory.core",
     "factory.catalog",
     "factory.inventory",

@@ -325,12 +325,12 @@ class Migration(migrations.Migration):
                     models.CheckConstraint(
                         condition=models.Q(
                             models.Q(
-                                ("role__in", ["provider-technician", "provider-admin"]),
+                                ("role__in", ["provider-admin", "provider-technician"]),
                                 ("tenant__isnull", True),
                             ),
                             models.Q(
                                 models.Q(
-                                    ("role__in", ["provider-technician", "provider-admin"]),
+                                    ("role__in", ["provider-admin", "provider-technician"]),
                                     _negated=True,
                                 ),
                                 ("tenant__isnull", False),

@@ -45,8 +45,11 @@ class Membership(models.Model):
             ),
             models.CheckConstraint(
                 condition=(
-                    Q(role__in=[r.value for r in PROVIDER_ROLES], tenant__isnull=True)
-                    | (~Q(role__in=[r.value for r in PROVIDER_ROLES]) & Q(tenant__isnull=False))
+                    Q(role__in=sorted(r.value for r in PROVIDER_ROLES), tenant__isnull=True)
+                    | (
+                        ~Q(role__in=sorted(r.value for r in PROVIDER_ROLES))
+                        & Q(tenant__isnull=False)
+                    )
                 ),
                 name="membership_role_matches_tenant",
                 violation_error_message="provider roles have no tenant; tenant roles need one",

@@ -48,6 +48,12 @@ class Site(models.Model):
         help_text="Heat the customer contracted to remove, kW.",
     )
     status = models.CharField(max_length=20, choices=SiteStatus.choices, default=SiteStatus.PLANNED)
+    air_gapped = models.BooleanField(
+        default=False, help_text="No network path out; no remote access (sovereignty facts)."
+    )
+    accreditations = models.JSONField(
+        default=list, blank=True, help_text='Accreditations held, e.g. ["vs-nfd", "bsi-c5"].'
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

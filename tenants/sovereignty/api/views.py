@@ -1,0 +1,231 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tenants.access import actor_for, scope_queryset
+from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
+from tenants.choices import PROVIDER_ROLES, TENANT_ROLES, Role
+from tenants.sovereignty import services
+from tenants.sovereignty.api import serializers as s
+from tenants.sovereignty.core.model import Action, ArtifactFacts, Request
+from tenants.sovereignty.filtersets import (
+    AccessRequestFilterSet,
+    DecisionRecordFilterSet,
+    ProtectedAssetFilterSet,
+    RuleFilterSet,
+)
+from tenants.sovereignty.models import (
+    AccessRequest,
+    AccessRequestStatus,
+    DecisionRecord,
+    JurisdictionGroup,
+    ProtectedAsset,
+    SovereigntyRule,
+)
+
+TENANT_WRITERS = frozenset({Role.TENANT_ADMIN, Role.TENANT_OPERATOR})
+
+
+class JurisdictionGroupViewSet(AuditedModelViewSet):
+    """Country groups a rule can name: the built-in EU and EEA, and a tenant's own."""
+
+    queryset = JurisdictionGroup.objects.all()
+    serializer_class = s.JurisdictionGroupSerializer
+    ordering_fields = ["code"]
+    write_roles = frozenset({Role.PROVIDER_ADMIN, Role.TENANT_ADMIN})
+
+    def get_queryset(self):
+        queryset = super(ScopedViewSetMixin, self).get_queryset()
+        visible = self.actor.visible_tenant_ids()
+        if visible is None:
+            return queryset
+        return queryset.filter(tenant__isnull=True) | queryset.filter(tenant_id__in=visible)
+
+
+class ProtectedAssetViewSet(AuditedModelViewSet):
+    """A tenant's datasets, model weights, backups, replicas and keys, and where each one is.
+    Placing or moving one to a site is checked against the tenant's rules (403 if denied)."""
+
+    queryset = ProtectedAsset.objects.all()
+    serializer_class = s.ProtectedAssetSerializer
+    filterset_class = ProtectedAssetFilterSet
+    ordering_fields = ["name", "kind", "classification"]
+    tenant_fields = ("tenant",)
+    write_roles = TENANT_WRITERS | {Role.PROVIDER_ADMIN}
+
+    def save_instance(self, instance, ctx):
+        return services.save_asset(instance, ctx)
+
+
+class RuleViewSet(AuditedModelViewSet):
+    """A tenant's sovereignty rules. Its tenant-admins write; its other people and provider
+    admins read. Drafts change freely; activation type-checks the compiled Cedar policy."""
+
+    queryset = SovereigntyRule.objects.all()
+    serializer_class = s.RuleSerializer
+    filterset_class = RuleFilterSet
+    ordering_fields = ["name", "kind", "status", "created_at"]
+    tenant_fields = ("tenant",)
+    read_roles = frozenset({Role.PROVIDER_ADMIN, *TENANT_ROLES})
+    write_roles = frozenset({Role.TENANT_ADMIN})
+
+    def save_instance(self, instance, ctx):
+        if instance.supersedes_id and instance._state.adding:
+            instance.version = instance.supersedes.version + 1
+        return super().save_instance(instance, ctx)
+
+    def _transition(self, request, change):
+        rule = self.get_object()
+        try:
+            rule = change(rule, change_context(request))
+        except services.RuleRejected as rejected:
+            raise exceptions.ValidationError(
+                {rejected.field: [exceptions.ErrorDetail(rejected.message, code=rejected.code)]}
+            ) from None
+        return Response(self.get_serializer(rule).data)
+
+    @extend_schema(request=None, responses=s.RuleSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        return self._transition(request, services.activate_rule)
+
+    @extend_schema(request=None, responses=s.RuleSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        return self._transition(request, services.retire_rule)
+
+    @extend_schema(request=None, responses=s.WhatIfSerializer)
+    @action(detail=True, methods=["post"], url_path="what-if")
+    def what_if(self, request, pk=None):
+        """What this rule would deny in the live fleet if it were active now."""
+        return Response(services.what_if(self.get_object()))
+
+
+class AccessRequestViewSet(AuditedModelViewSet):
+    """The customer lockbox: the provider asks for a person's access to a site for a window; one
+    of the tenant's admins approves or rejects it."""
+
+    queryset = AccessRequest.objects.select_related("site")
+    serializer_class = s.AccessRequestSerializer
+    filterset_class = AccessRequestFilterSet
+    ordering_fields = ["created_at", "starts_at"]
+    tenant_fields = ("tenant",)
+    write_roles = PROVIDER_ROLES | {Role.TENANT_ADMIN}
+    http_method_names = ["get", "post", "head", "options"]
+
+    def perform_create(self, serializer):
+        if actor_for(self.request.user).provider_role is None:
+            raise exceptions.PermissionDenied("Only the provider requests access.", code="role")
+        data = serializer.validated_data
+        instance = AccessRequest(
+            **data, tenant_id=data["site"].tenant_id, requested_by=self.request.user
+        )
+        serializer.instance = self.save_instance(instance, change_context(self.request))
+
+    def _decide(self, request, new_status):
+        access = self.get_object()
+        if not self.actor.can_write(access.tenant_id, {Role.TENANT_ADMIN}):
+            raise exceptions.PermissionDenied("Only the tenant's admins decide.", code="role")
+        if access.status != AccessRequestStatus.PENDING:
+            raise exceptions.ValidationError(
+                {"status": [exceptions.ErrorDetail(f"already {access.status}", code="decided")]}
+            )
+        access.status, access.decided_by = new_status, request.user
+        from django.utils import timezone
+
+        access.decided_at = timezone.now()
+        self.save_instance(access, change_context(request))
+        return Response(self.get_serializer(access).data)
+
+    @extend_schema(request=None, responses=s.AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(request, AccessRequestStatus.APPROVED)
+
+    @extend_schema(request=None, responses=s.AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(request, AccessRequestStatus.REJECTED)
+
+
+class DecisionRecordViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Access transparency: every sovereignty decision about the tenant's sites and assets."""
+
+    queryset = DecisionRecord.objects.all()
+    serializer_class = s.DecisionRecordSerializer
+    filterset_class = DecisionRecordFilterSet
+    ordering_fields = ["occurred_at", "id"]
+    tenant_fields = ("tenant_id",)
+    read_roles = frozenset({Role.PROVIDER_ADMIN, *TENANT_ROLES})
+
+
+class EvaluateView(APIView):
+    """Ask the engine: allow or deny, the deciding rules, and a sentence for each. The question
+    and its answer are recorded in the access-transparency log."""
+
+    write_roles = frozenset(Role)  # asking changes nothing but the log
+
+    @extend_schema(request=s.EvaluateSerializer, responses=s.DecisionSerializer)
+    def post(self, request):
+        params = s.EvaluateSerializer(data=request.data, context={"request": request})
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        site, act = data["site"], Action(data["action"])
+        missing = {
+            "asset": act
+            in (
+                Action.PLACE_ASSET,
+                Action.PROCESS_ASSET,
+                Action.REPLICATE_ASSET,
+                Action.TRANSFER_ASSET,
+            ),
+            "person": act == Action.ACCESS_SITE,
+            "destination": act == Action.EGRESS_TELEMETRY,
+            "artifact_origin": act == Action.ACCEPT_ARTIFACT,
+        }
+        for field, needed in missing.items():
+            if needed and not data.get(field):
+                raise exceptions.ValidationError(
+                    {field: [exceptions.ErrorDetail(f"required for {act}", code="required")]}
+                )
+        asset, person = data.get("asset"), data.get("person")
+        engine_request = Request(
+            act,
+            services.person_facts(person) if person else None,
+            services.site_facts(site),
+            asset=services.asset_facts(asset) if asset else None,
+            artifact=ArtifactFacts("query", data["artifact_origin"], data["artifact_signed"]),
+            legal_basis=data["legal_basis"],
+            from_country=data["from_country"],
+            remote=data["remote"],
+            approved=bool(person) and services.approved_access(person, site),
+            telemetry_category=data["telemetry_category"],
+            destination=services.site_facts(data["destination"])
+            if data.get("destination")
+            else None,
+            **(services._key_store(site) if act == Action.PLACE_ASSET else {}),
+        )
+        subject = services.Subject(
+            "asset" if asset else "site",
+            str(asset.pk if asset else site.pk),
+            asset.name if asset else str(site),
+        )
+        decision = services.decide(
+            engine_request,
+            tenant_id=site.tenant_id,
+            subject=subject,
+            ctx=change_context(request),
+            site_id=site.pk,
+            raise_on_deny=False,
+        )
+        body = {
+            "allowed": decision.allowed,
+            "rule_ids": list(decision.rule_ids),
+            "reasons": list(decision.reasons),
+        }
+        return Response(body, status=status.HTTP_200_OK)
+
+
+__all__ = ["scope_queryset"]

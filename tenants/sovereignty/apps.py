@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SovereigntyConfig(AppConfig):
+    name = "tenants.sovereignty"
+    label = "sovereignty"
+    verbose_name = "Sovereignty"

@@ -1,0 +1,383 @@
+"""Rules → Cedar policies, and evaluation with cedarpy that fails closed.
+
+Platform permits open each action (assets only on their own tenant's premises); every customer
+rule is a ``forbid``. Forbid wins, and no permit means deny. Any evaluation error, entity that
+does not fit the schema, or missing fact is a deny that says why: Cedar itself skips a policy
+that errors, which for a forbid would fail open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import cedarpy
+
+from tenants.sovereignty.core.model import (
+    CLASSIFICATIONS,
+    CLEARANCES,
+    Action,
+    Decision,
+    Request,
+    Rule,
+    RuleKind,
+    rank,
+)
+from tenants.sovereignty.core.rules import describe, validate_params
+
+SCHEMA_TEXT = """
+entity Site = { key: String, tenant: String, country: String, jurisdictions: Set<String>,
+                air_gapped: Bool, accreditations: Set<String> };
+entity Asset = { tenant: String, kind: String, classification: Long, labels: Set<String>,
+                 site: String };
+entity Person = { nationality: String, residency: String, clearance: Long };
+entity Artifact = { origin: String, signed: Bool };
+type AssetContext = { site: Site, legal_basis: String, key_store_country: String,
+                      key_store_customer_controlled: Bool };
+action place_asset, process_asset, replicate_asset, transfer_asset
+    appliesTo { principal: Person, resource: Asset, context: AssetContext };
+action access_site
+    appliesTo { principal: Person, resource: Site,
+                context: { from_country: String, remote: Bool, approved: Bool } };
+action accept_artifact appliesTo { principal: Person, resource: Artifact, context: { site: Site } };
+action egress_telemetry
+    appliesTo { principal: Person, resource: Site,
+                context: { category: String, destination: Site } };
+"""
+SCHEMA = cedarpy.Schema.from_str(SCHEMA_TEXT)
+ASSET_ACTIONS = (
+    Action.PLACE_ASSET,
+    Action.PROCESS_ASSET,
+    Action.REPLICATE_ASSET,
+    Action.TRANSFER_ASSET,
+)
+
+_ASSET_ACTION_LIST = "[" + ", ".join(f'Action::"{a}"' for a in ASSET_ACTIONS) + "]"
+PLATFORM_POLICIES: list[tuple[str, str, str]] = [
+    (
+        "platform.own-premises",
+        "An asset may be placed, processed, replicated or moved on its own tenant's sites",
+        f"permit(principal, action in {_ASSET_ACTION_LIST}, resource) "
+        "when { resource.tenant == context.site.tenant };",
+    ),
+    (
+        "platform.provider-access",
+        "Provider personnel may act on sites the provider runs",
+        'permit(principal, action == Action::"access_site", resource);',
+    ),
+    (
+        "platform.artifacts",
+        "Firmware and software may be delivered to sites",
+        'permit(principal, action == Action::"accept_artifact", resource);',
+    ),
+    (
+        "platform.telemetry",
+        "Telemetry may be sent to the control plane",
+        'permit(principal, action == Action::"egress_telemetry", resource);',
+    ),
+]
+
+
+def _list(values) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def _actions(*actions: Action) -> str:
+    return "[" + ", ".join(f'Action::"{a}"' for a in actions) + "]"
+
+
+def _asset_match(p: dict) -> str:
+    terms = []
+    if p.get("asset_kinds"):
+        terms.append(f"{_list(p['asset_kinds'])}.contains(resource.kind)")
+    if p.get("min_classification", "public") != "public":
+        terms.append(f"resource.classification >= {rank(CLASSIFICATIONS, p['min_classification'])}")
+    if p.get("labels"):
+        terms.append(f"resource.labels.containsAny({_list(p['labels'])})")
+    return " && ".join(terms) or "true"
+
+
+def _forbid(actions: str, when: str, unless: str | None = None) -> str:
+    text = f"forbid(principal, action in {actions}, resource) when {{ {when} }}"
+    if unless:
+        text += f" unless {{ {unless} }}"
+    return text + ";"
+
+
+def rule_policies(rule: Rule) -> list[str]:
+    """The Cedar ``forbid`` policies of one rule (some kinds need more than one)."""
+    p = validate_params(rule.kind, rule.params)
+    kind = RuleKind(rule.kind)
+    site_in = "context.site.jurisdictions.containsAny({})"
+    if kind == RuleKind.RESIDENCY:
+        return [
+            _forbid(
+                _actions(Action.PLACE_ASSET, Action.PROCESS_ASSET),
+                _asset_match(p),
+                site_in.format(_list(p["allowed"])),
+            )
+        ]
+    if kind == RuleKind.COLOCATION:
+        return [
+            _forbid(
+                _actions(Action.PROCESS_ASSET),
+                f"{_asset_match(p)} && resource.site != context.site.key",
+            )
+        ]
+    if kind == RuleKind.REPLICA_RESIDENCY:
+        return [
+            _forbid(
+                _actions(Action.REPLICATE_ASSET),
+                _asset_match(p),
+                site_in.format(_list(p["allowed"])),
+            )
+        ]
+    if kind == RuleKind.TRANSFER:
+        unless = site_in.format(_list(p["allowed"]))
+        if p["legal_bases"]:
+            unless += f" || {_list(p['legal_bases'])}.contains(context.legal_basis)"
+        return [_forbid(_actions(Action.TRANSFER_ASSET), _asset_match(p), unless)]
+    if kind == RuleKind.ACCREDITATION:
+        needs = []
+        if p["accreditations"]:
+            needs.append(f"context.site.accreditations.containsAll({_list(p['accreditations'])})")
+        if p["air_gapped"]:
+            needs.append("context.site.air_gapped")
+        actions = _actions(Action.PLACE_ASSET, Action.PROCESS_ASSET, Action.REPLICATE_ASSET)
+        return [
+            _forbid(
+                actions,
+                _asset_match({"min_classification": p["min_classification"]}),
+                " && ".join(needs),
+            )
+        ]
+    if kind == RuleKind.PERSONNEL:
+        access = _actions(Action.ACCESS_SITE)
+        out = [_forbid(access, "resource.air_gapped && context.remote")]
+        origin = []
+        if p["nationalities"]:
+            origin.append(f"{_list(p['nationalities'])}.contains(principal.nationality)")
+        if p["residencies"]:
+            origin.append(f"{_list(p['residencies'])}.contains(principal.residency)")
+        if origin:
+            out.append(_forbid(access, "true", " || ".join(origin)))
+        if p["min_clearance"] != "none":
+            out.append(
+                _forbid(access, f"principal.clearance < {rank(CLEARANCES, p['min_clearance'])}")
+            )
+        if p["in_country"]:
+            out.append(_forbid(access, "context.from_country != resource.country"))
+        return out
+    if kind == RuleKind.CUSTOMER_APPROVAL:
+        return [_forbid(_actions(Action.ACCESS_SITE), "true", "context.approved")]
+    if kind == RuleKind.TELEMETRY_EGRESS:
+        terms = []
+        if p["categories"]:
+            terms.append(f"{_list(p['categories'])}.contains(context.category)")
+        if p["destinations"]:
+            terms.append(
+                f"context.destination.jurisdictions.containsAny({_list(p['destinations'])})"
+            )
+        return [_forbid(_actions(Action.EGRESS_TELEMETRY), "true", " && ".join(terms))]
+    if kind == RuleKind.ARTIFACT_PROVENANCE:
+        unless = f"{_list(p['origins'])}.contains(resource.origin)"
+        if p["require_signature"]:
+            unless += " && resource.signed"
+        return [_forbid(_actions(Action.ACCEPT_ARTIFACT), "true", unless)]
+    if kind == RuleKind.KEY_CUSTODY:
+        needs = []
+        if p["in_country"]:
+            needs.append("context.key_store_country == context.site.country")
+        if p["customer_controlled"]:
+            needs.append("context.key_store_customer_controlled")
+        if not needs:
+            return []
+        return [_forbid(_actions(Action.PLACE_ASSET), 'resource.kind == "key"', " && ".join(needs))]
+    raise AssertionError(kind)
+
+
+@dataclass(frozen=True)
+class CompiledPolicies:
+    """A tenant's active rules as one Cedar policy set, parsed once and reused."""
+
+    text: str
+    policy_set: cedarpy.PolicySet
+    deciders: tuple[tuple[str, str], ...]  # policy index -> (rule id, sentence)
+
+
+def compile_rules(rules: list[Rule]) -> CompiledPolicies:
+    chunks: list[str] = []
+    deciders: list[tuple[str, str]] = []
+    for rule_id, sentence, policy in PLATFORM_POLICIES:
+        chunks.append(f"@id({json.dumps(rule_id)})\n{policy}")
+        deciders.append((rule_id, sentence))
+    for rule in rules:
+        sentence = rule.description or describe(rule.kind, validate_params(rule.kind, rule.params))
+        for policy in rule_policies(rule):
+            chunks.append(f"@id({json.dumps(rule.id)})\n{policy}")
+            deciders.append((rule.id, sentence))
+    text = "\n\n".join(chunks)
+    return CompiledPolicies(text, cedarpy.PolicySet.from_str(text), tuple(deciders))
+
+
+def validation_errors(rules: list[Rule]) -> list[str]:
+    """Cedar's type check of the compiled rules against the schema (empty: valid)."""
+    compiled = compile_rules(rules)
+    result = cedarpy.validate_policies(compiled.text, SCHEMA)
+    if result.validation_passed:
+        return []
+    return [str(e) for e in getattr(result, "errors", [])] or ["policy validation failed"]
+
+
+# --- Entities: only what the decision needs ---------------------------------------------------
+
+
+def _uid(kind: str, key: str) -> dict:
+    return {"type": kind, "id": key}
+
+
+def _site(site) -> dict:
+    return {
+        "uid": _uid("Site", site.id),
+        "parents": [],
+        "attrs": {
+            "key": site.id,
+            "tenant": site.tenant,
+            "country": site.country,
+            "jurisdictions": sorted(site.jurisdictions),
+            "air_gapped": site.air_gapped,
+            "accreditations": sorted(site.accreditations),
+        },
+    }
+
+
+def missing_facts(request: Request) -> list[str]:
+    """Facts a decision cannot do without: their absence is a deny, never a guess."""
+    missing = []
+    if not request.site.country:
+        missing.append(f"site {request.site.id} has no country")
+    if request.destination is not None and not request.destination.country:
+        missing.append(f"destination {request.destination.id} has no country")
+    if request.action in ASSET_ACTIONS:
+        if request.asset is None:
+            missing.append("no asset named")
+        elif request.asset.classification not in CLASSIFICATIONS:
+            missing.append(f"asset {request.asset.id} has no valid classification")
+    if request.action == Action.ACCESS_SITE:
+        person = request.principal
+        if person is None:
+            missing.append("no person named")
+        else:
+            if not person.nationality:
+                missing.append(f"person {person.id} has no nationality on record")
+            if not person.residency:
+                missing.append(f"person {person.id} has no residency on record")
+            if person.clearance not in CLEARANCES:
+                missing.append(f"person {person.id} has no valid clearance on record")
+    if request.action == Action.ACCEPT_ARTIFACT and request.artifact is None:
+        missing.append("no artifact named")
+    if request.action == Action.EGRESS_TELEMETRY and request.destination is None:
+        missing.append("no telemetry destination named")
+    return missing
+
+
+def cedar_request(request: Request) -> tuple[dict, list[dict]]:
+    """The Cedar request and the entities it needs."""
+    person = request.principal
+    principal_key = person.id if person else "system"
+    entities = [
+        {
+            "uid": _uid("Person", principal_key),
+            "parents": [],
+            "attrs": {
+                "nationality": person.nationality if person else "",
+                "residency": person.residency if person else "",
+                "clearance": rank(CLEARANCES, person.clearance)
+                if person and person.clearance in CLEARANCES
+                else 0,
+            },
+        },
+        _site(request.site),
+    ]
+    site_ref = {"__entity": _uid("Site", request.site.id)}
+    action = Action(request.action)
+    if action in ASSET_ACTIONS:
+        asset = request.asset
+        entities.append(
+            {
+                "uid": _uid("Asset", asset.id),
+                "parents": [],
+                "attrs": {
+                    "tenant": asset.tenant,
+                    "kind": asset.kind,
+                    "classification": rank(CLASSIFICATIONS, asset.classification),
+                    "labels": sorted(asset.labels),
+                    "site": asset.site or "",
+                },
+            }
+        )
+        resource = _uid("Asset", asset.id)
+        context = {
+            "site": site_ref,
+            "legal_basis": request.legal_basis,
+            "key_store_country": request.key_store_country,
+            "key_store_customer_controlled": request.key_store_customer_controlled,
+        }
+    elif action == Action.ACCESS_SITE:
+        resource = _uid("Site", request.site.id)
+        context = {
+            "from_country": request.from_country,
+            "remote": request.remote,
+            "approved": request.approved,
+        }
+    elif action == Action.ACCEPT_ARTIFACT:
+        artifact = request.artifact
+        entities.append(
+            {
+                "uid": _uid("Artifact", artifact.id),
+                "parents": [],
+                "attrs": {"origin": artifact.origin, "signed": artifact.signed},
+            }
+        )
+        resource = _uid("Artifact", artifact.id)
+        context = {"site": site_ref}
+    else:
+        destination = request.destination
+        if destination.id != request.site.id:
+            entities.append(_site(destination))
+        resource = _uid("Site", request.site.id)
+        context = {
+            "category": request.telemetry_category,
+            "destination": {"__entity": _uid("Site", destination.id)},
+        }
+    cedar = {
+        "principal": _uid("Person", principal_key),
+        "action": _uid("Action", action.value),
+        "resource": resource,
+        "context": context,
+    }
+    return cedar, entities
+
+
+def evaluate(compiled: CompiledPolicies, request: Request) -> Decision:
+    missing = missing_facts(request)
+    if missing:
+        return Decision(False, (), tuple(f"denied: {m}" for m in missing), tuple(missing))
+    try:
+        cedar, entities = cedar_request(request)
+        result = cedarpy.is_authorized(cedar, compiled.policy_set, entities, SCHEMA)
+    except Exception as exc:  # anything unexpected fails closed
+        return Decision(False, (), (f"denied: evaluation failed ({exc})",), (str(exc),))
+    errors = tuple(str(e) for e in result.diagnostics.errors)
+    if errors:
+        return Decision(False, (), tuple(f"denied: {e}" for e in errors), errors)
+    deciders: dict[str, str] = {}
+    for reason in result.diagnostics.reasons:
+        index = int(reason.removeprefix("policy"))
+        rule_id, sentence = compiled.deciders[index]
+        deciders.setdefault(rule_id, sentence)
+    allowed = result.decision == cedarpy.Decision.Allow
+    if not allowed and not deciders:
+        return Decision(False, (), ("denied: no rule permits this (default deny)",))
+    ids = tuple(sorted(deciders))
+    return Decision(allowed, ids, tuple(deciders[i] for i in ids))

@@ -1,0 +1,119 @@
+"""A plain-Python evaluator of the same structured rules, written from their meaning rather than
+from the Cedar text, so the differential test can catch a compiler that says something else."""
+
+from __future__ import annotations
+
+from tenants.sovereignty.core.cedar import ASSET_ACTIONS, missing_facts
+from tenants.sovereignty.core.model import (
+    CLASSIFICATIONS,
+    CLEARANCES,
+    Action,
+    Decision,
+    Request,
+    Rule,
+    RuleKind,
+    rank,
+)
+from tenants.sovereignty.core.rules import validate_params
+
+
+def _matches(p: dict, asset) -> bool:
+    if p.get("asset_kinds") and asset.kind not in p["asset_kinds"]:
+        return False
+    if rank(CLASSIFICATIONS, asset.classification) < rank(
+        CLASSIFICATIONS, p.get("min_classification", "public")
+    ):
+        return False
+    return not p.get("labels") or bool(set(p["labels"]) & asset.labels)
+
+
+def _within(site, allowed) -> bool:
+    return bool(site.jurisdictions & set(allowed))
+
+
+def forbids(rule: Rule, r: Request) -> bool:
+    p = validate_params(rule.kind, rule.params)
+    kind = RuleKind(rule.kind)
+    a, site = r.asset, r.site
+    if kind == RuleKind.RESIDENCY:
+        return (
+            r.action in (Action.PLACE_ASSET, Action.PROCESS_ASSET)
+            and _matches(p, a)
+            and not _within(site, p["allowed"])
+        )
+    if kind == RuleKind.COLOCATION:
+        return r.action == Action.PROCESS_ASSET and _matches(p, a) and (a.site or "") != site.id
+    if kind == RuleKind.REPLICA_RESIDENCY:
+        return (
+            r.action == Action.REPLICATE_ASSET
+            and _matches(p, a)
+            and not _within(site, p["allowed"])
+        )
+    if kind == RuleKind.TRANSFER:
+        return (
+            r.action == Action.TRANSFER_ASSET
+            and _matches(p, a)
+            and not _within(site, p["allowed"])
+            and r.legal_basis not in p["legal_bases"]
+        )
+    if kind == RuleKind.ACCREDITATION:
+        if r.action not in (Action.PLACE_ASSET, Action.PROCESS_ASSET, Action.REPLICATE_ASSET):
+            return False
+        if rank(CLASSIFICATIONS, a.classification) < rank(CLASSIFICATIONS, p["min_classification"]):
+            return False
+        accredited = set(p["accreditations"]) <= site.accreditations
+        return not (accredited and (site.air_gapped or not p["air_gapped"]))
+    if kind == RuleKind.PERSONNEL:
+        if r.action != Action.ACCESS_SITE:
+            return False
+        person = r.principal
+        if site.air_gapped and r.remote:
+            return True
+        if (p["nationalities"] or p["residencies"]) and not (
+            person.nationality in p["nationalities"] or person.residency in p["residencies"]
+        ):
+            return True
+        if rank(CLEARANCES, person.clearance) < rank(CLEARANCES, p["min_clearance"]):
+            return True
+        return p["in_country"] and r.from_country != site.country
+    if kind == RuleKind.CUSTOMER_APPROVAL:
+        return r.action == Action.ACCESS_SITE and not r.approved
+    if kind == RuleKind.TELEMETRY_EGRESS:
+        if r.action != Action.EGRESS_TELEMETRY:
+            return False
+        ok_category = not p["categories"] or r.telemetry_category in p["categories"]
+        ok_destination = not p["destinations"] or _within(r.destination, p["destinations"])
+        return not (ok_category and ok_destination)
+    if kind == RuleKind.ARTIFACT_PROVENANCE:
+        if r.action != Action.ACCEPT_ARTIFACT:
+            return False
+        ok = r.artifact.origin in p["origins"] and (r.artifact.signed or not p["require_signature"])
+        return not ok
+    if kind == RuleKind.KEY_CUSTODY:
+        if r.action != Action.PLACE_ASSET or a.kind != "key":
+            return False
+        if p["in_country"] and r.key_store_country != site.country:
+            return True
+        return p["customer_controlled"] and not r.key_store_customer_controlled
+    raise AssertionError(kind)
+
+
+def platform_permits(r: Request) -> list[str]:
+    if r.action in ASSET_ACTIONS:
+        return ["platform.own-premises"] if r.asset.tenant == r.site.tenant else []
+    return {
+        Action.ACCESS_SITE: ["platform.provider-access"],
+        Action.ACCEPT_ARTIFACT: ["platform.artifacts"],
+        Action.EGRESS_TELEMETRY: ["platform.telemetry"],
+    }[Action(r.action)]
+
+
+def evaluate(rules: list[Rule], r: Request) -> Decision:
+    missing = missing_facts(r)
+    if missing:
+        return Decision(False, (), tuple(f"denied: {m}" for m in missing), tuple(missing))
+    denied = sorted({rule.id for rule in rules if forbids(rule, r)})
+    if denied:
+        return Decision(False, tuple(denied), ())
+    permits = platform_permits(r)
+    return Decision(bool(permits), tuple(sorted(permits)), ())

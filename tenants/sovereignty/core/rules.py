@@ -1,0 +1,208 @@
+"""Structured rule parameters: validated per kind, described in plain language.
+
+Values that reach Cedar text (countries, groups, labels, origins, categories) are restricted to a
+safe alphabet here, so compiled policies never need escaping.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tenants.sovereignty.core.model import (
+    ASSET_KINDS,
+    CLASSIFICATIONS,
+    CLEARANCES,
+    LEGAL_BASES,
+    RuleKind,
+)
+
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+MATCH_KEYS = {"asset_kinds", "min_classification", "labels"}
+SCHEMA: dict[RuleKind, dict[str, str]] = {
+    # key -> type: tokens (list of safe strings), kinds, classification, clearance, bool,
+    # legal_bases; keys ending in "!" are required and non-empty.
+    RuleKind.RESIDENCY: {
+        "asset_kinds": "kinds",
+        "min_classification": "classification",
+        "labels": "tokens",
+        "allowed!": "tokens",
+    },
+    RuleKind.COLOCATION: {
+        "asset_kinds": "kinds",
+        "min_classification": "classification",
+        "labels": "tokens",
+    },
+    RuleKind.REPLICA_RESIDENCY: {
+        "asset_kinds": "kinds",
+        "min_classification": "classification",
+        "labels": "tokens",
+        "allowed!": "tokens",
+    },
+    RuleKind.TRANSFER: {
+        "asset_kinds": "kinds",
+        "min_classification": "classification",
+        "labels": "tokens",
+        "allowed!": "tokens",
+        "legal_bases": "legal_bases",
+    },
+    RuleKind.ACCREDITATION: {
+        "min_classification!": "classification",
+        "accreditations": "tokens",
+        "air_gapped": "bool",
+    },
+    RuleKind.PERSONNEL: {
+        "nationalities": "tokens",
+        "residencies": "tokens",
+        "min_clearance": "clearance",
+        "in_country": "bool",
+    },
+    RuleKind.CUSTOMER_APPROVAL: {},
+    RuleKind.TELEMETRY_EGRESS: {"categories": "tokens", "destinations": "tokens"},
+    RuleKind.ARTIFACT_PROVENANCE: {"origins!": "tokens", "require_signature": "bool"},
+    RuleKind.KEY_CUSTODY: {"in_country": "bool", "customer_controlled": "bool"},
+}
+
+
+class RuleError(ValueError):
+    """A rule that cannot be saved: ``field`` names the parameter at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def validate_params(kind: str, params: dict) -> dict:
+    """Return the params normalised (defaults filled, lists sorted), or raise RuleError."""
+    try:
+        kind = RuleKind(kind)
+    except ValueError:
+        raise RuleError("kind", f"unknown rule kind {kind!r}") from None
+    if not isinstance(params, dict):
+        raise RuleError("params", "must be an object")
+    spec = SCHEMA[kind]
+    known = {key.rstrip("!") for key in spec}
+    unknown = set(params) - known
+    if unknown:
+        raise RuleError(f"params.{sorted(unknown)[0]}", f"not a parameter of a {kind} rule")
+    out: dict = {}
+    for key, typ in spec.items():
+        name, required = key.rstrip("!"), key.endswith("!")
+        value = params.get(name)
+        out[name] = _check(name, typ, value, required)
+    if kind == RuleKind.PERSONNEL and not (
+        out["nationalities"]
+        or out["residencies"]
+        or out["min_clearance"] != "none"
+        or out["in_country"]
+    ):
+        raise RuleError("params", "a personnel rule must restrict something")
+    if kind == RuleKind.ACCREDITATION and not (out["accreditations"] or out["air_gapped"]):
+        raise RuleError("params", "name the accreditations required, or air_gapped")
+    if kind == RuleKind.TELEMETRY_EGRESS and not (out["categories"] or out["destinations"]):
+        raise RuleError("params", "name the categories or destinations that may leave")
+    return out
+
+
+def _check(name: str, typ: str, value, required: bool):
+    field = f"params.{name}"
+    if typ in {"tokens", "kinds", "legal_bases"}:
+        if value is None:
+            value = []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RuleError(field, "must be a list of strings")
+        if required and not value:
+            raise RuleError(field, "must not be empty")
+        allowed = {"kinds": ASSET_KINDS, "legal_bases": LEGAL_BASES}.get(typ)
+        for v in value:
+            if allowed and v not in allowed:
+                raise RuleError(field, f"{v!r} is not one of {', '.join(allowed)}")
+            if not _TOKEN.match(v):
+                raise RuleError(field, f"{v!r} is not a valid code")
+        return sorted(set(value))
+    if typ in {"classification", "clearance"}:
+        scale = CLASSIFICATIONS if typ == "classification" else CLEARANCES
+        if value is None:
+            if required:
+                raise RuleError(field, "is required")
+            return scale[0]
+        if value not in scale:
+            raise RuleError(field, f"{value!r} is not one of {', '.join(scale)}")
+        return value
+    if typ == "bool":
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise RuleError(field, "must be true or false")
+        return value
+    raise AssertionError(typ)
+
+
+def _assets(p: dict) -> str:
+    kinds = " or ".join(p["asset_kinds"]) + " assets" if p.get("asset_kinds") else "assets"
+    bits = [kinds]
+    if p.get("min_classification", "public") != "public":
+        bits.append(f"classified {p['min_classification']} or above")
+    if p.get("labels"):
+        bits.append(f"labelled {' or '.join(p['labels'])}")
+    return " ".join(bits)
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def describe(kind: str, p: dict) -> str:
+    """The rule in one plain sentence, as customers read it."""
+    kind = RuleKind(kind)
+    where = ", ".join(p.get("allowed", []))
+    if kind == RuleKind.RESIDENCY:
+        return _first_upper(f"{_assets(p)} may only be stored or processed in {where}")
+    if kind == RuleKind.COLOCATION:
+        return _first_upper(f"{_assets(p)} may only be processed at the site where they are stored")
+    if kind == RuleKind.REPLICA_RESIDENCY:
+        return f"Replicas and backups of {_assets(p)} may only be kept in {where}"
+    if kind == RuleKind.TRANSFER:
+        bases = ", ".join(p["legal_bases"]) or "none"
+        return _first_upper(
+            f"{_assets(p)} may not be transferred outside {where} unless a "
+            f"legal basis ({bases}) is on record"
+        )
+    if kind == RuleKind.ACCREDITATION:
+        needs = list(p["accreditations"]) + (["air-gapped"] if p["air_gapped"] else [])
+        return (
+            f"Assets classified {p['min_classification']} or above only on sites that are "
+            f"{' and '.join(needs) or 'accredited'}"
+        )
+    if kind == RuleKind.PERSONNEL:
+        parts = []
+        if p["nationalities"] or p["residencies"]:
+            origin = []
+            if p["nationalities"]:
+                origin.append("nationality in " + ", ".join(p["nationalities"]))
+            if p["residencies"]:
+                origin.append("residency in " + ", ".join(p["residencies"]))
+            parts.append(" or ".join(origin))
+        if p["min_clearance"] != "none":
+            parts.append(f"clearance {p['min_clearance']} or above")
+        if p["in_country"]:
+            parts.append("acting from within the site's country")
+        return (
+            "Provider personnel on a site need "
+            + "; ".join(parts)
+            + "; no remote access to air-gapped sites"
+        )
+    if kind == RuleKind.CUSTOMER_APPROVAL:
+        return "Provider access to a site needs an access request approved by a tenant admin"
+    if kind == RuleKind.TELEMETRY_EGRESS:
+        cats = ", ".join(p["categories"]) or "any category"
+        dest = ", ".join(p["destinations"]) or "anywhere"
+        return f"Only telemetry of {cats} may leave a site, and only to {dest}"
+    if kind == RuleKind.ARTIFACT_PROVENANCE:
+        signed = ", signed" if p["require_signature"] else ""
+        return f"Firmware and software only from {', '.join(p['origins'])}{signed}"
+    if kind == RuleKind.KEY_CUSTODY:
+        parts = (["in-country"] if p["in_country"] else []) + (
+            ["customer-controlled"] if p["customer_controlled"] else []
+        )
+        return f"Keys only in {' and '.join(parts) or 'approved'} key stores"
+    raise AssertionError(kind)

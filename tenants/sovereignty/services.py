@@ -1,0 +1,422 @@
+"""Sovereignty enforcement points: the functions placement, workflows and telemetry call.
+
+Each builds only the facts its decision needs, asks the engine (the site's tenant's active
+rules), records the decision in the access-transparency log, and raises ``SovereigntyDenied`` on
+a deny so that nothing changes. Sites are taken as objects with ``pk``, ``tenant_id``,
+``country``, ``air_gapped`` and ``accreditations`` (no import of the inventory app).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+
+from tenants.services.changes import ChangeContext, save_object
+from tenants.sovereignty.core import cedar
+from tenants.sovereignty.core.model import (
+    Action,
+    ArtifactFacts,
+    AssetFacts,
+    Decision,
+    PersonFacts,
+    Request,
+    Rule,
+    SiteFacts,
+)
+from tenants.sovereignty.models import (
+    AccessRequest,
+    AccessRequestStatus,
+    DecisionRecord,
+    JurisdictionGroup,
+    ProtectedAsset,
+    RuleStatus,
+    SovereigntyRule,
+)
+
+# Enforcement functions record each decision in the caller's transaction: call them before
+# opening the transaction that acts on an allow, so that a denial is never rolled back.
+
+
+class SovereigntyDenied(Exception):
+    """A sovereignty rule forbids this; the API answers 403 naming the deciding rules."""
+
+    def __init__(self, decision: Decision):
+        super().__init__("; ".join(decision.reasons))
+        self.decision = decision
+
+
+# --- Facts ---------------------------------------------------------------------------------
+
+
+def jurisdictions(country: str, tenant_id: int | None) -> frozenset[str]:
+    """The country plus every built-in or tenant-defined group that contains it."""
+    if not country:
+        return frozenset()
+    groups = JurisdictionGroup.objects.filter(Q(tenant__isnull=True) | Q(tenant_id=tenant_id))
+    codes = {
+        code for code, countries in groups.values_list("code", "countries") if country in countries
+    }
+    return frozenset({country} | codes)
+
+
+def site_facts(site) -> SiteFacts:
+    country = getattr(site.country, "code", site.country) or ""
+    accreditations = site.accreditations if isinstance(site.accreditations, list) else []
+    return SiteFacts(
+        id=str(site.pk),
+        tenant=str(site.tenant_id),
+        country=country,
+        jurisdictions=jurisdictions(country, site.tenant_id),
+        air_gapped=bool(site.air_gapped),
+        accreditations=frozenset(a for a in accreditations if isinstance(a, str)),
+    )
+
+
+def asset_facts(asset: ProtectedAsset) -> AssetFacts:
+    return AssetFacts(
+        id=str(asset.pk),
+        tenant=str(asset.tenant_id),
+        kind=asset.kind,
+        classification=asset.classification,
+        labels=frozenset(asset.labels or []),
+        site=str(asset.site_id) if asset.site_id else None,
+    )
+
+
+def person_facts(user) -> PersonFacts:
+    return PersonFacts(
+        id=user.get_username(),
+        nationality=getattr(user.nationality, "code", user.nationality) or "",
+        residency=getattr(user.residency, "code", user.residency) or "",
+        clearance=user.clearance or "",
+    )
+
+
+# --- Policies ------------------------------------------------------------------------------
+
+_cache: dict[int, tuple[tuple, cedar.CompiledPolicies]] = {}
+_cache_lock = threading.Lock()
+
+
+def as_rule(rule: SovereigntyRule) -> Rule:
+    return Rule(
+        rule.cedar_id,
+        str(rule.tenant_id),
+        rule.kind,
+        rule.params,
+        rule.sentence and f"{rule.name}: {rule.sentence}",
+    )
+
+
+def active_policies(tenant_id: int) -> cedar.CompiledPolicies:
+    """The tenant's active rules, compiled once and reused until a rule changes (one small
+    query checks that)."""
+    active = SovereigntyRule.objects.filter(tenant_id=tenant_id, status=RuleStatus.ACTIVE)
+    fingerprint = tuple(
+        active.aggregate(n=Count("id"), ids=Sum("id"), last=Max("updated_at")).values()
+    )
+    cached = _cache.get(tenant_id)
+    if cached and cached[0] == fingerprint:
+        return cached[1]
+    compiled = cedar.compile_rules([as_rule(r) for r in active.order_by("pk")])
+    with _cache_lock:
+        _cache[tenant_id] = (fingerprint, compiled)
+    return compiled
+
+
+# --- Deciding and recording ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the decision is about, for the transparency log."""
+
+    type: str
+    id: str
+    repr: str
+
+
+def decide(
+    request: Request,
+    *,
+    tenant_id: int,
+    subject: Subject,
+    ctx: ChangeContext,
+    site_id: int | None = None,
+    raise_on_deny: bool = True,
+) -> Decision:
+    decision = cedar.evaluate(active_policies(tenant_id), request)
+    DecisionRecord.objects.create(
+        tenant_id=tenant_id,
+        actor_username=ctx.actor.username,
+        action=str(request.action),
+        principal=request.principal.id if request.principal else "",
+        resource_type=subject.type,
+        resource_id=subject.id,
+        resource_repr=subject.repr[:200],
+        site_id=site_id,
+        allowed=decision.allowed,
+        rule_ids=list(decision.rule_ids),
+        reasons=list(decision.reasons),
+        request_id=ctx.request_id[:64],
+    )
+    if raise_on_deny and not decision.allowed:
+        raise SovereigntyDenied(decision)
+    return decision
+
+
+def _asset_subject(asset: ProtectedAsset) -> Subject:
+    return Subject("asset", str(asset.pk or "new"), asset.name)
+
+
+def _key_store(site) -> dict:
+    """Keys placed at a site live in its key store: in-country by construction, and customer
+    controlled where the site holds the ``customer-hsm`` accreditation."""
+    country = getattr(site.country, "code", site.country) or ""
+    return {
+        "key_store_country": country,
+        "key_store_customer_controlled": "customer-hsm" in (site.accreditations or []),
+    }
+
+
+def check_asset_at_site(
+    asset: ProtectedAsset,
+    site,
+    ctx: ChangeContext,
+    *,
+    action: Action = Action.PLACE_ASSET,
+    legal_basis: str = "",
+) -> Decision:
+    facts = site_facts(site)
+    request = Request(
+        action,
+        None,
+        facts,
+        asset=asset_facts(asset),
+        legal_basis=legal_basis,
+        **(_key_store(site) if action == Action.PLACE_ASSET else {}),
+    )
+    return decide(
+        request, tenant_id=site.tenant_id, subject=_asset_subject(asset), ctx=ctx, site_id=site.pk
+    )
+
+
+def save_asset(asset: ProtectedAsset, ctx: ChangeContext) -> ProtectedAsset:
+    """Create or change an asset; placing or moving it to a site is checked first.
+
+    The decision is taken, and recorded, before the write transaction opens: a denial must stay
+    in the transparency log even though the change it refused is never made."""
+    stored_site = None
+    if asset.pk:
+        stored_site = (
+            ProtectedAsset.objects.filter(pk=asset.pk).values_list("site_id", flat=True).first()
+        )
+    if asset.site_id and asset.site_id != stored_site:
+        asset.full_clean()
+        check_asset_at_site(asset, asset.site, ctx)
+    return save_object(asset, ctx)
+
+
+def check_workload(inputs: Iterable[ProtectedAsset], site, ctx: ChangeContext) -> Decision:
+    """Allocating capacity at ``site`` to a workload reading ``inputs``: every input must be
+    allowed to be processed there (co-location). One decision per input is recorded."""
+    denied_ids: list[str] = []
+    reasons: list[str] = []
+    allowed_ids: list[str] = []
+    for asset in inputs:
+        d = decide(
+            Request(Action.PROCESS_ASSET, None, site_facts(site), asset=asset_facts(asset)),
+            tenant_id=site.tenant_id,
+            subject=_asset_subject(asset),
+            ctx=ctx,
+            site_id=site.pk,
+            raise_on_deny=False,
+        )
+        if d.allowed:
+            allowed_ids += d.rule_ids
+        else:
+            denied_ids += d.rule_ids
+            reasons += [f"{asset.name}: {r}" for r in d.reasons]
+    if reasons:
+        raise SovereigntyDenied(Decision(False, tuple(sorted(set(denied_ids))), tuple(reasons)))
+    return Decision(True, tuple(sorted(set(allowed_ids))), ())
+
+
+def approved_access(person, site, at=None) -> bool:
+    at = at or timezone.now()
+    return AccessRequest.objects.filter(
+        person=person,
+        site_id=site.pk,
+        status=AccessRequestStatus.APPROVED,
+        starts_at__lte=at,
+        ends_at__gt=at,
+    ).exists()
+
+
+def check_site_access(
+    person, site, ctx: ChangeContext, *, from_country: str, remote: bool = False
+) -> Decision:
+    """Provider personnel acting on a site (technician dispatch, remote hands)."""
+    request = Request(
+        Action.ACCESS_SITE,
+        person_facts(person),
+        site_facts(site),
+        from_country=from_country,
+        remote=remote,
+        approved=approved_access(person, site),
+    )
+    return decide(
+        request,
+        tenant_id=site.tenant_id,
+        ctx=ctx,
+        site_id=site.pk,
+        subject=Subject("site", str(site.pk), str(site)),
+    )
+
+
+def check_artifact(
+    site, *, artifact_id: str, origin: str, signed: bool, ctx: ChangeContext
+) -> Decision:
+    """Firmware or software about to be delivered to a site."""
+    request = Request(
+        Action.ACCEPT_ARTIFACT,
+        None,
+        site_facts(site),
+        artifact=ArtifactFacts(artifact_id, origin, signed),
+    )
+    return decide(
+        request,
+        tenant_id=site.tenant_id,
+        ctx=ctx,
+        site_id=site.pk,
+        subject=Subject("artifact", artifact_id[:64], f"{artifact_id} from {origin}"),
+    )
+
+
+def allowed_telemetry(
+    site, categories: Iterable[str], destination, ctx: ChangeContext
+) -> list[str]:
+    """The telemetry categories that may leave ``site`` for ``destination``; the rest are to be
+    dropped at the site agent."""
+    source, target = site_facts(site), site_facts(destination)
+    allowed = []
+    for category in categories:
+        request = Request(
+            Action.EGRESS_TELEMETRY, None, source, telemetry_category=category, destination=target
+        )
+        decision = decide(
+            request,
+            tenant_id=site.tenant_id,
+            ctx=ctx,
+            site_id=site.pk,
+            subject=Subject("telemetry", category, f"{category} telemetry"),
+            raise_on_deny=False,
+        )
+        if decision.allowed:
+            allowed.append(category)
+    return allowed
+
+
+# --- Rules lifecycle and what-if ---------------------------------------------------------------
+
+
+class RuleRejected(Exception):
+    def __init__(self, field: str, code: str, message: str):
+        super().__init__(message)
+        self.field, self.code, self.message = field, code, message
+
+
+def activate_rule(rule: SovereigntyRule, ctx: ChangeContext) -> SovereigntyRule:
+    """Draft → active, after Cedar type-checks it; the rule it supersedes retires at once."""
+    with transaction.atomic():
+        rule = SovereigntyRule.objects.select_for_update().get(pk=rule.pk)
+        if rule.status != RuleStatus.DRAFT:
+            raise RuleRejected("status", "not_a_draft", f"rule is {rule.status}, not a draft")
+        errors = cedar.validation_errors([as_rule(rule)])
+        if errors:
+            raise RuleRejected("params", "invalid_policy", errors[0])
+        now = timezone.now()
+        if rule.supersedes_id:
+            old = SovereigntyRule.objects.select_for_update().get(pk=rule.supersedes_id)
+            if old.status == RuleStatus.ACTIVE:
+                old.status, old.retired_at = RuleStatus.RETIRED, now
+                save_object(old, ctx)
+        rule.status, rule.activated_at = RuleStatus.ACTIVE, now
+        return save_object(rule, ctx)
+
+
+def retire_rule(rule: SovereigntyRule, ctx: ChangeContext) -> SovereigntyRule:
+    with transaction.atomic():
+        rule = SovereigntyRule.objects.select_for_update().get(pk=rule.pk)
+        if rule.status == RuleStatus.RETIRED:
+            raise RuleRejected("status", "already_retired", "rule is already retired")
+        rule.status, rule.retired_at = RuleStatus.RETIRED, timezone.now()
+        return save_object(rule, ctx)
+
+
+def what_if(draft: SovereigntyRule) -> dict:
+    """Run a draft against the live fleet: every current placement, replica and standing access
+    it would deny, before it is activated. Nothing is recorded: it is a question, not an act."""
+    active = SovereigntyRule.objects.filter(tenant_id=draft.tenant_id, status=RuleStatus.ACTIVE)
+    rules = [as_rule(r) for r in active.exclude(pk=draft.supersedes_id or 0)] + [as_rule(draft)]
+    compiled = cedar.compile_rules(rules)
+    facts_by_site: dict[int, SiteFacts] = {}
+
+    def facts(site):
+        if site.pk not in facts_by_site:
+            facts_by_site[site.pk] = site_facts(site)
+        return facts_by_site[site.pk]
+
+    checks: list[tuple[Subject, int, Request]] = []
+    for asset in ProtectedAsset.objects.filter(
+        tenant_id=draft.tenant_id, site__isnull=False
+    ).select_related("site"):
+        action = (
+            Action.REPLICATE_ASSET if asset.kind in ("replica", "backup") else Action.PLACE_ASSET
+        )
+        extra = _key_store(asset.site) if action == Action.PLACE_ASSET else {}
+        checks.append(
+            (
+                Subject("asset", str(asset.pk), asset.name),
+                asset.site_id,
+                Request(action, None, facts(asset.site), asset=asset_facts(asset), **extra),
+            )
+        )
+    standing = AccessRequest.objects.filter(
+        tenant_id=draft.tenant_id, status=AccessRequestStatus.APPROVED, ends_at__gt=timezone.now()
+    ).select_related("site", "person")
+    for access in standing:
+        site_country = getattr(access.site.country, "code", access.site.country)
+        checks.append(
+            (
+                Subject("access-request", str(access.pk), str(access)),
+                access.site_id,
+                Request(
+                    Action.ACCESS_SITE,
+                    person_facts(access.person),
+                    facts(access.site),
+                    from_country=site_country,
+                    approved=True,
+                ),
+            )
+        )
+    would_deny = []
+    for subject, site_id, request in checks:
+        decision = cedar.evaluate(compiled, request)
+        if not decision.allowed and draft.cedar_id in decision.rule_ids:
+            would_deny.append(
+                {
+                    "type": subject.type,
+                    "id": subject.id,
+                    "repr": subject.repr,
+                    "site": site_id,
+                    "action": str(request.action),
+                    "reasons": list(decision.reasons),
+                }
+            )
+    return {"rule": draft.pk, "checked": len(checks), "would_deny": would_deny}
