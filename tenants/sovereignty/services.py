@@ -8,11 +8,14 @@ a deny so that nothing changes. Sites are taken as objects with ``pk``, ``tenant
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+import psycopg
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
@@ -113,20 +116,127 @@ def as_rule(rule: SovereigntyRule) -> Rule:
     )
 
 
-def active_policies(tenant_id: int) -> cedar.CompiledPolicies:
-    """The tenant's active rules, compiled once and reused until a rule changes (one small
-    query checks that)."""
+def _rules_fingerprint(tenant_id: int) -> tuple:
     active = SovereigntyRule.objects.filter(tenant_id=tenant_id, status=RuleStatus.ACTIVE)
-    fingerprint = tuple(
-        active.aggregate(n=Count("id"), ids=Sum("id"), last=Max("updated_at")).values()
-    )
+    fp = active.aggregate(n=Count("id"), ids=Sum("id"), last=Max("updated_at"))
+    return (fp["n"], fp["ids"] or 0, _iso(fp["last"]))
+
+
+def active_policies(tenant_id: int, fingerprint: tuple | None = None) -> cedar.CompiledPolicies:
+    """The tenant's active rules, compiled once and reused until a rule changes. The caller may
+    pass the fingerprint it already read (``decision_context``); else one query reads it."""
+    if fingerprint is None:
+        fingerprint = _rules_fingerprint(tenant_id)
     cached = _cache.get(tenant_id)
     if cached and cached[0] == fingerprint:
         return cached[1]
+    active = SovereigntyRule.objects.filter(tenant_id=tenant_id, status=RuleStatus.ACTIVE)
     compiled = cedar.compile_rules([as_rule(r) for r in active.order_by("pk")])
     with _cache_lock:
         _cache[tenant_id] = (fingerprint, compiled)
     return compiled
+
+
+def _iso(value) -> str | None:
+    """A timestamp as one canonical UTC string, from PostgreSQL's JSON or a datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.astimezone(dt.UTC).isoformat()
+
+
+# --- Everything a decision reads, in one round trip ------------------------------------------
+
+_CONTEXT_SQL = """
+SELECT s.id, s.tenant_id, s.country, s.air_gapped, s.accreditations,
+       (SELECT json_build_array(count(*), coalesce(sum(r.id), 0), max(r.updated_at))
+          FROM sovereignty_sovereigntyrule r
+         WHERE r.tenant_id = s.tenant_id AND r.status = 'active') AS rules,
+       (SELECT coalesce(json_agg(json_build_array(g.code, g.countries)), '[]'::json)
+          FROM sovereignty_jurisdictiongroup g
+         WHERE g.tenant_id IS NULL OR g.tenant_id = s.tenant_id) AS groups,
+       a.id, a.tenant_id, a.kind, a.classification, a.labels, a.site_id
+  FROM inventory_site s
+  LEFT JOIN sovereignty_protectedasset a ON a.id = %s
+ WHERE s.id = %s
+"""
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    site: SiteFacts
+    asset: AssetFacts | None
+    tenant_id: int
+    policies: cedar.CompiledPolicies
+
+
+def _json(value):
+    """jsonb columns arrive as text through Django's connection; JSON built in SQL does not."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def decision_context(site_id: int, asset_id: int | None = None) -> DecisionContext:
+    """Site and asset facts, jurisdictions and the tenant's compiled policies. On PostgreSQL one
+    query reads all of it (the decision budget is 2 ms at p99); elsewhere the ORM, in a few."""
+    if connection.vendor != "postgresql":
+        return _decision_context_orm(site_id, asset_id)
+    connection.ensure_connection()
+    # A server-side prepared statement: planned once per connection, not on every decision.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_CONTEXT_SQL, [asset_id, site_id], prepare=True)
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"no site {site_id}")
+    (
+        sid,
+        tenant_id,
+        country,
+        air_gapped,
+        accreditations,
+        rules,
+        groups,
+        aid,
+        a_tenant,
+        kind,
+        classification,
+        labels,
+        a_site,
+    ) = row
+    accreditations, labels, groups = _json(accreditations), _json(labels), _json(groups)
+    codes = {code for code, countries in groups if country and country in _json(countries)}
+    site = SiteFacts(
+        str(sid),
+        str(tenant_id),
+        country or "",
+        frozenset({country} | codes) if country else frozenset(),
+        bool(air_gapped),
+        frozenset(a for a in accreditations or [] if isinstance(a, str)),
+    )
+    asset = None
+    if aid is not None:
+        asset = AssetFacts(
+            str(aid),
+            str(a_tenant),
+            kind,
+            classification,
+            frozenset(labels or []),
+            str(a_site) if a_site else None,
+        )
+    fingerprint = (rules[0], rules[1], _iso(rules[2]))
+    return DecisionContext(site, asset, tenant_id, active_policies(tenant_id, fingerprint))
+
+
+def _decision_context_orm(site_id: int, asset_id: int | None) -> DecisionContext:
+    site_model = ProtectedAsset._meta.get_field("site").related_model
+    site = site_model.objects.get(pk=site_id)
+    asset = ProtectedAsset.objects.get(pk=asset_id) if asset_id else None
+    return DecisionContext(
+        site_facts(site),
+        asset_facts(asset) if asset else None,
+        site.tenant_id,
+        active_policies(site.tenant_id),
+    )
 
 
 # --- Deciding and recording ----------------------------------------------------------------
@@ -149,8 +259,9 @@ def decide(
     ctx: ChangeContext,
     site_id: int | None = None,
     raise_on_deny: bool = True,
+    policies: cedar.CompiledPolicies | None = None,
 ) -> Decision:
-    decision = cedar.evaluate(active_policies(tenant_id), request)
+    decision = cedar.evaluate(policies or active_policies(tenant_id), request)
     DecisionRecord.objects.create(
         tenant_id=tenant_id,
         actor_username=ctx.actor.username,
@@ -192,17 +303,22 @@ def check_asset_at_site(
     action: Action = Action.PLACE_ASSET,
     legal_basis: str = "",
 ) -> Decision:
-    facts = site_facts(site)
+    context = decision_context(site.pk)
     request = Request(
         action,
         None,
-        facts,
+        context.site,
         asset=asset_facts(asset),
         legal_basis=legal_basis,
         **(_key_store(site) if action == Action.PLACE_ASSET else {}),
     )
     return decide(
-        request, tenant_id=site.tenant_id, subject=_asset_subject(asset), ctx=ctx, site_id=site.pk
+        request,
+        tenant_id=site.tenant_id,
+        subject=_asset_subject(asset),
+        ctx=ctx,
+        site_id=site.pk,
+        policies=context.policies,
     )
 
 
@@ -228,14 +344,16 @@ def check_workload(inputs: Iterable[ProtectedAsset], site, ctx: ChangeContext) -
     denied_ids: list[str] = []
     reasons: list[str] = []
     allowed_ids: list[str] = []
+    context = decision_context(site.pk)
     for asset in inputs:
         d = decide(
-            Request(Action.PROCESS_ASSET, None, site_facts(site), asset=asset_facts(asset)),
+            Request(Action.PROCESS_ASSET, None, context.site, asset=asset_facts(asset)),
             tenant_id=site.tenant_id,
             subject=_asset_subject(asset),
             ctx=ctx,
             site_id=site.pk,
             raise_on_deny=False,
+            policies=context.policies,
         )
         if d.allowed:
             allowed_ids += d.rule_ids
@@ -262,10 +380,11 @@ def check_site_access(
     person, site, ctx: ChangeContext, *, from_country: str, remote: bool = False
 ) -> Decision:
     """Provider personnel acting on a site (technician dispatch, remote hands)."""
+    context = decision_context(site.pk)
     request = Request(
         Action.ACCESS_SITE,
         person_facts(person),
-        site_facts(site),
+        context.site,
         from_country=from_country,
         remote=remote,
         approved=approved_access(person, site),
@@ -276,6 +395,7 @@ def check_site_access(
         ctx=ctx,
         site_id=site.pk,
         subject=Subject("site", str(site.pk), str(site)),
+        policies=context.policies,
     )
 
 
@@ -283,10 +403,11 @@ def check_artifact(
     site, *, artifact_id: str, origin: str, signed: bool, ctx: ChangeContext
 ) -> Decision:
     """Firmware or software about to be delivered to a site."""
+    context = decision_context(site.pk)
     request = Request(
         Action.ACCEPT_ARTIFACT,
         None,
-        site_facts(site),
+        context.site,
         artifact=ArtifactFacts(artifact_id, origin, signed),
     )
     return decide(
@@ -295,6 +416,7 @@ def check_artifact(
         ctx=ctx,
         site_id=site.pk,
         subject=Subject("artifact", artifact_id[:64], f"{artifact_id} from {origin}"),
+        policies=context.policies,
     )
 
 
@@ -303,7 +425,8 @@ def allowed_telemetry(
 ) -> list[str]:
     """The telemetry categories that may leave ``site`` for ``destination``; the rest are to be
     dropped at the site agent."""
-    source, target = site_facts(site), site_facts(destination)
+    context = decision_context(site.pk)
+    source, target = context.site, decision_context(destination.pk).site
     allowed = []
     for category in categories:
         request = Request(
@@ -316,6 +439,7 @@ def allowed_telemetry(
             site_id=site.pk,
             subject=Subject("telemetry", category, f"{category} telemetry"),
             raise_on_deny=False,
+            policies=context.policies,
         )
         if decision.allowed:
             allowed.append(category)

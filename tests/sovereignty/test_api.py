@@ -376,3 +376,48 @@ def test_decision_log_is_append_only(fleet):
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE sovereignty_decisionrecord SET allowed = false")
     assert DecisionRecord.objects.get().allowed is True
+
+
+def test_one_query_context_matches_the_orm_path(fleet, us_site):
+    from django.test.utils import CaptureQueriesContext
+
+    active_rule(fleet, "residency", allowed=["EU"])
+    save_object(
+        __import__("tenants.sovereignty.models", fromlist=["JurisdictionGroup"]).JurisdictionGroup(
+            tenant=fleet.alpha, code="DACH", name="DACH", countries=["DE", "AT", "CH"]
+        ),
+        CTX,
+    )
+    asset = services.save_asset(
+        ProtectedAsset(
+            tenant=fleet.alpha,
+            name="a",
+            kind="model",
+            classification="secret",
+            labels=["x"],
+            site=fleet.sites["alpha"],
+        ),
+        CTX,
+    )
+    site = fleet.sites["alpha"]
+    services.decision_context(site.pk, asset.pk)  # warm the compiled-policy cache
+    import psycopg
+
+    statements = []
+    real_execute = psycopg.Cursor.execute
+
+    def counting_execute(self, query, *args, **kwargs):
+        statements.append(query)
+        return real_execute(self, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = counting_execute
+    try:
+        with CaptureQueriesContext(connection) as orm_queries:
+            fast = services.decision_context(site.pk, asset.pk)
+    finally:
+        psycopg.Cursor.execute = real_execute
+    assert len(statements) == 1 and len(orm_queries) == 0  # one round trip, prepared
+    slow = services._decision_context_orm(site.pk, asset.pk)
+    assert (fast.site, fast.asset, fast.tenant_id) == (slow.site, slow.asset, slow.tenant_id)
+    assert fast.policies is slow.policies  # same fingerprint, same cached compilation
+    assert fast.site.jurisdictions == {"DE", "EU", "EEA", "DACH"}

@@ -9,6 +9,7 @@ that errors, which for a forbid would fail open.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import cedarpy
@@ -198,11 +199,14 @@ def rule_policies(rule: Rule) -> list[str]:
 
 @dataclass(frozen=True)
 class CompiledPolicies:
-    """A tenant's active rules as one Cedar policy set, parsed once and reused."""
+    """A tenant's active rules as one Cedar policy set, parsed once and reused; and the same
+    policies sliced by action, so a decision evaluates only the policies that can apply to it
+    (an access check does not wade through residency rules)."""
 
     text: str
     policy_set: cedarpy.PolicySet
     deciders: tuple[tuple[str, str], ...]  # policy index -> (rule id, sentence)
+    slices: dict | None = None  # action -> (PolicySet, deciders)
 
 
 def compile_rules(rules: list[Rule]) -> CompiledPolicies:
@@ -217,7 +221,26 @@ def compile_rules(rules: list[Rule]) -> CompiledPolicies:
             chunks.append(f"@id({json.dumps(rule.id)})\n{policy}")
             deciders.append((rule.id, sentence))
     text = "\n\n".join(chunks)
-    return CompiledPolicies(text, cedarpy.PolicySet.from_str(text), tuple(deciders))
+    slices = {}
+    for action in Action:
+        picked = [i for i, chunk in enumerate(chunks) if action.value in _scope_actions(chunk)]
+        slice_text = "\n\n".join(chunks[i] for i in picked)
+        slices[action.value] = (
+            cedarpy.PolicySet.from_str(slice_text),
+            tuple(deciders[i] for i in picked),
+        )
+    return CompiledPolicies(text, cedarpy.PolicySet.from_str(text), tuple(deciders), slices)
+
+
+_SCOPE = re.compile(r"(?:permit|forbid)\s*\(\s*principal\s*,\s*action([^)]*?),\s*resource")
+
+
+def _scope_actions(policy: str) -> set[str]:
+    """The actions a generated policy's scope names (every policy here names its actions)."""
+    scope = _SCOPE.search(policy)
+    if scope is None or "Action::" not in scope.group(1):
+        return {a.value for a in Action}  # an unscoped policy applies to every action
+    return set(re.findall(r'Action::"(\w+)"', scope.group(1)))
 
 
 def validation_errors(rules: list[Rule]) -> list[str]:
@@ -365,19 +388,21 @@ def evaluate(compiled: CompiledPolicies, request: Request) -> Decision:
         return Decision(False, (), tuple(f"denied: {m}" for m in missing), tuple(missing))
     try:
         cedar, entities = cedar_request(request)
-        result = cedarpy.is_authorized(cedar, compiled.policy_set, entities, SCHEMA)
+        policy_set, deciders = compiled.policy_set, compiled.deciders
+        if compiled.slices is not None:
+            policy_set, deciders = compiled.slices[Action(request.action).value]
+        result = cedarpy.is_authorized(cedar, policy_set, entities, SCHEMA)
     except Exception as exc:  # anything unexpected fails closed
         return Decision(False, (), (f"denied: evaluation failed ({exc})",), (str(exc),))
     errors = tuple(str(e) for e in result.diagnostics.errors)
     if errors:
         return Decision(False, (), tuple(f"denied: {e}" for e in errors), errors)
-    deciders: dict[str, str] = {}
+    decided_by: dict[str, str] = {}
     for reason in result.diagnostics.reasons:
-        index = int(reason.removeprefix("policy"))
-        rule_id, sentence = compiled.deciders[index]
-        deciders.setdefault(rule_id, sentence)
+        rule_id, sentence = deciders[int(reason.removeprefix("policy"))]
+        decided_by.setdefault(rule_id, sentence)
     allowed = result.decision == cedarpy.Decision.Allow
-    if not allowed and not deciders:
+    if not allowed and not decided_by:
         return Decision(False, (), ("denied: no rule permits this (default deny)",))
-    ids = tuple(sorted(deciders))
-    return Decision(allowed, ids, tuple(deciders[i] for i in ids))
+    ids = tuple(sorted(decided_by))
+    return Decision(allowed, ids, tuple(decided_by[i] for i in ids))
