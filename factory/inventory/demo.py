@@ -212,4 +212,107 @@ def load_demo_fleet(stdout=None) -> bool:
             ("trn2-ultraserver", 2, "air", "100", 200),
         ],
     )
+    _sovereignty(ctx, bsia, meridian)
     return True
+
+
+def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
+    """Rules, assets and a pending lockbox request, so the engine has something to decide."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tenants.sovereignty.models import AccessRequest, ProtectedAsset, SovereigntyRule
+    from tenants.sovereignty.services import activate_rule, save_asset
+
+    fra = Site.objects.get(code="FRA1")
+    fra.accreditations = ["vs-nfd", "bsi-c5", "customer-hsm"]
+    save_object(fra, ctx)
+    rules = {
+        bsia: [
+            (
+                "Personal data stays in Germany",
+                "residency",
+                {"labels": ["personenbezogen"], "allowed": ["DE"]},
+            ),
+            (
+                "Models and data in the EU",
+                "residency",
+                {
+                    "asset_kinds": ["dataset", "model"],
+                    "min_classification": "confidential",
+                    "allowed": ["EU"],
+                },
+            ),
+            (
+                "Cleared German staff on site",
+                "personnel",
+                {"nationalities": ["DE"], "min_clearance": "secret", "in_country": True},
+            ),
+            ("Lockbox for provider access", "customer_approval", {}),
+            (
+                "Signed firmware from known vendors",
+                "artifact_provenance",
+                {"origins": ["aws-neuron", "nvidia"], "require_signature": True},
+            ),
+            (
+                "Only facility telemetry leaves, to the EU",
+                "telemetry_egress",
+                {"categories": ["power", "thermal", "utilization"], "destinations": ["EU"]},
+            ),
+            (
+                "Keys in the customer's HSM",
+                "key_custody",
+                {"in_country": True, "customer_controlled": True},
+            ),
+        ],
+        meridian: [
+            ("Health data stays in the US", "residency", {"labels": ["phi"], "allowed": ["US"]}),
+        ],
+    }
+    for tenant, specs in rules.items():
+        for name, kind, params in specs:
+            rule = save_object(
+                SovereigntyRule(tenant=tenant, name=name, kind=kind, params=params), ctx
+            )
+            activate_rule(rule, ctx)
+    for name, kind, classification, labels in [
+        ("Bürgerdaten-Korpus 2026", "dataset", "confidential", ["personenbezogen"]),
+        ("Verwaltungs-LLM 70B", "model", "restricted", []),
+        ("Schlüssel Mandant BSIA", "key", "secret", []),
+    ]:
+        save_asset(
+            ProtectedAsset(
+                tenant=bsia,
+                name=name,
+                kind=kind,
+                classification=classification,
+                labels=labels,
+                site=fra,
+            ),
+            ctx,
+        )
+    save_asset(
+        ProtectedAsset(
+            tenant=meridian,
+            name="Claims 2019-2026",
+            kind="dataset",
+            classification="restricted",
+            labels=["phi"],
+            site=Site.objects.get(code="IAD1"),
+        ),
+        ctx,
+    )
+    now = timezone.now()
+    save_object(
+        AccessRequest(
+            tenant=bsia,
+            site=fra,
+            person=get_user_model().objects.get(username="lukas.hoffmann"),
+            requested_by=get_user_model().objects.get(username="sofia.lindqvist"),
+            reason="Replace CDU pump in FRA1-R02",
+            starts_at=now + dt.timedelta(hours=1),
+            ends_at=now + dt.timedelta(hours=5),
+        ),
+        ctx,
+    )

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tenants.models.audit import AppendOnlyError
-from tenants.sovereignty.core.model import ASSET_KINDS, CLASSIFICATIONS, RuleKind
+from tenants.sovereignty.core.model import ASSET_KINDS, CLASSIFICATIONS, LEGAL_BASES, RuleKind
 from tenants.sovereignty.core.rules import RuleError, describe, validate_params
 
 
@@ -176,6 +176,36 @@ class SovereigntyRule(models.Model):
                         )
                     }
                 )
+
+
+class TransferBasis(models.Model):
+    """A legal basis for transfers to a destination (country or group), on record: an adequacy
+    decision, standard contractual clauses or binding corporate rules."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="transfer_bases"
+    )
+    kind = models.CharField(max_length=16, choices=_choices(LEGAL_BASES))
+    destination = models.CharField(max_length=32, help_text="Country code or group code.")
+    reference = models.CharField(max_length=300, help_text="e.g. the decision or contract.")
+    valid_until = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["destination", "kind"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.destination}"
+
+    @property
+    def owning_tenant_id(self) -> int | None:
+        return self.tenant_id
+
+    def clean(self) -> None:
+        try:
+            validate_params("residency", {"allowed": [self.destination]})
+        except RuleError as error:
+            raise ValidationError({"destination": error.message}, code="invalid_code") from None
 
 
 class AccessRequestStatus(models.TextChoices):

@@ -39,6 +39,7 @@ from tenants.sovereignty.models import (
     ProtectedAsset,
     RuleStatus,
     SovereigntyRule,
+    TransferBasis,
 )
 
 # Enforcement functions record each decision in the caller's transaction: call them before
@@ -301,7 +302,6 @@ def check_asset_at_site(
     ctx: ChangeContext,
     *,
     action: Action = Action.PLACE_ASSET,
-    legal_basis: str = "",
 ) -> Decision:
     context = decision_context(site.pk)
     request = Request(
@@ -309,7 +309,9 @@ def check_asset_at_site(
         None,
         context.site,
         asset=asset_facts(asset),
-        legal_basis=legal_basis,
+        legal_bases=bases_on_record(site.tenant_id, context.site)
+        if action == Action.TRANSFER_ASSET
+        else frozenset(),
         **(_key_store(site) if action == Action.PLACE_ASSET else {}),
     )
     return decide(
@@ -320,6 +322,17 @@ def check_asset_at_site(
         site_id=site.pk,
         policies=context.policies,
     )
+
+
+def bases_on_record(tenant_id: int, destination: SiteFacts) -> frozenset[str]:
+    """The kinds of legal basis the tenant has on record, still valid, for this destination."""
+    today = timezone.now().date()
+    records = TransferBasis.objects.filter(
+        Q(valid_until__isnull=True) | Q(valid_until__gte=today),
+        tenant_id=tenant_id,
+        destination__in=destination.jurisdictions,
+    )
+    return frozenset(records.values_list("kind", flat=True))
 
 
 def save_asset(asset: ProtectedAsset, ctx: ChangeContext) -> ProtectedAsset:

@@ -421,3 +421,57 @@ def test_one_query_context_matches_the_orm_path(fleet, us_site):
     assert (fast.site, fast.asset, fast.tenant_id) == (slow.site, slow.asset, slow.tenant_id)
     assert fast.policies is slow.policies  # same fingerprint, same cached compilation
     assert fast.site.jurisdictions == {"DE", "EU", "EEA", "DACH"}
+
+
+def test_transfer_needs_a_legal_basis_on_record(fleet, us_site):
+    from tenants.sovereignty.core.model import Action
+
+    active_rule(fleet, "transfer", asset_kinds=["dataset"], allowed=["EEA"], legal_bases=["scc"])
+    asset = services.save_asset(
+        ProtectedAsset(
+            tenant=fleet.alpha,
+            name="claims",
+            kind="dataset",
+            classification="confidential",
+            site=fleet.sites["alpha"],
+        ),
+        CTX,
+    )
+    with pytest.raises(services.SovereigntyDenied):
+        services.check_asset_at_site(asset, us_site, CTX, action=Action.TRANSFER_ASSET)
+    admin = fleet.client("alpha_admin")
+    expired = admin.post(
+        "/api/v1/sovereignty/transfer-bases/",
+        {
+            "tenant": fleet.alpha.pk,
+            "kind": "scc",
+            "destination": "US",
+            "reference": "SCC 2021/914",
+            "valid_until": "2020-01-01",
+        },
+        format="json",
+    )
+    assert expired.status_code == 201, expired.content
+    with pytest.raises(services.SovereigntyDenied):
+        services.check_asset_at_site(asset, us_site, CTX, action=Action.TRANSFER_ASSET)
+    assert (
+        fleet.client("alpha_operator")
+        .post(
+            "/api/v1/sovereignty/transfer-bases/",
+            {"tenant": fleet.alpha.pk, "kind": "scc", "destination": "US", "reference": "x"},
+            format="json",
+        )
+        .status_code
+        == 403
+    )
+    admin.post(
+        "/api/v1/sovereignty/transfer-bases/",
+        {"tenant": fleet.alpha.pk, "kind": "scc", "destination": "US", "reference": "SCC 2021/914"},
+        format="json",
+    )
+    assert services.check_asset_at_site(asset, us_site, CTX, action=Action.TRANSFER_ASSET).allowed
+    # A basis of a kind the rule does not accept does not count.
+    assert services.bases_on_record(fleet.alpha.pk, services.site_facts(us_site)) == {"scc"}
+    assert (
+        fleet.client("beta_admin").get("/api/v1/sovereignty/transfer-bases/").json()["count"] == 0
+    )

@@ -113,7 +113,7 @@ CASES = [
     (
         "transfer with SCCs on record",
         rule("transfer", allowed=["EEA"], legal_bases=["scc"]),
-        Request(Action.TRANSFER_ASSET, None, IAD, asset=PII, legal_basis="scc"),
+        Request(Action.TRANSFER_ASSET, None, IAD, asset=PII, legal_bases=frozenset({"scc"})),
         True,
         ("platform.own-premises",),
     ),

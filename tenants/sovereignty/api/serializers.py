@@ -3,13 +3,14 @@ from rest_framework import serializers
 
 from tenants.api.base import ScopedPrimaryKeyRelatedField
 from tenants.models import Tenant
-from tenants.sovereignty.core.model import LEGAL_BASES, Action
+from tenants.sovereignty.core.model import Action
 from tenants.sovereignty.models import (
     AccessRequest,
     DecisionRecord,
     JurisdictionGroup,
     ProtectedAsset,
     SovereigntyRule,
+    TransferBasis,
 )
 
 # The site model, without importing the inventory app (tenants must not depend on it).
@@ -100,6 +101,15 @@ class RuleSerializer(serializers.ModelSerializer):
         ]
 
 
+class TransferBasisSerializer(serializers.ModelSerializer):
+    tenant = tenant_field()
+
+    class Meta:
+        model = TransferBasis
+        fields = ["id", "tenant", "kind", "destination", "reference", "valid_until", "created_at"]
+        read_only_fields = ["created_at"]
+
+
 class AccessRequestSerializer(serializers.ModelSerializer):
     site = site_field()
     person = serializers.PrimaryKeyRelatedField(
@@ -166,7 +176,6 @@ class EvaluateSerializer(serializers.Serializer):
     )
     from_country = serializers.CharField(max_length=2, required=False, default="")
     remote = serializers.BooleanField(required=False, default=False)
-    legal_basis = serializers.ChoiceField(choices=["", *LEGAL_BASES], required=False, default="")
     destination = site_field(required=False, help_text="Telemetry destination site.")
     telemetry_category = serializers.CharField(max_length=64, required=False, default="")
     artifact_origin = serializers.CharField(max_length=64, required=False, default="")

@@ -8,6 +8,7 @@ router.register("sovereignty/groups", views.JurisdictionGroupViewSet)
 router.register("sovereignty/assets", views.ProtectedAssetViewSet)
 router.register("sovereignty/rules", views.RuleViewSet)
 router.register("sovereignty/access-requests", views.AccessRequestViewSet)
+router.register("sovereignty/transfer-bases", views.TransferBasisViewSet)
 router.register("sovereignty/decisions", views.DecisionRecordViewSet)
 
 urlpatterns = [

@@ -4,7 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tenants.access import actor_for, scope_queryset
+from tenants.access import actor_for
 from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
 from tenants.choices import PROVIDER_ROLES, TENANT_ROLES, Role
 from tenants.sovereignty import services
@@ -23,6 +23,7 @@ from tenants.sovereignty.models import (
     JurisdictionGroup,
     ProtectedAsset,
     SovereigntyRule,
+    TransferBasis,
 )
 
 TENANT_WRITERS = frozenset({Role.TENANT_ADMIN, Role.TENANT_OPERATOR})
@@ -101,6 +102,17 @@ class RuleViewSet(AuditedModelViewSet):
     def what_if(self, request, pk=None):
         """What this rule would deny in the live fleet if it were active now."""
         return Response(services.what_if(self.get_object()))
+
+
+class TransferBasisViewSet(AuditedModelViewSet):
+    """Legal bases for cross-border transfers that a tenant has on record."""
+
+    queryset = TransferBasis.objects.all()
+    serializer_class = s.TransferBasisSerializer
+    ordering_fields = ["destination", "kind"]
+    tenant_fields = ("tenant",)
+    read_roles = frozenset({Role.PROVIDER_ADMIN, *TENANT_ROLES})
+    write_roles = frozenset({Role.TENANT_ADMIN})
 
 
 class AccessRequestViewSet(AuditedModelViewSet):
@@ -197,7 +209,9 @@ class EvaluateView(APIView):
             services.site_facts(site),
             asset=services.asset_facts(asset) if asset else None,
             artifact=ArtifactFacts("query", data["artifact_origin"], data["artifact_signed"]),
-            legal_basis=data["legal_basis"],
+            legal_bases=services.bases_on_record(site.tenant_id, services.site_facts(site))
+            if act == Action.TRANSFER_ASSET
+            else frozenset(),
             from_country=data["from_country"],
             remote=data["remote"],
             approved=bool(person) and services.approved_access(person, site),
@@ -226,6 +240,3 @@ class EvaluateView(APIView):
             "reasons": list(decision.reasons),
         }
         return Response(body, status=status.HTTP_200_OK)
-
-
-__all__ = ["scope_queryset"]

@@ -33,7 +33,7 @@ entity Asset = { tenant: String, kind: String, classification: Long, labels: Set
                  site: String };
 entity Person = { nationality: String, residency: String, clearance: Long };
 entity Artifact = { origin: String, signed: Bool };
-type AssetContext = { site: Site, legal_basis: String, key_store_country: String,
+type AssetContext = { site: Site, legal_bases: Set<String>, key_store_country: String,
                       key_store_customer_controlled: Bool };
 action place_asset, process_asset, replicate_asset, transfer_asset
     appliesTo { principal: Person, resource: Asset, context: AssetContext };
@@ -136,7 +136,7 @@ def rule_policies(rule: Rule) -> list[str]:
     if kind == RuleKind.TRANSFER:
         unless = site_in.format(_list(p["allowed"]))
         if p["legal_bases"]:
-            unless += f" || {_list(p['legal_bases'])}.contains(context.legal_basis)"
+            unless += f" || context.legal_bases.containsAny({_list(p['legal_bases'])})"
         return [_forbid(_actions(Action.TRANSFER_ASSET), _asset_match(p), unless)]
     if kind == RuleKind.ACCREDITATION:
         needs = []
@@ -342,7 +342,7 @@ def cedar_request(request: Request) -> tuple[dict, list[dict]]:
         resource = _uid("Asset", asset.id)
         context = {
             "site": site_ref,
-            "legal_basis": request.legal_basis,
+            "legal_bases": sorted(request.legal_bases),
             "key_store_country": request.key_store_country,
             "key_store_customer_controlled": request.key_store_customer_controlled,
         }

@@ -84,7 +84,7 @@ class Request:
     site: SiteFacts
     asset: AssetFacts | None = None
     artifact: ArtifactFacts | None = None
-    legal_basis: str = ""  # for transfers: the basis on record, if any
+    legal_bases: frozenset[str] = frozenset()  # transfers: bases on record for the destination
     from_country: str = ""  # for access: where the person acts from
     remote: bool = False
     approved: bool = False  # a tenant-admin-approved access request covers now

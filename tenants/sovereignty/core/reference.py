@@ -54,7 +54,7 @@ def forbids(rule: Rule, r: Request) -> bool:
             r.action == Action.TRANSFER_ASSET
             and _matches(p, a)
             and not _within(site, p["allowed"])
-            and r.legal_basis not in p["legal_bases"]
+            and not (r.legal_bases & set(p["legal_bases"]))
         )
     if kind == RuleKind.ACCREDITATION:
         if r.action not in (Action.PLACE_ASSET, Action.PROCESS_ASSET, Action.REPLICATE_ASSET):
