@@ -181,3 +181,38 @@ def test_database_data_errors_become_400():
     response = api_exception_handler(DataError("time zone displacement out of range"), {})
     assert response.status_code == 400
     assert response.data["errors"][0]["code"] == "invalid_value"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_object_deleted_by_a_concurrent_request_is_404_not_500():
+    """Found by Schemathesis: a PATCH whose object another request deletes between lookup and
+    the locked re-read. Simulated by deleting the row from a second connection mid-request."""
+    from django.db import connections
+
+    from tenants.services import changes
+    from tests.fleet import build_fleet, make_tenant
+
+    fleet = build_fleet()
+    doomed = make_tenant("doomed")
+    real_save = changes.save_object
+
+    def save_after_concurrent_delete(instance, ctx, **kwargs):
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("DELETE FROM tenants_tenant WHERE id = %s", [doomed.pk])
+        finally:
+            other.close()
+        return real_save(instance, ctx, **kwargs)
+
+    import tenants.api.base as base
+
+    base.save_object = save_after_concurrent_delete
+    try:
+        response = fleet.client("provider_admin").patch(
+            f"/api/v1/tenants/{doomed.pk}/", {"name": "Renamed"}
+        )
+    finally:
+        base.save_object = real_save
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

@@ -11,6 +11,7 @@ database uniqueness races, become 409 Conflict; nothing becomes a 500.
 from __future__ import annotations
 
 import structlog
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
@@ -158,7 +159,8 @@ def api_exception_handler(exc, context):
             }
         )
         exc.default_code = "sovereignty_denied"
-    elif isinstance(exc, Http404):
+    elif isinstance(exc, Http404 | ObjectDoesNotExist):
+        # ObjectDoesNotExist: it vanished mid-request (deleted by a concurrent request).
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -7,7 +7,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tenants.models.audit import AppendOnlyError
-from tenants.sovereignty.core.model import ASSET_KINDS, CLASSIFICATIONS, LEGAL_BASES, RuleKind
+from tenants.sovereignty.core.cedar import validation_errors
+from tenants.sovereignty.core.model import (
+    ASSET_KINDS,
+    CLASSIFICATIONS,
+    LEGAL_BASES,
+    Rule,
+    RuleKind,
+)
 from tenants.sovereignty.core.rules import RuleError, describe, validate_params
 
 
@@ -158,6 +165,10 @@ class SovereigntyRule(models.Model):
             raise ValidationError(
                 {field: ValidationError(f"{error.field}: {error.message}", code="invalid_rule")}
             ) from None
+        # The compiled policy must type-check against the Cedar schema, now, not at activation.
+        problems = validation_errors([Rule("draft", str(self.tenant_id), self.kind, self.params)])
+        if problems:
+            raise ValidationError({"params": ValidationError(problems[0], code="invalid_policy")})
         if self.pk:
             stored = (
                 type(self).objects.filter(pk=self.pk).values("status", "kind", "params").first()

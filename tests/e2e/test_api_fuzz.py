@@ -57,6 +57,9 @@ def gunicorn_url(transactional_db, tmp_path):
             f"127.0.0.1:{port}",
             "--workers",
             "2",
+            # Request-line limits belong to the proxy in front; here we test the app's answers.
+            "--limit-request-line",
+            "0",
             "--log-level",
             "warning",
         ],

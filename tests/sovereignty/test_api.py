@@ -475,3 +475,60 @@ def test_transfer_needs_a_legal_basis_on_record(fleet, us_site):
     assert (
         fleet.client("beta_admin").get("/api/v1/sovereignty/transfer-bases/").json()["count"] == 0
     )
+
+
+def test_access_requests_are_tenant_scoped(fleet):
+    now = timezone.now()
+    created = fleet.client("provider_admin").post(
+        "/api/v1/sovereignty/access-requests/",
+        {
+            "site": fleet.sites["alpha"].pk,
+            "person": fleet.people["technician"].pk,
+            "reason": "swap",
+            "starts_at": now.isoformat(),
+            "ends_at": (now + dt.timedelta(hours=1)).isoformat(),
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    rid = created.json()["id"]
+    assert (
+        fleet.client("alpha_viewer").get(f"/api/v1/sovereignty/access-requests/{rid}/").status_code
+        == 200
+    )
+    assert (
+        fleet.client("beta_admin").get(f"/api/v1/sovereignty/access-requests/{rid}/").status_code
+        == 404
+    )
+    assert (
+        fleet.client("beta_admin").get("/api/v1/sovereignty/access-requests/").json()["count"] == 0
+    )
+    # Tenants do not file requests for provider access; and windows are bounded.
+    assert (
+        fleet.client("alpha_admin")
+        .post(
+            "/api/v1/sovereignty/access-requests/",
+            {
+                "site": fleet.sites["alpha"].pk,
+                "person": fleet.people["technician"].pk,
+                "reason": "x",
+                "starts_at": now.isoformat(),
+                "ends_at": (now + dt.timedelta(hours=1)).isoformat(),
+            },
+            format="json",
+        )
+        .status_code
+        == 403
+    )
+    too_long = fleet.client("provider_admin").post(
+        "/api/v1/sovereignty/access-requests/",
+        {
+            "site": fleet.sites["alpha"].pk,
+            "person": fleet.people["technician"].pk,
+            "reason": "x",
+            "starts_at": now.isoformat(),
+            "ends_at": (now + dt.timedelta(days=30)).isoformat(),
+        },
+        format="json",
+    )
+    assert too_long.status_code == 400 and too_long.json()["errors"][0]["field"] == "ends_at"
