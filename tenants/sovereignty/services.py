@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psycopg
 from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
@@ -182,10 +181,8 @@ def decision_context(site_id: int, asset_id: int | None = None) -> DecisionConte
     query reads all of it (the decision budget is 2 ms at p99); elsewhere the ORM, in a few."""
     if connection.vendor != "postgresql":
         return _decision_context_orm(site_id, asset_id)
-    connection.ensure_connection()
-    # A server-side prepared statement: planned once per connection, not on every decision.
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_CONTEXT_SQL, [asset_id, site_id], prepare=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_CONTEXT_SQL, [asset_id, site_id])
         row = cursor.fetchone()
     if row is None:
         raise LookupError(f"no site {site_id}")
