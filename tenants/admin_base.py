@@ -44,3 +44,17 @@ class AuditedModelAdmin(admin.ModelAdmin):
         except ChangeRefused as refused:
             self.message_user(request, f"Not deleted: {refused.message}", messages.ERROR)
             return HttpResponseRedirect(request.path.rsplit("/delete/", 1)[0] + "/change/")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Look, never touch: append-only logs, and records that change only through their own
+    services (the catalog by migration, rules through the API)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,23 +1,13 @@
 from django.contrib import admin
 
 from factory.catalog.models import ChipModel, UltraServerModel
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The catalog changes by data migration (reviewed, versioned), not by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from tenants.admin_base import ReadOnlyAdmin
 
 
 @admin.register(ChipModel)
 class ChipModelAdmin(ReadOnlyAdmin):
+    """The catalog changes by data migration (reviewed, versioned), not by hand."""
+
     list_display = [
         "name",
         "vendor",

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tenants.admin_base import AuditedModelAdmin
+from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 from tenants.sovereignty.models import (
     AccessRequest,
     DecisionRecord,
@@ -35,21 +35,12 @@ class ProtectedAssetAdmin(AuditedModelAdmin):
 
 
 @admin.register(SovereigntyRule)
-class SovereigntyRuleAdmin(admin.ModelAdmin):
+class SovereigntyRuleAdmin(ReadOnlyAdmin):
     """Read-only here: tenants write their rules through the API (validated, versioned)."""
 
     list_display = ["name", "tenant", "kind", "status", "version", "activated_at", "sentence"]
     list_filter = ["status", "kind", "tenant"]
     search_fields = ["name"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AccessRequest)
@@ -71,7 +62,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(DecisionRecord)
-class DecisionRecordAdmin(admin.ModelAdmin):
+class DecisionRecordAdmin(ReadOnlyAdmin):
     """The access-transparency log: read-only, append-only."""
 
     list_display = [
@@ -84,12 +75,3 @@ class DecisionRecordAdmin(admin.ModelAdmin):
     ]
     list_filter = ["allowed", "action", "resource_type"]
     search_fields = ["resource_repr", "actor_username", "principal", "request_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from tenants.models.audit import AppendOnlyError
+from tenants.models.audit import AppendOnlyModel
 from tenants.sovereignty.core.cedar import validation_errors
 from tenants.sovereignty.core.model import (
     ASSET_KINDS,
@@ -273,15 +273,7 @@ class AccessRequest(models.Model):
                 )
 
 
-class DecisionRecordQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise AppendOnlyError("decision records cannot be updated")
-
-    def delete(self):
-        raise AppendOnlyError("decision records cannot be deleted")
-
-
-class DecisionRecord(models.Model):
+class DecisionRecord(AppendOnlyModel):
     """Access transparency: every sovereignty decision about a tenant's site or asset, allowed or
     denied, with the rules that decided it. Append-only, like the audit log."""
 
@@ -299,22 +291,12 @@ class DecisionRecord(models.Model):
     reasons = models.JSONField(default=list)
     request_id = models.CharField(max_length=64, blank=True)
 
-    objects = DecisionRecordQuerySet.as_manager()
-
     class Meta:
         ordering = ["-occurred_at", "-id"]
 
     def __str__(self) -> str:
         verdict = "allowed" if self.allowed else "denied"
         return f"{self.action} {self.resource_repr}: {verdict}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise AppendOnlyError("decision records cannot be updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError("decision records cannot be deleted")
 
     @property
     def owning_tenant_id(self) -> int:

@@ -115,6 +115,12 @@ def test_admin_pages_render(fleet, client):
         "/admin/tenants/user/",
         "/admin/tenants/apitoken/",
         "/admin/catalog/ultraservermodel/",
+        "/admin/sovereignty/sovereigntyrule/",
+        "/admin/sovereignty/decisionrecord/",
+        "/admin/sovereignty/protectedasset/",
+        "/admin/sovereignty/accessrequest/",
+        "/admin/sovereignty/jurisdictiongroup/",
+        "/admin/sovereignty/transferbasis/",
         f"/admin/tenants/auditevent/{AuditEvent.objects.first().pk}/change/",
     ]:
         assert client.get(url).status_code == 200, url
