@@ -165,6 +165,14 @@ class SovereigntyRule(models.Model):
             raise ValidationError(
                 {field: ValidationError(f"{error.field}: {error.message}", code="invalid_rule")}
             ) from None
+        if self.supersedes_id and self.supersedes.tenant_id != self.tenant_id:
+            raise ValidationError(
+                {
+                    "supersedes": ValidationError(
+                        "a rule supersedes only its own tenant's rules", code="other_tenant"
+                    )
+                }
+            )
         # The compiled policy must type-check against the Cedar schema, now, not at activation.
         problems = validation_errors([Rule("draft", str(self.tenant_id), self.kind, self.params)])
         if problems:

@@ -264,7 +264,10 @@ def test_evaluate_validates_and_fails_closed(fleet):
         format="json",
     )
     assert other.status_code == 400 and other.json()["errors"][0]["field"] == "site"
-    nobody = fleet.people["alpha_viewer"]  # no nationality on record: fail closed
+    from tenants.choices import Role
+    from tests.fleet import make_person
+
+    nobody = make_person("new-tech", Role.PROVIDER_TECHNICIAN)  # no nationality on record
     decision = client.post(
         "/api/v1/sovereignty/evaluate/",
         {"action": "access_site", "site": site.pk, "person": nobody.pk},
@@ -519,3 +522,46 @@ def test_access_requests_are_tenant_scoped(fleet):
         format="json",
     )
     assert too_long.status_code == 400 and too_long.json()["errors"][0]["field"] == "ends_at"
+
+
+def test_evaluate_cannot_probe_other_tenants_people(fleet):
+    probe = fleet.client("alpha_admin").post(
+        "/api/v1/sovereignty/evaluate/",
+        {
+            "action": "access_site",
+            "site": fleet.sites["alpha"].pk,
+            "person": fleet.people["beta_admin"].pk,
+        },
+        format="json",
+    )
+    assert probe.status_code == 400 and probe.json()["errors"][0]["field"] == "person"
+
+
+def test_a_rule_supersedes_only_its_own_tenants_rules(fleet):
+    from tenants.choices import Role
+    from tenants.models import Membership
+
+    beta_rule = (
+        fleet.client("beta_admin")
+        .post(
+            RULES,
+            {"tenant": fleet.beta.pk, "name": "b", "kind": "customer_approval"},
+            format="json",
+        )
+        .json()
+    )
+    both = fleet.people["alpha_admin"]
+    save_object(Membership(user=both, tenant=fleet.beta, role=Role.TENANT_ADMIN), CTX)
+    from tests.fleet import client_for
+
+    response = client_for(both).post(
+        RULES,
+        {
+            "tenant": fleet.alpha.pk,
+            "name": "a",
+            "kind": "customer_approval",
+            "supersedes": beta_rule["id"],
+        },
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "supersedes"

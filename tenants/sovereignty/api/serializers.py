@@ -172,7 +172,9 @@ class EvaluateSerializer(serializers.Serializer):
         queryset=ProtectedAsset.objects.all(), tenant_fields=("tenant",), required=False
     )
     person = serializers.PrimaryKeyRelatedField(
-        queryset=get_user_model().objects.all(), required=False
+        # Only provider personnel act on sites; a tenant's people are nobody else's business.
+        queryset=get_user_model().objects.filter(memberships__tenant__isnull=True),
+        required=False,
     )
     from_country = serializers.CharField(max_length=2, required=False, default="")
     remote = serializers.BooleanField(required=False, default=False)
