@@ -152,7 +152,7 @@ def run() -> dict:
                 None,
                 context.site,
                 asset=context.asset,
-                **services._key_store(site),
+                **services.key_store_facts(site),
             )
         else:
             request = Request(Action.ACCESS_SITE, person_facts, context.site, from_country="DE")
@@ -167,7 +167,7 @@ def run() -> dict:
                 None,
                 services.site_facts(site),
                 asset=services.asset_facts(ProtectedAsset.objects.get(pk=asset_id)),
-                **services._key_store(site),
+                **services.key_store_facts(site),
             )
         else:
             request = Request(

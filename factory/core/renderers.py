@@ -17,10 +17,8 @@ def _default(value):
         return str(value)
     if hasattr(value, "tolist"):
         return value.tolist()
-    # Lazy translation strings and other str-likes.
-    if isinstance(value, str) or hasattr(value, "__str__"):
-        return str(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
+    # Lazy translation strings, country codes and other objects that render as text.
+    return str(value)
 
 
 class OrjsonRenderer(JSONRenderer):

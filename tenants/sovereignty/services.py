@@ -283,7 +283,7 @@ def _asset_subject(asset: ProtectedAsset) -> Subject:
     return Subject("asset", str(asset.pk or "new"), asset.name)
 
 
-def _key_store(site) -> dict:
+def key_store_facts(site) -> dict:
     """Keys placed at a site live in its key store: in-country by construction, and customer
     controlled where the site holds the ``customer-hsm`` accreditation."""
     country = getattr(site.country, "code", site.country) or ""
@@ -309,7 +309,7 @@ def check_asset_at_site(
         legal_bases=bases_on_record(site.tenant_id, context.site)
         if action == Action.TRANSFER_ASSET
         else frozenset(),
-        **(_key_store(site) if action == Action.PLACE_ASSET else {}),
+        **(key_store_facts(site) if action == Action.PLACE_ASSET else {}),
     )
     return decide(
         request,
@@ -513,7 +513,7 @@ def what_if(draft: SovereigntyRule) -> dict:
         action = (
             Action.REPLICATE_ASSET if asset.kind in ("replica", "backup") else Action.PLACE_ASSET
         )
-        extra = _key_store(asset.site) if action == Action.PLACE_ASSET else {}
+        extra = key_store_facts(asset.site) if action == Action.PLACE_ASSET else {}
         checks.append(
             (
                 Subject("asset", str(asset.pk), asset.name),

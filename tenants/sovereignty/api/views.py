@@ -1,3 +1,4 @@
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
@@ -145,8 +146,6 @@ class AccessRequestViewSet(AuditedModelViewSet):
                 {"status": [exceptions.ErrorDetail(f"already {access.status}", code="decided")]}
             )
         access.status, access.decided_by = new_status, request.user
-        from django.utils import timezone
-
         access.decided_at = timezone.now()
         self.save_instance(access, change_context(request))
         return Response(self.get_serializer(access).data)
@@ -219,7 +218,7 @@ class EvaluateView(APIView):
             destination=services.site_facts(data["destination"])
             if data.get("destination")
             else None,
-            **(services._key_store(site) if act == Action.PLACE_ASSET else {}),
+            **(services.key_store_facts(site) if act == Action.PLACE_ASSET else {}),
         )
         subject = services.Subject(
             "asset" if asset else "site",
