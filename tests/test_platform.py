@@ -216,3 +216,23 @@ def test_object_deleted_by_a_concurrent_request_is_404_not_500():
         base.save_object = real_save
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+def test_conflict_names_protecting_objects_without_querying_them(fleet):
+    """Found by Schemathesis: the protecting object was deferred and deleted concurrently, so
+    its str() raised and the 409 became a 500."""
+    from django.db.models import ProtectedError
+
+    from factory.core.errors import api_exception_handler
+    from factory.inventory.models import UltraServer
+
+    server = fleet.servers["alpha"]
+    deferred = UltraServer.objects.only("id").get(pk=server.pk)
+    UltraServer.objects.filter(pk=server.pk).delete()  # gone, as if by another request
+    response = api_exception_handler(ProtectedError("in use", {deferred}), {})
+    assert response.status_code == 409
+    assert response.data["errors"][0]["message"] == f"still in use by: ultra server {server.pk}"
+    # And through the API: deleting a tenant that still has sites is a 409 naming them.
+    conflict = fleet.client("provider_admin").delete(f"/api/v1/tenants/{fleet.beta.pk}/")
+    assert conflict.status_code == 409
+    assert f"site {fleet.sites['beta'].pk}" in conflict.json()["errors"][0]["message"]

@@ -109,7 +109,9 @@ def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = django_validation_error_to_drf(exc)
     elif isinstance(exc, ProtectedError | RestrictedError):
-        names = sorted({str(obj) for obj in list(exc.args[1])[:5]})
+        # Model and key only: the collector loads these objects with deferred fields, and str()
+        # would query again (and fail, if a concurrent request just deleted the row).
+        names = sorted({f"{obj._meta.verbose_name} {obj.pk}" for obj in list(exc.args[1])[:5]})
         exc = Conflict(
             detail={
                 "non_field_errors": [
