@@ -14,13 +14,14 @@ from django.db import transaction
 from factory.catalog.models import UltraServerModel
 from factory.inventory.choices import LifecycleState, RackStatus, SiteStatus
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
-from factory.inventory.services import save_ultraserver
+from factory.inventory.services import save_ultraserver, transition
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource, Clearance, Role, TenantKind
 from tenants.models import Membership, Tenant
 from tenants.services.changes import ChangeContext, save_object
 
 DEMO_PASSWORD = "factory-demo"
+DEMO_FIRMWARE = "2026.09.1"
 
 PEOPLE = [
     # username, first, last, nationality, residency, clearance, role, tenant slug
@@ -124,19 +125,25 @@ def _site(ctx, tenant, *, racks, **fields) -> Site:
         model = UltraServerModel.objects.get(slug=model_slug)
         family = model.slug.split("-")[0].upper()
         for slot in range(per_rack):
-            save_ultraserver(
+            server = save_ultraserver(
                 UltraServer(
                     serial=f"{site.code}-{family}-{index:02d}{slot + 1:02d}",
                     model=model,
                     rack=rack,
                     position=1 + slot * model.rack_units,
                     tenant=tenant,
-                    lifecycle_state=LifecycleState.IN_SERVICE,
-                    firmware_version="2026.09.1",
+                    firmware_version=DEMO_FIRMWARE,
                     runtime_version="neuron-2.26" if "trn" in model.slug else "cuda-13.0",
                 ),
                 ctx,
             )
+            for state in (
+                LifecycleState.INSTALLING,
+                LifecycleState.BURN_IN,
+                LifecycleState.READY,
+                LifecycleState.IN_SERVICE,
+            ):
+                transition(server.pk, state, ctx)
     return site
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+
+from factory.inventory import lifecycle
 from factory.inventory.models import Chip, PowerFeed, UltraServer
 from factory.inventory.models.power import budget_problem_without
+from tenants.services import audit
 from tenants.services.changes import ChangeContext, ChangeRefused, delete_object, save_object
 
 
@@ -15,9 +19,58 @@ def _create_chips(server: UltraServer, creating: bool) -> None:
         )
 
 
+def _refuse_invalid_transition(server: UltraServer) -> None:
+    if server.pk is None:
+        if server.lifecycle_state != lifecycle.PLANNED:
+            raise ChangeRefused(
+                f"a new UltraServer starts 'planned', not '{server.lifecycle_state}'; "
+                "a deploy workflow moves it on",
+                code="invalid_transition",
+                field="lifecycle_state",
+            )
+        return
+    current = (
+        UltraServer.objects.filter(pk=server.pk).values_list("lifecycle_state", flat=True).first()
+    )
+    if current is not None:
+        try:
+            lifecycle.check_transition(server.serial, current, server.lifecycle_state)
+        except lifecycle.InvalidTransition as exc:
+            raise ChangeRefused(
+                str(exc), code="invalid_transition", field="lifecycle_state"
+            ) from None
+
+
 def save_ultraserver(server: UltraServer, ctx: ChangeContext) -> UltraServer:
-    """Create or change an UltraServer; a new one gets its chips (e.g. 144 for a Trn3)."""
-    return save_object(server, ctx, after_save=_create_chips)
+    """Create or change an UltraServer; a new one gets its chips (e.g. 144 for a Trn3).
+    Lifecycle changes must follow the whitelist (409 naming the current state)."""
+    with transaction.atomic():
+        if server.pk is not None:
+            UltraServer.objects.select_for_update().filter(pk=server.pk).exists()
+        _refuse_invalid_transition(server)
+        return save_object(server, ctx, after_save=_create_chips)
+
+
+def transition(
+    server_id: int, wanted: str, ctx: ChangeContext, *, fields: dict | None = None
+) -> UltraServer:
+    """Move an UltraServer along its lifecycle (and set ``fields`` with it), audited.
+
+    Lighter than ``save_ultraserver``: a lifecycle change cannot break placement, so the
+    power and cooling checks are not re-run. Locks the row; raises ``InvalidTransition``."""
+    with transaction.atomic():
+        server = UltraServer.objects.select_for_update().get(pk=server_id)
+        lifecycle.check_transition(server.serial, server.lifecycle_state, wanted)
+        before = audit.snapshot(server)
+        server.lifecycle_state = wanted
+        for name, value in (fields or {}).items():
+            setattr(server, name, value)
+        after = audit.snapshot(server)
+        changed = [name for name, value in after.items() if before.get(name) != value]
+        if changed:
+            server.save(update_fields=[*changed, "updated_at"])
+            audit.record_change(ctx, server, before)
+        return server
 
 
 def _refuse_if_budget_breaks(feed: PowerFeed) -> None:

@@ -46,6 +46,11 @@ class UltraServer(models.Model):
     in_maintenance = models.BooleanField(default=False)
     fault_reason = models.CharField(max_length=500, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    unreachable_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when the site's agent has gone silent; cleared when it reports again.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
