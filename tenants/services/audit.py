@@ -72,3 +72,17 @@ def record(
         after=after,
         request_id=request_id[:64],
     )
+
+
+def record_change(ctx, instance: models.Model, before: dict | None) -> AuditEvent:
+    """Record ``instance`` as it now stands: a create when ``before`` is None, else an update.
+    ``ctx`` is the change's ``ChangeContext``."""
+    return record(
+        actor=ctx.actor,
+        action=AuditAction.CREATE if before is None else AuditAction.UPDATE,
+        instance=instance,
+        before=before,
+        after=snapshot(instance),
+        source=ctx.source,
+        request_id=ctx.request_id,
+    )

@@ -9,7 +9,7 @@ import secrets
 from django.conf import settings
 from django.utils import timezone
 
-from tenants.choices import AuditAction, TokenScope
+from tenants.choices import TokenScope
 from tenants.models import ApiToken
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
@@ -46,15 +46,7 @@ def issue_token(
     )
     token.full_clean()
     token.save()
-    audit.record(
-        actor=ctx.actor,
-        action=AuditAction.CREATE,
-        instance=token,
-        before=None,
-        after=audit.snapshot(token),
-        source=ctx.source,
-        request_id=ctx.request_id,
-    )
+    audit.record_change(ctx, token, None)
     return token, clear
 
 
@@ -63,15 +55,7 @@ def revoke_token(token: ApiToken, ctx: ChangeContext) -> ApiToken:
         before = audit.snapshot(token)
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        audit.record(
-            actor=ctx.actor,
-            action=AuditAction.UPDATE,
-            instance=token,
-            before=before,
-            after=audit.snapshot(token),
-            source=ctx.source,
-            request_id=ctx.request_id,
-        )
+        audit.record_change(ctx, token, before)
     return token
 
 

@@ -1,0 +1,60 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions
+
+from factory.agents.services import authenticate_agent
+from tenants.api.authentication import credential_for
+
+
+class AgentPrincipal:
+    """``request.user`` for a site agent: authenticated, but no person and no roles."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def get_username(self) -> str:
+        return f"agent:{self.agent.site_id}/{self.agent.name}"
+
+
+class SiteAgentAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Agent <token>``: a site agent's credential, good for its own site only."""
+
+    keyword = "Agent"
+
+    def authenticate(self, request):
+        clear = credential_for(request, self.keyword)
+        if clear is None:
+            return None
+        agent = authenticate_agent(clear)
+        if agent is None:
+            raise exceptions.AuthenticationFailed(
+                "Agent credential is invalid or revoked.", code="invalid_token"
+            )
+        return AgentPrincipal(agent), agent
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class IsSiteAgent(permissions.BasePermission):
+    def has_permission(self, request, view):
+        if not isinstance(request.user, AgentPrincipal):
+            raise exceptions.NotAuthenticated("These endpoints take a site agent's credential.")
+        return True
+
+
+class SiteAgentScheme(OpenApiAuthenticationExtension):
+    target_class = "factory.agents.api.authentication.SiteAgentAuthentication"
+    name = "agentAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Agent <token>`",
+        }

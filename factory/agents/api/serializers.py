@@ -1,0 +1,82 @@
+from rest_framework import serializers
+
+from factory.agents.models import AgentCommand, SiteAgent
+
+
+class SiteAgentSerializer(serializers.ModelSerializer):
+    site_code = serializers.CharField(source="site.code", read_only=True)
+
+    class Meta:
+        model = SiteAgent
+        fields = [
+            "id",
+            "site",
+            "site_code",
+            "name",
+            "prefix",
+            "created_at",
+            "last_seen_at",
+            "revoked_at",
+        ]
+        read_only_fields = ["prefix", "created_at", "last_seen_at", "revoked_at"]
+
+
+class IssuedSiteAgentSerializer(SiteAgentSerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(SiteAgentSerializer.Meta):
+        fields = [*SiteAgentSerializer.Meta.fields, "token"]
+
+
+class AgentCommandSerializer(serializers.ModelSerializer):
+    ultraserver_serial = serializers.CharField(
+        source="ultraserver.serial", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = AgentCommand
+        fields = [
+            "id",
+            "site",
+            "ultraserver",
+            "ultraserver_serial",
+            "kind",
+            "params",
+            "state",
+            "timeout_seconds",
+            "claimed_at",
+            "result_due_at",
+            "result",
+            "error",
+            "late",
+            "requested_by",
+            "created_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+
+class ClaimRequestSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    wait_seconds = serializers.FloatField(min_value=0, max_value=25, default=0)
+
+
+class ClaimedCommandSerializer(serializers.ModelSerializer):
+    ultraserver_serial = serializers.CharField(
+        source="ultraserver.serial", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = AgentCommand
+        fields = ["id", "kind", "ultraserver", "ultraserver_serial", "params", "result_due_at"]
+        read_only_fields = fields
+
+
+class ClaimResponseSerializer(serializers.Serializer):
+    commands = ClaimedCommandSerializer(many=True)
+
+
+class ResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    result = serializers.DictField(required=False, default=dict)
+    error = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)

@@ -1,0 +1,89 @@
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from factory.agents import services
+from factory.agents.api import serializers as s
+from factory.agents.api.authentication import IsSiteAgent, SiteAgentAuthentication
+from factory.agents.models import AgentCommand, SiteAgent
+from tenants.api.base import ScopedViewSetMixin, change_context
+from tenants.choices import Role
+
+
+class SiteAgentViewSet(
+    ScopedViewSetMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Site agent credentials. Provider admins issue (the token is shown once) and revoke;
+    the site's tenant reads them."""
+
+    queryset = SiteAgent.objects.select_related("site")
+    serializer_class = s.SiteAgentSerializer
+    tenant_fields = ("site__tenant",)
+    filterset_fields = ["site"]
+    ordering_fields = ["name", "last_seen_at"]
+
+    @extend_schema(responses={201: s.IssuedSiteAgentSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        site = serializer.validated_data["site"]
+        agent, clear = services.issue_agent(
+            site, serializer.validated_data["name"], change_context(request)
+        )
+        agent.token = clear
+        return Response(s.IssuedSiteAgentSerializer(agent).data, status=201)
+
+    @extend_schema(request=None, responses=s.SiteAgentSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        agent = self.get_object()
+        services.revoke_agent(agent, change_context(request))
+        return Response(s.SiteAgentSerializer(agent).data)
+
+
+class AgentCommandViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """What was asked of each site's hardware, and what it answered (read-only)."""
+
+    queryset = AgentCommand.objects.select_related("ultraserver")
+    serializer_class = s.AgentCommandSerializer
+    tenant_fields = ("site__tenant",)
+    filterset_fields = ["site", "ultraserver", "state", "kind"]
+    ordering_fields = ["created_at", "completed_at"]
+    read_roles = frozenset(Role)
+
+
+class AgentClaimView(APIView):
+    """The agent's long-poll: up to ``limit`` of its site's queued commands, waiting up to
+    ``wait_seconds`` for one. Each command is handed out once."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]
+
+    @extend_schema(request=s.ClaimRequestSerializer, responses=s.ClaimResponseSerializer)
+    def post(self, request):
+        params = s.ClaimRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        commands = services.claim(request.auth, **params.validated_data)
+        return Response({"commands": s.ClaimedCommandSerializer(commands, many=True).data})
+
+
+class AgentResultView(APIView):
+    """The agent reports a command's outcome; repeating the same report is harmless."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]
+
+    @extend_schema(request=s.ResultSerializer, responses=s.AgentCommandSerializer)
+    def post(self, request, command_id):
+        body = s.ResultSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with transaction.atomic():
+            command = services.complete(request.auth, command_id, **body.validated_data)
+        return Response(s.AgentCommandSerializer(command).data)

@@ -1,0 +1,190 @@
+"""The agent command queue: submit, claim (long-poll), complete, expire.
+
+Hardware is touched only through here. Delivery is at most once: a claim is a compare-and-set
+under ``SKIP LOCKED``, a claimed command is never handed out again, and a missing result expires
+rather than being retried. Callers that need a retry first ask for the real state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from factory.agents.choices import CommandState
+from factory.agents.models import AgentCommand, SiteAgent
+from factory.agents.signals import command_finished
+from tenants.services import audit
+from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.services.tokens import digest
+
+TOKEN_PREFIX = "aga_"
+_SEEN_RESOLUTION = dt.timedelta(seconds=5)
+MAX_WAIT_SECONDS = 25.0
+MAX_CLAIM = 100
+
+
+def issue_agent(site, name: str, ctx: ChangeContext) -> tuple[SiteAgent, str]:
+    """A site's agent credential: returned in clear once, stored as a digest."""
+    clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        agent = SiteAgent(site=site, name=name, prefix=clear[:12], digest=digest(clear))
+        agent.full_clean()
+        agent.save()
+        audit.record_change(ctx, agent, None)
+    return agent, clear
+
+
+def revoke_agent(agent: SiteAgent, ctx: ChangeContext) -> None:
+    with transaction.atomic():
+        before = audit.snapshot(agent)
+        agent.revoked_at = timezone.now()
+        agent.save(update_fields=["revoked_at"])
+        audit.record_change(ctx, agent, before)
+
+
+def authenticate_agent(clear: str) -> SiteAgent | None:
+    if not clear.startswith(TOKEN_PREFIX):
+        return None
+    agent = (
+        SiteAgent.objects.select_related("site")
+        .filter(digest=digest(clear), revoked_at__isnull=True)
+        .first()
+    )
+    if agent is not None:
+        seen(agent)
+    return agent
+
+
+def seen(agent: SiteAgent) -> None:
+    """Record that the agent is alive; a silent agent marks its site's servers unreachable
+    (stale-agent job), and hearing from it again clears that."""
+    now = timezone.now()
+    if agent.last_seen_at and now - agent.last_seen_at < _SEEN_RESOLUTION:
+        return
+    SiteAgent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+    agent.last_seen_at = now
+    from factory.inventory.models import UltraServer
+
+    UltraServer.objects.filter(rack__site_id=agent.site_id, unreachable_since__isnull=False).update(
+        unreachable_since=None
+    )
+
+
+def submit(
+    *,
+    site_id: int,
+    kind: str,
+    ultraserver_id: int | None = None,
+    params: dict | None = None,
+    timeout_seconds: int = 600,
+    requested_by: str = "",
+) -> AgentCommand:
+    """Queue a command. Runs in the caller's transaction, so the caller can store the command's
+    id in the same commit (no command without a record of who asked for it)."""
+    return AgentCommand.objects.create(
+        site_id=site_id,
+        ultraserver_id=ultraserver_id,
+        kind=kind,
+        params=params or {},
+        timeout_seconds=timeout_seconds,
+        requested_by=requested_by,
+    )
+
+
+def _claim_now(agent: SiteAgent, limit: int) -> list[AgentCommand]:
+    now = timezone.now()
+    with transaction.atomic():
+        commands = list(
+            AgentCommand.objects.select_for_update(skip_locked=True)
+            .filter(site_id=agent.site_id, state=CommandState.QUEUED)
+            .order_by("created_at")[:limit]
+        )
+        for command in commands:
+            command.state = CommandState.CLAIMED
+            command.claimed_by = agent
+            command.claimed_at = now
+            command.result_due_at = now + dt.timedelta(seconds=command.timeout_seconds)
+        AgentCommand.objects.bulk_update(
+            commands, ["state", "claimed_by", "claimed_at", "result_due_at"]
+        )
+    return commands
+
+
+def claim(agent: SiteAgent, *, limit: int = 10, wait_seconds: float = 0.0) -> list[AgentCommand]:
+    """Hand the agent up to ``limit`` queued commands of its site, waiting up to ``wait_seconds``
+    for one to appear (long-poll)."""
+    limit = max(1, min(limit, MAX_CLAIM))
+    deadline = time.monotonic() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
+    pause = 0.05
+    while True:
+        commands = _claim_now(agent, limit)
+        if commands or time.monotonic() >= deadline:
+            return commands
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.5)
+
+
+def complete(
+    agent: SiteAgent,
+    command_id: uuid.UUID,
+    *,
+    ok: bool,
+    result: dict | None = None,
+    error: str = "",
+) -> AgentCommand:
+    """Record the agent's result. Posting the same result again is harmless (the agent retries
+    when a response is lost); a different one for a finished command is a 409."""
+    with transaction.atomic():
+        command = (
+            AgentCommand.objects.select_for_update()
+            .filter(pk=command_id, site_id=agent.site_id)
+            .first()
+        )
+        if command is None:
+            raise AgentCommand.DoesNotExist(f"no command {command_id} for this site")
+        outcome = CommandState.SUCCEEDED if ok else CommandState.FAILED
+        if command.state in (CommandState.SUCCEEDED, CommandState.FAILED):
+            if command.state == outcome and (command.result or {}) == (result or {}):
+                return command
+            raise ChangeRefused(
+                f"command {command.id} already finished as {command.state}",
+                code="command_finished",
+            )
+        if command.state in (CommandState.QUEUED, CommandState.CANCELLED):
+            raise ChangeRefused(
+                f"command {command.id} is {command.state}: it was never claimed",
+                code="command_not_claimed",
+            )
+        command.late = command.state == CommandState.EXPIRED
+        command.state = outcome
+        command.result = result or {}
+        command.error = error[:1000]
+        command.completed_at = timezone.now()
+        command.save(update_fields=["state", "result", "error", "late", "completed_at"])
+        requested_by = command.requested_by
+        transaction.on_commit(
+            lambda: command_finished.send(
+                AgentCommand, command_id=command.id, requested_by=requested_by
+            )
+        )
+    return command
+
+
+def expire_overdue(now: dt.datetime | None = None) -> int:
+    """Claimed commands whose result is overdue become ``expired``; never re-queued."""
+    now = now or timezone.now()
+    return AgentCommand.objects.filter(state=CommandState.CLAIMED, result_due_at__lt=now).update(
+        state=CommandState.EXPIRED
+    )
+
+
+def cancel_queued(command_ids) -> int:
+    """Withdraw commands the agent has not taken yet (e.g. a cancelled workflow)."""
+    return AgentCommand.objects.filter(pk__in=command_ids, state=CommandState.QUEUED).update(
+        state=CommandState.CANCELLED, completed_at=timezone.now()
+    )
