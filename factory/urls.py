@@ -7,6 +7,8 @@ from factory.core.health import healthz, readyz
 api_v1 = [
     path("", include("factory.catalog.api.urls")),
     path("", include("factory.inventory.api.urls")),
+    path("", include("factory.agents.api.urls")),
+    path("", include("provisioning.api.urls")),
     path("", include("tenants.api.urls")),
     path("", include("tenants.sovereignty.api.urls")),
 ]

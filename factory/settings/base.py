@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "factory.core",
     "factory.catalog",
     "factory.inventory",
+    "factory.agents",
     "provisioning",
 ]
 
@@ -131,6 +132,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# A site agent silent for longer than this has its site's UltraServers marked unreachable.
+AGENT_SILENT_AFTER_SECONDS = int(os.environ.get("AGENT_SILENT_AFTER_SECONDS", "300"))
 
 if REDIS_URL:
     CACHES = {
@@ -197,7 +200,17 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "factory.core.schema.add_error_responses",
     ],
-    "ENUM_NAME_OVERRIDES": {"CoolingEnum": "factory.catalog.choices.Cooling"},
+    "ENUM_NAME_OVERRIDES": {
+        "CoolingEnum": "factory.catalog.choices.Cooling",
+        "CommandKindEnum": "factory.agents.choices.CommandKind",
+        "CommandStateEnum": "factory.agents.choices.CommandState",
+        "WorkflowKindEnum": "provisioning.choices.WorkflowKind",
+        "WorkflowStateEnum": "provisioning.choices.WorkflowState",
+        "TargetStateEnum": "provisioning.choices.TargetState",
+        "StepStateEnum": "provisioning.choices.StepState",
+        "WindowStatusEnum": "provisioning.choices.WindowStatus",
+        "JobOutcomeEnum": "provisioning.choices.JobOutcome",
+    },
 }
 
 # --- Tokens -----------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from factory.agents.models import AgentCommand
 from factory.catalog.models import UltraServerModel
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from provisioning.models import MaintenanceWindow, Notification, Workflow
 from tenants.models import AuditEvent, Tenant
 from tests.fleet import Fleet, make_rack, make_server, make_site, make_tenant
 
@@ -73,6 +75,55 @@ def _grow_chips(fleet, n):
 def _grow_tenants(fleet, n):
     for _ in range(n):
         make_tenant(f"grow{next(_serial)}")
+
+
+def _window(site) -> MaintenanceWindow:
+    return MaintenanceWindow.objects.get_or_create(
+        site=site,
+        name="sundays",
+        defaults={"weekdays": [6], "start_time": "02:00", "duration_minutes": 240},
+    )[0]
+
+
+def _workflow(site) -> Workflow:
+    return Workflow.objects.get_or_create(site=site, reason="fixture", kind="deploy")[0]
+
+
+def _command(site) -> AgentCommand:
+    return AgentCommand.objects.get_or_create(site=site, kind="query-state")[0]
+
+
+def _notification(fleet, tenant) -> Notification:
+    return Notification.objects.get_or_create(
+        tenant=tenant, kind="drain", message="fixture", site=fleet.sites[tenant.slug]
+    )[0]
+
+
+def _grow_windows(fleet, n):
+    for _ in range(n):
+        MaintenanceWindow.objects.create(
+            site=fleet.sites["alpha"],
+            name=f"w{next(_serial)}",
+            weekdays=[0],
+            start_time="01:00",
+            duration_minutes=60,
+        )
+
+
+def _grow_workflows(fleet, n):
+    for _ in range(n):
+        Workflow.objects.create(site=fleet.sites["alpha"], kind="upgrade", reason="grow")
+
+
+def _grow_commands(fleet, n):
+    AgentCommand.objects.bulk_create(
+        AgentCommand(site=fleet.sites["alpha"], kind="reset") for _ in range(n)
+    )
+
+
+def _grow_notifications(fleet, n):
+    for _ in range(n):
+        Notification.objects.create(tenant=fleet.alpha, kind="drain", message="grow")
 
 
 ENDPOINTS = {
@@ -210,6 +261,62 @@ ENDPOINTS = {
         None,
         _grow_tenants,
     ),
+    "maintenance-windows": Endpoint(
+        "/api/v1/maintenance-windows/",
+        MaintenanceWindow,
+        lambda f: _window(f.sites["alpha"]),
+        lambda f: _window(f.sites["beta"]),
+        lambda f: {
+            "site": f.sites["alpha"].pk,
+            "name": "saturday nights",
+            "weekdays": [5],
+            "start_time": "22:00",
+            "duration_minutes": 360,
+        },
+        lambda f: {
+            "site": f.sites["alpha"].pk,
+            "name": "",
+            "weekdays": [],
+            "start_time": "25:61",
+            "duration_minutes": 5,
+        },
+        {"name", "weekdays", "start_time", "duration_minutes"},
+        {"duration_minutes": 120},
+        _grow_windows,
+    ),
+    "workflows": Endpoint(
+        "/api/v1/workflows/",
+        Workflow,
+        lambda f: _workflow(f.sites["alpha"]),
+        lambda f: _workflow(f.sites["beta"]),
+        None,
+        None,
+        set(),
+        None,
+        _grow_workflows,
+    ),
+    "agent-commands": Endpoint(
+        "/api/v1/agent-commands/",
+        AgentCommand,
+        lambda f: _command(f.sites["alpha"]),
+        lambda f: _command(f.sites["beta"]),
+        None,
+        None,
+        set(),
+        None,
+        _grow_commands,
+    ),
+    "notifications": Endpoint(
+        "/api/v1/notifications/",
+        Notification,
+        lambda f: _notification(f, f.alpha),
+        lambda f: _notification(f, f.beta),
+        None,
+        None,
+        set(),
+        None,
+        _grow_notifications,
+    ),
 }
 WRITABLE = [name for name, e in ENDPOINTS.items() if e.create]
 NAMES = list(ENDPOINTS)
@@ -246,19 +353,19 @@ def test_authentication_is_required(fleet, name):
 def test_other_tenants_objects_are_404_and_never_listed(fleet, name):
     endpoint = ENDPOINTS[name]
     client = fleet.client("alpha_admin")
-    foreign = endpoint.foreign(fleet)
+    own, foreign = endpoint.own(fleet), endpoint.foreign(fleet)
     assert_error_body(client.get(detail(endpoint, foreign)), 404)
-    listed = {row["id"] for row in client.get(endpoint.url + "?limit=1000").json()["results"]}
-    assert endpoint.own(fleet).pk in listed
-    assert foreign.pk not in listed
+    listed = {str(row["id"]) for row in client.get(endpoint.url + "?limit=1000").json()["results"]}
+    assert str(own.pk) in listed
+    assert str(foreign.pk) not in listed
     # A provider admin sees both.
     admin_listed = {
-        row["id"]
+        str(row["id"])
         for row in fleet.client("provider_admin")
         .get(endpoint.url + "?limit=1000")
         .json()["results"]
     }
-    assert {endpoint.own(fleet).pk, foreign.pk} <= admin_listed
+    assert {str(own.pk), str(foreign.pk)} <= admin_listed
 
 
 @pytest.mark.parametrize("name", ["racks", "power-feeds", "chips"])

@@ -1,0 +1,319 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from factory.inventory.models import Rack, Site, UltraServer
+from provisioning.choices import WorkflowKind
+from provisioning.models import (
+    CapacityFloor,
+    FirmwareRelease,
+    JobRun,
+    MaintenanceWindow,
+    Notification,
+    PartReplacement,
+    Step,
+    Workflow,
+    WorkflowEvent,
+    WorkflowTarget,
+)
+from tenants.api.base import ScopedPrimaryKeyRelatedField
+
+SITE_TENANT = ("tenant",)
+
+
+class TargetSelectionSerializer(serializers.Serializer):
+    """Which UltraServers: a list, or a filter (site, with optional racks and models)."""
+
+    ultraservers = ScopedPrimaryKeyRelatedField(
+        queryset=UltraServer.objects.all(),
+        tenant_fields=("rack__site__tenant", "tenant"),
+        many=True,
+        required=False,
+    )
+    site = ScopedPrimaryKeyRelatedField(
+        queryset=Site.objects.all(), tenant_fields=SITE_TENANT, required=False
+    )
+    racks = ScopedPrimaryKeyRelatedField(
+        queryset=Rack.objects.all(), tenant_fields=("site__tenant",), many=True, required=False
+    )
+    models = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+
+    def validate(self, attrs):
+        if not attrs.get("ultraservers") and not attrs.get("site") and not attrs.get("racks"):
+            raise serializers.ValidationError(
+                "name UltraServers, or a site (optionally with racks and models)",
+                code="empty_selection",
+            )
+        return attrs
+
+    def resolve(self):
+        data = self.validated_data
+        servers = UltraServer.objects.select_related("rack__site", "model")
+        if data.get("ultraservers"):
+            servers = servers.filter(pk__in=[s.pk for s in data["ultraservers"]])
+        if data.get("site"):
+            servers = servers.filter(rack__site=data["site"])
+        if data.get("racks"):
+            servers = servers.filter(rack__in=data["racks"])
+        if data.get("models"):
+            servers = servers.filter(model_id__in=data["models"])
+        return list(servers.exclude(lifecycle_state="decommissioned").order_by("pk"))
+
+
+class WorkflowSpecSerializer(serializers.Serializer):
+    """Parameters; which ones apply depends on the kind. Unknown keys are refused."""
+
+    firmware_version = serializers.CharField(max_length=64, required=False)
+    canary_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    batch_size = serializers.IntegerField(min_value=1, max_value=10000, required=False)
+    max_unavailable_per_domain = serializers.IntegerField(
+        min_value=0, max_value=1000, required=False
+    )
+    soak_seconds = serializers.IntegerField(min_value=0, max_value=7 * 86400, required=False)
+    max_failures = serializers.IntegerField(min_value=0, max_value=100000, required=False)
+    max_failure_pct = serializers.FloatField(min_value=0, max_value=100, required=False)
+    rollback = serializers.BooleanField(required=False)
+    health_gate_max_failed_chips = serializers.IntegerField(
+        min_value=0, max_value=1000, required=False
+    )
+    max_bad_chips = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    poll_seconds = serializers.FloatField(min_value=0.1, max_value=3600, required=False)
+    command_timeout_seconds = serializers.IntegerField(
+        min_value=5, max_value=7 * 86400, required=False
+    )
+    scheduled = serializers.BooleanField(required=False)
+    technician = serializers.IntegerField(min_value=1, required=False)
+    from_country = serializers.CharField(min_length=2, max_length=2, required=False)
+    inputs = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=100
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        k: [serializers.ErrorDetail("unknown parameter", code="unknown")]
+                        for k in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class WorkflowCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=WorkflowKind.choices)
+    targets = TargetSelectionSerializer()
+    spec = WorkflowSpecSerializer(required=False)
+    idempotency_key = serializers.CharField(max_length=128, required=False, allow_blank=False)
+    reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    site_code = serializers.CharField(source="site.code", read_only=True)
+    target_count = serializers.IntegerField(read_only=True)
+    finished_count = serializers.IntegerField(read_only=True)
+    failed_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "id",
+            "kind",
+            "state",
+            "state_reason",
+            "site",
+            "site_code",
+            "spec",
+            "idempotency_key",
+            "reason",
+            "created_by",
+            "current_batch",
+            "target_count",
+            "finished_count",
+            "failed_count",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ProgressSerializer(serializers.Serializer):
+    targets = serializers.IntegerField()
+    by_state = serializers.DictField(child=serializers.IntegerField())
+    by_batch = serializers.ListField(child=serializers.DictField())
+    steps = serializers.DictField(child=serializers.IntegerField())
+    percent = serializers.FloatField()
+
+
+class WorkflowDetailSerializer(WorkflowSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta(WorkflowSerializer.Meta):
+        fields = [*WorkflowSerializer.Meta.fields, "progress"]
+        read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, workflow) -> dict:
+        from provisioning.services import progress
+
+        return progress(workflow)
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    serial = serializers.CharField(source="ultraserver.serial", read_only=True)
+
+    class Meta:
+        model = WorkflowTarget
+        fields = [
+            "id",
+            "ultraserver",
+            "serial",
+            "active",
+            "batch",
+            "state",
+            "started_at",
+            "finished_at",
+            "error",
+            "verified_state",
+        ]
+        read_only_fields = fields
+
+
+class StepSerializer(serializers.ModelSerializer):
+    ultraserver = serializers.IntegerField(source="target.ultraserver_id", read_only=True)
+
+    class Meta:
+        model = Step
+        fields = [
+            "id",
+            "ultraserver",
+            "seq",
+            "name",
+            "state",
+            "attempt",
+            "max_attempts",
+            "lease_owner",
+            "lease_expires_at",
+            "next_check_at",
+            "deadline_at",
+            "external_ref",
+            "input",
+            "output",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WorkflowEvent
+        fields = ["id", "at", "kind", "message", "actor", "step", "target"]
+        read_only_fields = fields
+
+
+class PauseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class ResumeSerializer(serializers.Serializer):
+    max_failures = serializers.IntegerField(min_value=0, required=False)
+    max_failure_pct = serializers.FloatField(min_value=0, max_value=100, required=False)
+
+
+class InputSerializer(serializers.Serializer):
+    step = serializers.CharField(max_length=40)
+    ultraserver = serializers.IntegerField(min_value=1, required=False)
+    data = serializers.DictField()
+
+
+class PartReplacementSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PartReplacement
+        fields = [
+            "id",
+            "ultraserver",
+            "part",
+            "removed_serial",
+            "installed_serial",
+            "rma_number",
+            "technician",
+            "created_at",
+        ]
+        read_only_fields = ["id", "technician", "created_at"]
+        extra_kwargs = {"ultraserver": {"queryset": UltraServer.objects.all()}}
+
+
+class MaintenanceWindowSerializer(serializers.ModelSerializer):
+    site = ScopedPrimaryKeyRelatedField(queryset=Site.objects.all(), tenant_fields=SITE_TENANT)
+    weekdays = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=6), min_length=1, max_length=7
+    )
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = [
+            "id",
+            "site",
+            "name",
+            "weekdays",
+            "start_time",
+            "duration_minutes",
+            "status",
+            "proposed_by",
+            "decided_by",
+            "decided_at",
+            "created_at",
+        ]
+        read_only_fields = ["status", "proposed_by", "decided_by", "decided_at", "created_at"]
+
+
+class CapacityFloorSerializer(serializers.ModelSerializer):
+    site = ScopedPrimaryKeyRelatedField(queryset=Site.objects.all(), tenant_fields=SITE_TENANT)
+
+    class Meta:
+        model = CapacityFloor
+        fields = ["id", "site", "min_in_service", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+
+class FirmwareReleaseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FirmwareRelease
+        fields = ["id", "model", "version", "origin", "signed", "baseline", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class FaultSerializer(serializers.Serializer):
+    ultraserver = ScopedPrimaryKeyRelatedField(
+        queryset=UltraServer.objects.select_related("rack__site", "model"),
+        tenant_fields=("rack__site__tenant", "tenant"),
+    )
+    reason = serializers.CharField(max_length=500)
+    open_workflow = serializers.BooleanField(default=True)
+
+
+class FaultResultSerializer(serializers.Serializer):
+    ultraserver = serializers.IntegerField()
+    in_maintenance = serializers.BooleanField()
+    fault_reason = serializers.CharField()
+    workflow = serializers.IntegerField(allow_null=True)
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "tenant", "site", "workflow", "kind", "message", "created_at"]
+        read_only_fields = fields
+
+
+class JobRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobRun
+        fields = ["id", "job", "started_at", "finished_at", "outcome", "summary", "error"]
+        read_only_fields = fields

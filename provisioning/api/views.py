@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+from django.db.models import Count, Q
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from provisioning import services
+from provisioning.api import serializers as s
+from provisioning.choices import WindowStatus
+from provisioning.models import (
+    CapacityFloor,
+    FirmwareRelease,
+    JobRun,
+    MaintenanceWindow,
+    Notification,
+    Workflow,
+)
+from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
+from tenants.choices import PROVIDER_ROLES, Role
+
+FIELD_HANDS = frozenset({Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN})
+
+
+class WorkflowViewSet(
+    ScopedViewSetMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Deploy, rolling-upgrade and maintain workflows. Provider admins start and steer them; the
+    site's tenant watches. A server already in an active workflow is a 409 naming it."""
+
+    queryset = Workflow.objects.select_related("site").annotate(
+        target_count=Count("targets"),
+        finished_count=Count("targets", filter=~Q(targets__state__in=["pending", "running"])),
+        failed_count=Count("targets", filter=Q(targets__state__in=["failed", "rolled-back"])),
+    )
+    serializer_class = s.WorkflowSerializer
+    tenant_fields = ("site__tenant",)
+    filterset_fields = ["kind", "state", "site"]
+    ordering_fields = ["created_at", "updated_at", "state"]
+
+    @property
+    def write_roles(self):
+        if self.action in ("provide_input", "parts"):
+            return FIELD_HANDS
+        return frozenset({Role.PROVIDER_ADMIN})
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return s.WorkflowDetailSerializer
+        return super().get_serializer_class()
+
+    @extend_schema(
+        request=s.WorkflowCreateSerializer,
+        responses={201: s.WorkflowDetailSerializer, 200: s.WorkflowDetailSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        body = s.WorkflowCreateSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        targets = s.TargetSelectionSerializer(
+            data=request.data["targets"], context={"request": request}
+        )
+        targets.is_valid(raise_exception=True)
+        workflow, created = services.create_workflow(
+            body.validated_data["kind"],
+            targets.resolve(),
+            change_context(request),
+            spec=body.validated_data.get("spec") or {},
+            idempotency_key=body.validated_data.get("idempotency_key"),
+            reason=body.validated_data["reason"],
+        )
+        workflow = self.get_queryset().get(pk=workflow.pk)
+        return Response(s.WorkflowDetailSerializer(workflow).data, status=201 if created else 200)
+
+    def _act(self, fn, *args, **kwargs):
+        workflow = fn(self.get_object(), change_context(self.request), *args, **kwargs)
+        return Response(s.WorkflowDetailSerializer(self.get_queryset().get(pk=workflow.pk)).data)
+
+    @extend_schema(request=s.PauseSerializer, responses=s.WorkflowDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        body = s.PauseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._act(services.pause, **body.validated_data)
+
+    @extend_schema(request=s.ResumeSerializer, responses=s.WorkflowDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        body = s.ResumeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._act(services.resume, **body.validated_data)
+
+    @extend_schema(request=s.PauseSerializer, responses=s.WorkflowDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        body = s.PauseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._act(services.cancel, **body.validated_data)
+
+    @extend_schema(request=None, responses=s.WorkflowDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._act(services.start)
+
+    @extend_schema(request=s.InputSerializer, responses=s.StepSerializer)
+    @action(detail=True, methods=["post"], url_path="input")
+    def provide_input(self, request, pk=None):
+        """Give a waiting manual step what it needs: ``dispatch`` a technician
+        (``{"technician": <user id>, "from_country": "DE"}``), or ``repair`` with
+        ``{"no_parts_needed": true}``."""
+        workflow = self.get_object()
+        body = s.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        step = services.provide_input(
+            workflow,
+            body.validated_data["step"],
+            body.validated_data.get("ultraserver"),
+            body.validated_data["data"],
+            change_context(request),
+        )
+        return Response(s.StepSerializer(step).data)
+
+    @extend_schema(
+        request=s.PartReplacementSerializer, responses={201: s.PartReplacementSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def parts(self, request, pk=None):
+        """Record a replaced part (and its RMA) on one of the workflow's servers."""
+        workflow = self.get_object()
+        body = s.PartReplacementSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        server = fields.pop("ultraserver")
+        part = services.record_part_replacement(workflow, server, change_context(request), **fields)
+        return Response(s.PartReplacementSerializer(part).data, status=201)
+
+    def _page(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+    @extend_schema(responses=s.StepSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def steps(self, request, pk=None):
+        workflow = self.get_object()
+        steps = workflow.steps.select_related("target").order_by("target_id", "seq")
+        state = request.query_params.get("state")
+        if state:
+            steps = steps.filter(state=state)
+        return self._page(steps, s.StepSerializer)
+
+    @extend_schema(responses=s.TargetSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def targets(self, request, pk=None):
+        workflow = self.get_object()
+        return self._page(workflow.targets.select_related("ultraserver"), s.TargetSerializer)
+
+    @extend_schema(responses=s.EventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        workflow = self.get_object()
+        return self._page(workflow.events.order_by("at", "id"), s.EventSerializer)
+
+
+class MaintenanceWindowViewSet(AuditedModelViewSet):
+    """Recurring windows in the site's time zone. The provider proposes; a tenant-admin of the
+    site's tenant approves or rejects. Changing a window sends it back for approval."""
+
+    queryset = MaintenanceWindow.objects.select_related("site")
+    serializer_class = s.MaintenanceWindowSerializer
+    tenant_fields = ("site__tenant",)
+    filterset_fields = ["site", "status"]
+    ordering_fields = ["name", "created_at"]
+
+    @property
+    def write_roles(self):
+        if self.action in ("approve", "reject"):
+            return frozenset({Role.TENANT_ADMIN})
+        return frozenset({Role.PROVIDER_ADMIN})
+
+    def save_instance(self, instance, ctx):
+        if instance.pk is None:
+            instance.proposed_by = ctx.actor.username
+        instance.status, instance.decided_by, instance.decided_at = WindowStatus.PROPOSED, "", None
+        return super().save_instance(instance, ctx)
+
+    def _decide(self, approve: bool):
+        window = self.get_object()
+        actor = self.actor
+        if actor.tenant_roles.get(window.site.tenant_id) != Role.TENANT_ADMIN:
+            raise exceptions.PermissionDenied(
+                "Only a tenant-admin of the site's tenant decides its windows.", code="role"
+            )
+        window = services.decide_window(window, approve, change_context(self.request))
+        return Response(s.MaintenanceWindowSerializer(window).data)
+
+    @extend_schema(request=None, responses=s.MaintenanceWindowSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(True)
+
+    @extend_schema(request=None, responses=s.MaintenanceWindowSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(False)
+
+
+class CapacityFloorViewSet(AuditedModelViewSet):
+    """The tenant's disruption budget per site: maintenance may not go below it."""
+
+    queryset = CapacityFloor.objects.select_related("site")
+    serializer_class = s.CapacityFloorSerializer
+    tenant_fields = ("site__tenant",)
+    write_roles = frozenset({Role.TENANT_ADMIN})
+    filterset_fields = ["site"]
+    ordering_fields = ["site"]
+
+
+class FirmwareReleaseViewSet(AuditedModelViewSet):
+    """Firmware builds per model; one baseline per model (the compliance target)."""
+
+    queryset = FirmwareRelease.objects.all()
+    serializer_class = s.FirmwareReleaseSerializer
+    filterset_fields = ["model", "baseline", "version"]
+    ordering_fields = ["created_at", "version"]
+
+
+class FaultViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
+    """Report a fault: the server gets the maintenance flag and, unless a workflow already
+    holds it, a maintain workflow opens."""
+
+    queryset = Workflow.objects.none()
+    serializer_class = s.FaultSerializer
+    write_roles = frozenset(
+        {Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN, Role.TENANT_ADMIN, Role.TENANT_OPERATOR}
+    )
+
+    @extend_schema(request=s.FaultSerializer, responses={201: s.FaultResultSerializer})
+    def create(self, request):
+        body = s.FaultSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        server = body.validated_data["ultraserver"]
+        if not self.actor.can_write(server.owning_tenant_id, self.write_roles):
+            raise exceptions.PermissionDenied("Your role may not report faults here.", code="role")
+        server, workflow = services.report_fault(
+            server,
+            body.validated_data["reason"],
+            change_context(request),
+            open_workflow=body.validated_data["open_workflow"],
+        )
+        return Response(
+            {
+                "ultraserver": server.pk,
+                "in_maintenance": server.in_maintenance,
+                "fault_reason": server.fault_reason,
+                "workflow": workflow.pk if workflow else None,
+            },
+            status=201,
+        )
+
+
+class NotificationViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """What each tenant has been told (drains, proposed upgrades)."""
+
+    queryset = Notification.objects.all()
+    serializer_class = s.NotificationSerializer
+    tenant_fields = ("tenant",)
+    filterset_fields = ["site", "kind", "workflow"]
+    ordering_fields = ["created_at"]
+
+
+class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Runs of the scheduled jobs (reconciler, health sweep, firmware compliance, stale
+    agents): when, and how each went. Provider personnel only."""
+
+    queryset = JobRun.objects.all()
+    serializer_class = s.JobRunSerializer
+    read_roles = PROVIDER_ROLES
+    filterset_fields = ["job", "outcome"]
+    ordering_fields = ["started_at"]
+
+    @extend_schema(responses=s.JobRunSerializer(many=True))
+    @action(detail=False, methods=["get"])
+    def latest(self, request):
+        """The latest run of each job."""
+        latest = (
+            JobRun.objects.order_by("job", "-started_at").distinct("job")
+            if _postgres()
+            else _latest_portable()
+        )
+        return Response(s.JobRunSerializer(latest, many=True).data)
+
+
+def _postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+def _latest_portable():
+    seen, out = set(), []
+    for run in JobRun.objects.order_by("-started_at")[:1000]:
+        if run.job not in seen:
+            seen.add(run.job)
+            out.append(run)
+    return out

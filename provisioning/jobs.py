@@ -1,0 +1,211 @@
+"""Scheduled jobs (django-celery-beat runs them; schedules live in the database, editable in
+admin). Each run is recorded as a JobRun with its outcome, visible in admin and the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from factory.agents import services as agents
+from factory.agents.models import SiteAgent
+from factory.inventory import lifecycle
+from factory.inventory.choices import ChipHealth
+from factory.inventory.models import UltraServer
+from provisioning import engine
+from provisioning.choices import JobOutcome, StepState, WorkflowKind, WorkflowState
+from provisioning.models import (
+    FirmwareRelease,
+    JobRun,
+    Notification,
+    Step,
+    Workflow,
+    WorkflowTarget,
+)
+from provisioning.windows import next_opening
+from tenants.access import SYSTEM
+from tenants.choices import AuditSource
+from tenants.services.changes import ChangeContext, ChangeRefused
+
+JOB_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
+JOBS: dict[str, callable] = {}
+
+
+def recorded(name: str):
+    """Record each run of a job (start, end, outcome, summary or error)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            job = JobRun.objects.create(job=name, started_at=timezone.now())
+            try:
+                summary = fn(*args, **kwargs)
+            except Exception as exc:
+                job.outcome, job.error = JobOutcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+                job.finished_at = timezone.now()
+                job.save(update_fields=["outcome", "error", "finished_at"])
+                raise
+            job.outcome, job.summary, job.finished_at = JobOutcome.OK, summary, timezone.now()
+            job.save(update_fields=["outcome", "summary", "finished_at"])
+            return summary
+
+        JOBS[name] = run
+        return run
+
+    return wrap
+
+
+def reconcile(limit: int = 5000) -> dict:
+    """Re-send due steps, hand back steps whose worker vanished, expire overdue agent
+    commands, and advance workflows (soak ends, windows open, budgets)."""
+    now = timezone.now()
+    expired = agents.expire_overdue(now)
+    recovered = engine.recover_expired_leases(now)
+    due = list(
+        Step.objects.filter(
+            state__in=[StepState.READY, StepState.WAITING],
+            workflow__state__in=[
+                WorkflowState.RUNNING,
+                WorkflowState.PAUSED,
+                WorkflowState.CANCELLING,
+            ],
+        )
+        .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+        .values_list("pk", flat=True)[:limit]
+    )
+    from provisioning.tasks import advance_workflow, run_step
+
+    for step_id in due:
+        run_step.delay(step_id)
+    workflows = list(
+        Workflow.objects.filter(
+            state__in=[WorkflowState.RUNNING, WorkflowState.CANCELLING, WorkflowState.PAUSED]
+        ).values_list("pk", flat=True)
+    )
+    for workflow_id in workflows:
+        advance_workflow.delay(workflow_id)
+    return {
+        "resent": len(due),
+        "leases_recovered": recovered,
+        "commands_expired": expired,
+        "workflows_checked": len(workflows),
+    }
+
+
+@recorded("reconciler")
+def reconcile_job() -> dict:
+    return reconcile()
+
+
+@recorded("health-sweep")
+def health_sweep() -> dict:
+    """Servers flagged for maintenance (a fault) or with failed chips and no workflow looking
+    after them get a maintain workflow."""
+    from provisioning.services import MAINTAINABLE, create_workflow
+
+    held = WorkflowTarget.objects.filter(active=True).values("ultraserver_id")
+    candidates = (
+        UltraServer.objects.filter(rack__isnull=False, lifecycle_state__in=MAINTAINABLE)
+        .filter(Q(in_maintenance=True) | Q(chips__health=ChipHealth.FAILED))
+        .exclude(pk__in=held)
+        .select_related("rack__site", "model")
+        .distinct()
+    )
+    opened, refused = [], []
+    for server in candidates[:200]:
+        reason = server.fault_reason or "failed chips found by the health sweep"
+        try:
+            workflow, _ = create_workflow(
+                WorkflowKind.MAINTAIN,
+                [server],
+                JOB_CTX,
+                reason=f"health sweep: {reason}"[:500],
+                idempotency_key=f"health:{server.pk}:{server.updated_at:%Y%m%d%H%M%S%f}",
+            )
+            opened.append(workflow.pk)
+        except ChangeRefused as refusal:
+            refused.append(f"{server.serial}: {refusal.message}")
+    return {"opened": opened, "refused": refused[:20]}
+
+
+@recorded("firmware-compliance")
+def firmware_compliance_scan() -> dict:
+    """Servers not on their model's baseline firmware → one proposed upgrade per site and
+    version, for the site's next approved window (a person starts it)."""
+    from provisioning.services import create_workflow
+
+    now = timezone.now()
+    held = WorkflowTarget.objects.filter(active=True).values("ultraserver_id")
+    proposed, drifted = [], 0
+    for release in FirmwareRelease.objects.filter(baseline=True).select_related("model"):
+        servers = (
+            UltraServer.objects.filter(
+                model=release.model,
+                lifecycle_state__in=[lifecycle.READY, lifecycle.IN_SERVICE],
+                rack__isnull=False,
+            )
+            .exclude(firmware_version=release.version)
+            .exclude(pk__in=held)
+            .select_related("rack__site", "model")
+        )
+        by_site: dict = {}
+        for server in servers:
+            by_site.setdefault(server.rack.site, []).append(server)
+            drifted += 1
+        for site, members in by_site.items():
+            opening = next_opening(engine.approved_windows(site), now)
+            label = f"{opening:%Y-%m-%dT%H:%M}" if opening else "no-window"
+            already = Workflow.objects.filter(
+                site=site,
+                kind=WorkflowKind.UPGRADE,
+                state=WorkflowState.PROPOSED,
+                spec__firmware_version=release.version,
+            ).exists()
+            if already:
+                continue
+            try:
+                workflow, created = create_workflow(
+                    WorkflowKind.UPGRADE,
+                    members,
+                    JOB_CTX,
+                    spec={"firmware_version": release.version, "proposed_for": label},
+                    idempotency_key=f"compliance:{site.pk}:{release.version}:{label}",
+                    reason=f"{len(members)} servers drifted from baseline {release.version}",
+                    start=False,
+                )
+            except Exception as exc:  # one site's refusal must not stop the scan
+                proposed.append({"site": site.code, "refused": str(exc)[:200]})
+                continue
+            if created:
+                Notification.objects.create(
+                    tenant_id=site.tenant_id,
+                    site=site,
+                    workflow=workflow,
+                    kind="upgrade-proposed",
+                    message=f"Upgrade of {len(members)} UltraServers to {release.version} "
+                    f"proposed for the window opening {label}",
+                )
+                proposed.append({"site": site.code, "workflow": workflow.pk})
+    return {"drifted": drifted, "proposed": proposed}
+
+
+@recorded("stale-agents")
+def detect_stale_agents() -> dict:
+    """A site whose agent has been silent past the limit: its servers are unreachable."""
+    limit = timezone.now() - dt.timedelta(seconds=settings.AGENT_SILENT_AFTER_SECONDS)
+    live_sites = SiteAgent.objects.filter(revoked_at__isnull=True, last_seen_at__gte=limit)
+    silent_sites = (
+        SiteAgent.objects.filter(revoked_at__isnull=True)
+        .exclude(site_id__in=live_sites.values("site_id"))
+        .values_list("site_id", flat=True)
+        .distinct()
+    )
+    with transaction.atomic():
+        marked = UltraServer.objects.filter(
+            rack__site_id__in=list(silent_sites), unreachable_since__isnull=True
+        ).update(unreachable_since=timezone.now())
+    return {"silent_sites": sorted(set(silent_sites)), "servers_marked_unreachable": marked}

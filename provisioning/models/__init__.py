@@ -1,0 +1,16 @@
+from provisioning.models.records import JobRun, Notification, PartReplacement
+from provisioning.models.windows import CapacityFloor, FirmwareRelease, MaintenanceWindow
+from provisioning.models.workflows import Step, Workflow, WorkflowEvent, WorkflowTarget
+
+__all__ = [
+    "CapacityFloor",
+    "FirmwareRelease",
+    "JobRun",
+    "MaintenanceWindow",
+    "Notification",
+    "PartReplacement",
+    "Step",
+    "Workflow",
+    "WorkflowEvent",
+    "WorkflowTarget",
+]

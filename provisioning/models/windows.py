@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from provisioning.choices import WindowStatus
+
+
+def validate_weekdays(value) -> None:
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= 6 for d in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ValidationError(
+            "a non-empty list of distinct weekdays, 0 = Monday … 6 = Sunday",
+            code="invalid_weekdays",
+        )
+
+
+class MaintenanceWindow(models.Model):
+    """When disruptive work may happen at a site: recurring, in the site's own time zone.
+    The provider proposes; it counts only once a tenant-admin of the site's tenant approved."""
+
+    site = models.ForeignKey(
+        "inventory.Site", on_delete=models.PROTECT, related_name="maintenance_windows"
+    )
+    name = models.CharField(max_length=100)
+    weekdays = models.JSONField(validators=[validate_weekdays], help_text="0 = Monday … 6 = Sunday")
+    start_time = models.TimeField(help_text="Local time at the site.")
+    duration_minutes = models.PositiveIntegerField(
+        validators=[MinValueValidator(15), MaxValueValidator(1440)]
+    )
+    status = models.CharField(
+        max_length=10, choices=WindowStatus.choices, default=WindowStatus.PROPOSED
+    )
+    proposed_by = models.CharField(max_length=150, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["site_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="window_name_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}: {self.name}"
+
+    @property
+    def owning_tenant_id(self) -> int | None:
+        return self.site.tenant_id
+
+
+class CapacityFloor(models.Model):
+    """The tenant's disruption budget at a site: maintenance may not take the number of its
+    in-service UltraServers there below this."""
+
+    site = models.OneToOneField(
+        "inventory.Site", on_delete=models.CASCADE, related_name="capacity_floor"
+    )
+    min_in_service = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["site_id"]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} ≥ {self.min_in_service}"
+
+    @property
+    def owning_tenant_id(self) -> int | None:
+        return self.site.tenant_id
+
+
+class FirmwareRelease(models.Model):
+    """A firmware build for a model of UltraServer. The baseline is what every server of that
+    model should run; the compliance scan proposes upgrades for the rest."""
+
+    model = models.ForeignKey(
+        "catalog.UltraServerModel", on_delete=models.PROTECT, related_name="firmware_releases"
+    )
+    version = models.CharField(max_length=64)
+    origin = models.CharField(max_length=200, help_text="Where the image comes from.")
+    signed = models.BooleanField(default=True)
+    baseline = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model_id", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="release_version_unique"),
+            models.UniqueConstraint(
+                fields=["model"], condition=Q(baseline=True), name="one_baseline_per_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.version}"
+
+    @property
+    def owning_tenant_id(self) -> None:
+        return None

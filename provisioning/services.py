@@ -1,0 +1,525 @@
+"""Starting and steering workflows; maintenance windows; faults. Views and admin call these."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from factory.inventory import lifecycle
+from factory.inventory.models import UltraServer
+from factory.inventory.services import transition
+from provisioning.choices import (
+    ACTIVE_WORKFLOW_STATES,
+    StepState,
+    TargetState,
+    WindowStatus,
+    WorkflowKind,
+    WorkflowState,
+)
+from provisioning.engine import _queue_advance, _queue_step, event
+from provisioning.models import (
+    CapacityFloor,
+    FirmwareRelease,
+    MaintenanceWindow,
+    PartReplacement,
+    Step,
+    Workflow,
+    WorkflowTarget,
+)
+from provisioning.workflows import definition_for
+from provisioning.workflows.upgrade import UPGRADABLE
+from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.sovereignty import services as sovereignty
+
+DEPLOYABLE = frozenset({lifecycle.PLANNED, lifecycle.INSTALL_FAILED})
+MAINTAINABLE = frozenset(
+    {
+        lifecycle.READY,
+        lifecycle.IN_SERVICE,
+        lifecycle.INSTALL_FAILED,
+        lifecycle.BURN_IN_FAILED,
+        lifecycle.DRAIN_FAILED,
+        lifecycle.UPGRADE_FAILED,
+        lifecycle.MAINTENANCE,
+        lifecycle.MAINTENANCE_FAILED,
+    }
+)
+ALLOWED_STATES = {
+    WorkflowKind.DEPLOY: DEPLOYABLE,
+    WorkflowKind.UPGRADE: UPGRADABLE,
+    WorkflowKind.MAINTAIN: MAINTAINABLE,
+}
+UPGRADE_DEFAULTS = {
+    "canary_size": 1,
+    "batch_size": 10,
+    "max_unavailable_per_domain": 1,
+    "soak_seconds": 300,
+    "max_failures": 1,
+    "max_failure_pct": 10.0,
+    "rollback": True,
+    "health_gate_max_failed_chips": 0,
+}
+DEPLOY_DEFAULTS = {"max_bad_chips": 2}
+
+
+def _invalid(field: str, code: str, message: str) -> ValidationError:
+    return ValidationError({field: ValidationError(message, code=code)})
+
+
+def _holders_message(server_ids: Iterable[int]) -> str:
+    holders = (
+        WorkflowTarget.objects.filter(active=True, ultraserver_id__in=list(server_ids))
+        .select_related("workflow", "ultraserver")
+        .order_by("ultraserver__serial")[:5]
+    )
+    return "; ".join(
+        f"UltraServer {h.ultraserver.serial} is held by {h.workflow.kind} workflow "
+        f"#{h.workflow_id} ({h.workflow.state})"
+        for h in holders
+    )
+
+
+def _baseline(model_id: int) -> FirmwareRelease | None:
+    return FirmwareRelease.objects.filter(model_id=model_id, baseline=True).first()
+
+
+def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
+    spec = dict(spec)
+    if kind == WorkflowKind.UPGRADE:
+        spec = {**UPGRADE_DEFAULTS, **spec}
+        version = spec.get("firmware_version")
+        if not version:
+            raise _invalid("spec.firmware_version", "required", "an upgrade needs a version")
+    elif kind == WorkflowKind.DEPLOY:
+        spec = {**DEPLOY_DEFAULTS, **spec}
+        if not spec.get("firmware_version"):
+            release = _baseline(servers[0].model_id)
+            if release is None:
+                raise _invalid(
+                    "spec.firmware_version",
+                    "no_baseline",
+                    f"no firmware baseline for {servers[0].model.name}; name a version",
+                )
+            spec["firmware_version"] = release.version
+    if kind in (WorkflowKind.UPGRADE, WorkflowKind.DEPLOY):
+        releases = {
+            r.model_id: r
+            for r in FirmwareRelease.objects.filter(
+                version=spec["firmware_version"], model_id__in={s.model_id for s in servers}
+            )
+        }
+        missing = sorted({s.model.name for s in servers if s.model_id not in releases})
+        if missing:
+            raise _invalid(
+                "spec.firmware_version",
+                "unknown_release",
+                f"firmware {spec['firmware_version']} is not a release for {', '.join(missing)}",
+            )
+        release = next(iter(releases.values()))
+        spec["firmware_origin"] = release.origin
+        spec["firmware_signed"] = release.signed
+    return spec
+
+
+def _check_capacity_floor(site, servers: list[UltraServer]) -> None:
+    floor = CapacityFloor.objects.filter(site=site).first()
+    if floor is None:
+        return
+    taken = sum(1 for s in servers if s.lifecycle_state == lifecycle.IN_SERVICE)
+    if not taken:
+        return
+    in_service = UltraServer.objects.filter(
+        rack__site=site, lifecycle_state=lifecycle.IN_SERVICE
+    ).count()
+    if in_service - taken < floor.min_in_service:
+        raise ChangeRefused(
+            f"taking {taken} UltraServers out at {site.code} would leave {in_service - taken} "
+            f"in service, below the tenant's capacity floor of {floor.min_in_service}",
+            code="capacity_floor",
+            field="targets",
+        )
+
+
+def create_workflow(
+    kind: str,
+    servers: Iterable[UltraServer],
+    ctx: ChangeContext,
+    *,
+    spec: dict | None = None,
+    idempotency_key: str | None = None,
+    reason: str = "",
+    start: bool = True,
+) -> tuple[Workflow, bool]:
+    """Create (and start) a workflow over ``servers``. Returns ``(workflow, created)``; the same
+    idempotency key returns the same workflow. A server already held by an active workflow is
+    a 409 naming the holder (enforced by the database, so two simultaneous requests cannot both
+    win)."""
+    if idempotency_key:
+        existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_request(existing, kind, servers), False
+    servers = list(servers)
+    if not servers:
+        raise _invalid("targets", "empty_selection", "the selection matches no UltraServers")
+    unplaced = sorted(s.serial for s in servers if s.rack_id is None)
+    if unplaced:
+        raise _invalid("targets", "not_placed", f"not in a rack: {', '.join(unplaced[:10])}")
+    sites = {s.rack.site for s in servers}
+    if len(sites) > 1:
+        raise _invalid(
+            "targets",
+            "several_sites",
+            f"the selection spans sites {', '.join(sorted(s.code for s in sites))}; windows, "
+            "approvals and rules are per site, so start one workflow per site",
+        )
+    site = sites.pop()
+    wrong = sorted(
+        f"{s.serial} ({s.lifecycle_state})"
+        for s in servers
+        if s.lifecycle_state not in ALLOWED_STATES[kind]
+    )
+    if wrong:
+        raise ChangeRefused(
+            f"a {kind} cannot start from these states: {', '.join(wrong[:10])}",
+            code="invalid_state",
+            field="targets",
+        )
+    spec = _prepare_spec(kind, servers, spec or {})
+    if kind == WorkflowKind.MAINTAIN:
+        _check_capacity_floor(site, servers)
+    if kind == WorkflowKind.UPGRADE:
+        # Provenance is decided (and recorded) before the write transaction: a denial stays
+        # in the access-transparency log.
+        sovereignty.check_artifact(
+            site,
+            artifact_id=f"firmware:{spec['firmware_version']}",
+            origin=spec.get("firmware_origin", ""),
+            signed=bool(spec.get("firmware_signed", False)),
+            ctx=ctx,
+        )
+    definition = definition_for(kind)
+    try:
+        with transaction.atomic():
+            workflow = Workflow.objects.create(
+                kind=kind,
+                site=site,
+                spec=spec,
+                idempotency_key=idempotency_key or None,
+                reason=reason,
+                created_by=ctx.actor.username,
+                state=WorkflowState.RUNNING if start else WorkflowState.PROPOSED,
+                started_at=timezone.now() if start else None,
+            )
+            targets = WorkflowTarget.objects.bulk_create(
+                WorkflowTarget(workflow=workflow, ultraserver=s, active=start) for s in servers
+            )
+            Step.objects.bulk_create(
+                Step(
+                    workflow=workflow,
+                    target=target,
+                    seq=i,
+                    name=step.name,
+                    input=step.input,
+                    max_attempts=definition.step(step.name).max_attempts,
+                )
+                for target, server in zip(targets, servers, strict=True)
+                for i, step in enumerate(definition.plan(workflow, server))
+            )
+            event(
+                workflow.pk,
+                "created",
+                f"{kind} of {len(servers)} UltraServers at {site.code}"
+                + ("" if start else " (proposed; starts when approved)"),
+                actor=ctx.actor.username,
+            )
+            if start:
+                _queue_advance(workflow.pk)
+    except IntegrityError as exc:
+        if idempotency_key:
+            existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return _same_request(existing, kind, servers), False
+        holders = _holders_message(s.pk for s in servers)
+        if holders:
+            raise ChangeRefused(holders, code="held_by_workflow", field="targets") from exc
+        raise
+    return workflow, True
+
+
+def _same_request(existing: Workflow, kind: str, servers) -> Workflow:
+    wanted = {s.pk for s in servers}
+    held = set(existing.targets.values_list("ultraserver_id", flat=True))
+    if existing.kind != kind or wanted != held:
+        raise ChangeRefused(
+            f"idempotency key already used for {existing.kind} workflow #{existing.pk} over "
+            "other UltraServers",
+            code="idempotency_key_reused",
+            field="idempotency_key",
+        )
+    return existing
+
+
+def _locked(workflow: Workflow) -> Workflow:
+    return Workflow.objects.select_for_update().select_related("site").get(pk=workflow.pk)
+
+
+def _refuse(workflow: Workflow, verb: str) -> ChangeRefused:
+    return ChangeRefused(
+        f"{workflow.kind} workflow #{workflow.pk} is {workflow.state}: cannot {verb}",
+        code="invalid_workflow_state",
+        field="state",
+    )
+
+
+def pause(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow:
+    """No new batch starts; servers mid-step finish that server (never left half-done)."""
+    with transaction.atomic():
+        wf = _locked(workflow)
+        if wf.state != WorkflowState.RUNNING:
+            raise _refuse(wf, "pause")
+        wf.state, wf.state_reason = (
+            WorkflowState.PAUSED,
+            reason or f"paused by {ctx.actor.username}",
+        )
+        wf.save(update_fields=["state", "state_reason", "updated_at"])
+        event(wf.pk, "paused", wf.state_reason, actor=ctx.actor.username)
+    return wf
+
+
+def resume(
+    workflow: Workflow,
+    ctx: ChangeContext,
+    *,
+    max_failures: int | None = None,
+    max_failure_pct: float | None = None,
+) -> Workflow:
+    """Resume a paused workflow. Failures so far count as acknowledged: the budget applies to
+    new ones (optionally a new budget)."""
+    with transaction.atomic():
+        wf = _locked(workflow)
+        if wf.state != WorkflowState.PAUSED:
+            raise _refuse(wf, "resume")
+        failed = wf.targets.filter(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK]).count()
+        wf.spec = {**wf.spec, "failures_acknowledged": failed}
+        if max_failures is not None:
+            wf.spec["max_failures"] = max_failures
+        if max_failure_pct is not None:
+            wf.spec["max_failure_pct"] = max_failure_pct
+        if wf.batch_finished_at is not None:
+            wf.batch_finished_at = timezone.now() - dt.timedelta(days=1)  # gate passed
+        wf.state, wf.state_reason = WorkflowState.RUNNING, ""
+        wf.save(update_fields=["state", "state_reason", "spec", "batch_finished_at", "updated_at"])
+        event(wf.pk, "resumed", f"resumed by {ctx.actor.username}", actor=ctx.actor.username)
+        _queue_advance(wf.pk)
+    return wf
+
+
+def cancel(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow:
+    """Nothing new starts; servers mid-flight finish; the rest are released."""
+    with transaction.atomic():
+        wf = _locked(workflow)
+        if wf.state not in (*ACTIVE_WORKFLOW_STATES, WorkflowState.PROPOSED) or (
+            wf.state == WorkflowState.CANCELLING
+        ):
+            raise _refuse(wf, "cancel")
+        pending = wf.targets.filter(state=TargetState.PENDING)
+        Step.objects.filter(target__in=pending).update(state=StepState.SKIPPED)
+        pending.update(state=TargetState.SKIPPED, active=False, finished_at=timezone.now())
+        wf.state = WorkflowState.CANCELLING
+        wf.state_reason = reason or f"cancelled by {ctx.actor.username}"
+        wf.save(update_fields=["state", "state_reason", "updated_at"])
+        event(wf.pk, "cancelling", wf.state_reason, actor=ctx.actor.username)
+        _queue_advance(wf.pk)
+    return wf
+
+
+def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
+    """Start a proposed workflow (e.g. one the firmware compliance scan proposed)."""
+    with transaction.atomic():
+        wf = _locked(workflow)
+        if wf.state != WorkflowState.PROPOSED:
+            raise _refuse(wf, "start")
+        try:
+            with transaction.atomic():
+                wf.targets.update(active=True)
+        except IntegrityError as exc:
+            ids = wf.targets.values_list("ultraserver_id", flat=True)
+            raise ChangeRefused(
+                _holders_message(ids) or "a target is held by another workflow",
+                code="held_by_workflow",
+                field="targets",
+            ) from exc
+        wf.state, wf.started_at = WorkflowState.RUNNING, timezone.now()
+        wf.save(update_fields=["state", "started_at", "updated_at"])
+        event(wf.pk, "started", f"started by {ctx.actor.username}", actor=ctx.actor.username)
+        _queue_advance(wf.pk)
+    return wf
+
+
+MANUAL_INPUTS = {
+    "dispatch": {"technician", "from_country", "remote"},
+    "repair": {"no_parts_needed"},
+}
+
+
+def provide_input(
+    workflow: Workflow, step_name: str, server_id: int | None, data: dict, ctx: ChangeContext
+) -> Step:
+    """Hand a waiting manual step what it waits for (a technician; 'no parts needed')."""
+    allowed = MANUAL_INPUTS.get(step_name)
+    if allowed is None:
+        raise _invalid(
+            "step",
+            "not_manual",
+            f"{step_name!r} takes no input; manual steps: {', '.join(sorted(MANUAL_INPUTS))}",
+        )
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise _invalid(
+            "data", "unknown_keys", f"{step_name} takes {sorted(allowed)}, not {unknown}"
+        )
+    with transaction.atomic():
+        steps = Step.objects.select_for_update().filter(workflow=workflow, name=step_name)
+        if server_id is not None:
+            steps = steps.filter(target__ultraserver_id=server_id)
+        step = steps.filter(
+            state__in=[StepState.WAITING, StepState.PENDING, StepState.READY]
+        ).first()
+        if step is None:
+            raise ChangeRefused(
+                f"workflow #{workflow.pk} has no {step_name} step waiting for input",
+                code="step_not_waiting",
+                field="step",
+            )
+        step.input = {**step.input, **data}
+        step.next_check_at = timezone.now()
+        step.save(update_fields=["input", "next_check_at"])
+        event(
+            workflow.pk,
+            "input",
+            f"{step_name}: {sorted(data)} from {ctx.actor.username}",
+            step=step,
+            target=step.target,
+            actor=ctx.actor.username,
+        )
+        if step.state == StepState.WAITING:
+            _queue_step(step.pk)
+    return step
+
+
+def record_part_replacement(workflow: Workflow, server: UltraServer, ctx: ChangeContext, **fields):
+    with transaction.atomic():
+        if not workflow.targets.filter(ultraserver=server).exists():
+            raise _invalid(
+                "ultraserver", "not_a_target", f"{server.serial} is not in workflow #{workflow.pk}"
+            )
+        part = PartReplacement(
+            workflow=workflow, ultraserver=server, technician=ctx.actor.username, **fields
+        )
+        part.full_clean()
+        part.save()
+        event(
+            workflow.pk,
+            "part-replaced",
+            f"{server.serial}: {part.part} (RMA {part.rma_number})",
+            actor=ctx.actor.username,
+        )
+        for step_id in Step.objects.filter(
+            workflow=workflow, target__ultraserver=server, name="repair", state=StepState.WAITING
+        ).values_list("pk", flat=True):
+            Step.objects.filter(pk=step_id).update(next_check_at=timezone.now())
+            _queue_step(step_id)
+    return part
+
+
+def report_fault(
+    server: UltraServer, reason: str, ctx: ChangeContext, *, open_workflow: bool = True
+) -> tuple[UltraServer, Workflow | None]:
+    """Flag the server (maintenance flag + reason) and open a maintain workflow, unless one
+    already holds it (then it is returned). Another kind of workflow holding it sees the flag
+    at its health gate."""
+    server = transition(
+        server.pk,
+        server.lifecycle_state,
+        ctx,
+        fields={"in_maintenance": True, "fault_reason": reason[:500]},
+    )
+    holder = (
+        WorkflowTarget.objects.filter(ultraserver=server, active=True)
+        .select_related("workflow")
+        .first()
+    )
+    if holder is not None:
+        return server, holder.workflow if holder.workflow.kind == WorkflowKind.MAINTAIN else None
+    if not open_workflow or server.lifecycle_state not in MAINTAINABLE:
+        return server, None
+    workflow, _ = create_workflow(
+        WorkflowKind.MAINTAIN, [server], ctx, reason=f"fault: {reason}"[:500]
+    )
+    return server, workflow
+
+
+# --- Maintenance windows -------------------------------------------------------------------
+
+
+def decide_window(
+    window: MaintenanceWindow, approve: bool, ctx: ChangeContext
+) -> MaintenanceWindow:
+    """A tenant-admin approves or rejects (or withdraws an approval of) a proposed window."""
+    from tenants.services import audit
+
+    with transaction.atomic():
+        window = (
+            MaintenanceWindow.objects.select_for_update().select_related("site").get(pk=window.pk)
+        )
+        wanted = WindowStatus.APPROVED if approve else WindowStatus.REJECTED
+        if window.status == wanted:
+            raise ChangeRefused(
+                f"window is already {wanted}", code="already_decided", field="status"
+            )
+        before = audit.snapshot(window)
+        window.status = wanted
+        window.decided_by = ctx.actor.username
+        window.decided_at = timezone.now()
+        window.save(update_fields=["status", "decided_by", "decided_at"])
+        audit.record_change(ctx, window, before)
+    if approve:
+        for wf_id in Workflow.objects.filter(
+            site=window.site, state=WorkflowState.RUNNING
+        ).values_list("pk", flat=True):
+            _queue_advance(wf_id)
+    return window
+
+
+def progress(workflow: Workflow) -> dict:
+    """Counts by target state, by batch, and of steps: what a progress line needs."""
+    by_state = dict(
+        workflow.targets.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+    )
+    batches = {}
+    for batch, state, n in (
+        workflow.targets.exclude(batch__isnull=True)
+        .values_list("batch", "state")
+        .annotate(n=Count("id"))
+        .values_list("batch", "state", "n")
+    ):
+        batches.setdefault(batch, {})[state] = n
+    steps = workflow.steps.aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(state=StepState.SUCCEEDED)),
+        failed=Count("id", filter=Q(state=StepState.FAILED)),
+    )
+    total = sum(by_state.values())
+    finished = sum(n for s, n in by_state.items() if s not in ("pending", "running"))
+    return {
+        "targets": total,
+        "by_state": by_state,
+        "by_batch": [{"batch": b, "by_state": batches[b]} for b in sorted(batches)],
+        "steps": steps,
+        "percent": round(100.0 * finished / total, 1) if total else 100.0,
+    }

@@ -1,0 +1,132 @@
+"""Steps that more than one workflow uses."""
+
+from __future__ import annotations
+
+from factory.agents.choices import CommandKind
+from factory.inventory import lifecycle
+from factory.inventory.choices import ChipHealth
+from factory.inventory.models import Chip
+from factory.inventory.services import transition
+from provisioning.outcomes import Done, Fail, Outcome
+from provisioning.workflows.base import HardwareStep, StepRun
+
+
+def move(run: StepRun, wanted: str, **fields) -> None:
+    """Lifecycle change of the step's server (whitelisted; raises InvalidTransition)."""
+    run.server = transition(run.server.pk, wanted, run.ctx, fields=fields or None)
+
+
+class FlashFirmware(HardwareStep):
+    """SimpleUpdate to ``version``; done when the server reports it running that version."""
+
+    name = "flash"
+    command_kind = CommandKind.FLASH_FIRMWARE
+    timeout_seconds = 4 * 3600
+
+    def version(self, run: StepRun) -> str:
+        return run.spec["firmware_version"]
+
+    def params(self, run: StepRun) -> dict:
+        return {"version": self.version(run), "origin": run.spec.get("firmware_origin", "")}
+
+    def already_done(self, run: StepRun, state: dict) -> bool:
+        return state.get("firmware_version") == self.version(run)
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        running = result.get("firmware_version")
+        if running != self.version(run):
+            return Fail(
+                f"flash reported success but the server runs {running!r}, not "
+                f"{self.version(run)!r}",
+                verified_state=result,
+            )
+        move(run, run.server.lifecycle_state, firmware_version=running)
+        banks = {
+            "firmware_version": running,
+            "inactive_firmware_version": result.get("inactive_firmware_version", ""),
+        }
+        return Done(banks, f"{run.server.serial} runs {running}")
+
+
+class BurnIn(HardwareStep):
+    """Run burn-in; flag each chip that fails it. More failed chips than allowed fails the
+    step (and, in a deploy, the server: burn-in-failed)."""
+
+    name = "burn_in"
+    command_kind = CommandKind.BURN_IN
+    timeout_seconds = 12 * 3600
+    quick = False
+    clears_failed = True  # a full burn-in passing a chip clears its old failure
+    allowed_key = "max_bad_chips"
+    allowed_default = 0
+
+    def params(self, run: StepRun) -> dict:
+        return {"quick": self.quick}
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        bad = {
+            int(c["index"]): str(c.get("detail", "failed burn-in"))[:500]
+            for c in result.get("failed_chips", [])
+        }
+        chips = list(Chip.objects.filter(ultraserver=run.server))
+        changed = []
+        for chip in chips:
+            if chip.index in bad and chip.health != ChipHealth.FAILED:
+                chip.health, chip.health_note = ChipHealth.FAILED, bad[chip.index]
+                changed.append(chip)
+            elif chip.index not in bad and chip.health == ChipHealth.FAILED and self.clears_failed:
+                chip.health, chip.health_note = ChipHealth.OK, "passed burn-in"
+                changed.append(chip)
+        Chip.objects.bulk_update(changed, ["health", "health_note"])
+        allowed = int(run.spec.get(self.allowed_key, self.allowed_default))
+        summary = {"tested": result.get("tested", len(chips)), "failed_chips": sorted(bad)}
+        if len(bad) > allowed:
+            return Fail(
+                f"{len(bad)} chips failed burn-in on {run.server.serial} (allowed {allowed}): "
+                f"{sorted(bad)[:10]}",
+                verified_state=result,
+            )
+        return Done(summary, f"{run.server.serial}: burn-in passed, {len(bad)} chips flagged")
+
+
+class QuickHealthCheck(BurnIn):
+    name = "health_check"
+    quick = True
+    clears_failed = False
+    timeout_seconds = 3600
+    allowed_key = "health_gate_max_failed_chips"
+
+
+def drained_from(run: StepRun) -> str:
+    """The lifecycle state the server left when its ``drain`` step took it out."""
+    from provisioning.models import Step
+
+    drained = (
+        Step.objects.filter(target_id=run.step.target_id, name="drain")
+        .values_list("output", flat=True)
+        .first()
+    ) or {}
+    return drained.get("return_to", lifecycle.READY)
+
+
+class Undrain(HardwareStep):
+    """Return the server to the state it came from; back to scheduling if it served."""
+
+    name = "restore"
+    command_kind = CommandKind.UNDRAIN
+
+    def return_to(self, run: StepRun) -> str:
+        return drained_from(run)
+
+    def before_submit(self, run: StepRun) -> Outcome | None:
+        if self.return_to(run) != lifecycle.IN_SERVICE:
+            move(run, self.return_to(run))
+            return Done({}, f"{run.server.serial} is {self.return_to(run)}")
+        return None
+
+    def already_done(self, run: StepRun, state: dict) -> bool:
+        return state.get("drained") is False
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        move(run, lifecycle.IN_SERVICE)
+        return Done({}, f"{run.server.serial} back in service")

@@ -1,0 +1,112 @@
+"""Deploy: checks (power, cooling, position; sovereignty), install and cable, firmware baseline,
+burn-in, interconnect validation, handover → ready."""
+
+from __future__ import annotations
+
+from factory.agents.choices import CommandKind
+from factory.inventory import lifecycle
+from factory.inventory.selectors import placement_problems
+from provisioning.outcomes import Done, Fail, Outcome
+from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun, StepSpec
+from provisioning.workflows.common import BurnIn, FlashFirmware, move
+from provisioning.workflows.definition import WorkflowDefinition
+from tenants.sovereignty import services as sovereignty
+from tenants.sovereignty.models import ProtectedAsset
+
+
+class Preflight(StepDefinition):
+    """Everything that can be known before anyone lifts a server: it fits (power, cooling,
+    rack units), and the tenant's sovereignty rules allow the firmware and the workload here."""
+
+    name = "preflight"
+    max_attempts = 1
+
+    def run(self, run: StepRun) -> Outcome:
+        server = run.server
+        if server.rack_id is None:
+            return Fail(f"{server.serial} has no rack position: place it before deploying")
+        server.lock_for_change()
+        problems = placement_problems(server)
+        if problems:
+            return Fail("; ".join(message for _, _, message in problems))
+        site = run.workflow.site
+        try:
+            sovereignty.check_artifact(
+                site,
+                artifact_id=f"firmware:{run.spec['firmware_version']}",
+                origin=run.spec.get("firmware_origin", ""),
+                signed=bool(run.spec.get("firmware_signed", False)),
+                ctx=run.ctx,
+            )
+            inputs = ProtectedAsset.objects.filter(
+                pk__in=run.spec.get("inputs", []), tenant_id=site.tenant_id
+            )
+            if inputs:
+                sovereignty.check_workload(inputs, site, run.ctx)
+        except sovereignty.SovereigntyDenied as denied:
+            rules = ", ".join(denied.decision.rule_ids) or "default deny"
+            return Fail(f"sovereignty denied ({rules}): {'; '.join(denied.decision.reasons)}")
+        return Done({}, f"{server.serial}: fits, and the tenant's rules allow it here")
+
+
+class Install(HardwareStep):
+    name = "install"
+    command_kind = CommandKind.INSTALL_CHECK
+    timeout_seconds = 7 * 24 * 3600  # people rack and cable it
+
+    def params(self, run: StepRun) -> dict:
+        return {"rack": run.server.rack.name, "position": run.server.position}
+
+    def before_submit(self, run: StepRun) -> Outcome | None:
+        if run.server.lifecycle_state != lifecycle.INSTALLING:
+            move(run, lifecycle.INSTALLING)
+        return None
+
+    def already_done(self, run: StepRun, state: dict) -> bool:
+        return bool(state.get("cabled"))
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        if not result.get("cabled"):
+            return Fail("the agent reports the server is not cabled", verified_state=result)
+        return Done(result, f"{run.server.serial} installed and cabled")
+
+
+class Baseline(FlashFirmware):
+    name = "firmware"
+
+
+class DeployBurnIn(BurnIn):
+    def before_submit(self, run: StepRun) -> Outcome | None:
+        if run.server.lifecycle_state != lifecycle.BURN_IN:
+            move(run, lifecycle.BURN_IN)
+        return None
+
+
+class Interconnect(HardwareStep):
+    name = "interconnect"
+    command_kind = CommandKind.INTERCONNECT_CHECK
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        down = result.get("links_down", [])
+        if down:
+            return Fail(f"{len(down)} interconnect links down: {down[:10]}", verified_state=result)
+        return Done(result, f"{run.server.serial}: {result.get('links_ok', 0)} links up")
+
+
+class Handover(StepDefinition):
+    name = "handover"
+
+    def run(self, run: StepRun) -> Outcome:
+        move(run, lifecycle.READY)
+        return Done({}, f"{run.server.serial} handed over: ready")
+
+
+class DeployDefinition(WorkflowDefinition):
+    kind = "deploy"
+    steps = (Preflight(), Install(), Baseline(), DeployBurnIn(), Interconnect(), Handover())
+
+    def plan(self, workflow, server) -> list[StepSpec]:
+        return [StepSpec(s.name) for s in self.steps]
+
+
+DEPLOY = DeployDefinition()

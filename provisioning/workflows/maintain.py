@@ -1,0 +1,147 @@
+"""Maintain: drain (tenant told; capacity floor kept), technician dispatch (sovereignty: personnel
+rules and the customer's approval), part replacement / RMA, verify, return to service."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+
+from factory.agents.choices import CommandKind
+from factory.inventory import lifecycle
+from provisioning.models import Notification, PartReplacement
+from provisioning.outcomes import Done, Outcome, Wait
+from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun, StepSpec
+from provisioning.workflows.common import QuickHealthCheck, Undrain, move
+from provisioning.workflows.definition import WorkflowDefinition
+from tenants.sovereignty import services as sovereignty
+
+MANUAL_POLL_SECONDS = 3600.0
+
+
+class MaintainDrain(HardwareStep):
+    name = "drain"
+    command_kind = CommandKind.DRAIN
+    timeout_seconds = 2 * 3600
+
+    def before_submit(self, run: StepRun) -> Outcome | None:
+        server = run.server
+        Notification.objects.create(
+            tenant_id=run.workflow.site.tenant_id,
+            site_id=run.workflow.site_id,
+            workflow=run.workflow,
+            kind="drain",
+            message=f"{server.serial} is being taken out of service for maintenance: "
+            f"{run.workflow.reason or 'scheduled'}",
+        )
+        if server.lifecycle_state == lifecycle.IN_SERVICE:
+            move(run, lifecycle.DRAINING)
+            return None
+        if server.lifecycle_state == lifecycle.DRAINING:
+            return None
+        returning = server.lifecycle_state if server.lifecycle_state == lifecycle.READY else None
+        if server.lifecycle_state != lifecycle.MAINTENANCE:
+            move(run, lifecycle.MAINTENANCE, in_maintenance=True)
+        return Done({"return_to": returning or lifecycle.READY}, f"{server.serial}: in maintenance")
+
+    def already_done(self, run: StepRun, state: dict) -> bool:
+        return state.get("drained") is True
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        move(run, lifecycle.MAINTENANCE, in_maintenance=True)
+        return Done({"return_to": lifecycle.IN_SERVICE}, f"{run.server.serial} drained")
+
+
+class Dispatch(StepDefinition):
+    """Waits for a technician to be assigned (``input``), then asks the sovereignty engine
+    whether that person may act on this site now. A denial is recorded and the step waits for
+    someone who may."""
+
+    name = "dispatch"
+
+    def run(self, run: StepRun) -> Outcome:
+        data = run.step.input
+        if not data.get("technician"):
+            return Wait(MANUAL_POLL_SECONDS, "awaiting a technician assignment")
+        person = get_user_model().objects.filter(pk=data["technician"]).first()
+        if person is None:
+            run.step.input = {}
+            return Wait(MANUAL_POLL_SECONDS, "assigned technician does not exist")
+        try:
+            sovereignty.check_site_access(
+                person,
+                run.workflow.site,
+                run.ctx,
+                from_country=data.get("from_country", ""),
+                remote=bool(data.get("remote", False)),
+            )
+        except sovereignty.SovereigntyDenied as denied:
+            rules = ", ".join(denied.decision.rule_ids) or "default deny"
+            reasons = "; ".join(denied.decision.reasons)
+            run.note("dispatch-denied", f"{person.username} may not act here ({rules}): {reasons}")
+            run.step.output["denied"] = [*run.step.output.get("denied", []), person.username]
+            run.step.input = {}
+            run.step.save(update_fields=["input"])
+            return Wait(MANUAL_POLL_SECONDS, "dispatch denied; assign someone who may")
+        return Done({"technician": person.username}, f"{person.username} dispatched")
+
+
+class Repair(StepDefinition):
+    """Done when the technician has recorded the part replacement (or that none was needed)."""
+
+    name = "repair"
+
+    def run(self, run: StepRun) -> Outcome:
+        parts = list(
+            PartReplacement.objects.filter(
+                workflow=run.workflow, ultraserver=run.server
+            ).values_list("part", "rma_number")
+        )
+        if parts or run.step.input.get("no_parts_needed"):
+            return Done({"parts": [{"part": p, "rma": r} for p, r in parts]}, "repair recorded")
+        return Wait(MANUAL_POLL_SECONDS, "awaiting the part replacement record")
+
+
+class Verify(QuickHealthCheck):
+    name = "verify"
+    clears_failed = True  # the part was replaced: a passing chip is healthy again
+    allowed_key = "max_bad_chips_after_repair"
+
+
+class ReturnToService(Undrain):
+    name = "return_to_service"
+
+    def before_submit(self, run: StepRun) -> Outcome | None:
+        if self.return_to(run) != lifecycle.IN_SERVICE:
+            move(run, lifecycle.READY, in_maintenance=False, fault_reason="")
+            return Done({}, f"{run.server.serial} is ready")
+        return None
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        move(run, lifecycle.IN_SERVICE, in_maintenance=False, fault_reason="")
+        return Done({}, f"{run.server.serial} back in service")
+
+
+class MaintainDefinition(WorkflowDefinition):
+    kind = "maintain"
+    steps = (MaintainDrain(), Dispatch(), Repair(), Verify(), ReturnToService())
+
+    def plan(self, workflow, server) -> list[StepSpec]:
+        first_input = {}
+        if workflow.spec.get("technician"):
+            first_input = {
+                "technician": workflow.spec["technician"],
+                "from_country": workflow.spec.get("from_country", ""),
+            }
+        return [
+            StepSpec("drain"),
+            StepSpec("dispatch", first_input),
+            StepSpec("repair"),
+            StepSpec("verify"),
+            StepSpec("return_to_service"),
+        ]
+
+    def respects_windows(self, workflow) -> bool:
+        # A fault is urgent: the server is already out. Planned maintenance waits for a window.
+        return bool(workflow.spec.get("scheduled"))
+
+
+MAINTAIN = MaintainDefinition()
