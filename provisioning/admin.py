@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,6 +21,7 @@ from provisioning.models import (
     WorkflowEvent,
     WorkflowTarget,
 )
+from tenants.access import actor_for
 from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin, admin_context
 from tenants.services.changes import ChangeRefused
 from tenants.sovereignty.services import SovereigntyDenied
@@ -89,7 +90,9 @@ class WorkflowAdmin(ReadOnlyAdmin):
         ]
 
     def start_upgrade(self, request):
-        """Start a rolling upgrade over a selection of UltraServers."""
+        """Start a rolling upgrade over a selection of UltraServers (provider admins)."""
+        if not actor_for(request.user).is_provider_admin:
+            raise PermissionDenied
         initial = {}
         if request.GET.get("ids"):
             initial["ultraservers"] = [int(i) for i in request.GET["ids"].split(",") if i.isdigit()]

@@ -15,11 +15,10 @@ def _wake_step(sender, command_id, requested_by: str, **kwargs) -> None:
     """An agent answered: look at the waiting step now rather than at its next poll."""
     if not requested_by.startswith("step:"):
         return
-    from django.db import transaction
-
+    from provisioning.engine import hint
     from provisioning.models import Step
     from provisioning.tasks import run_step
 
     step_id = int(requested_by.split(":", 1)[1])
     Step.objects.filter(pk=step_id, state="waiting").update(next_check_at=None)
-    transaction.on_commit(lambda: run_step.delay(step_id))
+    hint(run_step, step_id)

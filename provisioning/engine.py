@@ -17,8 +17,11 @@ import os
 import socket
 from collections import Counter, defaultdict
 
+import structlog
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from factory.inventory import lifecycle
@@ -40,7 +43,7 @@ from tenants.access import SYSTEM
 from tenants.choices import AuditSource
 from tenants.services.changes import ChangeContext
 
-LEASE_SECONDS = 60
+logger = structlog.get_logger(__name__)
 MAX_LOST_LEASES = 3
 ENGINE_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 
@@ -69,65 +72,65 @@ def event(workflow_id, kind, message, *, step=None, target=None, actor="engine")
     )
 
 
+def hint(task, *args) -> None:
+    """Queue ``task`` after the commit. A lost hint (broker down) is logged, never raised: the
+    change is committed and the reconciler finds the due work in the database anyway."""
+
+    def send():
+        try:
+            task.delay(*args)
+        except Exception as exc:  # the broker is a hint channel, not the truth
+            logger.warning(
+                "hint lost; the reconciler will pick it up",
+                task=task.name,
+                args=args,
+                error=str(exc),
+            )
+
+    transaction.on_commit(send)
+
+
 def _queue_step(step_id: int) -> None:
     from provisioning.tasks import run_step
 
-    transaction.on_commit(lambda: run_step.delay(step_id))
+    hint(run_step, step_id)
 
 
 def _queue_advance(workflow_id: int) -> None:
     from provisioning.tasks import advance_workflow
 
-    transaction.on_commit(lambda: advance_workflow.delay(workflow_id))
+    hint(advance_workflow, workflow_id)
 
 
 # --- Steps ---------------------------------------------------------------------------------
 
 
 def claim_step(step_id: int, owner: str) -> bool:
-    """Compare-and-set a due step to RUNNING under a lease. False: not due, or someone has it."""
+    """Compare-and-set a due step to RUNNING under a lease, in one UPDATE. False: not due, its
+    workflow is not running, or another worker has it."""
     now = timezone.now()
-    with transaction.atomic():
-        step = Step.objects.select_for_update(skip_locked=True).filter(pk=step_id).first()
-        if step is None or step.state not in (StepState.READY, StepState.WAITING):
-            return False
-        if step.next_check_at and step.next_check_at > now:
-            return False
-        state = Workflow.objects.filter(pk=step.workflow_id).values_list("state", flat=True)[0]
-        if state in (WorkflowState.PROPOSED, *_finished_workflow_states()):
-            return False
-        if step.state == StepState.READY and step.attempt == 0:
-            step.attempt = 1
-        step.state = StepState.RUNNING
-        step.lease_owner = owner
-        step.lease_expires_at = now + dt.timedelta(seconds=LEASE_SECONDS)
-        step.started_at = step.started_at or now
-        if step.deadline_at is None:
-            timeout = definition_for(_kind(step)).step(step.name).timeout_seconds
-            if timeout:
-                step.deadline_at = now + dt.timedelta(seconds=timeout)
-        step.save(
-            update_fields=[
-                "state",
-                "attempt",
-                "lease_owner",
-                "lease_expires_at",
-                "started_at",
-                "deadline_at",
-            ]
+    return bool(
+        Step.objects.filter(
+            Q(next_check_at__isnull=True) | Q(next_check_at__lte=now),
+            pk=step_id,
+            state__in=(StepState.READY, StepState.WAITING),
+            workflow__state__in=(
+                WorkflowState.RUNNING,
+                WorkflowState.PAUSED,
+                WorkflowState.CANCELLING,
+            ),
+        ).update(
+            state=StepState.RUNNING,
+            attempt=Greatest(F("attempt"), 1),
+            lease_owner=owner,
+            lease_expires_at=now + dt.timedelta(seconds=settings.WORKFLOW_LEASE_SECONDS),
+            started_at=Coalesce(F("started_at"), Value(now)),
         )
-    return True
+    )
 
 
 def _finished_workflow_states():
     return (WorkflowState.SUCCEEDED, WorkflowState.FAILED, WorkflowState.CANCELLED)
-
-
-def _kind(step: Step) -> str:
-    kind = getattr(step, "_workflow_kind", None)
-    if kind is None:
-        kind = Workflow.objects.filter(pk=step.workflow_id).values_list("kind", flat=True)[0]
-    return kind
 
 
 def run_step(step_id: int, owner: str | None = None) -> str:
@@ -136,18 +139,26 @@ def run_step(step_id: int, owner: str | None = None) -> str:
     if not claim_step(step_id, owner):
         return "not-due"
     with transaction.atomic():
-        step = Step.objects.select_for_update().filter(pk=step_id).first()
+        step = (
+            Step.objects.select_for_update(of=("self",))
+            .select_related("workflow__site", "target")
+            .filter(pk=step_id)
+            .first()
+        )
         if step is None or step.state != StepState.RUNNING or step.lease_owner != owner:
             return "lease-lost"
-        workflow = Workflow.objects.select_related("site").get(pk=step.workflow_id)
-        target = step.target
+        workflow, target = step.workflow, step.target
         server = (
-            UltraServer.objects.select_related("model", "rack").get(pk=target.ultraserver_id)
+            UltraServer.objects.select_related("model", "rack__site").get(pk=target.ultraserver_id)
             if target
             else None
         )
         definition = definition_for(workflow.kind)
         run = StepRun(step, workflow, target, server, ENGINE_CTX, timezone.now())
+        if step.deadline_at is None:
+            timeout = definition.step(step.name).timeout_seconds
+            if timeout:
+                step.deadline_at = run.now + dt.timedelta(seconds=timeout)
         if step.deadline_at and run.now > step.deadline_at:
             outcome = Fail(f"step {step.name} passed its deadline {step.deadline_at:%H:%M:%S}Z")
         else:
@@ -164,7 +175,15 @@ def run_step(step_id: int, owner: str | None = None) -> str:
 def _apply(step: Step, workflow: Workflow, target, outcome, run: StepRun) -> None:
     now = run.now
     step.lease_owner, step.lease_expires_at = "", None
-    fields = ["state", "lease_owner", "lease_expires_at", "output", "attempt", "next_check_at"]
+    fields = [
+        "state",
+        "lease_owner",
+        "lease_expires_at",
+        "output",
+        "attempt",
+        "next_check_at",
+        "deadline_at",
+    ]
     if isinstance(outcome, Wait):
         step.state = StepState.WAITING
         step.next_check_at = now + dt.timedelta(seconds=outcome.seconds)
@@ -327,14 +346,16 @@ def advance(workflow_id: int) -> str:
     """Move a workflow on as far as it may go now. Idempotent; called on commit after each
     target finishes and by the reconciler."""
     with transaction.atomic():
+        # Blocking, not SKIP LOCKED: an advance that skipped while another held the lock could
+        # miss the target that just finished, and the batch would wait for the reconciler.
         workflow = (
-            Workflow.objects.select_for_update(skip_locked=True)
+            Workflow.objects.select_for_update(of=("self",))
             .select_related("site")
             .filter(pk=workflow_id)
             .first()
         )
         if workflow is None:
-            return "busy"
+            return "gone"
         if workflow.state not in (
             WorkflowState.RUNNING,
             WorkflowState.PAUSED,

@@ -80,14 +80,14 @@ def reconcile(limit: int = 5000) -> dict:
     from provisioning.tasks import advance_workflow, run_step
 
     for step_id in due:
-        run_step.delay(step_id)
+        engine.hint(run_step, step_id)
     workflows = list(
         Workflow.objects.filter(
             state__in=[WorkflowState.RUNNING, WorkflowState.CANCELLING, WorkflowState.PAUSED]
         ).values_list("pk", flat=True)
     )
     for workflow_id in workflows:
-        advance_workflow.delay(workflow_id)
+        engine.hint(advance_workflow, workflow_id)
     return {
         "resent": len(due),
         "leases_recovered": recovered,

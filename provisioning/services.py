@@ -178,6 +178,10 @@ def create_workflow(
             "approvals and rules are per site, so start one workflow per site",
         )
     site = sites.pop()
+    if start:  # the database enforces this too; asking first gives the better message
+        holders = _holders_message(s.pk for s in servers)
+        if holders:
+            raise ChangeRefused(holders, code="held_by_workflow", field="targets")
     wrong = sorted(
         f"{s.serial} ({s.lifecycle_state})"
         for s in servers

@@ -57,9 +57,14 @@ def transition(
     """Move an UltraServer along its lifecycle (and set ``fields`` with it), audited.
 
     Lighter than ``save_ultraserver``: a lifecycle change cannot break placement, so the
-    power and cooling checks are not re-run. Locks the row; raises ``InvalidTransition``."""
-    with transaction.atomic():
-        server = UltraServer.objects.select_for_update().get(pk=server_id)
+    power and cooling checks are not re-run. Locks the row; raises ``InvalidTransition``.
+    Inside a caller's transaction (a workflow step) it adds no savepoint: all or nothing."""
+    with transaction.atomic(savepoint=False):
+        server = (
+            UltraServer.objects.select_for_update(of=("self",))
+            .select_related("rack__site")
+            .get(pk=server_id)
+        )
         lifecycle.check_transition(server.serial, server.lifecycle_state, wanted)
         before = audit.snapshot(server)
         server.lifecycle_state = wanted

@@ -18,3 +18,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Hints queued by in-process tests land on a queue of this checkout's own, which only this
+# checkout's test workers consume: a developer's worker on the shared Redis never sees them.
+CELERY_TASK_DEFAULT_QUEUE = f"factory-test-{_checkout}"

@@ -47,8 +47,8 @@ class TargetSelectionSerializer(serializers.Serializer):
             )
         return attrs
 
-    def resolve(self):
-        data = self.validated_data
+    @staticmethod
+    def resolve(data: dict) -> list:
         servers = UltraServer.objects.select_related("rack__site", "model")
         if data.get("ultraservers"):
             servers = servers.filter(pk__in=[s.pk for s in data["ultraservers"]])

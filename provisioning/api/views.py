@@ -61,13 +61,9 @@ class WorkflowViewSet(
     def create(self, request, *args, **kwargs):
         body = s.WorkflowCreateSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
-        targets = s.TargetSelectionSerializer(
-            data=request.data["targets"], context={"request": request}
-        )
-        targets.is_valid(raise_exception=True)
         workflow, created = services.create_workflow(
             body.validated_data["kind"],
-            targets.resolve(),
+            s.TargetSelectionSerializer.resolve(body.validated_data["targets"]),
             change_context(request),
             spec=body.validated_data.get("spec") or {},
             idempotency_key=body.validated_data.get("idempotency_key"),

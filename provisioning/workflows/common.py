@@ -68,18 +68,17 @@ class BurnIn(HardwareStep):
             int(c["index"]): str(c.get("detail", "failed burn-in"))[:500]
             for c in result.get("failed_chips", [])
         }
-        chips = list(Chip.objects.filter(ultraserver=run.server))
-        changed = []
-        for chip in chips:
-            if chip.index in bad and chip.health != ChipHealth.FAILED:
-                chip.health, chip.health_note = ChipHealth.FAILED, bad[chip.index]
-                changed.append(chip)
-            elif chip.index not in bad and chip.health == ChipHealth.FAILED and self.clears_failed:
-                chip.health, chip.health_note = ChipHealth.OK, "passed burn-in"
-                changed.append(chip)
-        Chip.objects.bulk_update(changed, ["health", "health_note"])
+        chips = Chip.objects.filter(ultraserver=run.server)
+        for index, detail in bad.items():
+            chips.filter(index=index).exclude(health=ChipHealth.FAILED).update(
+                health=ChipHealth.FAILED, health_note=detail
+            )
+        if self.clears_failed:
+            chips.filter(health=ChipHealth.FAILED).exclude(index__in=list(bad)).update(
+                health=ChipHealth.OK, health_note="passed burn-in"
+            )
         allowed = int(run.spec.get(self.allowed_key, self.allowed_default))
-        summary = {"tested": result.get("tested", len(chips)), "failed_chips": sorted(bad)}
+        summary = {"tested": result.get("tested"), "failed_chips": sorted(bad)}
         if len(bad) > allowed:
             return Fail(
                 f"{len(bad)} chips failed burn-in on {run.server.serial} (allowed {allowed}): "
