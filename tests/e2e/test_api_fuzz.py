@@ -2,13 +2,7 @@
 and every response conforms to the published OpenAPI schema (status codes, content types,
 bodies)."""
 
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -18,10 +12,9 @@ from factory.inventory.demo import load_demo_fleet
 from tenants.access import SYSTEM
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import issue_token
+from tests.e2e.processes import BIN, ROOT, app_env, gunicorn
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -32,59 +25,11 @@ CHECKS = ",".join(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_url(transactional_db, tmp_path):
-    """gunicorn serving the test database (committed data: this test is transactional)."""
-    db = settings.DATABASES["default"]
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "factory.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-    }
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    server = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "factory.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            # Request-line limits belong to the proxy in front; here we test the app's answers.
-            "--limit-request-line",
-            "0",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, (
-                    tmp_path / "gunicorn.log"
-                ).read_text()
-                time.sleep(0.2)
+    env = app_env(settings.REDIS_URL)
+    with gunicorn(env, tmp_path / "gunicorn.log") as url:
         yield url
-    finally:
-        server.terminate()  # before the test database is flushed
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(gunicorn_url, tmp_path):

@@ -1,0 +1,172 @@
+"""Real processes for end-to-end tests: a private redis-server, gunicorn and Celery workers
+against the test database. Each is started on a free port and stopped by its fixture; the shared
+Redis and PostgreSQL are never restarted or flushed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not come up in {timeout}s")
+        time.sleep(0.1)
+
+
+class Process:
+    """A child process in its own session, so that a kill reaches its pool children too."""
+
+    def __init__(self, args: list[str], env: dict, log: Path):
+        self.args, self.env, self.log_path = args, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        log = open(self.log_path, "a")  # noqa: SIM115 - closed when the process is stopped
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._log = log
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no cleanup, no acks, like a lost machine."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self._close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._close()
+
+    def _close(self) -> None:
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.proc) and self.proc.poll() is None
+
+
+def redis_process(port: int, log: Path) -> Process:
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    process = Process(
+        [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        dict(os.environ),
+        log,
+    ).start()
+    wait_for(
+        lambda: socket.create_connection(("127.0.0.1", port), 1).close() is None, 15, "redis-server"
+    )
+    return process
+
+
+def app_env(redis_url: str, **extra) -> dict:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "factory.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        **extra,
+    }
+
+
+def worker_process(env: dict, log: Path, name: str, concurrency: int = 2) -> Process:
+    return Process(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "factory",
+            "worker",
+            "--loglevel",
+            "warning",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        log,
+    ).start()
+
+
+@contextmanager
+def gunicorn(env: dict, log: Path, workers: int = 2):
+    """gunicorn serving the test database (the test must be transactional to see its data)."""
+    port = free_port()
+    server = Process(
+        [
+            str(BIN / "gunicorn"),
+            "factory.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--limit-request-line",
+            "0",
+            "--log-level",
+            "warning",
+        ],
+        env,
+        log,
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200,
+            30,
+            f"gunicorn (see {log})",
+        )
+        yield url
+    finally:
+        server.stop()  # before the test database is flushed
