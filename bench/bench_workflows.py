@@ -1,0 +1,329 @@
+"""A rolling upgrade of 1,000 UltraServers through real Celery + Redis + PostgreSQL, against
+raw Celery no-op throughput measured in the same run on the same workers.
+
+Hardware is instant: an agent thread claims commands and answers them at once through the
+command-queue services. Both measurements use a private redis-server and two prefork worker
+processes (concurrency 1 each, like the 2 cores here). Value: seconds per workflow step;
+baseline: seconds per no-op task; target (issue): steps/s within 10× of no-op tasks/s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench.common import BENCH_DB, write_result
+
+SERVERS, NOOPS, TARGET = 1000, 20000, 10.0
+CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "1"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(args, env, log):
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _workers(env, log, n=2):
+    celery = str(Path(sys.executable).parent / "celery")
+    return [
+        _start(
+            [
+                celery,
+                "-A",
+                "factory",
+                "worker",
+                "--loglevel",
+                "warning",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "-n",
+                f"bench{i}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env,
+            log,
+        )
+        for i in range(n)
+    ]
+
+
+def _stop(processes):
+    import signal
+
+    for p in processes:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def _build_fleet():
+    from factory.agents import services as agents
+    from factory.catalog.models import UltraServerModel
+    from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+    from provisioning.models import FirmwareRelease, MaintenanceWindow
+    from tenants.models import Tenant
+    from tests.fleet import CTX
+
+    model = UltraServerModel.objects.get(slug="trn3-ultraserver")
+    tenant = Tenant.objects.create(
+        name="Bench",
+        slug="bench-wf",
+        kind="government",
+        country="DE",
+        contact_email="ops@bench.example",
+    )
+    site = Site.objects.create(
+        tenant=tenant,
+        code="BWF1",
+        name="Bench",
+        country="DE",
+        time_zone="Europe/Berlin",
+        contracted_power_kw=250000,
+        contracted_cooling_kw=250000,
+        status="active",
+    )
+    racks = Rack.objects.bulk_create(
+        Rack(site=site, name=f"BWF1-R{i:04d}", cooling_type="liquid", cooling_capacity_kw=250)
+        for i in range(SERVERS)
+    )
+    PowerFeed.objects.bulk_create(
+        PowerFeed(rack=r, name=f"{r.name}-{p}", path=p, voltage=400, amperage=400, phase="three")
+        for r in racks
+        for p in "AB"
+    )
+    servers = UltraServer.objects.bulk_create(
+        UltraServer(
+            serial=f"BWF1-{i:04d}",
+            model=model,
+            rack=r,
+            position=1,
+            tenant=tenant,
+            lifecycle_state="in-service",
+            firmware_version="1.0",
+        )
+        for i, r in enumerate(racks)
+    )
+    Chip.objects.bulk_create(
+        (
+            Chip(ultraserver=s, index=c, serial=f"{s.serial}-C{c:03d}")
+            for s in servers
+            for c in range(model.chip_count)
+        ),
+        batch_size=20000,
+    )
+    for version, baseline in (("1.0", True), ("2.0", False)):
+        FirmwareRelease.objects.create(
+            model=model, version=version, baseline=baseline, origin="firmware.provider.example"
+        )
+    MaintenanceWindow.objects.create(
+        site=site,
+        name="always",
+        weekdays=list(range(7)),
+        start_time=dt.time(0),
+        duration_minutes=1440,
+        status="approved",
+    )
+    agent, _ = agents.issue_agent(site, "bench", CTX)
+    return site, servers, agent
+
+
+class InstantAgent(threading.Thread):
+    def __init__(self, agent):
+        super().__init__(daemon=True)
+        self.agent, self.halt, self.answered = agent, threading.Event(), 0
+        self.state: dict[int, dict] = {}
+
+    def run(self):
+        from django.db import connection
+
+        from factory.agents import services as agents
+
+        try:
+            while not self.halt.is_set():
+                for command in agents.claim(self.agent, limit=100, wait_seconds=0.2):
+                    box = self.state.setdefault(
+                        command.ultraserver_id,
+                        {
+                            "firmware_version": "1.0",
+                            "inactive_firmware_version": "",
+                            "drained": False,
+                        },
+                    )
+                    if command.kind == "flash-firmware":
+                        box["inactive_firmware_version"] = box["firmware_version"]
+                        box["firmware_version"] = command.params["version"]
+                    elif command.kind in ("drain", "undrain"):
+                        box["drained"] = command.kind == "drain"
+                    result = dict(box)
+                    if command.kind == "burn-in":
+                        result = {"tested": 144, "failed_chips": []}
+                    agents.complete(self.agent, command.id, ok=True, result=result)
+                    self.answered += 1
+        finally:
+            connection.close()
+
+
+def _queue_length(redis_client, queue: str) -> int:
+    return redis_client.llen(queue) + redis_client.hlen("unacked")
+
+
+def rollout() -> dict:
+    """The measured rolling upgrade; runs in a child process whose settings point at the
+    private broker (``python -m bench.bench_workflows``)."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from provisioning import jobs, services
+    from provisioning.models import Step
+    from tests.fleet import CTX
+
+    _site, servers, agent = _build_fleet()
+    answering = InstantAgent(agent)
+    answering.start()
+    start = time.perf_counter()
+    workflow, _ = services.create_workflow(
+        "upgrade",
+        servers,
+        CTX,
+        spec={
+            "firmware_version": "2.0",
+            "canary_size": 1,
+            "batch_size": 250,
+            "max_unavailable_per_domain": 1,
+            "soak_seconds": 0,
+            "poll_seconds": 5,
+        },
+    )
+    last_reconcile = time.monotonic()
+    while True:
+        workflow.refresh_from_db()
+        if workflow.state in ("succeeded", "failed", "paused"):
+            break
+        if time.monotonic() - last_reconcile > 10:  # beat's job, every 10 s as in production
+            jobs.reconcile()
+            last_reconcile = time.monotonic()
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - start
+    answering.halt.set()
+    answering.join(timeout=10)
+    steps = Step.objects.filter(workflow=workflow, state="succeeded").count()
+    connection.close()
+    return {
+        "state": workflow.state,
+        "reason": workflow.state_reason,
+        "elapsed": elapsed,
+        "steps": steps,
+        "answered": answering.answered,
+    }
+
+
+def run() -> dict:
+    import json
+
+    import redis as redis_lib
+    from celery import Celery
+
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    queue = "bench-workflows"
+    log = open(ROOT / "bench" / "results" / "workflows-processes.log", "w")  # noqa: SIM115
+    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
+    redis_proc = _start(
+        [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        dict(os.environ),
+        log,
+    )
+    client = redis_lib.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis_lib.ConnectionError:
+            time.sleep(0.1)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "factory.settings.base",
+        "DATABASE_URL": BENCH_DB,
+        "REDIS_URL": url,
+        "CELERY_BROKER_URL": url,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+    }
+    processes = [redis_proc]
+    try:
+        # Baseline: NOOPS no-op tasks, queued first, then drained by the two workers.
+        sender = Celery(broker=url)
+        sender.conf.task_default_queue = queue
+        with sender.producer_or_acquire() as producer:
+            for _ in range(NOOPS):
+                sender.send_task("provisioning.tasks.noop", producer=producer)
+        workers = _workers(env, log)
+        processes += workers
+        while _queue_length(client, queue) == NOOPS:
+            time.sleep(0.001)
+        start = time.perf_counter()
+        while _queue_length(client, queue):
+            time.sleep(0.001)
+        noop_seconds = (time.perf_counter() - start) / NOOPS
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.bench_workflows"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if child.returncode != 0:
+            raise RuntimeError(child.stderr[-3000:])
+        outcome = json.loads(child.stdout.strip().splitlines()[-1])
+    finally:
+        _stop(processes[1:])
+        _stop(processes[:1])
+        log.close()
+    if outcome["state"] != "succeeded":
+        raise RuntimeError(f"rollout {outcome['state']}: {outcome['reason']}")
+    step_seconds = outcome["elapsed"] / outcome["steps"]
+    return write_result(
+        "rolling_upgrade_vs_raw_celery",
+        step_seconds * 1000,
+        "ms per step",
+        noop_seconds * 1000,
+        TARGET,
+        steps=outcome["steps"],
+        servers=SERVERS,
+        steps_per_s=round(outcome["steps"] / outcome["elapsed"], 1),
+        noop_tasks_per_s=round(1 / noop_seconds, 1),
+        rollout_seconds=round(outcome["elapsed"], 1),
+        commands_answered=outcome["answered"],
+    )
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(rollout()))
