@@ -279,7 +279,7 @@ class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["started_at"]
 
     @extend_schema(responses=s.JobRunSerializer(many=True))
-    @action(detail=False, methods=["get"])
+    @action(detail=False, methods=["get"], pagination_class=None)
     def latest(self, request):
         """The latest run of each job."""
         latest = (
