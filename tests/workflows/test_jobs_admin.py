@@ -113,3 +113,19 @@ def test_admin_starts_an_upgrade_from_a_selection(fleet, in_service, client):
     assert refused.status_code == 200 and b"is held by upgrade workflow" in refused.content
     servers = client.get("/admin/inventory/ultraserver/")
     assert b"start_rolling_upgrade" in servers.content
+
+
+def test_workflow_history_is_append_only_even_in_raw_sql(fleet):
+    from django.db import DatabaseError, connection, transaction
+
+    from provisioning.models import WorkflowEvent
+
+    workflow = Workflow.objects.create(site=fleet.sites["alpha"], kind="deploy")
+    event = WorkflowEvent.objects.create(workflow=workflow, kind="created", message="x")
+    for sql in (
+        "UPDATE provisioning_workflowevent SET message = 'forged' WHERE id = %s",
+        "DELETE FROM provisioning_workflowevent WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            connection.cursor().execute(sql, [event.pk])
+    assert WorkflowEvent.objects.get(pk=event.pk).message == "x"
