@@ -90,7 +90,7 @@ def _build_fleet():
 
     model = UltraServerModel.objects.get(slug="trn3-ultraserver")
     tenant = Tenant.objects.create(
-        name="Bench",
+        name="Bench Workflows",
         slug="bench-wf",
         kind="government",
         country="DE",
