@@ -61,10 +61,14 @@ def recorded(name: str):
 
 def reconcile(limit: int = 5000) -> dict:
     """Re-send due steps, hand back steps whose worker vanished, expire overdue agent
-    commands, and advance workflows (soak ends, windows open, budgets)."""
+    commands, bring forward steps past their deadline (their next run fails them), and advance
+    workflows (soak ends, windows open, budgets)."""
     now = timezone.now()
     expired = agents.expire_overdue(now)
     recovered = engine.recover_expired_leases(now)
+    overdue = Step.objects.filter(
+        state=StepState.WAITING, deadline_at__lt=now, next_check_at__gt=now
+    ).update(next_check_at=now)
     due = list(
         Step.objects.filter(
             state__in=[StepState.READY, StepState.WAITING],
@@ -92,6 +96,7 @@ def reconcile(limit: int = 5000) -> dict:
         "resent": len(due),
         "leases_recovered": recovered,
         "commands_expired": expired,
+        "past_deadline": overdue,
         "workflows_checked": len(workflows),
     }
 

@@ -159,3 +159,36 @@ def test_pause_and_cancel(in_service, agent, hw):
     assert workflow.state == "cancelled"
     assert set(workflow.targets.values_list("state", flat=True)) == {"skipped"}
     assert not workflow.targets.filter(active=True).exists()
+
+
+def test_a_step_past_its_deadline_fails_with_the_recorded_state(in_service, agent, hw):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from provisioning import engine, jobs
+
+    workflow = upgrade(in_service[:1])
+    engine.advance(workflow.pk)
+    drain = Step.objects.get(workflow=workflow, name="drain")
+    engine.run_step(drain.pk)  # submitted; the agent never answers
+    drain.refresh_from_db()
+    assert drain.state == "waiting" and drain.deadline_at is not None
+    Step.objects.filter(pk=drain.pk).update(
+        deadline_at=timezone.now() - dt.timedelta(seconds=1),
+        next_check_at=timezone.now() + dt.timedelta(hours=1),
+    )
+    assert jobs.reconcile()["past_deadline"] == 1
+    engine.run_step(drain.pk)
+    drain.refresh_from_db()
+    assert drain.state == "failed" and "passed its deadline" in drain.error
+    target = workflow.targets.get()
+    assert target.state == "failed"
+    # the agent never answered: what is on record is the control plane's own view
+    assert target.verified_state == {
+        "source": "control-plane record",
+        "lifecycle_state": "draining",
+        "firmware_version": "1.0",
+    }
+    server = UltraServer.objects.get(pk=in_service[0].pk)
+    assert server.lifecycle_state == "drain-failed" and server.in_maintenance
