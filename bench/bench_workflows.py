@@ -3,15 +3,15 @@ raw Celery no-op throughput measured in the same run on the same workers.
 
 Hardware is instant: an agent thread claims commands and answers them at once through the
 command-queue services. Both measurements use a private redis-server and two prefork worker
-processes (concurrency 1 each, like the 2 cores here). Value: seconds per workflow step;
-baseline: seconds per no-op task; target (issue): steps/s within 10× of no-op tasks/s.
+processes (concurrency 1 each, like the 2 cores here), started with the e2e tests' helpers.
+Value: seconds per workflow step; baseline: seconds per no-op task; target (issue): steps/s
+within 10× of no-op tasks/s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,61 +23,6 @@ from bench.common import BENCH_DB, write_result
 SERVERS, NOOPS, TARGET = 1000, 20000, 10.0
 CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "1"))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(args, env, log):
-    return subprocess.Popen(
-        args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _workers(env, log, n=2):
-    celery = str(Path(sys.executable).parent / "celery")
-    return [
-        _start(
-            [
-                celery,
-                "-A",
-                "factory",
-                "worker",
-                "--loglevel",
-                "warning",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "-n",
-                f"bench{i}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            env,
-            log,
-        )
-        for i in range(n)
-    ]
-
-
-def _stop(processes):
-    import signal
-
-    for p in processes:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
 
 
 def _build_fleet():
@@ -249,23 +194,15 @@ def run() -> dict:
     import redis as redis_lib
     from celery import Celery
 
-    port = _free_port()
+    from tests.e2e.processes import free_port, redis_process, worker_process
+
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     queue = "bench-workflows"
-    log = open(ROOT / "bench" / "results" / "workflows-processes.log", "w")  # noqa: SIM115
-    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
-    redis_proc = _start(
-        [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        dict(os.environ),
-        log,
-    )
+    log = ROOT / "bench" / "results" / "workflows-processes.log"
+    log.unlink(missing_ok=True)
+    redis = redis_process(port, log)
     client = redis_lib.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis_lib.ConnectionError:
-            time.sleep(0.1)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "factory.settings.base",
@@ -274,7 +211,7 @@ def run() -> dict:
         "CELERY_BROKER_URL": url,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
     }
-    processes = [redis_proc]
+    workers = []
     try:
         # Baseline: NOOPS no-op tasks, queued first, then drained by the two workers.
         sender = Celery(broker=url)
@@ -282,8 +219,7 @@ def run() -> dict:
         with sender.producer_or_acquire() as producer:
             for _ in range(NOOPS):
                 sender.send_task("provisioning.tasks.noop", producer=producer)
-        workers = _workers(env, log)
-        processes += workers
+        workers = [worker_process(env, log, f"bench{i}", concurrency=CONCURRENCY) for i in range(2)]
         while _queue_length(client, queue) == NOOPS:
             time.sleep(0.001)
         start = time.perf_counter()
@@ -302,9 +238,9 @@ def run() -> dict:
             raise RuntimeError(child.stderr[-3000:])
         outcome = json.loads(child.stdout.strip().splitlines()[-1])
     finally:
-        _stop(processes[1:])
-        _stop(processes[:1])
-        log.close()
+        for worker in workers:
+            worker.stop()
+        redis.stop()
     if outcome["state"] != "succeeded":
         raise RuntimeError(f"rollout {outcome['state']}: {outcome['reason']}")
     step_seconds = outcome["elapsed"] / outcome["steps"]

@@ -30,6 +30,7 @@ from factory.inventory.models import Chip, PowerFeed, UltraServer
 from factory.inventory.services import transition
 from provisioning.choices import (
     FINISHED_TARGET_STATES,
+    FINISHED_WORKFLOW_STATES,
     StepState,
     TargetState,
     WorkflowState,
@@ -127,10 +128,6 @@ def claim_step(step_id: int, owner: str) -> bool:
             started_at=Coalesce(F("started_at"), Value(now)),
         )
     )
-
-
-def _finished_workflow_states():
-    return (WorkflowState.SUCCEEDED, WorkflowState.FAILED, WorkflowState.CANCELLED)
 
 
 def run_step(step_id: int, owner: str | None = None) -> str:
@@ -335,7 +332,7 @@ def _set_state(workflow: Workflow, state: str, reason: str, kind: str | None = N
     workflow.state = state
     workflow.state_reason = reason[:1000]
     fields = ["state", "state_reason", "updated_at"]
-    if state in _finished_workflow_states():
+    if state in FINISHED_WORKFLOW_STATES:
         workflow.finished_at = timezone.now()
         fields.append("finished_at")
     workflow.save(update_fields=fields)
@@ -535,8 +532,8 @@ def recover_expired_leases(now=None) -> int:
                 step.finished_at = now
                 step.save()
                 workflow = Workflow.objects.get(pk=step.workflow_id)
-                run = StepRun(step, workflow, step.target, None, ENGINE_CTX, now)
-                run.server = UltraServer.objects.get(pk=step.target.ultraserver_id)
+                server = UltraServer.objects.get(pk=step.target.ultraserver_id)
+                run = StepRun(step, workflow, step.target, server, ENGINE_CTX, now)
                 _after_step_failed(step, workflow, step.target, Fail(step.error), run)
             else:
                 step.state = StepState.WAITING

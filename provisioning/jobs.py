@@ -32,7 +32,6 @@ from tenants.choices import AuditSource
 from tenants.services.changes import ChangeContext, ChangeRefused
 
 JOB_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
-JOBS: dict[str, callable] = {}
 
 
 def recorded(name: str):
@@ -53,7 +52,6 @@ def recorded(name: str):
             job.save(update_fields=["outcome", "summary", "finished_at"])
             return summary
 
-        JOBS[name] = run
         return run
 
     return wrap

@@ -33,6 +33,7 @@ from provisioning.models import (
 )
 from provisioning.workflows import definition_for
 from provisioning.workflows.upgrade import UPGRADABLE
+from tenants.services import audit
 from tenants.services.changes import ChangeContext, ChangeRefused
 from tenants.sovereignty import services as sovereignty
 
@@ -365,9 +366,9 @@ def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
     return wf
 
 
-MANUAL_INPUTS = {
-    "dispatch": {"technician", "from_country", "remote"},
-    "repair": {"no_parts_needed"},
+MANUAL_INPUTS: dict[str, dict[str, type]] = {
+    "dispatch": {"technician": int, "from_country": str, "remote": bool},
+    "repair": {"no_parts_needed": bool},
 }
 
 
@@ -382,11 +383,16 @@ def provide_input(
             "not_manual",
             f"{step_name!r} takes no input; manual steps: {', '.join(sorted(MANUAL_INPUTS))}",
         )
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted(set(data) - set(allowed))
     if unknown:
         raise _invalid(
             "data", "unknown_keys", f"{step_name} takes {sorted(allowed)}, not {unknown}"
         )
+    for key, value in data.items():
+        wanted = allowed[key]
+        # bool is an int in Python; a technician id of `true` is still wrong
+        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            raise _invalid(f"data.{key}", "invalid", f"must be {wanted.__name__}")
     with transaction.atomic():
         steps = Step.objects.select_for_update().filter(workflow=workflow, name=step_name)
         if server_id is not None:
@@ -475,7 +481,6 @@ def decide_window(
     window: MaintenanceWindow, approve: bool, ctx: ChangeContext
 ) -> MaintenanceWindow:
     """A tenant-admin approves or rejects (or withdraws an approval of) a proposed window."""
-    from tenants.services import audit
 
     with transaction.atomic():
         window = (

@@ -100,8 +100,6 @@ class HardwareStep(StepDefinition):
     def run(self, run: StepRun) -> Outcome:
         step, out = run.step, run.step.output
         if not step.external_ref:
-            if out.get("phase") == "verify":  # resumed after a lost result: look first
-                return self._submit(run, CommandKind.QUERY_STATE, {}, phase="verify")
             early = self.before_submit(run)
             if early is not None:
                 return early

@@ -7,7 +7,7 @@ from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
 from factory.inventory.selectors import placement_problems
 from provisioning.outcomes import Done, Fail, Outcome
-from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun, StepSpec
+from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun
 from provisioning.workflows.common import BurnIn, FlashFirmware, move
 from provisioning.workflows.definition import WorkflowDefinition
 from tenants.sovereignty import services as sovereignty
@@ -104,9 +104,6 @@ class Handover(StepDefinition):
 class DeployDefinition(WorkflowDefinition):
     kind = "deploy"
     steps = (Preflight(), Install(), Baseline(), DeployBurnIn(), Interconnect(), Handover())
-
-    def plan(self, workflow, server) -> list[StepSpec]:
-        return [StepSpec(s.name) for s in self.steps]
 
 
 DEPLOY = DeployDefinition()

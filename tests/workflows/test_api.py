@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
-from provisioning.models import Workflow
+from provisioning.models import Step, Workflow
 from tests.api.test_endpoints import assert_error_body
 from tests.fleet import CTX, build_fleet
 from tests.workflows.conftest import always_open, put_in_service
@@ -221,3 +221,44 @@ def test_two_operators_at_once_exactly_one_wins():
     loser = next(r for r in results if r.status_code == 409).json()
     assert loser["errors"][0]["code"] == "held_by_workflow"
     assert Workflow.objects.count() == 1
+
+
+def test_manual_step_input_is_checked_before_anything_is_written(fleet, releases):
+    server = put_in_service(fleet.servers["alpha"])
+    workflow = services_report(server)
+    client = fleet.client("technician")
+    url = f"/api/v1/workflows/{workflow.pk}/input/"
+    cases = [
+        ({"step": "flash", "data": {}}, "step"),
+        ({"step": "dispatch", "data": {"badge": 1}}, "data"),
+        ({"step": "dispatch", "data": {"technician": "abc"}}, "data.technician"),
+        ({"step": "dispatch", "data": {"technician": True}}, "data.technician"),
+        ({"step": "repair", "data": {"no_parts_needed": "yes"}}, "data.no_parts_needed"),
+        ({"data": {}}, "step"),
+    ]
+    for body, field in cases:
+        error = assert_error_body(client.post(url, body), 400)
+        assert field in {e["field"] for e in error["errors"]}, (body, error)
+    assert Step.objects.get(workflow=workflow, name="dispatch").input == {}
+    ok = client.post(url, {"step": "dispatch", "data": {"technician": 1, "from_country": "DE"}})
+    assert ok.status_code == 200 and ok.json()["input"]["from_country"] == "DE"
+    assert_error_body(fleet.client("alpha_admin").post(url, {"step": "repair", "data": {}}), 403)
+
+
+def services_report(server):
+    from provisioning import services
+
+    return services.report_fault(server, "chip 4 down", CTX)[1]
+
+
+def test_agent_claim_and_result_reject_bad_input(fleet):
+    _, token = agents.issue_agent(fleet.sites["alpha"], "a1", CTX)
+    alpha = agent_client(token)
+    for body, field in (({"limit": 0}, "limit"), ({"wait_seconds": 99}, "wait_seconds")):
+        error = assert_error_body(alpha.post("/api/v1/agent/commands/claim/", body), 400)
+        assert error["errors"][0]["field"] == field
+    command = agents.submit(site_id=fleet.sites["alpha"].pk, kind="reset")
+    alpha.post("/api/v1/agent/commands/claim/", {})
+    url = f"/api/v1/agent/commands/{command.pk}/result/"
+    assert assert_error_body(alpha.post(url, {"result": {}}), 400)["errors"][0]["field"] == "ok"
+    assert AgentCommand.objects.get(pk=command.pk).state == "claimed"
