@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint format bench clean
+.PHONY: up test lint format bench clean redfish-validate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## DMTF's Redfish Service Validator against a simulated BMC and PDU (offline, ../shared/redfish).
+redfish-validate: $(STAMP)
+	$(BIN)/python -m tests.redfish_validate
 
 bench: $(STAMP)
 	@$(BIN)/python -m tests.preflight

@@ -1,5 +1,14 @@
-"""The AI factory control plane: Django project and the physical plant."""
+"""The AI factory control plane: Django project and the physical plant.
 
-from factory.celery import app as celery_app
+The Celery app is loaded by ``factory.core`` when Django starts (and by ``celery -A factory``),
+not on import of this package: ``factory.simulator`` and ``factory.siteagent`` run at a site,
+without Django, and must not drag it in.
+"""
 
-__all__ = ["celery_app"]
+
+def __getattr__(name: str):
+    if name == "celery_app":
+        from factory.celery import app
+
+        return app
+    raise AttributeError(name)

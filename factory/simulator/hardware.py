@@ -1,0 +1,110 @@
+"""Hardware figures and the physics of one chip (HARDWARE.md).
+
+Power follows utilization between an idle floor and the chip's nominal power; temperature
+follows power through a thermal resistance above the coolant supply; above the throttle limit
+the chip caps its own power and counts throttle seconds. Energy integrates power.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+THROTTLE_AT_C = 85.0
+IDLE_FRACTION = 0.25  # idle power as a share of nominal (estimate)
+RISE_AT_NOMINAL_K = 40.0  # chip temperature above coolant at nominal power (estimate)
+
+HEALTH_OK, HEALTH_DEGRADED, HEALTH_FAILED = 0, 1, 2
+HEALTH_NAMES = {HEALTH_OK: "OK", HEALTH_DEGRADED: "Warning", HEALTH_FAILED: "Critical"}
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One UltraServer model as the simulator needs it (mirrors the hardware catalog)."""
+
+    family: str
+    chips: int
+    chip_nominal_w: float
+    chip_max_w: float
+    hbm_gb: float
+    links_per_chip: int
+    processor_type: str  # Redfish ProcessorType
+    overhead_w: float
+
+
+SPECS = {
+    "trn3": SystemSpec("trn3", 144, 1000, 1200, 144, 4, "Accelerator", 12_000),
+    "trn2": SystemSpec("trn2", 64, 500, 600, 96, 4, "Accelerator", 6_000),
+    "gb300": SystemSpec("gb300", 72, 1200, 1400, 288, 4, "GPU", 10_000),
+}
+
+# Per-chip telemetry, in the order the agent ships it (one list per metric, one value per chip).
+CHIP_METRICS = (
+    "power_w",
+    "energy_j",
+    "temp_c",
+    "utilization",
+    "hbm_used_gb",
+    "ecc_corrected",
+    "ecc_uncorrected",
+    "link_errors",
+    "link_down_s",
+    "throttle_s",
+    "health",
+)
+
+
+@dataclass
+class Chip:
+    index: int
+    health: int = HEALTH_OK
+    utilization: float = 0.0
+    power_w: float = 0.0
+    energy_j: float = 0.0
+    temp_c: float = 30.0
+    hbm_used_gb: float = 0.0
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    link_errors: int = 0
+    link_down_s: float = 0.0
+    throttle_s: float = 0.0
+    links_down_until: list[float] = field(default_factory=list)  # per link, sim time
+
+    def metrics(self) -> tuple:
+        return (
+            round(self.power_w, 1),
+            round(self.energy_j, 1),
+            round(self.temp_c, 2),
+            round(self.utilization, 4),
+            round(self.hbm_used_gb, 2),
+            self.ecc_corrected,
+            self.ecc_uncorrected,
+            self.link_errors,
+            round(self.link_down_s, 1),
+            round(self.throttle_s, 1),
+            self.health,
+        )
+
+
+def step_chip(
+    chip: Chip, spec: SystemSpec, *, target_util: float, coolant_c: float, now: float, dt: float
+) -> None:
+    """Advance one chip by ``dt`` seconds of simulated time."""
+    if chip.health == HEALTH_FAILED:
+        chip.utilization = 0.0
+        chip.power_w = 0.0
+    else:
+        chip.utilization = max(0.0, min(1.0, target_util))
+        idle = spec.chip_nominal_w * IDLE_FRACTION
+        chip.power_w = idle + (spec.chip_nominal_w - idle) * chip.utilization
+    rise_per_w = RISE_AT_NOMINAL_K / spec.chip_nominal_w
+    temp = coolant_c + chip.power_w * rise_per_w
+    if temp > THROTTLE_AT_C and chip.power_w > 0:
+        # The chip caps its power to stay at the limit and counts the time.
+        chip.power_w = max(0.0, (THROTTLE_AT_C - coolant_c) / rise_per_w)
+        temp = THROTTLE_AT_C
+        chip.throttle_s += dt
+    chip.temp_c = temp
+    chip.energy_j += chip.power_w * dt
+    chip.hbm_used_gb = spec.hbm_gb * 0.9 * chip.utilization
+    down = sum(1 for until in chip.links_down_until if until > now)
+    chip.link_down_s += down * dt

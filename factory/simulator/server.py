@@ -1,0 +1,221 @@
+"""HTTP for the simulated devices: one Redfish service per device, one port each (as on a real
+management network), and a control service to list devices and inject faults."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from factory.simulator.devices import Site
+from factory.simulator.faults import KINDS
+from factory.simulator.redfish import (
+    ROOT,
+    BmcTree,
+    CduTree,
+    HttpError,
+    PduTree,
+    Tree,
+    error_body,
+)
+
+log = logging.getLogger("factory.simulator")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _handler(handle_get, handle_post, credentials: str | None):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # quiet by default: a site is many devices
+            log.debug("%s %s", self.address_string(), fmt % args)
+
+        def _send(self, status: int, body: dict | None, headers: dict | None = None):
+            data = b"" if status == 204 else json.dumps(body or {}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("OData-Version", "4.0")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            if data:
+                self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            path = self.path.split("?")[0].rstrip("/")
+            if credentials is None or path in ("/redfish", ROOT) or path.startswith("/sim"):
+                return True
+            header = self.headers.get("Authorization", "")
+            return header == f"Basic {credentials}"
+
+        def _run(self, fn, *args):
+            if not self._authorized():
+                return self._send(
+                    401,
+                    error_body("authentication required"),
+                    {"WWW-Authenticate": 'Basic realm="simulated BMC"'},
+                )
+            try:
+                status, body, headers = fn(*args)
+            except HttpError as exc:
+                return self._send(exc.status, error_body(exc.message))
+            except (ValueError, KeyError, TypeError) as exc:
+                return self._send(400, error_body(f"bad request: {exc}"))
+            self._send(status, body, headers)
+
+        def do_GET(self):
+            self._run(handle_get, self.path.split("?")[0])
+
+        def do_HEAD(self):
+            self.do_GET()
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b"{}"
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                return self._send(400, error_body("body is not JSON"))
+            if not isinstance(body, dict):
+                return self._send(400, error_body("body must be a JSON object"))
+            self._run(handle_post, self.path.split("?")[0], body)
+
+    return Handler
+
+
+def _tree_handlers(tree: Tree):
+    def get(path):
+        return 200, tree.get(path), {}
+
+    def post(path, body):
+        return tree.post(path, body)
+
+    return get, post
+
+
+class SiteServer:
+    """Serves every device of a site, each on its own port, plus ``/sim`` on ``control_port``."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        host: str = "127.0.0.1",
+        control_port: int = 0,
+        device_ports: dict[str, int] | None = None,
+        username: str = "admin",
+        password: str = "factory-sim",
+        tick_seconds: float = 1.0,
+    ):
+        self.site = site
+        self.host = host
+        self.tick_seconds = tick_seconds
+        self.credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.servers: list[_Server] = []
+        self.devices: list[dict] = []
+        ports = device_ports or {}
+        trees: list[tuple[str, Tree, dict]] = []
+        for bmc in site.bmcs.values():
+            trees.append(("bmc", BmcTree(site, bmc), {"rack": bmc.rack, "position": bmc.position}))
+        for pdu in site.pdus.values():
+            trees.append(
+                ("pdu", PduTree(site, pdu), {"rack": pdu.rack, "feeds": sorted(pdu.feeds)})
+            )
+        for cdu in site.cdus.values():
+            trees.append(("cdu", CduTree(site, cdu), {}))
+        for kind, tree, extra in trees:
+            get, post = _tree_handlers(tree)
+            server = _Server((host, ports.get(tree.name, 0)), _handler(get, post, self.credentials))
+            self.servers.append(server)
+            self.devices.append(
+                {
+                    "kind": kind,
+                    "serial": tree.name,
+                    "url": f"http://{host}:{server.server_address[1]}",
+                    **extra,
+                }
+            )
+        control = _Server(
+            (host, control_port), _handler(self._control_get, self._control_post, None)
+        )
+        self.servers.insert(0, control)
+        self.control_url = f"http://{host}:{control.server_address[1]}"
+        self._stop = threading.Event()
+
+    def _control_get(self, path):
+        if path.rstrip("/") == "/sim/devices":
+            return 200, {"site": self.site.code, "devices": self.devices}, {}
+        if path.rstrip("/") == "/sim/events":
+            with self.site.lock:
+                events = [
+                    {
+                        "kind": f.kind,
+                        "target": f.target,
+                        "chip": f.chip,
+                        "link": f.link,
+                        "feed": f.feed,
+                        "duration_s": f.duration_s,
+                    }
+                    for device in (
+                        *self.site.bmcs.values(),
+                        *self.site.pdus.values(),
+                        *self.site.cdus.values(),
+                    )
+                    for f in device.events
+                ]
+            return 200, {"now": self.site.now, "events": events}, {}
+        raise HttpError(404, f"no resource at {path}")
+
+    def _control_post(self, path, body):
+        if path.rstrip("/") == "/sim/faults":
+            if body.get("kind") not in KINDS:
+                raise HttpError(400, f"kind must be one of {', '.join(KINDS)}")
+            try:
+                fault = self.site.inject(
+                    body["kind"],
+                    str(body.get("target", "")),
+                    chip=body.get("chip"),
+                    link=body.get("link"),
+                    feed=body.get("feed"),
+                    duration_s=float(body.get("duration_s", 60.0)),
+                )
+            except KeyError as exc:
+                raise HttpError(404, f"no device {exc}") from None
+            except IndexError:
+                raise HttpError(400, "chip or link out of range") from None
+            return 201, {"injected": fault.__dict__}, {}
+        if path.rstrip("/") == "/sim/repair":
+            bmc = self.site.bmcs.get(str(body.get("target", "")))
+            if bmc is None:
+                raise HttpError(404, "no such BMC")
+            with self.site.lock:
+                bmc.replace_chip(int(body["chip"]))
+            return 200, {"replaced": body["chip"]}, {}
+        raise HttpError(404, f"no action at {path}")
+
+    def start(self) -> SiteServer:
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._clock, daemon=True).start()
+        return self
+
+    def _clock(self):
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.site.advance(self.tick_seconds)
+            next_at += self.tick_seconds
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self):
+        self._stop.set()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
