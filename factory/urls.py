@@ -3,11 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from factory.core.health import healthz, readyz
+from factory.telemetry.api.views import MetricsView
 
 api_v1 = [
     path("", include("factory.catalog.api.urls")),
     path("", include("factory.inventory.api.urls")),
     path("", include("factory.agents.api.urls")),
+    path("", include("factory.telemetry.api.urls")),
     path("", include("provisioning.api.urls")),
     path("", include("tenants.api.urls")),
     path("", include("tenants.sovereignty.api.urls")),
@@ -16,6 +18,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -7,8 +7,50 @@ class ProvisioningConfig(AppConfig):
 
     def ready(self) -> None:
         from factory.agents.signals import command_finished
+        from factory.telemetry.faults import fault_opened
 
         command_finished.connect(_wake_step, dispatch_uid="provisioning.wake_step")
+        fault_opened.connect(_open_maintenance, dispatch_uid="provisioning.open_maintenance")
+        from factory.telemetry import metrics
+
+        metrics.register(_workflow_metrics)
+
+
+def _workflow_metrics():
+    from django.db.models import Count
+    from prometheus_client.core import GaugeMetricFamily
+
+    from provisioning.models import Workflow
+
+    family = GaugeMetricFamily(
+        "factory_workflows", "Workflows by kind and state.", labels=["kind", "state"]
+    )
+    for row in Workflow.objects.values("kind", "state").annotate(n=Count("pk")):
+        family.add_metric([row["kind"], row["state"]], row["n"])
+    yield family
+
+
+def _open_maintenance(sender, faults, **kwargs) -> None:
+    """A health rule found something wrong with a server: a maintain workflow for it (one per
+    server, however many of its chips failed). A refusal (say, a capacity floor) is logged; the
+    health sweep tries again."""
+    import logging
+
+    from provisioning.jobs import JOB_CTX
+    from provisioning.services import report_fault
+    from tenants.services.changes import ChangeRefused
+
+    done = set()
+    for fault in faults:
+        if fault.ultraserver_id in done:
+            continue
+        done.add(fault.ultraserver_id)
+        try:
+            report_fault(fault.ultraserver, fault.detail, JOB_CTX)
+        except ChangeRefused as refusal:
+            logging.getLogger(__name__).warning(
+                "no maintain workflow for %s yet: %s", fault.ultraserver, refusal.message
+            )
 
 
 def _wake_step(sender, command_id, requested_by: str, **kwargs) -> None:

@@ -16,6 +16,10 @@ from factory.agents.models import SiteAgent
 from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import UltraServer
+from factory.telemetry import faults
+from factory.telemetry import services as telemetry
+from factory.telemetry.choices import Resolution
+from factory.telemetry.rules import Finding
 from provisioning import engine
 from provisioning.choices import JobOutcome, StepState, WorkflowKind, WorkflowState
 from provisioning.models import (
@@ -207,8 +211,39 @@ def detect_stale_agents() -> dict:
         .values_list("site_id", flat=True)
         .distinct()
     )
+    silent = sorted(set(silent_sites))
     with transaction.atomic():
         marked = UltraServer.objects.filter(
-            rack__site_id__in=list(silent_sites), unreachable_since__isnull=True
+            rack__site_id__in=silent, unreachable_since__isnull=True
         ).update(unreachable_since=timezone.now())
-    return {"silent_sites": sorted(set(silent_sites)), "servers_marked_unreachable": marked}
+        opened = 0
+        for site_id in silent:
+            opened += faults.raise_findings(
+                site_id,
+                [],
+                [Finding("agent-silent", "site agent silent past the limit", subject="agent")],
+            )
+        live = set(live_sites.values_list("site_id", flat=True))
+        faults.clear_keys_everywhere(
+            live, faults.site_key("agent-silent", "agent"), "agent heard from again"
+        )
+    return {
+        "silent_sites": silent,
+        "servers_marked_unreachable": marked,
+        "faults_opened": opened,
+    }
+
+
+@recorded("telemetry-rollup")
+def telemetry_rollup() -> dict:
+    """1-minute and 1-hour roll-ups of the raw per-chip samples."""
+    return {
+        "minute_buckets": telemetry.roll_up(Resolution.MINUTE),
+        "hour_buckets": telemetry.roll_up(Resolution.HOUR),
+    }
+
+
+@recorded("telemetry-retention")
+def telemetry_retention() -> dict:
+    """Raw samples and roll-ups past their retention, deleted."""
+    return telemetry.expire()

@@ -37,6 +37,16 @@ def detect_stale_agents() -> dict:
     return jobs.detect_stale_agents()
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def telemetry_rollup() -> dict:
+    return jobs.telemetry_rollup()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def telemetry_retention() -> dict:
+    return jobs.telemetry_retention()
+
+
 @shared_task(ignore_result=True)
 def noop() -> None:
     """For the benchmark's raw-Celery baseline."""

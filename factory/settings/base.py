@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "factory.catalog",
     "factory.inventory",
     "factory.agents",
+    "factory.telemetry",
     "provisioning",
 ]
 
@@ -137,6 +138,20 @@ CELERY_TIMEZONE = "UTC"
 WORKFLOW_LEASE_SECONDS = int(os.environ.get("WORKFLOW_LEASE_SECONDS", "60"))
 # A site agent silent for longer than this has its site's UltraServers marked unreachable.
 AGENT_SILENT_AFTER_SECONDS = int(os.environ.get("AGENT_SILENT_AFTER_SECONDS", "300"))
+
+# Telemetry: how long raw per-chip samples and 1-minute roll-ups are kept (1-hour ones: a year),
+# the health rules' limits, and where telemetry goes when it leaves a site (the code of the site
+# whose country and region the control plane runs in; empty: the control plane is inside each
+# site's own boundary, as in the embedded default).
+TELEMETRY_RAW_RETENTION_HOURS = float(os.environ.get("TELEMETRY_RAW_RETENTION_HOURS", "48"))
+TELEMETRY_MINUTE_RETENTION_DAYS = float(os.environ.get("TELEMETRY_MINUTE_RETENTION_DAYS", "30"))
+TELEMETRY_HOUR_RETENTION_DAYS = float(os.environ.get("TELEMETRY_HOUR_RETENTION_DAYS", "400"))
+TELEMETRY_INTERVAL_SECONDS = float(os.environ.get("TELEMETRY_INTERVAL_SECONDS", "10"))
+TELEMETRY_MAX_BATCH_BYTES = int(os.environ.get("TELEMETRY_MAX_BATCH_BYTES", str(32 * 1024 * 1024)))
+TELEMETRY_DESTINATION_SITE = os.environ.get("TELEMETRY_DESTINATION_SITE", "")
+HEALTH_LINK_DOWN_SECONDS = float(os.environ.get("HEALTH_LINK_DOWN_SECONDS", "7"))
+HEALTH_THROTTLE_SECONDS = float(os.environ.get("HEALTH_THROTTLE_SECONDS", "5"))
+HEALTH_COOLANT_MAX_C = float(os.environ.get("HEALTH_COOLANT_MAX_C", "45"))
 
 if REDIS_URL:
     CACHES = {

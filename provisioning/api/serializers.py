@@ -303,6 +303,9 @@ class FaultResultSerializer(serializers.Serializer):
     in_maintenance = serializers.BooleanField()
     fault_reason = serializers.CharField()
     workflow = serializers.IntegerField(allow_null=True)
+    fault = serializers.IntegerField(
+        allow_null=True, help_text="The fault record; null if one is already open for it."
+    )
 
 
 class NotificationSerializer(serializers.ModelSerializer):

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from factory.telemetry.api.serializers import FaultSerializer as FaultRecordSerializer
+from factory.telemetry.choices import FaultRule
+from factory.telemetry.faults import record as record_fault
+from factory.telemetry.models import Fault
 from provisioning import services
 from provisioning.api import serializers as s
 from provisioning.choices import WindowStatus
@@ -221,15 +226,33 @@ class FirmwareReleaseViewSet(AuditedModelViewSet):
     ordering_fields = ["created_at", "version"]
 
 
-class FaultViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
-    """Report a fault: the server gets the maintenance flag and, unless a workflow already
-    holds it, a maintain workflow opens."""
+class FaultViewSet(
+    ScopedViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Faults: raised by the telemetry health rules or reported here by a person. Reporting
+    one gives the server the maintenance flag and, unless a workflow already holds it, opens a
+    maintain workflow. ``?open=true`` lists those not yet cleared."""
 
-    queryset = Workflow.objects.none()
-    serializer_class = s.FaultSerializer
+    queryset = Fault.objects.select_related("site", "ultraserver")
+    serializer_class = FaultRecordSerializer
+    tenant_fields = ("site__tenant",)
+    filterset_fields = ["site", "ultraserver", "rule", "chip_index"]
+    ordering_fields = ["opened_at", "cleared_at"]
     write_roles = frozenset(
         {Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN, Role.TENANT_ADMIN, Role.TENANT_OPERATOR}
     )
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        flag = self.request.query_params.get("open")
+        if flag is not None:
+            if flag not in ("true", "false"):
+                raise exceptions.ValidationError({"open": ["Use true or false."]}, code="invalid")
+            queryset = queryset.filter(cleared_at__isnull=flag == "true")
+        return queryset
 
     @extend_schema(request=s.FaultSerializer, responses={201: s.FaultResultSerializer})
     def create(self, request):
@@ -238,18 +261,21 @@ class FaultViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
         server = body.validated_data["ultraserver"]
         if not self.actor.can_write(server.owning_tenant_id, self.write_roles):
             raise exceptions.PermissionDenied("Your role may not report faults here.", code="role")
-        server, workflow = services.report_fault(
-            server,
-            body.validated_data["reason"],
-            change_context(request),
-            open_workflow=body.validated_data["open_workflow"],
-        )
+        with transaction.atomic():
+            fault = record_fault(server, FaultRule.REPORTED, body.validated_data["reason"])
+            server, workflow = services.report_fault(
+                server,
+                body.validated_data["reason"],
+                change_context(request),
+                open_workflow=body.validated_data["open_workflow"],
+            )
         return Response(
             {
                 "ultraserver": server.pk,
                 "in_maintenance": server.in_maintenance,
                 "fault_reason": server.fault_reason,
                 "workflow": workflow.pk if workflow else None,
+                "fault": fault.pk if fault else None,
             },
             status=201,
         )

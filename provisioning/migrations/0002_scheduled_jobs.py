@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from provisioning.beat import schedule
+
 JOBS = [
     ("reconciler", "provisioning.tasks.reconcile", 10),
     ("health sweep", "provisioning.tasks.health_sweep", 60),
@@ -10,24 +12,9 @@ JOBS = [
 ]
 
 
-def install(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, seconds in JOBS:
-        every, _ = IntervalSchedule.objects.get_or_create(every=seconds, period="seconds")
-        PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": every, "enabled": True}
-        )
-
-
-def uninstall(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[name for name, _, _ in JOBS]).delete()
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("provisioning", "0001_initial"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
-    operations = [migrations.RunPython(install, uninstall)]
+    operations = [migrations.RunPython(*schedule(JOBS))]

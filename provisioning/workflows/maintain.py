@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
+from factory.telemetry import faults
 from provisioning.models import Notification, PartReplacement
 from provisioning.outcomes import Done, Outcome, Wait
 from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun, StepSpec
@@ -112,11 +113,13 @@ class ReturnToService(Undrain):
     def before_submit(self, run: StepRun) -> Outcome | None:
         if self.return_to(run) != lifecycle.IN_SERVICE:
             move(run, lifecycle.READY, in_maintenance=False, fault_reason="")
+            faults.clear_server(run.server.pk, f"repaired by maintain workflow #{run.workflow.pk}")
             return Done({}, f"{run.server.serial} is ready")
         return None
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
         move(run, lifecycle.IN_SERVICE, in_maintenance=False, fault_reason="")
+        faults.clear_server(run.server.pk, f"repaired by maintain workflow #{run.workflow.pk}")
         return Done({}, f"{run.server.serial} back in service")
 
 

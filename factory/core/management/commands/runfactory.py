@@ -1,4 +1,5 @@
-"""Run the whole control plane in one terminal: web (gunicorn), Celery worker and Celery beat.
+"""Run the whole control plane in one terminal: web (gunicorn), Celery worker and Celery beat,
+plus, for each site with UltraServers, its simulated hardware and a site agent.
 
 Used by ``make up`` on the embedded default (SQLite + filesystem broker). Ctrl-C, or any one
 process dying, stops all of them.
@@ -6,6 +7,7 @@ process dying, stops all of them.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -33,8 +35,78 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("FACTORY_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("FACTORY_PORT", "8000")))
+        parser.add_argument(
+            "--no-sim", action="store_true", help="no simulated hardware and site agents"
+        )
+        parser.add_argument(
+            "--fault-scale",
+            type=float,
+            default=float(os.environ.get("FACTORY_SIM_FAULT_SCALE", "300")),
+            help="multiply HARDWARE.md's fault rates in the simulators (a demo sees faults)",
+        )
 
-    def handle(self, *args, host, port, **options):
+    def _simulated_sites(self, base: str, fault_scale: float) -> dict[str, tuple[list, dict]]:
+        """Per site with servers: a simulator (its layout exported from inventory) and an agent
+        with a fresh credential."""
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        from factory.inventory.models import Site
+        from factory.telemetry.layout import site_layout
+
+        folder = settings.VAR_DIR / "sim"
+        folder.mkdir(parents=True, exist_ok=True)
+        processes = {}
+        for seed, site in enumerate(Site.objects.order_by("code"), start=1):
+            layout = site_layout(site)
+            if not layout["racks"]:
+                continue
+            layout_path = folder / f"{site.code}.json"
+            devices_path = folder / f"{site.code}-devices.json"
+            layout_path.write_text(json.dumps(layout))
+            devices_path.unlink(missing_ok=True)
+            out = StringIO()
+            call_command(
+                "issue_agent_token", site.code, "--name", "demo-agent", "--replace", stdout=out
+            )
+            processes[f"sim-{site.code}"] = (
+                [
+                    sys.executable,
+                    "-m",
+                    "factory.simulator",
+                    "--layout",
+                    str(layout_path),
+                    "--devices-out",
+                    str(devices_path),
+                    "--seed",
+                    str(seed),
+                    "--fault-scale",
+                    str(fault_scale),
+                    "--log-level",
+                    "WARNING",
+                ],
+                {},
+            )
+            processes[f"agent-{site.code}"] = (
+                [
+                    sys.executable,
+                    "-m",
+                    "factory.siteagent",
+                    "--control-plane",
+                    base,
+                    "--devices",
+                    str(devices_path),
+                    "--outbox",
+                    str(folder / f"{site.code}-outbox.sqlite3"),
+                    "--log-level",
+                    "WARNING",
+                ],
+                {"FACTORY_AGENT_TOKEN": out.getvalue().strip()},
+            )
+        return processes
+
+    def handle(self, *args, host, port, no_sim, fault_scale, **options):
         if not _port_free(host, port):
             raise CommandError(f"port {port} on {host} is in use; set FACTORY_PORT=<free port>")
         for key in ("data_folder_in", "data_folder_out", "control_folder"):
@@ -90,6 +162,18 @@ class Command(BaseCommand):
         for name, argv in processes.items():
             running[name] = subprocess.Popen(argv, start_new_session=True)
         base = f"http://{host}:{port}"
+        simulated = {} if no_sim else self._simulated_sites(base, fault_scale)
+        for name, (argv, env) in simulated.items():
+            if name.startswith("agent-"):
+                # The agent reads the device list its simulator writes once it is listening.
+                devices = argv[argv.index("--devices") + 1]
+                for _ in range(100):
+                    if os.path.exists(devices):
+                        break
+                    time.sleep(0.1)
+            running[name] = subprocess.Popen(
+                argv, start_new_session=True, env={**os.environ, **env}
+            )
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = settings.CELERY_BROKER_URL.split("://")[0]
         self.stdout.write(
@@ -99,6 +183,8 @@ class Command(BaseCommand):
                 f"  REST API      {base}/api/v1/\n"
                 f"  API docs      {base}/api/docs/\n"
                 f"  Health        {base}/healthz  {base}/readyz\n"
+                f"  Simulated     {', '.join(n for n in simulated if n.startswith('sim-'))}"
+                " (hardware + a site agent each)\n"
                 f"  Token         .venv/bin/python manage.py issue_token admin\n"
                 "Press Ctrl-C to stop.\n"
             )
@@ -126,6 +212,6 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            self.stdout.write("Stopped web, worker and beat.")
+            self.stdout.write("Stopped web, worker, beat, simulators and agents.")
         if exit_code:
             raise CommandError("a process of the control plane died")

@@ -1,0 +1,94 @@
+"""Run a site's agent.
+
+  python -m factory.siteagent --control-plane https://cp.example --token aga_... \
+      --devices http://127.0.0.1:9100/sim/devices --outbox var/agent-FRA1.sqlite3
+
+The token is the site's agent credential (``manage.py issue_agent_token SITE`` or
+``POST /api/v1/site-agents/``); it may also come from ``FACTORY_AGENT_TOKEN``. ``--devices``
+is a JSON file or URL listing the site's devices (the simulator serves one at /sim/devices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import urllib.request
+
+from factory.siteagent.agent import Agent
+from factory.siteagent.devices import Device
+from factory.siteagent.outbox import Outbox
+
+
+def load_devices(source: str, username: str, password: str) -> list[Device]:
+    if source.startswith(("http://", "https://")):
+        with urllib.request.urlopen(source, timeout=10) as response:
+            listing = json.load(response)
+    else:
+        with open(source) as f:
+            listing = json.load(f)
+    return [
+        Device(
+            d["kind"],
+            d["serial"],
+            d["url"],
+            username,
+            password,
+            **{k: v for k, v in d.items() if k not in ("kind", "serial", "url")},
+        )
+        for d in listing["devices"]
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m factory.siteagent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--control-plane", required=True, help="base URL of the control plane")
+    p.add_argument("--token", default=os.environ.get("FACTORY_AGENT_TOKEN"))
+    p.add_argument("--devices", required=True, help="device list: JSON file or URL")
+    p.add_argument("--outbox", default="agent-outbox.sqlite3", help="durable local buffer")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    p.add_argument("--device-username", default="admin")
+    p.add_argument(
+        "--device-password", default=os.environ.get("FACTORY_DEVICE_PASSWORD", "factory-sim")
+    )
+    p.add_argument(
+        "--image-base",
+        default="https://artifacts.invalid/firmware",
+        help="where the BMCs fetch firmware images (inside the site)",
+    )
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    if not args.token:
+        p.error("--token or FACTORY_AGENT_TOKEN is required")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("redfish").setLevel(logging.WARNING)  # one line per request otherwise
+    devices = load_devices(args.devices, args.device_username, args.device_password)
+    agent = Agent(
+        control_plane=args.control_plane,
+        token=args.token,
+        devices=devices,
+        outbox=Outbox(args.outbox),
+        interval_s=args.interval,
+        image_base=args.image_base,
+    ).start()
+    logging.getLogger("factory.siteagent").info(
+        "agent up: %d devices, control plane %s", len(devices), args.control_plane
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    agent.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The agent's three loops: poll devices → outbox; outbox → control plane; commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from factory.siteagent.commands import execute
+from factory.siteagent.devices import OEM, POLLERS, Device, DeviceError
+from factory.siteagent.outbox import Outbox
+
+log = logging.getLogger("factory.siteagent")
+MAX_BATCH_REPORTS = 50
+CONFIG_EVERY_S = 60.0
+# Which egress category a non-BMC device's report belongs to.
+DEVICE_CATEGORY = {"Feeds": "power", "SupplyTemperatureCelsius": "thermal"}
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        control_plane: str,
+        token: str,
+        devices: list[Device],
+        outbox: Outbox,
+        interval_s: float = 10.0,
+        image_base: str = "https://artifacts.invalid/firmware",
+        task_poll_s: float = 1.0,
+        claim_wait_s: float = 20.0,
+    ):
+        self.base = control_plane.rstrip("/")
+        self.devices = devices
+        self.bmcs = {d.serial: d for d in devices if d.kind == "bmc"}
+        self.outbox = outbox
+        self.interval_s = interval_s
+        self.image_base = image_base
+        self.task_poll_s = task_poll_s
+        self.claim_wait_s = claim_wait_s
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Agent {token}"
+        self.stop = threading.Event()
+        self.allowed_metrics: set[str] | None = None  # unknown until the control plane says
+        self.allowed_categories: set[str] = set()
+        self.config_at = 0.0
+        self.feed_state: dict[str, bool] = {}
+        self.stats = {"polled": 0, "poll_errors": 0, "sent": 0, "replayed": 0, "commands": 0}
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent")
+
+    # --- devices → outbox ----------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        def poll(device: Device):
+            try:
+                return POLLERS[device.kind](device)
+            except (DeviceError, KeyError, ValueError, IndexError) as exc:
+                self.stats["poll_errors"] += 1
+                log.warning("poll %s failed: %s", device.serial, exc)
+                return None
+
+        reports = [r for r in self.pool.map(poll, self.devices) if r is not None]
+        for report in reports:
+            self._events_from(report)
+        if reports:
+            self.outbox.add_reports(reports)
+            self.stats["polled"] += len(reports)
+        return len(reports)
+
+    def _events_from(self, report: dict) -> None:
+        """A feed going down is an event: the control plane hears at once, not at the next
+        health evaluation."""
+        oem = report["Oem"][OEM]
+        for feed, reading in (oem.get("Feeds") or {}).items():
+            was = self.feed_state.get(feed, True)
+            self.feed_state[feed] = reading["up"]
+            if was and not reading["up"]:
+                self.outbox.add_event(
+                    {
+                        "source": oem["Source"],
+                        "kind": "feed-loss",
+                        "feed": feed,
+                        "message": f"power feed {feed} lost",
+                        "timestamp": report["Timestamp"],
+                    }
+                )
+
+    def _poll_loop(self):
+        while not self.stop.is_set():
+            started = time.monotonic()
+            self.poll_once()
+            self.stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    # --- outbox → control plane ----------------------------------------------------------
+
+    def refresh_config(self) -> bool:
+        try:
+            response = self.http.get(f"{self.base}/api/v1/agent/config/", timeout=10)
+        except requests.RequestException as exc:
+            log.info("control plane unreachable (config): %s", exc)
+            return False
+        if response.status_code != 200:
+            log.warning("config refused: %s %s", response.status_code, response.text[:200])
+            return False
+        config = response.json()
+        self.allowed_metrics = set(config["metrics"])
+        self.allowed_categories = set(config["telemetry_categories"])
+        self.interval_s = float(config.get("interval_seconds", self.interval_s))
+        self.config_at = time.monotonic()
+        return True
+
+    def _egress(self, report: dict) -> dict | None:
+        """Only what the site's egress rule lets leave; None: nothing of it may."""
+        oem = report["Oem"][OEM]
+        if "Chips" in oem:
+            oem["Chips"] = {m: v for m, v in oem["Chips"].items() if m in self.allowed_metrics}
+            return report if oem["Chips"] else None
+        for key, category in DEVICE_CATEGORY.items():
+            if key in oem and category not in self.allowed_categories:
+                return None
+        return report
+
+    def push_once(self) -> bool:
+        """Send the oldest waiting reports and events; False if the control plane is away."""
+        stale = self.allowed_metrics is None or time.monotonic() - self.config_at > CONFIG_EVERY_S
+        # Without ever hearing which telemetry may leave, nothing leaves (fail closed).
+        if stale and not self.refresh_config() and self.allowed_metrics is None:
+            return False
+        while not self.stop.is_set():
+            rows = self.outbox.oldest_reports(MAX_BATCH_REPORTS)
+            if not rows:
+                break
+            reports = [r for r in (self._egress(body) for _, body in rows) if r is not None]
+            if reports:
+                try:
+                    response = self.http.post(
+                        f"{self.base}/api/v1/agent/telemetry/",
+                        data=json.dumps({"reports": reports}),
+                        headers={"Content-Type": "application/json"},
+                        timeout=30,
+                    )
+                except requests.RequestException as exc:
+                    log.info("control plane unreachable (telemetry): %s", exc)
+                    return False
+                if response.status_code >= 500 or response.status_code in (401, 429):
+                    log.warning("telemetry not taken: %s", response.status_code)
+                    return False
+                if response.status_code != 200:
+                    # Refused as malformed or foreign: sending it again would not help.
+                    log.error(
+                        "telemetry batch refused, dropped: %s %s",
+                        response.status_code,
+                        response.text[:500],
+                    )
+                else:
+                    answer = response.json()
+                    self.stats["sent"] += answer["accepted"]
+                    self.stats["replayed"] += answer["replayed"]
+            self.outbox.delete_reports([row_id for row_id, _ in rows])
+        return self._push_events()
+
+    def _push_events(self) -> bool:
+        rows = self.outbox.oldest_events(100)
+        if not rows:
+            return True
+        try:
+            response = self.http.post(
+                f"{self.base}/api/v1/agent/events/",
+                json={"events": [body for _, body in rows]},
+                timeout=30,
+            )
+        except requests.RequestException:
+            return False
+        if response.status_code >= 500 or response.status_code in (401, 429):
+            return False
+        if response.status_code != 200:
+            log.error("events refused, dropped: %s %s", response.status_code, response.text[:300])
+        self.outbox.delete_events([row_id for row_id, _ in rows])
+        return True
+
+    def _push_loop(self):
+        backoff = 1.0
+        while not self.stop.is_set():
+            if self.push_once():
+                backoff = 1.0
+                self.stop.wait(min(1.0, self.interval_s))
+            else:
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    # --- commands ------------------------------------------------------------------------
+
+    def claim_once(self, wait_s: float | None = None) -> int:
+        try:
+            response = self.http.post(
+                f"{self.base}/api/v1/agent/commands/claim/",
+                json={"limit": 10, "wait_seconds": self.claim_wait_s if wait_s is None else wait_s},
+                timeout=(self.claim_wait_s if wait_s is None else wait_s) + 15,
+            )
+        except requests.RequestException as exc:
+            log.info("control plane unreachable (commands): %s", exc)
+            return -1
+        if response.status_code != 200:
+            log.warning("claim refused: %s", response.status_code)
+            return -1
+        commands = response.json()["commands"]
+        for command in commands:
+            self.pool.submit(self._carry_out, command)
+        return len(commands)
+
+    def _carry_out(self, command: dict) -> None:
+        self.stats["commands"] += 1
+        bmc = self.bmcs.get(command.get("ultraserver_serial") or "")
+        if bmc is None:
+            outcome = (False, {}, f"no BMC for {command.get('ultraserver_serial')} at this site")
+        else:
+            outcome = execute(
+                bmc,
+                command["kind"],
+                command.get("params") or {},
+                image_base=self.image_base,
+                poll_s=self.task_poll_s,
+            )
+        ok, result, error = outcome
+        body = {"ok": ok, "result": result, "error": error[:1000]}
+        for attempt in range(30):
+            try:
+                response = self.http.post(
+                    f"{self.base}/api/v1/agent/commands/{command['id']}/result/",
+                    json=body,
+                    timeout=30,
+                )
+                if response.status_code < 500:
+                    if response.status_code != 200:
+                        log.warning(
+                            "result for %s refused: %s %s",
+                            command["id"],
+                            response.status_code,
+                            response.text[:300],
+                        )
+                    return
+            except requests.RequestException:
+                pass
+            self.stop.wait(min(2.0**attempt, 30.0))
+            if self.stop.is_set():
+                return
+        log.error("result for %s never delivered; the command will expire", command["id"])
+
+    def _command_loop(self):
+        while not self.stop.is_set():
+            if self.claim_once() < 0:
+                self.stop.wait(2.0)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        for target in (self._poll_loop, self._push_loop, self._command_loop):
+            threading.Thread(target=target, daemon=True, name=target.__name__).start()
+        return self
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)

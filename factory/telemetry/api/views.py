@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from factory.agents.api.authentication import IsSiteAgent, SiteAgentAuthentication
+from factory.agents.services import seen
+from factory.inventory.models import Site, UltraServer
+from factory.telemetry import egress, events, ingest, metrics, services
+from factory.telemetry.api import serializers as s
+from factory.telemetry.choices import Resolution
+from tenants.api.base import ScopedViewSetMixin
+from tenants.choices import PROVIDER_ROLES
+
+DEFAULT_SPAN = {
+    Resolution.RAW: dt.timedelta(minutes=10),
+    Resolution.MINUTE: dt.timedelta(hours=6),
+    Resolution.HOUR: dt.timedelta(days=7),
+}
+
+
+class AgentTelemetryView(APIView):
+    """A site agent's telemetry batch (MetricReports). All-or-nothing: a malformed report or
+    another site's server rejects the whole batch; a replayed report is acknowledged and
+    ignored."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]
+
+    @extend_schema(request=s.TelemetryBatchSerializer, responses=s.IngestResultSerializer)
+    def post(self, request):
+        agent = request.auth
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > ingest.settings.TELEMETRY_MAX_BATCH_BYTES:
+            raise ingest.BatchRejected("reports", "too_large", "Batch too large.")
+        body = request._request.read()
+        result = ingest.ingest(agent, body, egress.allowed_categories(agent.site))
+        seen(agent)
+        return Response(result.as_dict())
+
+
+class AgentEventsView(APIView):
+    """Discrete events the agent saw (a chip gone, a feed lost): faults at once, without
+    waiting for the next telemetry batch."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]
+
+    @extend_schema(request=s.AgentEventsSerializer, responses=s.IngestResultSerializer)
+    def post(self, request):
+        body = s.AgentEventsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        opened = events.record_events(request.auth, body.validated_data["events"])
+        seen(request.auth)
+        return Response({"accepted": len(body.validated_data["events"]), "faults_opened": opened})
+
+
+class AgentConfigView(APIView):
+    """What the agent should send and how often: the telemetry categories the site's egress
+    rules let leave the site (everything else is dropped at the site)."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]
+
+    @extend_schema(responses=s.AgentConfigSerializer)
+    def get(self, request):
+        agent = request.auth
+        categories = sorted(egress.allowed_categories(agent.site))
+        seen(agent)
+        return Response(
+            {
+                "site": agent.site.code,
+                "interval_seconds": ingest.settings.TELEMETRY_INTERVAL_SECONDS,
+                "telemetry_categories": categories,
+                "metrics": egress.metrics_for(categories),
+            }
+        )
+
+
+class UltraServerTelemetryViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
+    """An UltraServer's telemetry: a time series and every chip's health now."""
+
+    queryset = UltraServer.objects.select_related("model", "rack__site")
+    tenant_fields = ("rack__site__tenant", "tenant")
+
+    @extend_schema(parameters=[s.SeriesQuerySerializer], responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def telemetry(self, request, pk=None):
+        server = self.get_object()
+        query = s.SeriesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        resolution = query.validated_data["resolution"]
+        end = query.validated_data.get("end") or timezone.now()
+        start = query.validated_data.get("start") or end - DEFAULT_SPAN[resolution]
+        points = services.series(server, start, end, resolution)
+        return Response(
+            {
+                "ultraserver": server.pk,
+                "resolution": resolution,
+                "start": start,
+                "end": end,
+                "points": points,
+            }
+        )
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"], url_path="chip-health")
+    def chip_health(self, request, pk=None):
+        server = self.get_object()
+        return Response(services.chip_health(server))
+
+
+class SitePowerViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
+    """Power a site and its racks actually draw, beside budget and commitment."""
+
+    queryset = Site.objects.all()
+    tenant_fields = ("tenant",)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def power(self, request, pk=None):
+        return Response(services.site_power(self.get_object()))
+
+
+class MetricsView(APIView):
+    """Prometheus exposition of the fleet. Provider personnel's tokens only (a Prometheus
+    ``bearer_token``): it spans every tenant."""
+
+    read_roles = PROVIDER_ROLES
+
+    @extend_schema(responses={(200, "text/plain"): str})
+    def get(self, request):
+        return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

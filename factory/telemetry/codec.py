@@ -1,0 +1,57 @@
+"""Per-chip values packed into one column per metric: a little-endian array, one element per chip.
+
+Why not one row per chip: a million chips every 10 s is 100,000 rows/s, and PostgreSQL's ~24-byte
+row header plus alignment would outweigh the data. One row per UltraServer and sample, with the
+chip values packed, is ~140× fewer rows, ~2× smaller, and written with the same ``COPY``. The
+codec lives here and nowhere else; ``unpack`` gives the per-chip lists back.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+
+# metric -> array typecode: counters exact as 64-bit integers, gauges as 32-bit floats.
+CODES = {
+    "power_w": "f",
+    "energy_j": "d",
+    "temp_c": "f",
+    "utilization": "f",
+    "hbm_used_gb": "f",
+    "ecc_corrected": "q",
+    "ecc_uncorrected": "q",
+    "link_errors": "q",
+    "link_down_s": "f",
+    "throttle_s": "f",
+    "health": "b",
+}
+METRICS = tuple(CODES)
+
+# Telemetry categories a sovereignty egress rule speaks of, and the metrics each covers.
+CATEGORIES = {
+    "power": ("power_w", "energy_j"),
+    "thermal": ("temp_c", "throttle_s"),
+    "utilization": ("utilization", "hbm_used_gb"),
+    "reliability": ("ecc_corrected", "ecc_uncorrected", "link_errors", "link_down_s", "health"),
+}
+CATEGORY_OF = {metric: category for category, metrics in CATEGORIES.items() for metric in metrics}
+
+_SWAP = sys.byteorder != "little"
+
+
+def pack(metric: str, values: list) -> bytes:
+    """Raises TypeError/OverflowError on values of the wrong kind (the caller answers 400)."""
+    packed = array(CODES[metric], values)
+    if _SWAP:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack(metric: str, data: bytes | memoryview | None) -> list | None:
+    if data is None:
+        return None
+    values = array(CODES[metric])
+    values.frombytes(bytes(data))
+    if _SWAP:
+        values.byteswap()
+    return values.tolist()

@@ -1,0 +1,48 @@
+"""Discrete events from a site agent → faults, through the same one-open-per-subject path as
+the telemetry rules."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from rest_framework import exceptions
+
+from factory.inventory.models import UltraServer
+from factory.telemetry import faults
+from factory.telemetry.rules import Finding
+
+# Simulator/BMC event kinds → fault rules; the rest (ECC storms, short flaps) are noted in
+# telemetry and judged by the rules there.
+RULE_FOR_EVENT = {
+    "chip-failure": "chip-down",
+    "hbm-failure": "ecc-uncorrectable",
+    "link-down": "link-down",
+    "feed-loss": "feed-loss",
+    "coolant-excursion": "coolant-excursion",
+}
+
+
+def record_events(agent, events: list[dict]) -> int:
+    serials = {e["source"] for e in events}
+    servers = {
+        s.serial: s for s in UltraServer.objects.filter(serial__in=serials).select_related("rack")
+    }
+    server_findings, site_findings = [], []
+    for i, event in enumerate(events):
+        rule = RULE_FOR_EVENT.get(event["kind"])
+        server = servers.get(event["source"])
+        if server is not None and (server.rack is None or server.rack.site_id != agent.site_id):
+            raise exceptions.PermissionDenied(
+                f"events[{i}]: {event['source']} is not at this agent's site; nothing stored.",
+                code="other_site",
+            )
+        if rule is None:
+            continue
+        detail = event.get("message") or f"{event['kind']} reported by {event['source']}"
+        if server is not None:
+            server_findings.append((server.pk, Finding(rule, detail, event.get("chip"))))
+        else:
+            site_findings.append(
+                Finding(rule, detail, subject=event.get("feed") or event["source"])
+            )
+    with transaction.atomic():
+        return faults.raise_findings(agent.site_id, server_findings, site_findings)

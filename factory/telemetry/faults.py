@@ -1,0 +1,146 @@
+"""Faults: raised by the health rules (or by people), one open per subject and rule.
+
+A new fault on a server sets its maintenance flag and, after commit, announces itself with
+the ``fault_opened`` signal; the workflow engine (which this app may not import) listens and
+opens a maintain workflow. Its health sweep catches any the signal missed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from factory.inventory.choices import ChipHealth
+from factory.inventory.models import Chip, UltraServer
+from factory.telemetry.models import Fault
+from factory.telemetry.rules import Finding
+
+log = logging.getLogger(__name__)
+
+# sender=Fault, faults=[Fault] (new server faults, after commit)
+fault_opened = Signal()
+
+CHIP_RULES = frozenset({"chip-down", "ecc-uncorrectable"})
+
+
+def server_key(rule: str, server_id: int, chip: int | None) -> str:
+    return f"{rule}:us{server_id}:c{'-' if chip is None else chip}"
+
+
+def site_key(rule: str, subject: str) -> str:
+    return f"{rule}:{subject}"
+
+
+def _open(site_id: int, candidates: list[Fault]) -> list[Fault]:
+    """Create the faults whose key has no open fault yet; returns those created."""
+    if not candidates:
+        return []
+    keys = {f.key for f in candidates}
+    already = set(
+        Fault.objects.filter(site_id=site_id, key__in=keys, cleared_at__isnull=True).values_list(
+            "key", flat=True
+        )
+    )
+    new, seen = [], set(already)
+    for fault in candidates:
+        if fault.key not in seen:
+            seen.add(fault.key)
+            new.append(fault)
+    if not new:
+        return []
+    # A concurrent batch may open the same key: the partial unique index keeps one.
+    Fault.objects.bulk_create(new, ignore_conflicts=True)
+    return list(
+        Fault.objects.filter(
+            site_id=site_id, key__in=[f.key for f in new], cleared_at__isnull=True
+        ).select_related("ultraserver")
+    )
+
+
+def raise_findings(
+    site_id: int, server_findings: list[tuple[int, Finding]], site_findings: list[Finding]
+) -> int:
+    candidates = [
+        Fault(
+            site_id=site_id,
+            ultraserver_id=server_id,
+            chip_index=f.chip,
+            rule=f.rule,
+            key=server_key(f.rule, server_id, f.chip),
+            detail=f.detail[:500],
+        )
+        for server_id, f in server_findings
+    ]
+    candidates += [
+        Fault(site_id=site_id, rule=f.rule, key=site_key(f.rule, f.subject), detail=f.detail[:500])
+        for f in site_findings
+    ]
+    opened = _open(site_id, candidates)
+    on_servers = [f for f in opened if f.ultraserver_id]
+    for fault in on_servers:
+        flag_server(fault)
+    if on_servers:
+        transaction.on_commit(lambda: _announce(on_servers))
+    return len(opened)
+
+
+def flag_server(fault: Fault) -> None:
+    """The maintenance flag and the reason on the server; a broken chip marked failed."""
+    UltraServer.objects.filter(pk=fault.ultraserver_id).update(
+        in_maintenance=True, fault_reason=fault.detail[:500], updated_at=timezone.now()
+    )
+    if fault.rule in CHIP_RULES and fault.chip_index is not None:
+        Chip.objects.filter(ultraserver_id=fault.ultraserver_id, index=fault.chip_index).update(
+            health=ChipHealth.FAILED, health_note=fault.detail[:500]
+        )
+
+
+def _announce(opened: list[Fault]) -> None:
+    try:
+        fault_opened.send(sender=Fault, faults=opened)
+    except Exception:  # the health sweep retries; a receiver must not fail ingest
+        log.exception("fault_opened receiver failed")
+
+
+def record(server: UltraServer, rule: str, detail: str, chip: int | None = None) -> Fault | None:
+    """A fault someone reported (API): recorded once, like the rules' own."""
+    if server.rack_id is None:
+        return None
+    opened = _open(
+        server.rack.site_id,
+        [
+            Fault(
+                site_id=server.rack.site_id,
+                ultraserver=server,
+                chip_index=chip,
+                rule=rule,
+                key=server_key(rule, server.pk, chip),
+                detail=detail[:500],
+            )
+        ],
+    )
+    return opened[0] if opened else None
+
+
+def clear_keys(site_id: int, keys: list[str], reason: str) -> int:
+    if not keys:
+        return 0
+    return Fault.objects.filter(site_id=site_id, key__in=keys, cleared_at__isnull=True).update(
+        cleared_at=timezone.now(), cleared_reason=reason[:200]
+    )
+
+
+def clear_keys_everywhere(site_ids, key: str, reason: str) -> int:
+    return Fault.objects.filter(
+        site_id__in=list(site_ids), key=key, cleared_at__isnull=True
+    ).update(cleared_at=timezone.now(), cleared_reason=reason[:200])
+
+
+def clear_server(server_id: int, reason: str) -> int:
+    """Back in service after maintenance: the server's faults are closed."""
+    return Fault.objects.filter(ultraserver_id=server_id, cleared_at__isnull=True).update(
+        cleared_at=timezone.now(), cleared_reason=reason[:200]
+    )

@@ -1,0 +1,474 @@
+"""Telemetry ingest: one agent batch in, rows stored, health rules run, in one transaction.
+
+The wire format (what ``python -m factory.siteagent`` sends) is a list of Redfish MetricReports.
+A server's per-chip values ride in the report's OEM section as one list per metric, because a
+standard ``MetricValues`` entry per chip and metric would be 1.1 million JSON objects a second
+for a million chips::
+
+    {"reports": [{"@odata.type": "#MetricReport.v1_5_2.MetricReport", "Id": "ChipMetrics",
+                  "ReportSequence": "42", "Timestamp": "2026-11-28T10:00:00Z",
+                  "MetricValues": [],
+                  "Oem": {"AIFactory": {"Source": "FRA1-TRN3-0101",
+                                        "Chips": {"power_w": [...], "temp_c": [...], ...}}}},
+                 {"Id": "PduMetrics", "ReportSequence": "7", "Timestamp": "...",
+                  "Oem": {"AIFactory": {"Source": "FRA1-R01-PDU",
+                                        "Feeds": {"FRA1-R01-A": {"power_w": 61000, "up": true}}}}},
+                 {"Id": "CduMetrics", "ReportSequence": "7", "Timestamp": "...",
+                  "Oem": {"AIFactory": {"Source": "FRA1-CDU1", "SupplyTemperatureCelsius": 30.2,
+                                        "HeatLoadWatts": 840000}}}]}
+
+Each source numbers its reports; a report at or below the highest sequence already stored for
+that source is a replay: acknowledged, not stored again. A batch that is malformed anywhere, or
+names a server of another site, stores nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework import exceptions
+
+from factory.inventory.models import Rack, UltraServer
+from factory.telemetry import codec, faults
+from factory.telemetry.choices import DeviceKind
+from factory.telemetry.models import DeviceReading, ServerSample, ServerTelemetry, TelemetrySource
+from factory.telemetry.rules import Limits, chip_findings, coolant_findings, feed_findings
+
+log = logging.getLogger(__name__)
+OEM = "AIFactory"
+SAMPLE_COLUMNS = (
+    "ultraserver_id",
+    "ts",
+    "chips",
+    *codec.METRICS,
+    "power_total_w",
+    "temp_max_c",
+    "temp_avg_c",
+    "utilization_avg",
+    "failed_chips",
+)
+RULE_METRICS = ("health", "ecc_uncorrected", "link_down_s", "throttle_s")
+
+
+class BatchRejected(exceptions.ValidationError):
+    """400 naming the offending part of the batch; nothing of the batch is stored."""
+
+    def __init__(self, where: str, code: str, message: str):
+        super().__init__({where: [exceptions.ErrorDetail(message, code=code)]})
+
+
+class ForeignSource(exceptions.PermissionDenied):
+    default_code = "other_site"
+
+
+@dataclass
+class ServerReport:
+    sequence: int
+    ts: dt.datetime
+    server_id: int
+    chips: int
+    metrics: dict[str, list]
+    packed: dict[str, bytes | None] = field(default_factory=dict)
+    aggregates: tuple = ()
+
+
+@dataclass
+class DeviceReport:
+    source: str
+    sequence: int
+    ts: dt.datetime
+    kind: str
+    values: dict
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    replayed: int = 0
+    chip_samples: int = 0
+    dropped_metrics: list[str] = field(default_factory=list)
+    faults_opened: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "replayed": self.replayed,
+            "chip_samples": self.chip_samples,
+            "dropped_metrics": self.dropped_metrics,
+            "faults_opened": self.faults_opened,
+        }
+
+
+def limits() -> Limits:
+    return Limits(
+        link_down_seconds=settings.HEALTH_LINK_DOWN_SECONDS,
+        throttle_seconds=settings.HEALTH_THROTTLE_SECONDS,
+        coolant_max_c=settings.HEALTH_COOLANT_MAX_C,
+    )
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _timestamp(value, where: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise BatchRejected(where, "required", "Timestamp is required (ISO 8601 with zone).")
+    try:
+        stamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BatchRejected(where, "invalid", f"{value!r} is not an ISO 8601 time.") from None
+    if stamp.tzinfo is None:
+        raise BatchRejected(where, "invalid", "Timestamp needs a time zone (e.g. Z).")
+    return stamp
+
+
+def _sequence(value, where: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BatchRejected(where, "invalid", "ReportSequence must be a whole number.") from None
+    if number < 1 or isinstance(value, bool):
+        raise BatchRejected(where, "invalid", "ReportSequence starts at 1.")
+    return number
+
+
+def parse(body: bytes) -> list[tuple[str, dict]]:
+    """Bytes → [(source, report)]; raises BatchRejected on any malformed part."""
+    if len(body) > settings.TELEMETRY_MAX_BATCH_BYTES:
+        raise BatchRejected("reports", "too_large", "Batch too large; send smaller batches.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BatchRejected("reports", "parse_error", f"Body is not JSON: {exc}") from None
+    reports = data.get("reports") if isinstance(data, dict) else None
+    if not isinstance(reports, list) or not reports:
+        raise BatchRejected("reports", "required", "A non-empty list of MetricReports.")
+    parsed = []
+    for i, report in enumerate(reports):
+        oem = report.get("Oem", {}).get(OEM) if isinstance(report, dict) else None
+        source = oem.get("Source") if isinstance(oem, dict) else None
+        if not isinstance(source, str) or not source:
+            raise BatchRejected(
+                f"reports[{i}].Oem.{OEM}.Source", "required", "Each report names its source device."
+            )
+        parsed.append((source, report))
+    return parsed
+
+
+def _server_report(i: int, report: dict, server_id: int, chips: int) -> ServerReport:
+    where = f"reports[{i}]"
+    values = report["Oem"][OEM].get("Chips")
+    if not isinstance(values, dict) or not values:
+        raise BatchRejected(
+            f"{where}.Oem.{OEM}.Chips", "required", "Per-chip metrics, one list per metric."
+        )
+    for metric, column in values.items():
+        if metric not in codec.CODES:
+            raise BatchRejected(
+                f"{where}.Oem.{OEM}.Chips.{metric}",
+                "unknown_metric",
+                f"Unknown metric; known: {', '.join(codec.METRICS)}.",
+            )
+        if not isinstance(column, list) or len(column) != chips:
+            raise BatchRejected(
+                f"{where}.Oem.{OEM}.Chips.{metric}",
+                "wrong_length",
+                f"Expected one value for each of the server's {chips} chips.",
+            )
+    return ServerReport(
+        sequence=_sequence(report.get("ReportSequence"), f"{where}.ReportSequence"),
+        ts=_timestamp(report.get("Timestamp"), f"{where}.Timestamp"),
+        server_id=server_id,
+        chips=chips,
+        metrics=values,
+    )
+
+
+def _pack(i: int, report: ServerReport, allowed: frozenset[str], dropped: set[str]) -> None:
+    for metric in codec.METRICS:
+        column = report.metrics.get(metric)
+        if column is not None and codec.CATEGORY_OF[metric] not in allowed:
+            dropped.add(metric)
+            column = None
+            report.metrics[metric] = None
+        try:
+            report.packed[metric] = None if column is None else codec.pack(metric, column)
+        except (TypeError, OverflowError):
+            kind = "whole numbers" if codec.CODES[metric] in "qb" else "numbers"
+            raise BatchRejected(
+                f"reports[{i}].Oem.{OEM}.Chips.{metric}", "invalid", f"Values must be {kind}."
+            ) from None
+    m = report.metrics
+    power, temp, util, health = (
+        m.get("power_w"),
+        m.get("temp_c"),
+        m.get("utilization"),
+        m.get("health"),
+    )
+    report.aggregates = (
+        float(sum(power)) if power else None,
+        float(max(temp)) if temp else None,
+        float(sum(temp)) / len(temp) if temp else None,
+        float(sum(util)) / len(util) if util else None,
+        sum(1 for h in health if h >= 2) if health else 0,
+    )
+
+
+def _device_report(i: int, source: str, report: dict, racks: dict[str, Rack]) -> DeviceReport:
+    where = f"reports[{i}]"
+    oem = report["Oem"][OEM]
+    sequence = _sequence(report.get("ReportSequence"), f"{where}.ReportSequence")
+    ts = _timestamp(report.get("Timestamp"), f"{where}.Timestamp")
+    if "Feeds" in oem:
+        feeds = oem["Feeds"]
+        if not isinstance(feeds, dict) or not all(
+            isinstance(v, dict)
+            and isinstance(v.get("power_w"), int | float)
+            and isinstance(v.get("up"), bool)
+            for v in feeds.values()
+        ):
+            raise BatchRejected(
+                f"{where}.Oem.{OEM}.Feeds",
+                "invalid",
+                "Feeds: {feed name: {power_w: number, up: bool}}.",
+            )
+        return DeviceReport(source, sequence, ts, DeviceKind.PDU, {"feeds": feeds})
+    supply = oem.get("SupplyTemperatureCelsius")
+    if not isinstance(supply, int | float) or isinstance(supply, bool):
+        raise BatchRejected(
+            f"{where}.Oem.{OEM}",
+            "invalid",
+            "A report carries Chips (BMC), Feeds (PDU) or SupplyTemperatureCelsius (CDU).",
+        )
+    heat = oem.get("HeatLoadWatts")
+    return DeviceReport(
+        source,
+        sequence,
+        ts,
+        DeviceKind.CDU,
+        {
+            "supply_c": float(supply),
+            "heat_w": float(heat) if isinstance(heat, int | float) else None,
+        },
+    )
+
+
+# --- storing -------------------------------------------------------------------------------
+
+
+def _accept_sequences(site_id: int, wanted: dict[str, list[int]]) -> dict[str, int]:
+    """Lock each source's watermark and move it past this batch; returns the old watermarks
+    (a report is new when its sequence is above its source's old watermark)."""
+    TelemetrySource.objects.bulk_create(
+        [TelemetrySource(site_id=site_id, source=s, last_sequence=0) for s in wanted],
+        ignore_conflicts=True,
+    )
+    rows = list(
+        TelemetrySource.objects.select_for_update()
+        .filter(site_id=site_id, source__in=list(wanted))
+        .order_by("source")
+        .values_list("pk", "source", "last_sequence")
+    )
+    old = {source: last for _, source, last in rows}
+    changed = [
+        TelemetrySource(
+            pk=pk,
+            site_id=site_id,
+            source=source,
+            last_sequence=max(wanted[source]),
+            updated_at=timezone.now(),
+        )
+        for pk, source, last in rows
+        if max(wanted[source]) > last
+    ]
+    if changed:
+        TelemetrySource.objects.bulk_update(changed, ["last_sequence", "updated_at"])
+    return old
+
+
+def _copy_samples(reports: list[ServerReport]) -> None:
+    rows = [
+        (r.server_id, r.ts, r.chips, *(r.packed[m] for m in codec.METRICS), *r.aggregates)
+        for r in reports
+    ]
+    if connection.vendor != "postgresql":
+        ServerSample.objects.bulk_create(
+            [ServerSample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in rows],
+            batch_size=200,
+        )
+        return
+    table = ServerSample._meta.db_table
+    types = [
+        "int8",
+        "timestamptz",
+        "int2",
+        *(["bytea"] * len(codec.METRICS)),
+        "float8",
+        "float8",
+        "float8",
+        "float8",
+        "int2",
+    ]
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        statement = f"COPY {table} ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        with raw.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+
+
+def _latest(reports: list[ServerReport], received: dt.datetime) -> dict[int, dict]:
+    """Keep the newest report per server as its latest state; returns the previous state's
+    rule metrics per server (what the rules compare against)."""
+    newest: dict[int, ServerReport] = {}
+    for r in reports:
+        if r.server_id not in newest or r.ts >= newest[r.server_id].ts:
+            newest[r.server_id] = r
+    previous = {
+        row["ultraserver_id"]: {m: codec.unpack(m, row[m]) for m in RULE_METRICS}
+        for row in ServerTelemetry.objects.filter(pk__in=list(newest)).values(
+            "ultraserver_id", *RULE_METRICS
+        )
+    }
+    fields = [
+        *codec.METRICS,
+        "power_total_w",
+        "temp_max_c",
+        "temp_avg_c",
+        "utilization_avg",
+        "failed_chips",
+    ]
+    ServerTelemetry.objects.bulk_create(
+        [
+            ServerTelemetry(
+                ultraserver_id=r.server_id,
+                ts=r.ts,
+                chips=r.chips,
+                received_at=received,
+                **r.packed,
+                **dict(zip(fields[len(codec.METRICS) :], r.aggregates, strict=True)),
+            )
+            for r in newest.values()
+        ],
+        update_conflicts=True,
+        unique_fields=["ultraserver"],
+        update_fields=["ts", "chips", "received_at", *fields],
+    )
+    return previous
+
+
+def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResult:
+    """Store one batch from ``agent``. Raises BatchRejected (400) or ForeignSource (403) with
+    nothing stored."""
+    parsed = parse(body)
+    site_id = agent.site_id
+    sources = {source for source, _ in parsed}
+    servers = {
+        serial: (pk, server_site, chips)
+        for serial, pk, server_site, chips in UltraServer.objects.filter(
+            serial__in=sources
+        ).values_list("serial", "pk", "rack__site_id", "model__chip_count")
+    }
+    racks = {r.name: r for r in Rack.objects.filter(site_id=site_id)}
+    result = IngestResult()
+    server_reports: list[tuple[str, ServerReport]] = []
+    device_reports: list[DeviceReport] = []
+    dropped: set[str] = set()
+    for i, (source, report) in enumerate(parsed):
+        if source in servers:
+            pk, server_site, chips = servers[source]
+            if server_site != site_id:
+                raise ForeignSource(
+                    f"reports[{i}]: {source} is not at this agent's site; nothing was stored."
+                )
+            server_report = _server_report(i, report, pk, chips)
+            _pack(i, server_report, allowed_categories, dropped)
+            server_reports.append((source, server_report))
+        elif "Chips" in report["Oem"][OEM]:
+            raise BatchRejected(
+                f"reports[{i}].Oem.{OEM}.Source",
+                "unknown_source",
+                f"No UltraServer {source!r} at this site.",
+            )
+        else:
+            device_reports.append(_device_report(i, source, report, racks))
+    result.dropped_metrics = sorted(dropped)
+
+    wanted: dict[str, list[int]] = {}
+    for source, r in server_reports:
+        wanted.setdefault(source, []).append(r.sequence)
+    for d in device_reports:
+        wanted.setdefault(d.source, []).append(d.sequence)
+    received = timezone.now()
+    with transaction.atomic():
+        watermark = _accept_sequences(site_id, wanted)
+        fresh = [r for source, r in server_reports if r.sequence > watermark.get(source, 0)]
+        fresh_devices = [d for d in device_reports if d.sequence > watermark.get(d.source, 0)]
+        result.accepted = len(fresh) + len(fresh_devices)
+        result.replayed = len(parsed) - result.accepted
+        result.chip_samples = sum(r.chips for r in fresh)
+        findings = []
+        if fresh:
+            _copy_samples(fresh)
+            previous = _latest(fresh, received)
+            rule_limits = limits()
+            for r in sorted(fresh, key=lambda r: r.ts):
+                found = chip_findings(
+                    {m: r.metrics.get(m) for m in RULE_METRICS},
+                    previous.get(r.server_id),
+                    rule_limits,
+                )
+                previous[r.server_id] = {m: r.metrics.get(m) for m in RULE_METRICS}
+                findings.extend((r.server_id, f) for f in found)
+        site_findings = _store_devices(site_id, fresh_devices, racks)
+        result.faults_opened = faults.raise_findings(site_id, findings, site_findings)
+    return result
+
+
+def _store_devices(site_id: int, reports: list[DeviceReport], racks: dict[str, Rack]):
+    """Latest reading per device; feed and coolant rules (their faults clear themselves when
+    the condition ends)."""
+    if not reports:
+        return []
+    newest: dict[str, DeviceReport] = {}
+    for d in reports:
+        if d.source not in newest or d.ts >= newest[d.source].ts:
+            newest[d.source] = d
+    readings = []
+    for d in newest.values():
+        rack = racks.get(d.source.removesuffix("-PDU")) if d.kind == DeviceKind.PDU else None
+        readings.append(
+            DeviceReading(
+                site_id=site_id, source=d.source, kind=d.kind, ts=d.ts, values=d.values, rack=rack
+            )
+        )
+    DeviceReading.objects.bulk_create(
+        readings,
+        update_conflicts=True,
+        unique_fields=["site", "source"],
+        update_fields=["kind", "ts", "values", "rack"],
+    )
+    findings, healthy = [], []
+    for d in newest.values():
+        if d.kind == DeviceKind.PDU:
+            findings.extend(feed_findings(d.values["feeds"]))
+            healthy.extend(
+                faults.site_key("feed-loss", name)
+                for name, v in d.values["feeds"].items()
+                if v.get("up")
+            )
+        else:
+            found = coolant_findings(d.source, d.values["supply_c"], limits())
+            findings.extend(found)
+            if not found:
+                healthy.append(faults.site_key("coolant-excursion", d.source))
+    faults.clear_keys(site_id, healthy, "condition ended")
+    return findings

@@ -1,0 +1,36 @@
+"""A site as the simulator needs it: racks, feeds and UltraServers, exported from inventory."""
+
+from __future__ import annotations
+
+from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
+
+
+def family_of(model_slug: str) -> str:
+    """``trn3-ultraserver`` → ``trn3``: the simulator's system spec."""
+    return model_slug.split("-")[0]
+
+
+def site_layout(site: Site) -> dict:
+    feeds: dict[int, dict[str, float]] = {}
+    for feed in PowerFeed.objects.filter(rack__site=site).order_by("name"):
+        feeds.setdefault(feed.rack_id, {})[feed.name] = round(feed.capacity_watts, 1)
+    servers: dict[int, list[dict]] = {}
+    for server in (
+        UltraServer.objects.filter(rack__site=site).select_related("model").order_by("position")
+    ):
+        servers.setdefault(server.rack_id, []).append(
+            {
+                "serial": server.serial,
+                "family": family_of(server.model.slug),
+                "position": server.position,
+                "firmware": server.firmware_version,
+            }
+        )
+    return {
+        "site": site.code,
+        "racks": [
+            {"name": rack.name, "feeds": feeds.get(rack.pk, {}), "servers": servers[rack.pk]}
+            for rack in Rack.objects.filter(site=site).order_by("name")
+            if rack.pk in servers
+        ],
+    }

@@ -1,0 +1,43 @@
+from django.db import models
+from django.db.models import Q
+
+from factory.telemetry.choices import FaultRule
+
+
+class Fault(models.Model):
+    """Something wrong with a chip, a server, a feed or a site. One open fault per subject and
+    rule (``key``): a rule that keeps firing does not pile up faults."""
+
+    site = models.ForeignKey("inventory.Site", on_delete=models.CASCADE, related_name="faults")
+    ultraserver = models.ForeignKey(
+        "inventory.UltraServer",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="faults",
+    )
+    chip_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    rule = models.CharField(max_length=24, choices=FaultRule.choices)
+    key = models.CharField(max_length=160, help_text="Subject and rule; unique while open.")
+    detail = models.CharField(max_length=500)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "key"],
+                condition=Q(cleared_at__isnull=True),
+                name="fault_one_open_per_key",
+            )
+        ]
+        indexes = [models.Index(fields=["ultraserver", "cleared_at"], name="fault_server_open")]
+
+    def __str__(self):
+        return f"{self.get_rule_display()}: {self.detail}"
+
+    @property
+    def owning_tenant_id(self):
+        return self.site.tenant_id

@@ -1,0 +1,92 @@
+"""Health rules over one UltraServer's sample (pure: no Django; unit-tested directly).
+
+Counters are compared with the previous sample of the same server, so a rule fires on what
+happened since, not on history. Each finding names its subject so the caller can keep one
+open fault per subject and rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEALTH_FAILED = 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    link_down_seconds: float = 7.0  # a link down longer than ~7 s kills a collective job
+    throttle_seconds: float = 5.0
+    coolant_max_c: float = 45.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    detail: str
+    chip: int | None = None
+    subject: str = ""  # a feed's or device's name, for findings not about one chip
+
+
+def _increase(new: list | None, old: list | None, index: int) -> float:
+    if new is None:
+        return 0.0
+    before = old[index] if old is not None and index < len(old) else 0
+    after = new[index]
+    # A counter that went down was reset (chip replaced, BMC rebooted): count from zero.
+    return after - before if after >= before else after
+
+
+def _changed(new: list | None, old: list | None) -> bool:
+    return new is not None and new != old
+
+
+def chip_findings(
+    new: dict[str, list | None], old: dict[str, list | None] | None, limits: Limits
+) -> list[Finding]:
+    """``new``/``old``: metric -> per-chip values (None where the metric was not shipped)."""
+    old = old or {}
+    findings: list[Finding] = []
+    health, before = new.get("health"), old.get("health")
+    if _changed(health, before) and max(health, default=0) >= HEALTH_FAILED:
+        for index, value in enumerate(health):
+            was = before[index] if before is not None and index < len(before) else 0
+            if value >= HEALTH_FAILED > was:
+                findings.append(
+                    Finding("chip-down", f"chip {index} reports Critical health", index)
+                )
+    checks = (
+        ("ecc_uncorrected", "ecc-uncorrectable", 0.0, "{n:.0f} uncorrectable HBM ECC errors"),
+        ("link_down_s", "link-down", limits.link_down_seconds, "links down {n:.1f} s"),
+        ("throttle_s", "thermal-throttle", limits.throttle_seconds, "throttled {n:.1f} s"),
+    )
+    for metric, rule, limit, text in checks:
+        values = new.get(metric)
+        # Fast path: nothing changed since the last sample, nothing to look at chip by chip.
+        if not _changed(values, old.get(metric)):
+            continue
+        for index in range(len(values)):
+            grew = _increase(values, old.get(metric), index)
+            if grew > limit:
+                findings.append(Finding(rule, f"chip {index}: {text.format(n=grew)}", index))
+    return findings
+
+
+def feed_findings(feeds: dict[str, dict]) -> list[Finding]:
+    """``feeds``: feed name -> {"up": bool, "power_w": float}."""
+    return [
+        Finding("feed-loss", f"power feed {name} is down", subject=name)
+        for name, reading in sorted(feeds.items())
+        if not reading.get("up", True)
+    ]
+
+
+def coolant_findings(source: str, supply_c: float | None, limits: Limits) -> list[Finding]:
+    if supply_c is not None and supply_c > limits.coolant_max_c:
+        return [
+            Finding(
+                "coolant-excursion",
+                f"{source}: coolant supply {supply_c:.1f} °C over {limits.coolant_max_c:.0f} °C",
+                subject=source,
+            )
+        ]
+    return []

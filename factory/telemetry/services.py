@@ -1,0 +1,213 @@
+"""Roll-ups, retention and the read side of telemetry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Avg, Count, Max, Sum
+from django.db.models.functions import Trunc
+from django.utils import timezone
+
+from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
+from factory.inventory.power import FeedCapacity, protected_budget
+from factory.inventory.selectors import MAX_POWER_W
+from factory.telemetry import codec
+from factory.telemetry.choices import DeviceKind, Resolution
+from factory.telemetry.models import DeviceReading, ServerRollup, ServerSample, ServerTelemetry
+
+ROLLUP_LOOKBACK = {
+    Resolution.MINUTE: dt.timedelta(minutes=10),
+    Resolution.HOUR: dt.timedelta(hours=3),
+}
+_UNIT = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour"}
+
+
+def roll_up(resolution: str, now: dt.datetime | None = None) -> int:
+    """Recompute the buckets of the last lookback (late reports land in them too) from raw
+    samples; idempotent. Returns buckets written."""
+    now = now or timezone.now()
+    since = now - ROLLUP_LOOKBACK[resolution]
+    unit = _UNIT[resolution]
+    rows = (
+        ServerSample.objects.filter(ts__gte=_bucket_start(since, unit), ts__lt=now)
+        .annotate(bucket=Trunc("ts", unit, tzinfo=dt.UTC))
+        .values("ultraserver_id", "bucket")
+        .annotate(
+            samples=Count("id"),
+            power_avg_w=Avg("power_total_w"),
+            power_max_w=Max("power_total_w"),
+            temp_avg_c=Avg("temp_avg_c"),
+            temp_max_c=Max("temp_max_c"),
+            utilization_avg=Avg("utilization_avg"),
+            failed_chips_max=Max("failed_chips"),
+        )
+    )
+    rollups = [ServerRollup(resolution=resolution, **row) for row in rows]
+    with transaction.atomic():
+        ServerRollup.objects.bulk_create(
+            rollups,
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["ultraserver", "resolution", "bucket"],
+            update_fields=[
+                "samples",
+                "power_avg_w",
+                "power_max_w",
+                "temp_avg_c",
+                "temp_max_c",
+                "utilization_avg",
+                "failed_chips_max",
+            ],
+        )
+    return len(rollups)
+
+
+def _bucket_start(moment: dt.datetime, unit: str) -> dt.datetime:
+    moment = moment.astimezone(dt.UTC)
+    if unit == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(second=0, microsecond=0)
+
+
+def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict:
+    """Raw samples past the retention, then old roll-ups; in chunks so no lock is held long."""
+    now = now or timezone.now()
+    raw_before = now - dt.timedelta(hours=settings.TELEMETRY_RAW_RETENTION_HOURS)
+    deleted = {"raw": 0, "1m": 0, "1h": 0}
+    while True:
+        ids = list(
+            ServerSample.objects.filter(ts__lt=raw_before).values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            break
+        deleted["raw"] += ServerSample.objects.filter(id__in=ids).delete()[0]
+    for resolution, days in (
+        (Resolution.MINUTE, settings.TELEMETRY_MINUTE_RETENTION_DAYS),
+        (Resolution.HOUR, settings.TELEMETRY_HOUR_RETENTION_DAYS),
+    ):
+        deleted[resolution] = ServerRollup.objects.filter(
+            resolution=resolution, bucket__lt=now - dt.timedelta(days=days)
+        ).delete()[0]
+    return deleted
+
+
+# --- read side -----------------------------------------------------------------------------
+
+
+def series(
+    server: UltraServer, start: dt.datetime, end: dt.datetime, resolution: str, limit: int = 10_000
+) -> list[dict]:
+    if resolution == Resolution.RAW:
+        rows = ServerSample.objects.filter(ultraserver=server, ts__gte=start, ts__lt=end).order_by(
+            "ts"
+        )[:limit]
+        return [
+            {
+                "ts": row.ts,
+                "power_w": row.power_total_w,
+                "temp_max_c": row.temp_max_c,
+                "temp_avg_c": row.temp_avg_c,
+                "utilization_avg": row.utilization_avg,
+                "failed_chips": row.failed_chips,
+                "chips": {m: codec.unpack(m, getattr(row, m)) for m in codec.METRICS},
+            }
+            for row in rows
+        ]
+    rows = ServerRollup.objects.filter(
+        ultraserver=server, resolution=resolution, bucket__gte=start, bucket__lt=end
+    ).order_by("bucket")[:limit]
+    return [
+        {
+            "ts": row.bucket,
+            "samples": row.samples,
+            "power_w": row.power_avg_w,
+            "power_max_w": row.power_max_w,
+            "temp_max_c": row.temp_max_c,
+            "temp_avg_c": row.temp_avg_c,
+            "utilization_avg": row.utilization_avg,
+            "failed_chips": row.failed_chips_max,
+        }
+        for row in rows
+    ]
+
+
+def chip_health(server: UltraServer) -> dict:
+    """Every chip now: the inventory's health verdict beside the latest sample's readings."""
+    latest = ServerTelemetry.objects.filter(ultraserver=server).first()
+    values = {m: codec.unpack(m, getattr(latest, m)) if latest else None for m in codec.METRICS}
+    chips = []
+    for chip in server.chips.all().order_by("index"):
+        reading = {
+            m: (column[chip.index] if column is not None and chip.index < len(column) else None)
+            for m, column in values.items()
+        }
+        chips.append(
+            {
+                "index": chip.index,
+                "serial": chip.serial,
+                "health": chip.health,
+                "health_note": chip.health_note,
+                **reading,
+            }
+        )
+    return {
+        "ultraserver": server.pk,
+        "ts": latest.ts if latest else None,
+        "received_at": latest.received_at if latest else None,
+        "chips": chips,
+    }
+
+
+def site_power(site: Site) -> dict:
+    """Per rack: the protected budget (one path under 2N), what the servers placed there
+    may draw (committed), and what the rack PDUs measure (drawn)."""
+    racks = list(Rack.objects.filter(site=site).order_by("name"))
+    feeds = defaultdict(list)
+    for feed in PowerFeed.objects.filter(rack__site=site):
+        feeds[feed.rack_id].append(feed)
+    readings = {
+        r.rack_id: r
+        for r in DeviceReading.objects.filter(site=site, kind=DeviceKind.PDU, rack__isnull=False)
+    }
+    committed = {
+        row["rack_id"]: float(row["watts"] or 0)
+        for row in UltraServer.objects.filter(rack__site=site)
+        .values("rack_id")
+        .annotate(watts=Sum(MAX_POWER_W))
+    }
+    lines = []
+    for rack in racks:
+        budget = (
+            protected_budget(FeedCapacity(f.path, f.capacity_watts) for f in feeds[rack.pk]).watts
+            if feeds[rack.pk]
+            else 0.0
+        )
+        reading = readings.get(rack.pk)
+        drawn = None
+        feeds_now = {}
+        if reading:
+            feeds_now = reading.values.get("feeds", {})
+            drawn = float(sum(v.get("power_w", 0.0) for v in feeds_now.values()))
+        lines.append(
+            {
+                "rack": rack.pk,
+                "name": rack.name,
+                "budget_w": budget,
+                "committed_w": committed.get(rack.pk, 0.0),
+                "drawn_w": drawn,
+                "feeds": feeds_now,
+                "measured_at": reading.ts if reading else None,
+            }
+        )
+    measured = [line["drawn_w"] for line in lines if line["drawn_w"] is not None]
+    return {
+        "site": site.pk,
+        "contracted_w": float(site.contracted_power_kw) * 1000,
+        "budget_w": sum(line["budget_w"] for line in lines),
+        "committed_w": sum(line["committed_w"] for line in lines),
+        "drawn_w": sum(measured) if measured else None,
+        "racks": lines,
+    }
