@@ -69,7 +69,11 @@ def parser() -> argparse.ArgumentParser:
         default="trn3",
         help="system model for --demo/--device (default trn3, 144 chips)",
     )
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument(
+        "--advertise-host",
+        help="host name the agent should use in device URLs (default: --host), e.g. in compose",
+    )
     p.add_argument("--port", type=int, default=0, help="the device's port with --device")
     p.add_argument(
         "--control-port",
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         username=args.username,
         password=args.password,
         tick_seconds=args.tick,
+        advertise_host=args.advertise_host,
     ).start()
     listing = {"site": site.code, "control": server.control_url, "devices": server.devices}
     if args.devices_out:

@@ -114,9 +114,11 @@ class SiteServer:
         username: str = "admin",
         password: str = "factory-sim",
         tick_seconds: float = 1.0,
+        advertise_host: str | None = None,
     ):
         self.site = site
         self.host = host
+        shown = advertise_host or host
         self.tick_seconds = tick_seconds
         self.credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         self.servers: list[_Server] = []
@@ -139,7 +141,7 @@ class SiteServer:
                 {
                     "kind": kind,
                     "serial": tree.name,
-                    "url": f"http://{host}:{server.server_address[1]}",
+                    "url": f"http://{shown}:{server.server_address[1]}",
                     **extra,
                 }
             )
@@ -147,7 +149,7 @@ class SiteServer:
             (host, control_port), _handler(self._control_get, self._control_post, None)
         )
         self.servers.insert(0, control)
-        self.control_url = f"http://{host}:{control.server_address[1]}"
+        self.control_url = f"http://{shown}:{control.server_address[1]}"
         self._stop = threading.Event()
 
     def _control_get(self, path):

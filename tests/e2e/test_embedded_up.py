@@ -1,5 +1,6 @@
 """What `make up` runs, for real: the embedded default (SQLite + filesystem broker, no servers)
-serves the API with the demo fleet, and Ctrl-C stops everything it started."""
+serves the API with the demo fleet, each demo site's simulated hardware reports through its own
+site agent within a minute, and Ctrl-C stops everything it started."""
 
 import json
 import os
@@ -105,11 +106,26 @@ def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
         while not all(w in Path(log.name).read_text() for w in ("ready.", "beat: Starting")):
             assert time.monotonic() < deadline, Path(log.name).read_text()
             time.sleep(0.5)
+        # Telemetry flows from every demo site's simulated hardware through its site agent.
+        _, servers = get(f"{base}/api/v1/ultraservers/?limit=200", token)
+        by_site = {}
+        for server in servers["results"]:
+            by_site.setdefault(server["site"], server["id"])
+        assert len(by_site) == 2
+        deadline = time.monotonic() + 60
+        for server_id in by_site.values():
+            while True:
+                _, health = get(f"{base}/api/v1/ultraservers/{server_id}/chip-health/", token)
+                if health["ts"] is not None:
+                    break
+                assert time.monotonic() < deadline, Path(log.name).read_text()[-5000:]
+                time.sleep(1)
+            assert health["chips"][0]["power_w"] > 0
         children = children_of(supervisor.pid)
-        assert len(children) == 3
+        assert len(children) == 3 + 2 * 2  # web, worker, beat; a simulator and an agent per site
     finally:
         supervisor.send_signal(signal.SIGINT)  # Ctrl-C
         supervisor.wait(timeout=30)
     time.sleep(0.5)
     assert not [pid for pid in children if alive(pid)], Path(log.name).read_text()
-    assert "Stopped web, worker and beat." in Path(log.name).read_text()
+    assert "Stopped web, worker, beat, simulators and agents." in Path(log.name).read_text()

@@ -203,3 +203,16 @@ def test_metrics_endpoint_passes_promtool(site, fleet):
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert fleet.client("alpha_admin").get("/metrics").status_code == 403
+
+
+def test_admin_lists_faults_and_latest_telemetry(site, fleet, client):
+    agent_client_, server = site
+    post(agent_client_, [server_report(server.serial, 1, health=failed(1))])
+    padmin = fleet.people["provider_admin"]
+    padmin.is_superuser = True  # as the demo fleet's admins are (admin permissions are Django's)
+    padmin.save()
+    client.force_login(padmin)
+    for model in ("fault", "servertelemetry", "devicereading", "telemetrysource"):
+        page = client.get(f"/admin/telemetry/{model}/")
+        assert page.status_code == 200, model
+    assert b"chip 1 reports Critical health" in client.get("/admin/telemetry/fault/").content
