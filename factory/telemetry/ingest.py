@@ -29,6 +29,7 @@ import logging
 from dataclasses import dataclass, field
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -220,7 +221,7 @@ def _pack(i: int, report: ServerReport, allowed: frozenset[str], dropped: set[st
     )
 
 
-def _device_report(i: int, source: str, report: dict, racks: dict[str, Rack]) -> DeviceReport:
+def _device_report(i: int, source: str, report: dict) -> DeviceReport:
     where = f"reports[{i}]"
     oem = report["Oem"][OEM]
     sequence = _sequence(report.get("ReportSequence"), f"{where}.ReportSequence")
@@ -264,7 +265,36 @@ def _device_report(i: int, source: str, report: dict, racks: dict[str, Rack]) ->
 
 def _accept_sequences(site_id: int, wanted: dict[str, list[int]]) -> dict[str, int]:
     """Lock each source's watermark and move it past this batch; returns the old watermarks
-    (a report is new when its sequence is above its source's old watermark)."""
+    (a report is new when its sequence is above its source's old watermark). Sources are
+    locked in name order, so concurrent batches of one site cannot deadlock."""
+    sources = sorted(wanted)
+    highest = [max(wanted[source]) for source in sources]
+    if connection.vendor != "postgresql":
+        return _accept_sequences_portable(site_id, wanted)
+    table = TelemetrySource._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (site_id, source, last_sequence, updated_at) "
+            "SELECT %s, source, 0, now() FROM unnest(%s::text[]) AS source "
+            "ON CONFLICT (site_id, source) DO NOTHING",
+            [site_id, sources],
+        )
+        cursor.execute(
+            f"SELECT source, last_sequence FROM {table} WHERE site_id = %s "
+            "AND source = ANY(%s::text[]) ORDER BY source FOR UPDATE",
+            [site_id, sources],
+        )
+        old = dict(cursor.fetchall())
+        cursor.execute(
+            f"UPDATE {table} AS t SET last_sequence = w.last, updated_at = now() "
+            "FROM unnest(%s::text[], %s::bigint[]) AS w(source, last) "
+            "WHERE t.site_id = %s AND t.source = w.source AND t.last_sequence < w.last",
+            [sources, highest, site_id],
+        )
+    return old
+
+
+def _accept_sequences_portable(site_id: int, wanted: dict[str, list[int]]) -> dict[str, int]:
     TelemetrySource.objects.bulk_create(
         [TelemetrySource(site_id=site_id, source=s, last_sequence=0) for s in wanted],
         ignore_conflicts=True,
@@ -325,43 +355,70 @@ def _copy_samples(reports: list[ServerReport]) -> None:
                 copy.write_row(row)
 
 
+LATEST_COLUMNS = ("ultraserver_id", "ts", "chips", "received_at", *SAMPLE_COLUMNS[3:])
+_LATEST_TYPES = (
+    "int8",
+    "timestamptz",
+    "int2",
+    "timestamptz",
+    *(["bytea"] * len(codec.METRICS)),
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "int2",
+)
+
+
 def _latest(reports: list[ServerReport], received: dt.datetime) -> dict[int, dict]:
-    """Keep the newest report per server as its latest state; returns the previous state's
-    rule metrics per server (what the rules compare against)."""
+    """Keep the newest report per server as its latest state (never replacing a newer one);
+    returns the previous state's rule metrics per server (what the rules compare against)."""
     newest: dict[int, ServerReport] = {}
     for r in reports:
         if r.server_id not in newest or r.ts >= newest[r.server_id].ts:
             newest[r.server_id] = r
-    previous = {
-        row["ultraserver_id"]: {m: codec.unpack(m, row[m]) for m in RULE_METRICS}
-        for row in ServerTelemetry.objects.filter(pk__in=list(newest)).values(
-            "ultraserver_id", *RULE_METRICS
-        )
-    }
-    fields = [
-        *codec.METRICS,
-        "power_total_w",
-        "temp_max_c",
-        "temp_avg_c",
-        "utilization_avg",
-        "failed_chips",
+    rows = [
+        (r.server_id, r.ts, r.chips, received, *(r.packed[m] for m in codec.METRICS), *r.aggregates)
+        for r in newest.values()
     ]
-    ServerTelemetry.objects.bulk_create(
-        [
-            ServerTelemetry(
-                ultraserver_id=r.server_id,
-                ts=r.ts,
-                chips=r.chips,
-                received_at=received,
-                **r.packed,
-                **dict(zip(fields[len(codec.METRICS) :], r.aggregates, strict=True)),
+    table = ServerTelemetry._meta.db_table
+    if connection.vendor != "postgresql":
+        previous = {
+            row["ultraserver_id"]: {m: codec.unpack(m, row[m]) for m in RULE_METRICS}
+            for row in ServerTelemetry.objects.filter(pk__in=list(newest)).values(
+                "ultraserver_id", *RULE_METRICS
             )
-            for r in newest.values()
-        ],
-        update_conflicts=True,
-        unique_fields=["ultraserver"],
-        update_fields=["ts", "chips", "received_at", *fields],
-    )
+        }
+        ServerTelemetry.objects.bulk_create(
+            [ServerTelemetry(**dict(zip(LATEST_COLUMNS, row, strict=True))) for row in rows],
+            update_conflicts=True,
+            unique_fields=["ultraserver"],
+            update_fields=list(LATEST_COLUMNS[1:]),
+        )
+        return previous
+    # PostgreSQL: one SELECT and one set-based upsert, whatever the batch size, with
+    # parameters and results in binary (Django's cursor would quote every bytea as text).
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"SELECT ultraserver_id, {', '.join(RULE_METRICS)} FROM {table} "
+            "WHERE ultraserver_id = ANY(%s)",
+            [list(newest)],
+            binary=True,
+        )
+        previous = {
+            row[0]: {m: codec.unpack(m, v) for m, v in zip(RULE_METRICS, row[1:], strict=True)}
+            for row in cursor.fetchall()
+        }
+        arrays = ", ".join(f"%b::{t}[]" for t in _LATEST_TYPES)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in LATEST_COLUMNS[1:])
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(LATEST_COLUMNS)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT (ultraserver_id) DO UPDATE SET {updates} "
+            f"WHERE {table}.ts <= EXCLUDED.ts",
+            [list(column) for column in zip(*rows, strict=True)],
+            binary=True,
+        )
     return previous
 
 
@@ -377,7 +434,6 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
             serial__in=sources
         ).values_list("serial", "pk", "rack__site_id", "model__chip_count")
     }
-    racks = {r.name: r for r in Rack.objects.filter(site_id=site_id)}
     result = IngestResult()
     server_reports: list[tuple[str, ServerReport]] = []
     device_reports: list[DeviceReport] = []
@@ -399,7 +455,7 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
                 f"No UltraServer {source!r} at this site.",
             )
         else:
-            device_reports.append(_device_report(i, source, report, racks))
+            device_reports.append(_device_report(i, source, report))
     result.dropped_metrics = sorted(dropped)
 
     wanted: dict[str, list[int]] = {}
@@ -428,12 +484,12 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
                 )
                 previous[r.server_id] = {m: r.metrics.get(m) for m in RULE_METRICS}
                 findings.extend((r.server_id, f) for f in found)
-        site_findings = _store_devices(site_id, fresh_devices, racks)
+        site_findings = _store_devices(site_id, fresh_devices)
         result.faults_opened = faults.raise_findings(site_id, findings, site_findings)
     return result
 
 
-def _store_devices(site_id: int, reports: list[DeviceReport], racks: dict[str, Rack]):
+def _store_devices(site_id: int, reports: list[DeviceReport]):
     """Latest reading per device; feed and coolant rules (their faults clear themselves when
     the condition ends)."""
     if not reports:
@@ -442,6 +498,12 @@ def _store_devices(site_id: int, reports: list[DeviceReport], racks: dict[str, R
     for d in reports:
         if d.source not in newest or d.ts >= newest[d.source].ts:
             newest[d.source] = d
+    racks = {
+        r.name: r
+        for r in Rack.objects.filter(
+            site_id=site_id, name__in=[d.source.removesuffix("-PDU") for d in newest.values()]
+        )
+    }
     readings = []
     for d in newest.values():
         rack = racks.get(d.source.removesuffix("-PDU")) if d.kind == DeviceKind.PDU else None

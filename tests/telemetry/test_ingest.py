@@ -194,3 +194,16 @@ def test_pdu_readings_are_kept_as_the_racks_power(fleet, alpha):
 def test_servers_without_reports_stay_unknown(alpha):
     _, server = alpha
     assert not UltraServer.objects.get(pk=server.pk).in_maintenance
+
+
+def test_an_older_report_does_not_replace_the_latest_state(alpha):
+    import datetime as dt
+
+    client, server = alpha
+    now = dt.datetime.now(dt.UTC)
+    post(client, [server_report(server.serial, 1, now, power_w=[900.0] * 144)])
+    late = server_report(server.serial, 2, now - dt.timedelta(minutes=5), power_w=[100.0] * 144)
+    assert post(client, [late]).json()["accepted"] == 1  # stored as history
+    latest = ServerTelemetry.objects.get(ultraserver=server)
+    assert codec.unpack("power_w", latest.power_w)[0] == 900.0
+    assert ServerSample.objects.count() == 2
