@@ -13,20 +13,24 @@ from provisioning.choices import WindowStatus
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 
 NEXT_FIRMWARE = "2026.11.0"
-FIRMWARE_ORIGIN = "firmware.provider.example"
+
+
+def firmware_origin(model_slug: str) -> str:
+    """The vendor's release channel: what the demo tenants' provenance rules accept."""
+    return "nvidia" if model_slug.startswith("gb") else "aws-neuron"
 
 
 @transaction.atomic
 def load_demo_provisioning() -> None:
-    model_ids = set(UltraServer.objects.values_list("model_id", flat=True))
-    for model_id in model_ids:
+    models = set(UltraServer.objects.values_list("model_id", "model__slug"))
+    for model_id, slug in models:
         FirmwareRelease.objects.get_or_create(
             model_id=model_id,
             version=DEMO_FIRMWARE,
-            defaults={"origin": FIRMWARE_ORIGIN, "baseline": True},
+            defaults={"origin": firmware_origin(slug), "baseline": True},
         )
         FirmwareRelease.objects.get_or_create(
-            model_id=model_id, version=NEXT_FIRMWARE, defaults={"origin": FIRMWARE_ORIGIN}
+            model_id=model_id, version=NEXT_FIRMWARE, defaults={"origin": firmware_origin(slug)}
         )
     for site in Site.objects.all():
         MaintenanceWindow.objects.get_or_create(

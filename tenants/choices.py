@@ -48,5 +48,6 @@ class AuditAction(models.TextChoices):
 class AuditSource(models.TextChoices):
     API = "api", "REST API"
     ADMIN = "admin", "Admin UI"
+    CONSOLE = "console", "Operator console"
     COMMAND = "command", "Management command"
     SYSTEM = "system", "System"

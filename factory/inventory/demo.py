@@ -263,9 +263,9 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
                 {"origins": ["aws-neuron", "nvidia"], "require_signature": True},
             ),
             (
-                "Only facility telemetry leaves, to the EU",
+                "Only facility and health telemetry leaves, to the EU (not utilization)",
                 "telemetry_egress",
-                {"categories": ["power", "thermal", "utilization"], "destinations": ["EU"]},
+                {"categories": ["power", "thermal", "reliability"], "destinations": ["EU"]},
             ),
             (
                 "Keys in the customer's HSM",

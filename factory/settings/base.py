@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "factory.agents",
     "factory.telemetry",
     "provisioning",
+    "provisioning.console",
 ]
 
 MIDDLEWARE = [

@@ -493,6 +493,20 @@ def retire_rule(rule: SovereigntyRule, ctx: ChangeContext) -> SovereigntyRule:
         return save_object(rule, ctx)
 
 
+def decide_access(access, approve: bool, user, ctx: ChangeContext):
+    """A tenant-admin approves or rejects a pending access request (the lockbox). The caller
+    checks the role; a request already decided is refused."""
+    from django.core.exceptions import ValidationError
+
+    with transaction.atomic():
+        access = type(access).objects.select_for_update().get(pk=access.pk)
+        if access.status != AccessRequestStatus.PENDING:
+            raise ValidationError({"status": f"already {access.status}"}, code="decided")
+        access.status = AccessRequestStatus.APPROVED if approve else AccessRequestStatus.REJECTED
+        access.decided_by, access.decided_at = user, timezone.now()
+        return save_object(access, ctx)
+
+
 def what_if(draft: SovereigntyRule) -> dict:
     """Run a draft against the live fleet: every current placement, replica and standing access
     it would deny, before it is activated. Nothing is recorded: it is a question, not an act."""

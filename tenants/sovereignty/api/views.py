@@ -1,4 +1,3 @@
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
@@ -141,13 +140,12 @@ class AccessRequestViewSet(AuditedModelViewSet):
         access = self.get_object()
         if not self.actor.can_write(access.tenant_id, {Role.TENANT_ADMIN}):
             raise exceptions.PermissionDenied("Only the tenant's admins decide.", code="role")
-        if access.status != AccessRequestStatus.PENDING:
-            raise exceptions.ValidationError(
-                {"status": [exceptions.ErrorDetail(f"already {access.status}", code="decided")]}
-            )
-        access.status, access.decided_by = new_status, request.user
-        access.decided_at = timezone.now()
-        self.save_instance(access, change_context(request))
+        access = services.decide_access(
+            access,
+            new_status == AccessRequestStatus.APPROVED,
+            request.user,
+            change_context(request),
+        )
         return Response(self.get_serializer(access).data)
 
     @extend_schema(request=None, responses=s.AccessRequestSerializer)

@@ -1,0 +1,35 @@
+from django.contrib.auth import views as auth
+from django.urls import path
+
+from provisioning.console import views
+
+app_name = "console"
+
+urlpatterns = [
+    path(
+        "login/",
+        auth.LoginView.as_view(template_name="console/login.html", next_page="console:fleet"),
+        name="login",
+    ),
+    path("logout/", auth.LogoutView.as_view(next_page="console:login"), name="logout"),
+    path("", views.fleet, name="fleet"),
+    path("sites/<int:pk>/", views.site, name="site"),
+    path("racks/<int:pk>/", views.rack, name="rack"),
+    path("ultraservers/<int:pk>/", views.ultraserver, name="ultraserver"),
+    path("workflows/", views.workflows, name="workflows"),
+    path("workflows/new-upgrade/", views.start_upgrade, name="start-upgrade"),
+    path("workflows/<int:pk>/<str:verb>/", views.workflow_action, name="workflow-action"),
+    path("sovereignty/", views.sovereignty_home, name="sovereignty"),
+    path("sovereignty/log/", views.access_log, name="access-log"),
+    path("sovereignty/rules/<int:pk>/what-if/", views.what_if, name="what-if"),
+    path(
+        "sovereignty/access-requests/<int:pk>/<str:verb>/",
+        views.decide_access,
+        name="decide-access",
+    ),
+    path(
+        "sovereignty/maintenance-windows/<int:pk>/<str:verb>/",
+        views.decide_window,
+        name="decide-window",
+    ),
+]

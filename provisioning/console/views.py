@@ -1,0 +1,298 @@
+"""Console pages. Thin: scope, call a selector or a service, render. Every object is looked up
+through the caller's scope, so another tenant's site is a 404, exactly as in the API."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from factory.inventory.models import Rack
+from provisioning import services
+from provisioning.choices import WindowStatus, WorkflowKind
+from provisioning.console import selectors
+from provisioning.models import FirmwareRelease, MaintenanceWindow
+from tenants.access import Actor, actor_for, scope_queryset
+from tenants.choices import AuditSource, Role
+from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.sovereignty import services as sovereignty
+from tenants.sovereignty.core.rules import describe
+from tenants.sovereignty.models import (
+    AccessRequest,
+    AccessRequestStatus,
+    DecisionRecord,
+    RuleStatus,
+    SovereigntyRule,
+)
+
+console_login = login_required(login_url="console:login")
+
+
+def _actor(request: HttpRequest) -> Actor:
+    actor = actor_for(request.user)
+    if not actor.roles:
+        raise PermissionDenied("You have no role in the AI factory.")
+    return actor
+
+
+def _ctx(request: HttpRequest) -> ChangeContext:
+    return ChangeContext(
+        actor=actor_for(request.user),
+        source=AuditSource.CONSOLE,
+        request_id=getattr(request, "request_id", ""),
+    )
+
+
+def _page(request, template: str, **context) -> HttpResponse:
+    actor = _actor(request)
+    context.setdefault("actor", actor)
+    context["is_provider_admin"] = actor.is_provider_admin
+    context["open_faults"] = selectors.open_fault_count(actor)
+    return render(request, template, context)
+
+
+# --- fleet, site, rack, UltraServer ----------------------------------------------------------
+
+
+@console_login
+def fleet(request):
+    actor = _actor(request)
+    rows = selectors.fleet(actor)
+    if request.headers.get("HX-Request"):
+        return render(request, "console/_fleet_table.html", {"rows": rows})
+    return _page(request, "console/fleet.html", rows=rows)
+
+
+@console_login
+def site(request, pk: int):
+    site = get_object_or_404(selectors.sites_for(_actor(request)), pk=pk)
+    data = selectors.site_page(site)
+    if request.headers.get("HX-Request"):
+        return render(request, "console/_racks.html", {"site": site, **data})
+    return _page(request, "console/site.html", site=site, **data)
+
+
+@console_login
+def rack(request, pk: int):
+    actor = _actor(request)
+    rack = get_object_or_404(
+        scope_queryset(Rack.objects.select_related("site"), actor, ("site__tenant",)), pk=pk
+    )
+    data = selectors.site_page(rack.site)
+    column = next(c for c in data["racks"] if c["rack"].pk == rack.pk)
+    return _page(request, "console/rack.html", site=rack.site, rack=rack, column=column)
+
+
+@console_login
+def ultraserver(request, pk: int):
+    server = get_object_or_404(selectors.servers_for(_actor(request)), pk=pk)
+    metric = request.GET.get("color", "health")
+    if metric not in selectors.HEAT_METRICS:
+        metric = "health"
+    data = selectors.server_page(server, metric)
+    context = {"server": server, "metric": metric, "metrics": selectors.HEAT_METRICS, **data}
+    if request.headers.get("HX-Request"):
+        return render(request, "console/_heatmap.html", context)
+    return _page(request, "console/ultraserver.html", **context)
+
+
+# --- workflows -------------------------------------------------------------------------------
+
+
+@console_login
+def workflows(request):
+    rows = selectors.workflow_rows(_actor(request))
+    if request.headers.get("HX-Request"):
+        return render(
+            request,
+            "console/_workflows.html",
+            {
+                **rows,
+                "actor": _actor(request),
+                "is_provider_admin": _actor(request).is_provider_admin,
+            },
+        )
+    return _page(request, "console/workflows.html", **rows)
+
+
+@console_login
+@require_POST
+def workflow_action(request, pk: int, verb: str):
+    actor = _actor(request)
+    workflow = get_object_or_404(selectors.workflows_for(actor), pk=pk)
+    if not actor.is_provider_admin:
+        raise PermissionDenied("Only provider admins steer workflows.")
+    act = {"pause": services.pause, "resume": services.resume, "cancel": services.cancel}.get(verb)
+    if act is None:
+        raise Http404
+    try:
+        act(workflow, _ctx(request))
+        messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
+    except ChangeRefused as refused:
+        messages.error(request, f"Workflow #{workflow.pk}: {refused.message}")
+    return redirect("console:workflows")
+
+
+@console_login
+def start_upgrade(request):
+    actor = _actor(request)
+    if not actor.is_provider_admin:
+        raise PermissionDenied("Only provider admins start rolling upgrades.")
+    sites = selectors.sites_for(actor).order_by("code")
+    site = None
+    if request.GET.get("site") or request.POST.get("site"):
+        site = get_object_or_404(sites, pk=request.GET.get("site") or request.POST.get("site"))
+    servers = list(selectors.upgradable(site)) if site else []
+    releases = (
+        FirmwareRelease.objects.filter(model_id__in={s.model_id for s in servers})
+        .select_related("model")
+        .order_by("model__name", "-version")
+    )
+    errors: list[str] = []
+    if request.method == "POST" and site:
+        chosen = [s for s in servers if str(s.pk) in request.POST.getlist("servers")]
+        version = request.POST.get("firmware_version", "")
+        if not chosen:
+            errors.append("Choose at least one UltraServer.")
+        if not version:
+            errors.append("Choose a firmware version.")
+        if not errors:
+            try:
+                workflow, _ = services.create_workflow(
+                    WorkflowKind.UPGRADE,
+                    chosen,
+                    _ctx(request),
+                    spec={
+                        "firmware_version": version,
+                        "batch_size": int(request.POST.get("batch_size") or 10),
+                        "soak_seconds": int(request.POST.get("soak_seconds") or 300),
+                    },
+                )
+                messages.success(request, f"Rolling upgrade #{workflow.pk} started.")
+                return redirect("console:workflows")
+            except sovereignty.SovereigntyDenied as denied:
+                errors.append(f"Refused by the tenant's sovereignty rules: {denied}")
+            except (ChangeRefused, ValidationError, ValueError) as exc:
+                errors.append(
+                    getattr(exc, "message", None) or "; ".join(getattr(exc, "messages", [str(exc)]))
+                )
+    return _page(
+        request,
+        "console/start_upgrade.html",
+        sites=sites,
+        site=site,
+        servers=servers,
+        releases=releases,
+        errors=errors,
+    )
+
+
+# --- sovereignty -----------------------------------------------------------------------------
+
+
+def _tenant_admin_of(actor: Actor, tenant_id: int) -> bool:
+    return actor.can_write(tenant_id, {Role.TENANT_ADMIN}) and not actor.provider_role
+
+
+@console_login
+def sovereignty_home(request):
+    actor = _actor(request)
+    rules = list(
+        scope_queryset(SovereigntyRule.objects.select_related("tenant"), actor, ("tenant",))
+        .exclude(status=RuleStatus.RETIRED)
+        .order_by("tenant__name", "status", "name")
+    )
+    for rule in rules:
+        try:
+            rule.plain = describe(rule.kind, rule.params)
+        except (KeyError, TypeError, ValueError):
+            rule.plain = "(parameters cannot be described)"
+    access = list(
+        scope_queryset(
+            AccessRequest.objects.select_related("site", "person", "requested_by"),
+            actor,
+            ("tenant",),
+        )
+        .filter(status=AccessRequestStatus.PENDING)
+        .order_by("starts_at")
+    )
+    windows = list(
+        scope_queryset(MaintenanceWindow.objects.select_related("site"), actor, ("site__tenant",))
+        .filter(status=WindowStatus.PROPOSED)
+        .order_by("site__code", "name")
+    )
+    for item in access:
+        item.can_decide = _tenant_admin_of(actor, item.tenant_id)
+    for window in windows:
+        window.can_decide = _tenant_admin_of(actor, window.site.tenant_id)
+    return _page(request, "console/sovereignty.html", rules=rules, access=access, windows=windows)
+
+
+@console_login
+def what_if(request, pk: int):
+    actor = _actor(request)
+    rule = get_object_or_404(
+        scope_queryset(SovereigntyRule.objects.all(), actor, ("tenant",)), pk=pk
+    )
+    if rule.status != RuleStatus.DRAFT:
+        raise Http404("Only a draft rule has a what-if.")
+    result = sovereignty.what_if(rule)
+    return _page(
+        request,
+        "console/what_if.html",
+        rule=rule,
+        plain=describe(rule.kind, rule.params),
+        result=result,
+    )
+
+
+@console_login
+def access_log(request):
+    actor = _actor(request)
+    records = scope_queryset(DecisionRecord.objects.all(), actor, ("tenant_id",))
+    verdict = request.GET.get("verdict")
+    if verdict in ("allowed", "denied"):
+        records = records.filter(allowed=verdict == "allowed")
+    return _page(request, "console/access_log.html", records=list(records[:200]), verdict=verdict)
+
+
+@console_login
+@require_POST
+def decide_access(request, pk: int, verb: str):
+    actor = _actor(request)
+    access = get_object_or_404(
+        scope_queryset(AccessRequest.objects.all(), actor, ("tenant",)), pk=pk
+    )
+    if verb not in ("approve", "reject"):
+        raise Http404
+    if not _tenant_admin_of(actor, access.tenant_id):
+        raise PermissionDenied("Only the tenant's admins decide access requests.")
+    try:
+        sovereignty.decide_access(access, verb == "approve", request.user, _ctx(request))
+        messages.success(request, f"Access request #{access.pk}: {verb}d.")
+    except ValidationError as exc:
+        messages.error(request, f"Access request #{access.pk}: {'; '.join(exc.messages)}")
+    return redirect("console:sovereignty")
+
+
+@console_login
+@require_POST
+def decide_window(request, pk: int, verb: str):
+    actor = _actor(request)
+    window = get_object_or_404(
+        scope_queryset(MaintenanceWindow.objects.select_related("site"), actor, ("site__tenant",)),
+        pk=pk,
+    )
+    if verb not in ("approve", "reject"):
+        raise Http404
+    if not _tenant_admin_of(actor, window.site.tenant_id):
+        raise PermissionDenied("Only the tenant's admins decide maintenance windows.")
+    try:
+        services.decide_window(window, verb == "approve", _ctx(request))
+        messages.success(request, f"Maintenance window “{window.name}”: {verb}d.")
+    except ChangeRefused as refused:
+        messages.error(request, refused.message)
+    return redirect("console:sovereignty")
