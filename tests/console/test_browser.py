@@ -25,7 +25,7 @@ from factory.inventory.models import Site, UltraServer
 from provisioning import jobs
 from provisioning.demo import load_demo_provisioning
 from provisioning.models import MaintenanceWindow, Workflow
-from tenants.sovereignty.models import AccessRequest, DecisionRecord
+from tenants.sovereignty.models import AccessRequest, DecisionRecord, SovereigntyRule
 from tests.e2e.processes import app_env, worker_process
 from tests.telemetry.batches import CTX, agent_client, post, server_report
 from tests.workflows.hardware import SimHardware
@@ -244,6 +244,12 @@ def test_tenant_admin_approves_a_window_and_an_access_request_and_reads_the_log(
     )
     window = MaintenanceWindow.objects.get(site=fra, status="proposed")
     assert DecisionRecord.objects.filter(tenant_id=fra.tenant_id).exists()
+    draft = SovereigntyRule.objects.create(
+        tenant=fra.tenant,
+        name="Data only in Germany",
+        kind="residency",
+        params={"allowed": ["DE"]},
+    )
 
     tab = Page(browser, demo["url"], "tenant-admin")
     page = tab.page
@@ -259,6 +265,11 @@ def test_tenant_admin_approves_a_window_and_an_access_request_and_reads_the_log(
     window.refresh_from_db()
     access.refresh_from_db()
     assert window.status == "approved" and access.status == "approved"
+    page.get_by_role("link", name="What if it were active?").click()
+    page.wait_for_url(re.compile(rf".*/rules/{draft.pk}/what-if/$"))
+    assert "What if “Data only in Germany” were active?" in page.locator("h1").inner_text()
+    assert "Checked" in page.locator("main").inner_text()
+    tab.shot("what-if")
     page.get_by_role("link", name="Access log").click()
     assert page.locator("table.grid tbody tr").count() >= 1
     assert "allowed" in page.locator("table.grid").inner_text()

@@ -179,6 +179,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nAI factory control plane is starting (database: {database}, broker: {broker})\n"
+                f"  Console       {base}/console/ (admin / factory-demo)\n"
                 f"  Admin UI      {base}/admin/   (admin / factory-demo)\n"
                 f"  REST API      {base}/api/v1/\n"
                 f"  API docs      {base}/api/docs/\n"
