@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from factory.agents import services as agents
@@ -36,8 +36,11 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
-@pytest.fixture(scope="module")
-def browser():
+@pytest.fixture
+def browser(demo):
+    """Per test, and after the database is set up: Playwright's sync API runs an event loop on
+    this thread, and while it runs Django hands this thread a different connection object (one
+    that cannot restore the serialized database between tests)."""
     from playwright.sync_api import sync_playwright
 
     assert shutil.which("chromium") or Path(CHROMIUM).exists(), (
@@ -52,6 +55,7 @@ def browser():
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
             yield browser
             browser.close()
+            connections.close_all()  # the connection this test used while the loop ran
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
@@ -148,7 +152,7 @@ class AnsweringAgent(threading.Thread):
 
 
 def test_provider_admin_goes_fleet_site_rack_ultraserver_and_runs_an_upgrade(
-    browser, demo, tmp_path
+    demo, browser, tmp_path
 ):
     fra = demo["fra"]
     MaintenanceWindow.objects.create(
@@ -230,7 +234,7 @@ def test_provider_admin_goes_fleet_site_rack_ultraserver_and_runs_an_upgrade(
     tab.close()
 
 
-def test_tenant_admin_approves_a_window_and_an_access_request_and_reads_the_log(browser, demo):
+def test_tenant_admin_approves_a_window_and_an_access_request_and_reads_the_log(demo, browser):
     fra = demo["fra"]
     people = get_user_model().objects
     access = AccessRequest.objects.create(
@@ -278,7 +282,7 @@ def test_tenant_admin_approves_a_window_and_an_access_request_and_reads_the_log(
     tab.close()
 
 
-def test_a_tenant_operator_cannot_open_another_tenants_site(browser, demo):
+def test_a_tenant_operator_cannot_open_another_tenants_site(demo, browser):
     tab = Page(browser, demo["url"], "tenant-operator")
     tab.login_with_keyboard("marcus.johnson")  # meridian (IAD1) operator
     response = tab.page.goto(f"{demo['url']}/console/sites/{demo['fra'].pk}/")
