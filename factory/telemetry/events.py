@@ -35,6 +35,12 @@ def record_events(agent, events: list[dict]) -> int:
                 f"events[{i}]: {event['source']} is not at this agent's site; nothing stored.",
                 code="other_site",
             )
+        chip = event.get("chip")
+        if server is not None and chip is not None and chip >= server.model.chip_count:
+            raise exceptions.ValidationError(
+                {f"events[{i}].chip": [f"{server.serial} has {server.model.chip_count} chips."]},
+                code="invalid",
+            )
         if rule is None:
             continue
         detail = event.get("message") or f"{event['kind']} reported by {event['source']}"

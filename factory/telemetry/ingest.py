@@ -55,6 +55,8 @@ SAMPLE_COLUMNS = (
     "failed_chips",
 )
 RULE_METRICS = ("health", "ecc_uncorrected", "link_down_s", "throttle_s")
+MAX_SEQUENCE = 2**63 - 1  # PostgreSQL bigint
+MAX_SOURCE_LENGTH = 80
 
 
 class BatchRejected(exceptions.ValidationError):
@@ -136,6 +138,8 @@ def _sequence(value, where: str) -> int:
         raise BatchRejected(where, "invalid", "ReportSequence must be a whole number.") from None
     if number < 1 or isinstance(value, bool):
         raise BatchRejected(where, "invalid", "ReportSequence starts at 1.")
+    if number > MAX_SEQUENCE:
+        raise BatchRejected(where, "invalid", f"ReportSequence is at most {MAX_SEQUENCE}.")
     return number
 
 
@@ -154,9 +158,11 @@ def parse(body: bytes) -> list[tuple[str, dict]]:
     for i, report in enumerate(reports):
         oem = report.get("Oem", {}).get(OEM) if isinstance(report, dict) else None
         source = oem.get("Source") if isinstance(oem, dict) else None
-        if not isinstance(source, str) or not source:
+        if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.Source", "required", "Each report names its source device."
+                f"reports[{i}].Oem.{OEM}.Source",
+                "required",
+                f"Each report names its source device (1 to {MAX_SOURCE_LENGTH} characters).",
             )
         parsed.append((source, report))
     return parsed

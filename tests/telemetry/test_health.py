@@ -102,6 +102,43 @@ def test_events_raise_faults_at_once(site):
     assert list(Fault.objects.values_list("rule", "chip_index")) == [("chip-down", 3)]
 
 
+def test_an_event_naming_an_impossible_chip_is_400(site):
+    client, server = site
+    response = client.post(
+        "/api/v1/agent/events/",
+        {
+            "events": [
+                {
+                    "source": server.serial,
+                    "kind": "chip-failure",
+                    "chip": 40000,
+                    "timestamp": "2026-11-28T10:00Z",
+                }
+            ]
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"].startswith("events")
+    beyond = client.post(
+        "/api/v1/agent/events/",
+        {
+            "events": [
+                {
+                    "source": server.serial,
+                    "kind": "chip-failure",
+                    "chip": 144,
+                    "timestamp": "2026-11-28T10:00Z",
+                }
+            ]
+        },
+        format="json",
+    )
+    assert beyond.status_code == 400
+    assert beyond.json()["errors"][0]["field"] == "events[0].chip"
+    assert not Fault.objects.exists()
+
+
 def test_events_for_another_sites_server_are_refused(site, fleet):
     client, _ = site
     response = client.post(

@@ -72,6 +72,17 @@ def test_another_sites_server_is_403_and_nothing_is_stored(fleet, alpha):
         (lambda r: r.update(Timestamp="2026-11-28T10:00:00"), "reports[1].Timestamp", "invalid"),
         (lambda r: r.update(ReportSequence="x"), "reports[1].ReportSequence", "invalid"),
         (lambda r: r.update(ReportSequence=0), "reports[1].ReportSequence", "invalid"),
+        (lambda r: r.update(ReportSequence=str(2**64)), "reports[1].ReportSequence", "invalid"),
+        (
+            lambda r: r["Oem"]["AIFactory"].update(Source="X" * 81),
+            "reports[1].Oem.AIFactory.Source",
+            "required",
+        ),
+        (
+            lambda r: r["Oem"]["AIFactory"]["Chips"].update(health=[300] * 144),
+            "reports[1].Oem.AIFactory.Chips.health",
+            "invalid",
+        ),
         (
             lambda r: r["Oem"]["AIFactory"]["Chips"].update(power_w=[1.0] * 10),
             "reports[1].Oem.AIFactory.Chips.power_w",

@@ -30,7 +30,7 @@ class AgentConfigSerializer(serializers.Serializer):
 class AgentEventSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=80)
     kind = serializers.CharField(max_length=32)
-    chip = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    chip = serializers.IntegerField(min_value=0, max_value=1023, required=False, allow_null=True)
     feed = serializers.CharField(max_length=64, required=False, allow_blank=True)
     message = serializers.CharField(max_length=500, required=False, allow_blank=True)
     timestamp = serializers.DateTimeField()
