@@ -103,6 +103,14 @@ def _report(report_id: str, source: str, oem: dict, stamp: str | None = None) ->
     }
 
 
+def _number(text: str) -> int | float:
+    """Redfish MetricValue is a string: counters as integers, the rest as floats."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def poll_bmc(device: Device) -> dict:
     """The BMC's per-chip MetricReport, turned into one list per metric."""
     report = device.get("/redfish/v1/TelemetryService/MetricReports/ChipMetrics")
@@ -113,8 +121,7 @@ def poll_bmc(device: Device) -> dict:
         column = columns.setdefault(value["MetricId"], [])
         if len(column) <= index:
             column.extend([0] * (index + 1 - len(column)))
-        raw = value["MetricValue"]
-        column[index] = float(raw) if "." in raw else int(raw)
+        column[index] = _number(value["MetricValue"])
     for metric in (
         "power_w",
         "energy_j",
