@@ -26,6 +26,8 @@ CODES = {
     "health": "b",
 }
 METRICS = tuple(CODES)
+# Kept with the latest state only, derived by the health rules from the metrics above.
+DERIVED = {"link_outage_s": "f"}
 
 # Telemetry categories a sovereignty egress rule speaks of, and the metrics each covers.
 CATEGORIES = {
@@ -41,7 +43,7 @@ _SWAP = sys.byteorder != "little"
 
 def pack(metric: str, values: list) -> bytes:
     """Raises TypeError/OverflowError on values of the wrong kind (the caller answers 400)."""
-    packed = array(CODES[metric], values)
+    packed = array(CODES.get(metric) or DERIVED[metric], values)
     if _SWAP:
         packed.byteswap()
     return packed.tobytes()
@@ -50,7 +52,7 @@ def pack(metric: str, values: list) -> bytes:
 def unpack(metric: str, data: bytes | memoryview | None) -> list | None:
     if data is None:
         return None
-    values = array(CODES[metric])
+    values = array(CODES.get(metric) or DERIVED[metric])
     values.frombytes(bytes(data))
     if _SWAP:
         values.byteswap()

@@ -361,7 +361,14 @@ def _copy_samples(reports: list[ServerReport]) -> None:
                 copy.write_row(row)
 
 
-LATEST_COLUMNS = ("ultraserver_id", "ts", "chips", "received_at", *SAMPLE_COLUMNS[3:])
+LATEST_COLUMNS = (
+    "ultraserver_id",
+    "ts",
+    "chips",
+    "received_at",
+    *SAMPLE_COLUMNS[3:],
+    "link_outage_s",
+)
 _LATEST_TYPES = (
     "int8",
     "timestamptz",
@@ -373,51 +380,70 @@ _LATEST_TYPES = (
     "float8",
     "float8",
     "int2",
+    "bytea",
 )
+STATE_METRICS = (*RULE_METRICS, "link_outage_s")  # what the rules carry from sample to sample
 
 
-def _latest(reports: list[ServerReport], received: dt.datetime) -> dict[int, dict]:
-    """Keep the newest report per server as its latest state (never replacing a newer one);
-    returns the previous state's rule metrics per server (what the rules compare against)."""
+def _previous(server_ids: list[int]) -> dict[int, dict]:
+    """The latest state's rule metrics per server: what the rules compare against."""
+    if connection.vendor != "postgresql":
+        return {
+            row["ultraserver_id"]: {m: codec.unpack(m, row[m]) for m in STATE_METRICS}
+            for row in ServerTelemetry.objects.filter(pk__in=server_ids).values(
+                "ultraserver_id", *STATE_METRICS
+            )
+        }
+    # Binary results: Django's cursor would hand every bytea back as text to decode.
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"SELECT ultraserver_id, {', '.join(STATE_METRICS)} "
+            f"FROM {ServerTelemetry._meta.db_table} WHERE ultraserver_id = ANY(%s)",
+            [server_ids],
+            binary=True,
+        )
+        return {
+            row[0]: {m: codec.unpack(m, v) for m, v in zip(STATE_METRICS, row[1:], strict=True)}
+            for row in cursor.fetchall()
+        }
+
+
+def _store_latest(
+    reports: list[ServerReport], received: dt.datetime, outages: dict[int, list | None]
+) -> None:
+    """Keep the newest report per server as its latest state, never replacing a newer one."""
     newest: dict[int, ServerReport] = {}
     for r in reports:
         if r.server_id not in newest or r.ts >= newest[r.server_id].ts:
             newest[r.server_id] = r
     rows = [
-        (r.server_id, r.ts, r.chips, received, *(r.packed[m] for m in codec.METRICS), *r.aggregates)
+        (
+            r.server_id,
+            r.ts,
+            r.chips,
+            received,
+            *(r.packed[m] for m in codec.METRICS),
+            *r.aggregates,
+            None
+            if outages.get(r.server_id) is None
+            else codec.pack("link_outage_s", outages[r.server_id]),
+        )
         for r in newest.values()
     ]
     table = ServerTelemetry._meta.db_table
     if connection.vendor != "postgresql":
-        previous = {
-            row["ultraserver_id"]: {m: codec.unpack(m, row[m]) for m in RULE_METRICS}
-            for row in ServerTelemetry.objects.filter(pk__in=list(newest)).values(
-                "ultraserver_id", *RULE_METRICS
-            )
-        }
         ServerTelemetry.objects.bulk_create(
             [ServerTelemetry(**dict(zip(LATEST_COLUMNS, row, strict=True))) for row in rows],
             update_conflicts=True,
             unique_fields=["ultraserver"],
             update_fields=list(LATEST_COLUMNS[1:]),
         )
-        return previous
-    # PostgreSQL: one SELECT and one set-based upsert, whatever the batch size, with
-    # parameters and results in binary (Django's cursor would quote every bytea as text).
-    connection.ensure_connection()
+        return
+    # PostgreSQL: one set-based upsert whatever the batch size, parameters in binary.
+    arrays = ", ".join(f"%b::{t}[]" for t in _LATEST_TYPES)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in LATEST_COLUMNS[1:])
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(
-            f"SELECT ultraserver_id, {', '.join(RULE_METRICS)} FROM {table} "
-            "WHERE ultraserver_id = ANY(%s)",
-            [list(newest)],
-            binary=True,
-        )
-        previous = {
-            row[0]: {m: codec.unpack(m, v) for m, v in zip(RULE_METRICS, row[1:], strict=True)}
-            for row in cursor.fetchall()
-        }
-        arrays = ", ".join(f"%b::{t}[]" for t in _LATEST_TYPES)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in LATEST_COLUMNS[1:])
         cursor.execute(
             f"INSERT INTO {table} ({', '.join(LATEST_COLUMNS)}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT (ultraserver_id) DO UPDATE SET {updates} "
@@ -425,7 +451,6 @@ def _latest(reports: list[ServerReport], received: dt.datetime) -> dict[int, dic
             [list(column) for column in zip(*rows, strict=True)],
             binary=True,
         )
-    return previous
 
 
 def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResult:
@@ -480,16 +505,17 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
         findings = []
         if fresh:
             _copy_samples(fresh)
-            previous = _latest(fresh, received)
+            previous = _previous(sorted({r.server_id for r in fresh}))
             rule_limits = limits()
+            outages: dict[int, list | None] = {}
             for r in sorted(fresh, key=lambda r: r.ts):
-                found = chip_findings(
-                    {m: r.metrics.get(m) for m in RULE_METRICS},
-                    previous.get(r.server_id),
-                    rule_limits,
+                state = {m: r.metrics.get(m) for m in RULE_METRICS}
+                found, outages[r.server_id] = chip_findings(
+                    state, previous.get(r.server_id), rule_limits
                 )
-                previous[r.server_id] = {m: r.metrics.get(m) for m in RULE_METRICS}
+                previous[r.server_id] = {**state, "link_outage_s": outages[r.server_id]}
                 findings.extend((r.server_id, f) for f in found)
+            _store_latest(fresh, received, outages)
         site_findings = _store_devices(site_id, fresh_devices)
         result.faults_opened = faults.raise_findings(site_id, findings, site_findings)
     return result

@@ -40,10 +40,28 @@ def _changed(new: list | None, old: list | None) -> bool:
     return new is not None and new != old
 
 
+def link_outages(new: list | None, old: list | None, outage: list | None) -> list | None:
+    """Seconds each chip's links have been going down without a break, across samples: a
+    link-down counter that grew since the last sample extends the outage, one that did not ends
+    it. (Comparing single intervals would miss 5 s + 5 s of one outage split by a sample.)"""
+    if new is None:
+        return None
+    if old is None or new == old:  # no baseline yet (lifetime counters), or nothing grew
+        return [0.0] * len(new)
+    carried = []
+    for index in range(len(new)):
+        grew = _increase(new, old, index)
+        before = outage[index] if outage is not None and index < len(outage) else 0.0
+        carried.append(before + grew if grew > 0 else 0.0)
+    return carried
+
+
 def chip_findings(
     new: dict[str, list | None], old: dict[str, list | None] | None, limits: Limits
-) -> list[Finding]:
-    """``new``/``old``: metric -> per-chip values (None where the metric was not shipped)."""
+) -> tuple[list[Finding], list | None]:
+    """``new``/``old``: metric -> per-chip values (None where the metric was not shipped);
+    ``old`` may carry ``link_outage_s`` from the previous call. Returns the findings and the
+    link outages to carry to the next sample."""
     old = old or {}
     findings: list[Finding] = []
     health, before = new.get("health"), old.get("health")
@@ -56,7 +74,6 @@ def chip_findings(
                 )
     checks = (
         ("ecc_uncorrected", "ecc-uncorrectable", 0.0, "{n:.0f} uncorrectable HBM ECC errors"),
-        ("link_down_s", "link-down", limits.link_down_seconds, "links down {n:.1f} s"),
         ("throttle_s", "thermal-throttle", limits.throttle_seconds, "throttled {n:.1f} s"),
     )
     for metric, rule, limit, text in checks:
@@ -64,11 +81,25 @@ def chip_findings(
         # Fast path: nothing changed since the last sample, nothing to look at chip by chip.
         if not _changed(values, old.get(metric)):
             continue
+        # Throttle seconds are a lifetime counter: without a previous sample there is no
+        # "since". An uncorrectable error on record is a fault whenever it is first seen.
+        if old.get(metric) is None and metric != "ecc_uncorrected":
+            continue
         for index in range(len(values)):
             grew = _increase(values, old.get(metric), index)
             if grew > limit:
                 findings.append(Finding(rule, f"chip {index}: {text.format(n=grew)}", index))
-    return findings
+    before_outage = old.get("link_outage_s")
+    outage = link_outages(new.get("link_down_s"), old.get("link_down_s"), before_outage)
+    if outage is not None and max(outage, default=0.0) > limits.link_down_seconds:
+        limit = limits.link_down_seconds
+        for index, seconds in enumerate(outage):
+            was = before_outage[index] if before_outage and index < len(before_outage) else 0.0
+            if seconds > limit >= was:  # once per outage, when it crosses the limit
+                findings.append(
+                    Finding("link-down", f"chip {index}: links down {seconds:.1f} s", index)
+                )
+    return findings, outage
 
 
 def feed_findings(feeds: dict[str, dict]) -> list[Finding]:

@@ -70,6 +70,28 @@ def test_link_down_past_the_limit_and_throttling_raise_faults(site):
     }
 
 
+def test_a_link_outage_split_across_samples_is_caught(site):
+    from factory.telemetry import codec
+    from factory.telemetry.models import ServerTelemetry
+
+    client, server = site
+
+    def link(seconds):
+        values = [0.0] * 144
+        values[5] = seconds
+        return values
+
+    replies = [
+        post(client, [server_report(server.serial, i + 1, link_down_s=link(s))]).json()
+        for i, s in enumerate((0.0, 5.0, 10.0, 14.0))  # 5 s + 5 s + 4 s of one outage
+    ]
+    assert [r["faults_opened"] for r in replies] == [0, 0, 1, 0]
+    fault = Fault.objects.get()
+    assert (fault.rule, fault.chip_index) == ("link-down", 5)
+    latest = ServerTelemetry.objects.get(ultraserver=server)
+    assert codec.unpack("link_outage_s", latest.link_outage_s)[5] == 14.0
+
+
 def test_feed_loss_raises_a_fault_that_clears_when_the_feed_returns(site, fleet):
     client, _ = site
     source = f"{fleet.racks['alpha'].name}-PDU"

@@ -2,6 +2,11 @@
 
 from factory.telemetry.rules import Limits, chip_findings, coolant_findings, feed_findings
 
+
+def findings(new, old, limits=None):
+    return chip_findings(new, old, limits or LIMITS)[0]
+
+
 LIMITS = Limits(link_down_seconds=7, throttle_seconds=5, coolant_max_c=45)
 
 
@@ -17,15 +22,15 @@ def sample(n=4, **overrides):
 
 
 def test_quiet_sample_finds_nothing():
-    assert chip_findings(sample(), sample(), LIMITS) == []
-    assert chip_findings(sample(), None, LIMITS) == []
+    assert findings(sample(), sample()) == []
+    assert findings(sample(), None) == []
 
 
 def test_chip_down_fires_once_on_the_change():
     before, after = sample(), sample(health=[0, 0, 2, 0])
-    found = chip_findings(after, before, LIMITS)
+    found = findings(after, before)
     assert [(f.rule, f.chip) for f in found] == [("chip-down", 2)]
-    assert chip_findings(after, after, LIMITS) == []
+    assert findings(after, after) == []
 
 
 def test_counters_compare_with_the_previous_sample():
@@ -33,7 +38,7 @@ def test_counters_compare_with_the_previous_sample():
     after = sample(
         ecc_uncorrected=[0, 4, 0, 0], link_down_s=[0, 0, 12.0, 8.0], throttle_s=[6.0, 0, 0, 1.0]
     )
-    found = {(f.rule, f.chip) for f in chip_findings(after, before, LIMITS)}
+    found = {(f.rule, f.chip) for f in findings(after, before)}
     # chip 2's link was down only 2 s more; chip 3's 8 s is past the 7 s limit
     assert found == {("ecc-uncorrectable", 1), ("link-down", 3), ("thermal-throttle", 0)}
 
@@ -41,14 +46,38 @@ def test_counters_compare_with_the_previous_sample():
 def test_a_counter_reset_counts_from_zero():
     before = sample(ecc_uncorrected=[5, 0, 0, 0])
     after = sample(ecc_uncorrected=[1, 0, 0, 0])  # the chip was replaced, then one error
-    assert [(f.rule, f.chip) for f in chip_findings(after, before, LIMITS)] == [
-        ("ecc-uncorrectable", 0)
-    ]
+    assert [(f.rule, f.chip) for f in findings(after, before)] == [("ecc-uncorrectable", 0)]
 
 
 def test_missing_metrics_are_not_judged():
     after = {"health": None, "ecc_uncorrected": None, "link_down_s": None, "throttle_s": None}
-    assert chip_findings(after, sample(), LIMITS) == []
+    assert findings(after, sample()) == []
+
+
+def test_one_outage_split_across_samples_is_still_one_outage():
+    outage = None
+    old = sample()
+    seen = []
+    for down in (4.0, 8.0, 12.0, 12.0, 15.0):  # 4 s + 4 s + 4 s, a pause, then 3 s
+        new = sample(link_down_s=[0.0, down, 0.0, 0.0])
+        found, outage = chip_findings(new, {**old, "link_outage_s": outage}, LIMITS)
+        seen.append(([(f.rule, f.chip) for f in found], outage[1]))
+        old = new
+    assert seen == [
+        ([], 4.0),
+        ([("link-down", 1)], 8.0),  # crosses 7 s: one finding
+        ([], 12.0),  # still the same outage: no second finding
+        ([], 0.0),  # the link came back
+        ([], 3.0),  # a new, short outage
+    ]
+
+
+def test_lifetime_counters_need_a_baseline():
+    history = sample(link_down_s=[0.0, 500.0, 0.0, 0.0], throttle_s=[900.0, 0, 0, 0])
+    assert findings(history, None) == []  # first sample of a server: no "since" yet
+    assert [f.rule for f in findings(sample(ecc_uncorrected=[0, 2, 0, 0]), None)] == [
+        "ecc-uncorrectable"
+    ]
 
 
 def test_feed_and_coolant():

@@ -16,6 +16,9 @@ class ServerTelemetry(PackedChipMetrics):
     ts = models.DateTimeField()
     chips = models.PositiveSmallIntegerField()
     received_at = models.DateTimeField()
+    link_outage_s = models.BinaryField(
+        null=True, help_text="Per chip: seconds its links have been going down without a break."
+    )
 
     class Meta:
         verbose_name_plural = "server telemetry"
