@@ -11,11 +11,6 @@ def percent(part: float | None, whole: float | None) -> float:
     return round(min(100.0, 100.0 * part / whole), 1)
 
 
-def kw(watts: float | None) -> str:
-    """Watts for people: 187800 → "187.8 kW"."""
-    return "–" if watts is None else f"{watts / 1000:,.1f} kW"
-
-
 @dataclass(frozen=True)
 class Line:
     points: str  # SVG polyline points

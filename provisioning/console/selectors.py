@@ -5,23 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Count, Sum
+from django.db.models import Count
 from django.utils import timezone
 
-from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
-from factory.inventory.power import FeedCapacity, protected_budget
-from factory.inventory.selectors import MAX_POWER_W
+from factory.inventory.models import Chip, Site, UltraServer
+from factory.inventory.power import kw
 from factory.telemetry import codec
-from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models import (
-    DeviceReading,
     Fault,
     ServerRollup,
     ServerSample,
     ServerTelemetry,
 )
+from factory.telemetry.services import rack_power
 from provisioning.choices import ACTIVE_WORKFLOW_STATES
-from provisioning.console.charts import heat_class, kw, line, percent
+from provisioning.console import charts
+from provisioning.console.charts import heat_class, percent
 from provisioning.models import Workflow, WorkflowTarget
 from tenants.access import Actor, scope_queryset
 from tenants.models import AuditEvent
@@ -44,35 +43,12 @@ def workflows_for(actor: Actor):
     return scope_queryset(Workflow.objects.select_related("site"), actor, ("site__tenant",))
 
 
-def _feeds_by_rack(site_ids) -> dict[int, list[PowerFeed]]:
-    feeds = defaultdict(list)
-    for feed in PowerFeed.objects.filter(rack__site_id__in=site_ids).order_by("path", "name"):
-        feeds[feed.rack_id].append(feed)
-    return feeds
-
-
-def _drawn_by_feed(site_ids) -> dict[str, float]:
-    drawn: dict[str, float] = {}
-    for reading in DeviceReading.objects.filter(site_id__in=site_ids, kind=DeviceKind.PDU):
-        for name, value in reading.values.get("feeds", {}).items():
-            drawn[name] = float(value.get("power_w", 0.0)) if value.get("up") else 0.0
-    return drawn
-
-
 def fleet(actor: Actor) -> list[dict]:
     sites = list(sites_for(actor).order_by("code"))
     ids = [s.pk for s in sites]
-    committed = dict(
-        UltraServer.objects.filter(rack__site_id__in=ids)
-        .values_list("rack__site_id")
-        .annotate(w=Sum(MAX_POWER_W))
-        .values_list("rack__site_id", "w")
-    )
-    racks_by_site = defaultdict(list)
-    for rack in Rack.objects.filter(site_id__in=ids):
-        racks_by_site[rack.site_id].append(rack)
-    feeds = _feeds_by_rack(ids)
-    drawn_by_feed = _drawn_by_feed(ids)
+    power = defaultdict(list)
+    for line in rack_power(ids):
+        power[line.rack.site_id].append(line)
     chips = defaultdict(dict)
     for site_id, health, n in (
         Chip.objects.filter(ultraserver__rack__site_id__in=ids)
@@ -94,17 +70,12 @@ def fleet(actor: Actor) -> list[dict]:
     )
     rows = []
     for site in sites:
-        budget = sum(
-            protected_budget(FeedCapacity(f.path, f.capacity_watts) for f in feeds[r.pk]).watts
-            for r in racks_by_site[site.pk]
-            if feeds[r.pk]
-        )
-        drawn = sum(
-            drawn_by_feed.get(f.name, 0.0) for r in racks_by_site[site.pk] for f in feeds[r.pk]
-        )
+        racks = power[site.pk]
+        budget = sum(line.budget_w for line in racks)
+        drawn = sum(line.drawn_w or 0.0 for line in racks)
+        site_committed = sum(line.committed_w for line in racks)
         contracted = float(site.contracted_power_kw) * 1000
         cooling = float(site.contracted_cooling_kw) * 1000
-        site_committed = float(committed.get(site.pk) or 0)
         counts = chips[site.pk]
         rows.append(
             {
@@ -132,9 +103,6 @@ def fleet(actor: Actor) -> list[dict]:
 
 
 def site_page(site: Site) -> dict:
-    racks = list(Rack.objects.filter(site=site).order_by("name"))
-    feeds = _feeds_by_rack([site.pk])
-    drawn_by_feed = _drawn_by_feed([site.pk])
     servers = defaultdict(list)
     failed = dict(
         Chip.objects.filter(ultraserver__rack__site=site, health="failed")
@@ -162,22 +130,14 @@ def site_page(site: Site) -> dict:
                 "workflow": held.get(server.pk),
             }
         )
-    committed_by_rack = {
-        rack_id: float(w or 0)
-        for rack_id, w in UltraServer.objects.filter(rack__site=site)
-        .values_list("rack_id")
-        .annotate(w=Sum(MAX_POWER_W))
-        .values_list("rack_id", "w")
-    }
     columns = []
-    for rack in racks:
-        rack_feeds = feeds[rack.pk]
-        committed = committed_by_rack.get(rack.pk, 0.0)
+    for line in rack_power([site.pk]):
+        rack, committed = line.rack, line.committed_w
         paths = []
         for path in ("A", "B"):
-            on_path = [f for f in rack_feeds if f.path == path]
+            on_path = [f for f in line.feeds if f.path == path]
             capacity = sum(f.capacity_watts for f in on_path)
-            drawn = sum(drawn_by_feed.get(f.name, 0.0) for f in on_path)
+            drawn = sum(line.drawn_by_feed.get(f.name, 0.0) for f in on_path)
             paths.append(
                 {
                     "path": path,
@@ -244,8 +204,8 @@ def server_page(server: UltraServer, metric: str) -> dict:
             .order_by("ts")
             .values_list("ts", "power_total_w", "temp_max_c")[:720]
         )
-    power = line([(f"{t:%H:%M}", p / 1000 if p else None) for t, p, _ in rollups])
-    temperature = line([(f"{t:%H:%M}", c) for t, _, c in rollups])
+    power = charts.line([(f"{t:%H:%M}", p / 1000 if p else None) for t, p, _ in rollups])
+    temperature = charts.line([(f"{t:%H:%M}", c) for t, _, c in rollups])
     history = list(
         AuditEvent.objects.filter(
             object_type="inventory.ultraserver", object_id=str(server.pk)

@@ -1,6 +1,6 @@
 """The console's pure drawing helpers."""
 
-from provisioning.console.charts import heat_class, kw, line, percent
+from provisioning.console.charts import heat_class, line, percent
 from tests.purity import imported_modules
 
 
@@ -29,10 +29,9 @@ def test_line_scales_into_the_box():
     assert line([("a", None), ("b", None)]) is None
 
 
-def test_cells_and_power_words():
+def test_cells():
     assert heat_class("health", None, "failed") == "bad"
     assert heat_class("temp", 86.0, "ok") == "bad"
     assert heat_class("temp", 80.0, "ok") == "warn"
     assert heat_class("util", 0.9, "ok") == "busy"
     assert heat_class("util", 0.1, "ok") == "idle"
-    assert kw(187_800) == "187.8 kW" and kw(None) == "–"
