@@ -67,7 +67,7 @@ def _handler(handle_get, handle_post, credentials: str | None):
                 status, body, headers = fn(*args)
             except HttpError as exc:
                 return self._send(exc.status, error_body(exc.message))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
                 return self._send(400, error_body(f"bad request: {exc}"))
             self._send(status, body, headers)
 

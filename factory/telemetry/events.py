@@ -21,6 +21,9 @@ RULE_FOR_EVENT = {
 }
 
 
+SERVER_RULES = frozenset({"chip-down", "ecc-uncorrectable", "link-down"})
+
+
 def record_events(agent, events: list[dict]) -> int:
     serials = {e["source"] for e in events}
     servers = {
@@ -43,6 +46,11 @@ def record_events(agent, events: list[dict]) -> int:
             )
         if rule is None:
             continue
+        if server is None and rule in SERVER_RULES:
+            raise exceptions.ValidationError(
+                {f"events[{i}].source": [f"No UltraServer {event['source']!r} at this site."]},
+                code="unknown_source",
+            )
         detail = event.get("message") or f"{event['kind']} reported by {event['source']}"
         if server is not None:
             server_findings.append((server.pk, Finding(rule, detail, event.get("chip"))))

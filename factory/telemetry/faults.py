@@ -15,10 +15,16 @@ from django.utils import timezone
 
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, UltraServer
+from factory.inventory.services import transition
 from factory.telemetry.models import Fault
 from factory.telemetry.rules import Finding
+from tenants.access import SYSTEM
+from tenants.choices import AuditSource
+from tenants.services.changes import ChangeContext, save_object
 
 log = logging.getLogger(__name__)
+
+RULES_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 
 # sender=Fault, faults=[Fault] (new server faults, after commit)
 fault_opened = Signal()
@@ -88,14 +94,24 @@ def raise_findings(
 
 
 def flag_server(fault: Fault) -> None:
-    """The maintenance flag and the reason on the server; a broken chip marked failed."""
-    UltraServer.objects.filter(pk=fault.ultraserver_id).update(
-        in_maintenance=True, fault_reason=fault.detail[:500], updated_at=timezone.now()
+    """The maintenance flag and the reason on the server; a broken chip marked failed. Through
+    the inventory's audited paths, like any other change to them."""
+    state = UltraServer.objects.values_list("lifecycle_state", flat=True).get(
+        pk=fault.ultraserver_id
+    )
+    transition(
+        fault.ultraserver_id,
+        state,
+        RULES_CTX,
+        fields={"in_maintenance": True, "fault_reason": fault.detail[:500]},
     )
     if fault.rule in CHIP_RULES and fault.chip_index is not None:
-        Chip.objects.filter(ultraserver_id=fault.ultraserver_id, index=fault.chip_index).update(
-            health=ChipHealth.FAILED, health_note=fault.detail[:500]
-        )
+        chip = Chip.objects.filter(
+            ultraserver_id=fault.ultraserver_id, index=fault.chip_index
+        ).first()
+        if chip is not None and chip.health != ChipHealth.FAILED:
+            chip.health, chip.health_note = ChipHealth.FAILED, fault.detail[:500]
+            save_object(chip, RULES_CTX)
 
 
 def _announce(opened: list[Fault]) -> None:

@@ -104,17 +104,11 @@ def ultraserver(request, pk: int):
 
 @console_login
 def workflows(request):
-    rows = selectors.workflow_rows(_actor(request))
+    actor = _actor(request)
+    rows = selectors.workflow_rows(actor)
     if request.headers.get("HX-Request"):
-        return render(
-            request,
-            "console/_workflows.html",
-            {
-                **rows,
-                "actor": _actor(request),
-                "is_provider_admin": _actor(request).is_provider_admin,
-            },
-        )
+        context = {**rows, "actor": actor, "is_provider_admin": actor.is_provider_admin}
+        return render(request, "console/_workflows.html", context)
     return _page(request, "console/workflows.html", **rows)
 
 

@@ -117,3 +117,31 @@ def test_provider_admin_starts_and_pauses_a_rolling_upgrade(client, demo):
     # a tenant's admin may not steer it
     login(client, "anna.schneider")
     assert client.post(f"/console/workflows/{workflow.pk}/resume/").status_code == 403
+
+
+def test_a_bad_upgrade_form_says_why_and_starts_nothing(client, demo):
+    login(client, "admin")
+    fra = demo["FRA1"]
+    servers = [s.pk for s in UltraServer.objects.filter(rack__site=fra)]
+    form = {"site": fra.pk, "servers": servers, "firmware_version": "2026.11.0"}
+    for bad, says in (
+        ({"batch_size": "lots"}, "invalid literal"),
+        ({"servers": []}, "Choose at least one UltraServer."),
+        ({"firmware_version": ""}, "Choose a firmware version."),
+    ):
+        response = client.post("/console/workflows/new-upgrade/", {**form, **bad})
+        assert response.status_code == 200
+        assert says in response.content.decode()
+    # An artifact the tenant's provenance rule refuses: the refusal is shown, not a 500.
+    from provisioning.models import FirmwareRelease
+
+    model = UltraServer.objects.filter(rack__site=fra).first().model
+    FirmwareRelease.objects.create(
+        model=model, version="9.9-unsigned", origin="aws-neuron", signed=False
+    )
+    refused = client.post(
+        "/console/workflows/new-upgrade/", {**form, "firmware_version": "9.9-unsigned"}
+    )
+    assert refused.status_code == 200
+    assert "Refused by the tenant&#x27;s sovereignty rules" in refused.content.decode()
+    assert not Workflow.objects.exists()

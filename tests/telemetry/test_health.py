@@ -158,6 +158,22 @@ def test_an_event_naming_an_impossible_chip_is_400(site):
     )
     assert beyond.status_code == 400
     assert beyond.json()["errors"][0]["field"] == "events[0].chip"
+    nobody = client.post(
+        "/api/v1/agent/events/",
+        {
+            "events": [
+                {
+                    "source": "NOPE-1",
+                    "kind": "chip-failure",
+                    "chip": 1,
+                    "timestamp": "2026-11-28T10:00Z",
+                }
+            ]
+        },
+        format="json",
+    )
+    assert nobody.status_code == 400
+    assert nobody.json()["errors"][0]["field"] == "events[0].source"
     assert not Fault.objects.exists()
 
 

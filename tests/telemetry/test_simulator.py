@@ -179,5 +179,12 @@ def test_served_over_http_with_auth_and_a_fault_endpoint():
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(bad)
         assert refused.value.code == 400
+        for body in ({"target": serial, "chip": 999}, {"target": serial, "chip": "x"}):
+            repair = urllib.request.Request(
+                f"{server.control_url}/sim/repair", data=json.dumps(body).encode(), method="POST"
+            )
+            with pytest.raises(urllib.error.HTTPError) as bad:
+                urllib.request.urlopen(repair)
+            assert bad.value.code == 400
     finally:
         server.stop()

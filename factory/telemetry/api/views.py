@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -39,7 +40,7 @@ class AgentTelemetryView(APIView):
     def post(self, request):
         agent = request.auth
         length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > ingest.settings.TELEMETRY_MAX_BATCH_BYTES:
+        if length > settings.TELEMETRY_MAX_BATCH_BYTES:
             raise ingest.BatchRejected("reports", "too_large", "Batch too large.")
         body = request._request.read()
         result = ingest.ingest(agent, body, egress.allowed_categories(agent.site))
@@ -78,7 +79,7 @@ class AgentConfigView(APIView):
         return Response(
             {
                 "site": agent.site.code,
-                "interval_seconds": ingest.settings.TELEMETRY_INTERVAL_SECONDS,
+                "interval_seconds": settings.TELEMETRY_INTERVAL_SECONDS,
                 "telemetry_categories": categories,
                 "metrics": egress.metrics_for(categories),
             }
