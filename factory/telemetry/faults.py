@@ -86,25 +86,28 @@ def raise_findings(
     ]
     opened = _open(site_id, candidates)
     on_servers = [f for f in opened if f.ultraserver_id]
+    flagged = set()
     for fault in on_servers:
-        flag_server(fault)
+        flag_server(fault, flag=fault.ultraserver_id not in flagged)
+        flagged.add(fault.ultraserver_id)
     if on_servers:
         transaction.on_commit(lambda: _announce(on_servers))
     return len(opened)
 
 
-def flag_server(fault: Fault) -> None:
-    """The maintenance flag and the reason on the server; a broken chip marked failed. Through
-    the inventory's audited paths, like any other change to them."""
-    state = UltraServer.objects.values_list("lifecycle_state", flat=True).get(
-        pk=fault.ultraserver_id
-    )
-    transition(
-        fault.ultraserver_id,
-        state,
-        RULES_CTX,
-        fields={"in_maintenance": True, "fault_reason": fault.detail[:500]},
-    )
+def flag_server(fault: Fault, *, flag: bool = True) -> None:
+    """The maintenance flag and the reason on the server (once per batch), a broken chip marked
+    failed. Through the inventory's audited paths, like any other change to them."""
+    if flag:
+        state = UltraServer.objects.values_list("lifecycle_state", flat=True).get(
+            pk=fault.ultraserver_id
+        )
+        transition(
+            fault.ultraserver_id,
+            state,
+            RULES_CTX,
+            fields={"in_maintenance": True, "fault_reason": fault.detail[:500]},
+        )
     if fault.rule in CHIP_RULES and fault.chip_index is not None:
         chip = Chip.objects.filter(
             ultraserver_id=fault.ultraserver_id, index=fault.chip_index

@@ -42,6 +42,8 @@ class AgentTelemetryView(APIView):
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.TELEMETRY_MAX_BATCH_BYTES:
             raise ingest.BatchRejected("reports", "too_large", "Batch too large.")
+        # The raw bytes, read once: request.body would apply the 2.5 MB form-upload limit, and
+        # request.data would parse the JSON a second, slower way.
         body = request._request.read()
         result = ingest.ingest(agent, body, egress.allowed_categories(agent.site))
         seen(agent)
