@@ -22,6 +22,7 @@ def setup_django() -> None:
     """Point Django at a fresh benchmark database and migrate it."""
     import psycopg
 
+    RESULTS.mkdir(exist_ok=True)  # process logs go here before any result is written
     os.environ["DATABASE_URL"] = BENCH_DB
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "factory.settings.base"
