@@ -16,7 +16,10 @@ FOREIGN_PRE_CHAIN = [
 def _renderer():
     if getattr(settings, "LOG_JSON", False):
         return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer(colors=False)
+    # Tracebacks are already text (format_exc_info, which JSON needs too): print them plainly.
+    return structlog.dev.ConsoleRenderer(
+        colors=False, exception_formatter=structlog.dev.plain_traceback
+    )
 
 
 class _LazyRenderer:
