@@ -53,14 +53,16 @@ def _open_maintenance(sender, faults, **kwargs) -> None:
             )
 
 
-def _wake_step(sender, command_id, requested_by: str, **kwargs) -> None:
-    """An agent answered: look at the waiting step now rather than at its next poll."""
-    if not requested_by.startswith("step:"):
-        return
-    from provisioning.engine import hint
+def _wake_step(sender, finished, **kwargs) -> None:
+    """Agents answered: look at the waiting steps now rather than at their next poll."""
+    from provisioning.engine import _queue_steps
     from provisioning.models import Step
-    from provisioning.tasks import run_step
 
-    step_id = int(requested_by.split(":", 1)[1])
-    Step.objects.filter(pk=step_id, state="waiting").update(next_check_at=None)
-    hint(run_step, step_id)
+    step_ids = [
+        int(requested_by.split(":", 1)[1])
+        for _, requested_by in finished
+        if requested_by.startswith("step:")
+    ]
+    if step_ids:
+        Step.objects.filter(pk__in=step_ids, state="waiting").update(next_check_at=None)
+        _queue_steps(step_ids)

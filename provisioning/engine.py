@@ -24,6 +24,7 @@ from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from factory.agents.models import AgentCommand
 from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, PowerFeed, UltraServer
@@ -46,6 +47,8 @@ from tenants.services.changes import ChangeContext
 
 logger = structlog.get_logger(__name__)
 MAX_LOST_LEASES = 3
+#: Steps per message, claim and transaction (see ``_queue_steps``).
+STEP_BATCH = 25
 ENGINE_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 
 #: The failed state of each in-progress lifecycle state.
@@ -92,9 +95,21 @@ def hint(task, *args) -> None:
 
 
 def _queue_step(step_id: int) -> None:
-    from provisioning.tasks import run_step
+    _queue_steps([step_id])
 
-    hint(run_step, step_id)
+
+def _queue_steps(step_ids) -> None:
+    """Hint due steps in chunks of ``STEP_BATCH``: a chunk shares one message, one claim and
+    one transaction, and several chunks keep every worker busy."""
+    from provisioning.tasks import run_step, run_steps
+
+    ids = list(step_ids)
+    for i in range(0, len(ids), STEP_BATCH):
+        chunk = ids[i : i + STEP_BATCH]
+        if len(chunk) == 1:
+            hint(run_step, chunk[0])
+        else:
+            hint(run_steps, chunk)
 
 
 def _queue_advance(workflow_id: int) -> None:
@@ -105,53 +120,181 @@ def _queue_advance(workflow_id: int) -> None:
 
 # --- Steps ---------------------------------------------------------------------------------
 
+DUE_WORKFLOW_STATES = (WorkflowState.RUNNING, WorkflowState.PAUSED, WorkflowState.CANCELLING)
+#: The step columns a run may change; written for the whole batch in one statement.
+STEP_FIELDS = [
+    "state",
+    "attempt",
+    "lease_owner",
+    "lease_expires_at",
+    "next_check_at",
+    "deadline_at",
+    "external_ref",
+    "input",
+    "output",
+    "error",
+    "started_at",
+    "finished_at",
+]
+
+
+def claim_steps(step_ids, owner: str) -> list[int]:
+    """Compare-and-set due steps to RUNNING under a lease, committed at once. Skipped: steps
+    not due, whose workflow is not running, or that another worker has (or is claiming)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Step.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                Q(next_check_at__isnull=True) | Q(next_check_at__lte=now),
+                pk__in=list(step_ids),
+                state__in=(StepState.READY, StepState.WAITING),
+                workflow__state__in=DUE_WORKFLOW_STATES,
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            Step.objects.filter(pk__in=ids).update(
+                state=StepState.RUNNING,
+                attempt=Greatest(F("attempt"), 1),
+                lease_owner=owner,
+                lease_expires_at=now + dt.timedelta(seconds=settings.WORKFLOW_LEASE_SECONDS),
+                started_at=Coalesce(F("started_at"), Value(now)),
+            )
+    return ids
+
 
 def claim_step(step_id: int, owner: str) -> bool:
-    """Compare-and-set a due step to RUNNING under a lease, in one UPDATE. False: not due, its
-    workflow is not running, or another worker has it."""
-    now = timezone.now()
-    return bool(
-        Step.objects.filter(
-            Q(next_check_at__isnull=True) | Q(next_check_at__lte=now),
-            pk=step_id,
-            state__in=(StepState.READY, StepState.WAITING),
-            workflow__state__in=(
-                WorkflowState.RUNNING,
-                WorkflowState.PAUSED,
-                WorkflowState.CANCELLING,
-            ),
-        ).update(
-            state=StepState.RUNNING,
-            attempt=Greatest(F("attempt"), 1),
-            lease_owner=owner,
-            lease_expires_at=now + dt.timedelta(seconds=settings.WORKFLOW_LEASE_SECONDS),
-            started_at=Coalesce(F("started_at"), Value(now)),
-        )
-    )
+    return bool(claim_steps([step_id], owner))
 
 
 def run_step(step_id: int, owner: str | None = None) -> str:
     """Claim, act, finish. Safe to call any number of times for the same step."""
+    return run_steps([step_id], owner).get(step_id, "not-due")
+
+
+def run_steps(step_ids, owner: str | None = None) -> dict[int, str]:
+    """Claim the due ones of ``step_ids``, then act and finish them in one transaction, each
+    server's following steps too as far as they go without waiting. Safe to call any number of
+    times. If one step's handler breaks the shared transaction, each claimed step runs again
+    alone, so one bad step cannot hold back its batch-mates."""
     owner = owner or worker_name()
-    if not claim_step(step_id, owner):
-        return "not-due"
-    with transaction.atomic():
-        step = (
+    claimed = claim_steps(step_ids, owner)
+    if not claimed:
+        return {}
+    try:
+        with transaction.atomic():
+            return _StepBatch(claimed, owner).run()
+    except Exception:
+        if len(claimed) == 1:
+            raise
+        logger.warning("a step broke its batch; running each alone", steps=claimed)
+    results: dict[int, str] = {}
+    for step_id in claimed:
+        try:
+            with transaction.atomic():
+                results.update(_StepBatch([step_id], owner).run())
+        except Exception:  # its lease expires and the reconciler hands it back
+            logger.exception("step raised; its lease will expire", step=step_id)
+            results[step_id] = "error"
+    return results
+
+
+class _StepBatch:
+    """One transaction over claimed steps: every row they need is read in a few statements
+    (steps and their siblings, servers locked, awaited commands), the handlers run, and the
+    step rows and history are written in bulk at the end. A step that finishes hands over to
+    its server's next step in the same pass, so a hardware step's result and the next
+    command's submission share one commit. The failure path writes what is pending first and
+    then goes the plain way (it is rare, and it reads the database)."""
+
+    def __init__(self, step_ids: list[int], owner: str):
+        self.step_ids, self.owner = step_ids, owner
+        self.now = timezone.now()
+        self.dirty: dict[int, Step] = {}
+        self.events: list[WorkflowEvent] = []
+        self.advance: set[int] = set()
+        self.results: dict[int, str] = {}
+
+    def run(self) -> dict[int, str]:
+        steps = list(
             Step.objects.select_for_update(of=("self",))
             .select_related("workflow__site", "target")
-            .filter(pk=step_id)
-            .first()
+            .filter(pk__in=self.step_ids)
+            .order_by("pk")
         )
-        if step is None or step.state != StepState.RUNNING or step.lease_owner != owner:
-            return "lease-lost"
+        mine = []
+        for step in steps:
+            if step.state == StepState.RUNNING and step.lease_owner == self.owner:
+                mine.append(step)
+            else:
+                self.results[step.pk] = "lease-lost"
+        if not mine:
+            return self.results
+        by_pk = {step.pk: step for step in mine}
+        self.siblings: dict[int, list[Step]] = defaultdict(list)
+        target_ids = {step.target_id for step in mine if step.target_id}
+        for sibling in Step.objects.filter(target_id__in=target_ids).order_by("target_id", "seq"):
+            self.siblings[sibling.target_id].append(by_pk.get(sibling.pk, sibling))
+        server_ids = sorted({step.target.ultraserver_id for step in mine if step.target_id})
+        self.servers = {
+            server.pk: server
+            for server in UltraServer.objects.select_for_update(of=("self",))
+            .select_related("model", "rack__site")
+            .filter(pk__in=server_ids)
+            .order_by("pk")
+        }
+        refs = [step.external_ref for step in mine if step.external_ref]
+        self.commands = {str(c.pk): c for c in AgentCommand.objects.filter(pk__in=refs)}
+        for step in mine:
+            self._run_chain(step)
+        self.flush()
+        for workflow_id in self.advance:
+            _queue_advance(workflow_id)
+        return self.results
+
+    def _run_chain(self, step: Step) -> None:
+        first = step.pk
+        while step is not None:
+            outcome = self._run_one(step)
+            self.results.setdefault(first, type(outcome).__name__.lower())
+            step = self._following(step) if isinstance(outcome, Done) else None
+
+    def _following(self, step: Step) -> Step | None:
+        """The server's next pending step, now running under this batch's lease."""
+        following = next(
+            (
+                s
+                for s in self.siblings.get(step.target_id, ())
+                if s.seq > step.seq and s.state == StepState.PENDING
+            ),
+            None,
+        )
+        if following is None:
+            return None
+        following.workflow, following.target = step.workflow, step.target
+        following.state = StepState.RUNNING
+        following.attempt = max(following.attempt, 1)
+        following.started_at = following.started_at or self.now
+        self.dirty[following.pk] = following
+        return following
+
+    def _run_one(self, step: Step):
         workflow, target = step.workflow, step.target
-        server = (
-            UltraServer.objects.select_related("model", "rack__site").get(pk=target.ultraserver_id)
-            if target
-            else None
-        )
+        server = self.servers.get(target.ultraserver_id) if target else None
         definition = definition_for(workflow.kind)
-        run = StepRun(step, workflow, target, server, ENGINE_CTX, timezone.now())
+        run = StepRun(
+            step,
+            workflow,
+            target,
+            server,
+            ENGINE_CTX,
+            self.now,
+            server_locked=server is not None,
+            commands=self.commands,
+            siblings=self.siblings.get(step.target_id, []),
+        )
         if step.deadline_at is None:
             timeout = definition.step(step.name).timeout_seconds
             if timeout:
@@ -163,79 +306,76 @@ def run_step(step_id: int, owner: str | None = None) -> str:
                 outcome = definition.step(step.name).run(run)
             except lifecycle.InvalidTransition as exc:
                 outcome = Fail(str(exc))
+        if run.server is not None:
+            self.servers[run.server.pk] = run.server
         for kind, message in run.events:
-            event(workflow.pk, kind, message, step=step, target=target)
-        _apply(step, workflow, target, outcome, run)
-    return type(outcome).__name__.lower()
+            self._event(step, kind, message)
+        self._apply(step, outcome, run)
+        return outcome
 
-
-def _apply(step: Step, workflow: Workflow, target, outcome, run: StepRun) -> None:
-    now = run.now
-    step.lease_owner, step.lease_expires_at = "", None
-    fields = [
-        "state",
-        "lease_owner",
-        "lease_expires_at",
-        "output",
-        "attempt",
-        "next_check_at",
-        "deadline_at",
-    ]
-    if isinstance(outcome, Wait):
-        step.state = StepState.WAITING
-        step.next_check_at = now + dt.timedelta(seconds=outcome.seconds)
-        if outcome.external_ref is not None:
-            step.external_ref = outcome.external_ref
-            fields.append("external_ref")
-            event(workflow.pk, "submitted", outcome.message, step=step, target=target)
-        step.save(update_fields=fields)
-        return
-    step.finished_at = now
-    step.next_check_at = None
-    fields += ["finished_at", "error"]
-    if isinstance(outcome, Done):
-        step.state = StepState.SUCCEEDED
-        step.output = {**step.output, **outcome.output}
-        step.save(update_fields=fields)
-        event(
-            workflow.pk,
-            "step-succeeded",
-            outcome.message or f"{step.name} succeeded",
-            step=step,
-            target=target,
+    def _event(self, step: Step, kind: str, message: str) -> None:
+        self.events.append(
+            WorkflowEvent(
+                workflow_id=step.workflow_id,
+                step=step,
+                target=step.target,
+                kind=kind,
+                message=message[:1000],
+                actor="engine",
+            )
         )
-        _after_step_succeeded(step, workflow, target)
-        return
-    step.state = StepState.FAILED
-    step.error = outcome.error[:1000]
-    step.save(update_fields=fields)
-    event(
-        workflow.pk, "step-failed", f"{step.name} failed: {outcome.error}", step=step, target=target
-    )
-    _after_step_failed(step, workflow, target, outcome, run)
 
+    def _target_event(self, workflow_id, kind, message, *, target) -> None:
+        self.events.append(
+            WorkflowEvent(
+                workflow_id=workflow_id, target=target, kind=kind, message=message, actor="engine"
+            )
+        )
 
-def _next_pending(step: Step) -> Step | None:
-    return (
-        Step.objects.filter(target_id=step.target_id, seq__gt=step.seq, state=StepState.PENDING)
-        .order_by("seq")
-        .first()
-    )
+    def _apply(self, step: Step, outcome, run: StepRun) -> None:
+        step.lease_owner, step.lease_expires_at = "", None
+        self.dirty[step.pk] = step
+        if isinstance(outcome, Wait):
+            step.state = StepState.WAITING
+            step.next_check_at = self.now + dt.timedelta(seconds=outcome.seconds)
+            if outcome.external_ref is not None:
+                step.external_ref = outcome.external_ref
+                self._event(step, "submitted", outcome.message)
+            return
+        step.finished_at = self.now
+        step.next_check_at = None
+        if isinstance(outcome, Done):
+            step.state = StepState.SUCCEEDED
+            step.output = {**step.output, **outcome.output}
+            self._event(step, "step-succeeded", outcome.message or f"{step.name} succeeded")
+            target = step.target
+            if target is not None and self._following_exists(step) is False:
+                compensated = any(
+                    s.state == StepState.FAILED for s in self.siblings.get(step.target_id, ())
+                )
+                state = TargetState.ROLLED_BACK if compensated else TargetState.SUCCEEDED
+                _finish_target(target, state, "", record=self._target_event)
+                self.advance.add(step.workflow_id)
+            return
+        step.state = StepState.FAILED
+        step.error = outcome.error[:1000]
+        self._event(step, "step-failed", f"{step.name} failed: {outcome.error}")
+        self.flush()  # the failure path reads and writes the database directly
+        _after_step_failed(step, step.workflow, step.target, outcome, run)
 
+    def _following_exists(self, step: Step) -> bool:
+        return any(
+            s.seq > step.seq and s.state == StepState.PENDING
+            for s in self.siblings.get(step.target_id, ())
+        )
 
-def _after_step_succeeded(step: Step, workflow: Workflow, target) -> None:
-    following = _next_pending(step)
-    if following is not None:
-        following.state = StepState.READY
-        following.next_check_at = None
-        following.save(update_fields=["state", "next_check_at"])
-        _queue_step(following.pk)
-        return
-    if target is None:
-        return
-    compensated = Step.objects.filter(target=target, state=StepState.FAILED).exists()
-    _finish_target(target, TargetState.ROLLED_BACK if compensated else TargetState.SUCCEEDED, "")
-    _queue_advance(workflow.pk)
+    def flush(self) -> None:
+        if self.dirty:
+            Step.objects.bulk_update(list(self.dirty.values()), STEP_FIELDS)
+            self.dirty.clear()
+        if self.events:
+            WorkflowEvent.objects.bulk_create(self.events)
+            self.events.clear()
 
 
 def _after_step_failed(step, workflow, target, outcome: Fail, run: StepRun) -> None:
@@ -299,13 +439,14 @@ def _mark_server_failed(server_id: int, error: str) -> None:
         transition(server_id, server.lifecycle_state, ENGINE_CTX, fields=fields)
 
 
-def _finish_target(target: WorkflowTarget, state: str, error: str) -> None:
+def _finish_target(target: WorkflowTarget, state: str, error: str, *, record=None) -> None:
+    """``record`` (default: write now) takes the history event, so a batch keeps its order."""
     target.state = state
     target.active = False
     target.finished_at = timezone.now()
     target.error = (error or target.error)[:1000]
     target.save(update_fields=["state", "active", "finished_at", "error", "verified_state"])
-    event(
+    (record or event)(
         target.workflow_id,
         f"target-{state}",
         f"server {target.ultraserver_id}: {state}",
@@ -498,8 +639,7 @@ def _start_batch(workflow: Workflow, definition, now) -> str:
     )
     label = "canary batch" if batch == 0 and definition.canary_size(workflow) else f"batch {batch}"
     event(workflow.pk, "batch-started", f"{label}: {len(chosen)} UltraServers")
-    for step_id in first_steps:
-        _queue_step(step_id)
+    _queue_steps(first_steps)
     return "started"
 
 

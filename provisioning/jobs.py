@@ -83,10 +83,16 @@ def reconcile(limit: int = 5000) -> dict:
         .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
         .values_list("pk", flat=True)[:limit]
     )
-    from provisioning.tasks import advance_workflow, run_step
+    from provisioning.tasks import advance_workflow
 
-    for step_id in due:
-        engine.hint(run_step, step_id)
+    # A step that has lost its worker before may be what kills workers: it runs alone, so it
+    # cannot take a batch's leases down with it.
+    alone = set(
+        Step.objects.filter(pk__in=due, output__has_key="lost_leases").values_list("pk", flat=True)
+    )
+    for step_id in alone:
+        engine._queue_step(step_id)
+    engine._queue_steps([step_id for step_id in due if step_id not in alone])
     workflows = list(
         Workflow.objects.filter(
             state__in=[WorkflowState.RUNNING, WorkflowState.CANCELLING, WorkflowState.PAUSED]

@@ -13,6 +13,11 @@ def run_step(step_id: int) -> str:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def run_steps(step_ids: list[int]) -> dict:
+    return engine.run_steps(step_ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def advance_workflow(workflow_id: int) -> str:
     return engine.advance(workflow_id)
 

@@ -11,6 +11,7 @@ import datetime as dt
 import secrets
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -139,40 +140,65 @@ def complete(
 ) -> AgentCommand:
     """Record the agent's result. Posting the same result again is harmless (the agent retries
     when a response is lost); a different one for a finished command is a 409."""
+    return complete_many(agent, [CommandResult(command_id, ok, result or {}, error)])[0]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command_id: uuid.UUID | str
+    ok: bool
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def complete_many(agent: SiteAgent, results: list[CommandResult]) -> list[AgentCommand]:
+    """Record several results in one transaction, all or nothing (the rules of ``complete``
+    for each). Whoever waits on them is woken once for the lot, after the commit."""
     with transaction.atomic():
-        command = (
-            AgentCommand.objects.select_for_update()
-            .filter(pk=command_id, site_id=agent.site_id)
-            .first()
-        )
-        if command is None:
-            raise AgentCommand.DoesNotExist(f"no command {command_id} for this site")
-        outcome = CommandState.SUCCEEDED if ok else CommandState.FAILED
-        if command.state in (CommandState.SUCCEEDED, CommandState.FAILED):
-            if command.state == outcome and (command.result or {}) == (result or {}):
-                return command
-            raise ChangeRefused(
-                f"command {command.id} already finished as {command.state}",
-                code="command_finished",
+        ids = [str(r.command_id) for r in results]
+        commands = {
+            str(c.pk): c
+            for c in AgentCommand.objects.select_for_update()
+            .filter(pk__in=ids, site_id=agent.site_id)
+            .order_by("pk")
+        }
+        now = timezone.now()
+        done, finished = [], []
+        for r in results:
+            command = commands.get(str(r.command_id))
+            if command is None:
+                raise AgentCommand.DoesNotExist(f"no command {r.command_id} for this site")
+            outcome = CommandState.SUCCEEDED if r.ok else CommandState.FAILED
+            if command.state in (CommandState.SUCCEEDED, CommandState.FAILED):
+                if command.state == outcome and (command.result or {}) == (r.result or {}):
+                    done.append(command)
+                    continue
+                raise ChangeRefused(
+                    f"command {command.id} already finished as {command.state}",
+                    code="command_finished",
+                )
+            if command.state in (CommandState.QUEUED, CommandState.CANCELLED):
+                raise ChangeRefused(
+                    f"command {command.id} is {command.state}: it was never claimed",
+                    code="command_not_claimed",
+                )
+            command.late = command.state == CommandState.EXPIRED
+            command.state = outcome
+            command.result = r.result or {}
+            command.error = r.error[:1000]
+            command.completed_at = now
+            done.append(command)
+            finished.append(command)
+        if len(finished) == 1:
+            finished[0].save(update_fields=["state", "result", "error", "late", "completed_at"])
+        elif finished:
+            AgentCommand.objects.bulk_update(
+                finished, ["state", "result", "error", "late", "completed_at"]
             )
-        if command.state in (CommandState.QUEUED, CommandState.CANCELLED):
-            raise ChangeRefused(
-                f"command {command.id} is {command.state}: it was never claimed",
-                code="command_not_claimed",
-            )
-        command.late = command.state == CommandState.EXPIRED
-        command.state = outcome
-        command.result = result or {}
-        command.error = error[:1000]
-        command.completed_at = timezone.now()
-        command.save(update_fields=["state", "result", "error", "late", "completed_at"])
-        requested_by = command.requested_by
-        transaction.on_commit(
-            lambda: command_finished.send(
-                AgentCommand, command_id=command.id, requested_by=requested_by
-            )
-        )
-    return command
+        if finished:
+            notice = [(c.id, c.requested_by) for c in finished]
+            transaction.on_commit(lambda: command_finished.send(AgentCommand, finished=notice))
+    return done
 
 
 def expire_overdue(now: dt.datetime | None = None) -> int:

@@ -4,4 +4,4 @@ instead of at its next poll); the database stays the truth and the poll still ha
 
 from django.dispatch import Signal
 
-command_finished = Signal()  # kwargs: command_id, requested_by
+command_finished = Signal()  # kwargs: finished = [(command_id, requested_by), ...]

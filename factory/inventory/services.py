@@ -65,17 +65,25 @@ def transition(
             .select_related("rack__site")
             .get(pk=server_id)
         )
-        lifecycle.check_transition(server.serial, server.lifecycle_state, wanted)
-        before = audit.snapshot(server)
-        server.lifecycle_state = wanted
-        for name, value in (fields or {}).items():
-            setattr(server, name, value)
-        after = audit.snapshot(server)
-        changed = [name for name, value in after.items() if before.get(name) != value]
-        if changed:
-            server.save(update_fields=[*changed, "updated_at"])
-            audit.record_change(ctx, server, before)
-        return server
+        return transition_locked(server, wanted, ctx, fields=fields)
+
+
+def transition_locked(
+    server: UltraServer, wanted: str, ctx: ChangeContext, *, fields: dict | None = None
+) -> UltraServer:
+    """``transition`` for a caller that already holds ``server``'s row lock in its open
+    transaction (the workflow engine locks a batch of servers in one statement)."""
+    lifecycle.check_transition(server.serial, server.lifecycle_state, wanted)
+    before = audit.snapshot(server)
+    server.lifecycle_state = wanted
+    for name, value in (fields or {}).items():
+        setattr(server, name, value)
+    after = audit.snapshot(server)
+    changed = [name for name, value in after.items() if before.get(name) != value]
+    if changed:
+        server.save(update_fields=[*changed, "updated_at"])
+        audit.record_change(ctx, server, before)
+    return server
 
 
 def _refuse_if_budget_breaks(feed: PowerFeed) -> None:

@@ -34,6 +34,12 @@ class StepRun:
     ctx: ChangeContext
     now: dt.datetime
     events: list[tuple[str, str]] = field(default_factory=list)
+    #: The engine holds ``server``'s row lock (moves need not read it again).
+    server_locked: bool = False
+    #: Agent commands the engine read with the batch, by id (others are read when asked for).
+    commands: dict[str, AgentCommand] = field(default_factory=dict)
+    #: The steps of this server, as the engine holds them (outputs of earlier steps).
+    siblings: list[Step] = field(default_factory=list)
 
     @property
     def spec(self) -> dict:
@@ -41,6 +47,21 @@ class StepRun:
 
     def note(self, kind: str, message: str) -> None:
         self.events.append((kind, message))
+
+    def command(self, command_id: str) -> AgentCommand:
+        command = self.commands.get(command_id)
+        return command if command is not None else AgentCommand.objects.get(pk=command_id)
+
+    def earlier_output(self, name: str) -> dict:
+        """The output of this server's step ``name`` (e.g. what ``drain`` took it from)."""
+        if self.siblings:
+            return next((s.output for s in self.siblings if s.name == name), None) or {}
+        found = (
+            Step.objects.filter(target_id=self.step.target_id, name=name)
+            .values_list("output", flat=True)
+            .first()
+        )
+        return found or {}
 
 
 @dataclass(frozen=True)
@@ -104,7 +125,7 @@ class HardwareStep(StepDefinition):
             if early is not None:
                 return early
             return self._submit(run, self.command_kind, self.params(run), phase="act")
-        command = AgentCommand.objects.get(pk=step.external_ref)
+        command = run.command(step.external_ref)
         if command.state in OPEN_STATES:
             return Wait(self._poll(run), f"waiting for {command.kind}")
         if out.get("phase") == "act":

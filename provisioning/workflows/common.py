@@ -6,14 +6,17 @@ from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip
-from factory.inventory.services import transition
+from factory.inventory.services import transition, transition_locked
 from provisioning.outcomes import Done, Fail, Outcome
 from provisioning.workflows.base import HardwareStep, StepRun
 
 
 def move(run: StepRun, wanted: str, **fields) -> None:
     """Lifecycle change of the step's server (whitelisted; raises InvalidTransition)."""
-    run.server = transition(run.server.pk, wanted, run.ctx, fields=fields or None)
+    if run.server_locked:  # the engine locked it with the batch: no second read
+        run.server = transition_locked(run.server, wanted, run.ctx, fields=fields or None)
+    else:
+        run.server = transition(run.server.pk, wanted, run.ctx, fields=fields or None)
 
 
 class FlashFirmware(HardwareStep):
@@ -98,14 +101,7 @@ class QuickHealthCheck(BurnIn):
 
 def drained_from(run: StepRun) -> str:
     """The lifecycle state the server left when its ``drain`` step took it out."""
-    from provisioning.models import Step
-
-    drained = (
-        Step.objects.filter(target_id=run.step.target_id, name="drain")
-        .values_list("output", flat=True)
-        .first()
-    ) or {}
-    return drained.get("return_to", lifecycle.READY)
+    return run.earlier_output("drain").get("return_to", lifecycle.READY)
 
 
 class Undrain(HardwareStep):

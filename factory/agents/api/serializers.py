@@ -80,3 +80,23 @@ class ResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     result = serializers.DictField(required=False, default=dict)
     error = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)
+
+
+class BatchResultItemSerializer(ResultSerializer):
+    id = serializers.UUIDField()
+
+
+class BatchResultSerializer(serializers.Serializer):
+    """Results that finished together, recorded in one transaction (all or nothing)."""
+
+    results = BatchResultItemSerializer(many=True, allow_empty=False, max_length=100)
+
+    def validate_results(self, value):
+        ids = [item["id"] for item in value]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("a command appears twice", code="duplicate")
+        return value
+
+
+class BatchResultResponseSerializer(serializers.Serializer):
+    commands = AgentCommandSerializer(many=True)

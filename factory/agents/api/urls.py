@@ -9,6 +9,7 @@ router.register("agent-commands", views.AgentCommandViewSet)
 
 urlpatterns = [
     path("agent/commands/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
+    path("agent/commands/results/", views.AgentBatchResultView.as_view(), name="agent-results"),
     path(
         "agent/commands/<uuid:command_id>/result/",
         views.AgentResultView.as_view(),

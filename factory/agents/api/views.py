@@ -87,3 +87,21 @@ class AgentResultView(APIView):
         with transaction.atomic():
             command = services.complete(request.auth, command_id, **body.validated_data)
         return Response(s.AgentCommandSerializer(command).data)
+
+
+class AgentBatchResultView(APIView):
+    """Several outcomes in one request, recorded all or nothing; repeating one is harmless."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]
+
+    @extend_schema(request=s.BatchResultSerializer, responses=s.BatchResultResponseSerializer)
+    def post(self, request):
+        body = s.BatchResultSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        results = [
+            services.CommandResult(item["id"], item["ok"], item["result"], item["error"])
+            for item in body.validated_data["results"]
+        ]
+        commands = services.complete_many(request.auth, results)
+        return Response({"commands": s.AgentCommandSerializer(commands, many=True).data})
