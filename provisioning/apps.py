@@ -55,6 +55,10 @@ def _open_maintenance(sender, faults, **kwargs) -> None:
 
 def _wake_step(sender, finished, **kwargs) -> None:
     """Agents answered: look at the waiting steps now rather than at their next poll."""
+    import logging
+
+    from django.db import DatabaseError
+
     from provisioning.engine import _queue_steps
     from provisioning.models import Step
 
@@ -63,6 +67,11 @@ def _wake_step(sender, finished, **kwargs) -> None:
         for _, requested_by in finished
         if requested_by.startswith("step:")
     ]
-    if step_ids:
+    if not step_ids:
+        return
+    try:
         Step.objects.filter(pk__in=step_ids, state="waiting").update(next_check_at=None)
-        _queue_steps(step_ids)
+    except DatabaseError as exc:  # e.g. a lock conflict: the steps' next poll finds the results
+        logging.getLogger(__name__).warning("steps %s not woken: %s", step_ids, exc)
+        return
+    _queue_steps(step_ids)

@@ -25,6 +25,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from factory.agents.models import AgentCommand
+from factory.core.bulk import update_rows
 from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, PowerFeed, UltraServer
@@ -216,6 +217,9 @@ class _StepBatch:
         self.events: list[WorkflowEvent] = []
         self.advance: set[int] = set()
         self.results: dict[int, str] = {}
+        self.siblings: dict[int, list[Step]] = defaultdict(list)  # by target, in order
+        self.servers: dict[int, UltraServer] = {}  # locked
+        self.commands: dict[str, AgentCommand] = {}
 
     def run(self) -> dict[int, str]:
         steps = list(
@@ -233,7 +237,6 @@ class _StepBatch:
         if not mine:
             return self.results
         by_pk = {step.pk: step for step in mine}
-        self.siblings: dict[int, list[Step]] = defaultdict(list)
         target_ids = {step.target_id for step in mine if step.target_id}
         for sibling in Step.objects.filter(target_id__in=target_ids).order_by("target_id", "seq"):
             self.siblings[sibling.target_id].append(by_pk.get(sibling.pk, sibling))
@@ -371,7 +374,7 @@ class _StepBatch:
 
     def flush(self) -> None:
         if self.dirty:
-            Step.objects.bulk_update(list(self.dirty.values()), STEP_FIELDS)
+            update_rows(Step, list(self.dirty.values()), STEP_FIELDS)
             self.dirty.clear()
         if self.events:
             WorkflowEvent.objects.bulk_create(self.events)
@@ -628,7 +631,7 @@ def _start_batch(workflow: Workflow, definition, now) -> str:
     batch = workflow.current_batch + 1
     for target in chosen:
         target.batch, target.state, target.started_at = batch, TargetState.RUNNING, now
-    WorkflowTarget.objects.bulk_update(chosen, ["batch", "state", "started_at"])
+    update_rows(WorkflowTarget, chosen, ["batch", "state", "started_at"])
     first_steps = list(Step.objects.filter(target__in=chosen, seq=0).values_list("pk", flat=True))
     Step.objects.filter(pk__in=first_steps).update(state=StepState.READY)
     workflow.current_batch = batch

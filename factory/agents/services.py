@@ -19,6 +19,7 @@ from django.utils import timezone
 from factory.agents.choices import CommandState
 from factory.agents.models import AgentCommand, SiteAgent
 from factory.agents.signals import command_finished
+from factory.core.bulk import update_rows
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, ChangeRefused
 from tenants.services.tokens import digest
@@ -110,9 +111,7 @@ def _claim_now(agent: SiteAgent, limit: int) -> list[AgentCommand]:
             command.claimed_by = agent
             command.claimed_at = now
             command.result_due_at = now + dt.timedelta(seconds=command.timeout_seconds)
-        AgentCommand.objects.bulk_update(
-            commands, ["state", "claimed_by", "claimed_at", "result_due_at"]
-        )
+        update_rows(AgentCommand, commands, ["state", "claimed_by", "claimed_at", "result_due_at"])
     return commands
 
 
@@ -189,12 +188,7 @@ def complete_many(agent: SiteAgent, results: list[CommandResult]) -> list[AgentC
             command.completed_at = now
             done.append(command)
             finished.append(command)
-        if len(finished) == 1:
-            finished[0].save(update_fields=["state", "result", "error", "late", "completed_at"])
-        elif finished:
-            AgentCommand.objects.bulk_update(
-                finished, ["state", "result", "error", "late", "completed_at"]
-            )
+        update_rows(AgentCommand, finished, ["state", "result", "error", "late", "completed_at"])
         if finished:
             notice = [(c.id, c.requested_by) for c in finished]
             transaction.on_commit(lambda: command_finished.send(AgentCommand, finished=notice))
