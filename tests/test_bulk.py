@@ -31,7 +31,7 @@ def test_each_row_gets_its_own_values_in_one_statement(fleet):
             AgentCommand, commands, ["state", "result", "claimed_by", "completed_at", "error"]
         )
     assert written == 3 and len(ctx.captured_queries) == 1
-    for i, command in enumerate(commands):
+    for command in commands:
         stored = AgentCommand.objects.get(pk=command.pk)
         assert stored.state == command.state
         assert stored.result == command.result

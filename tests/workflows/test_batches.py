@@ -1,15 +1,19 @@
 """The engine's batched path: many steps per claim and transaction, a finished step handing
 over to its server's next one in the same commit, and agents reporting results in batches."""
 
+import base64
+import json
 import uuid
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
-from provisioning import engine, services
+from provisioning import engine, jobs, services
 from provisioning.models import Step
 from tests.api.test_endpoints import assert_error_body
 from tests.fleet import CTX
@@ -132,3 +136,37 @@ def test_results_in_one_batch_are_all_or_nothing_and_wake_their_steps(
     assert refused["errors"][0]["code"] == "command_finished"
     engine.run_steps(list(drains.values_list("pk", flat=True)))
     assert drains.filter(state="succeeded").count() == 3
+
+
+def queued_hints(*, clear: bool = False) -> list[tuple[str, list]]:
+    """The hints on this checkout's own test queue (no worker consumes it), oldest first."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        raw = client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)
+        if clear:
+            client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    finally:
+        client.close()
+    hints = []
+    for message in reversed(raw):  # kombu pushes to the head
+        envelope = json.loads(message)
+        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        hints.append((envelope["headers"]["task"], args))
+    return hints
+
+
+def test_the_reconciler_batches_due_steps_but_sends_a_worker_killer_alone(
+    in_service, django_capture_on_commit_callbacks
+):
+    workflow = started_upgrade(in_service)
+    drains = due_ids(workflow, "drain")
+    suspect = Step.objects.get(pk=drains[3])
+    suspect.output = {"lost_leases": 1}
+    suspect.save(update_fields=["output"])
+    queued_hints(clear=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.reconcile()
+    steps = [(task, args) for task, args in queued_hints() if "run_step" in task]
+    assert ("provisioning.tasks.run_step", [suspect.pk]) in steps
+    others = [a for task, a in steps if task == "provisioning.tasks.run_steps"]
+    assert others == [[[pk for pk in drains if pk != suspect.pk]]]
