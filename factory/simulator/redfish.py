@@ -57,7 +57,8 @@ def _link(path: str) -> dict:
 
 
 def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Milliseconds: two samples a second apart can fall in the same wall-clock second.
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _collection(path: str, type_name: str, name: str, members: list[str]) -> dict:
