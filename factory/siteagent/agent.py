@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from factory.siteagent.outbox import Outbox
 
 log = logging.getLogger("factory.siteagent")
 MAX_BATCH_REPORTS = 50
+MAX_RESULT_BATCH = 100
+RESULT_LINGER_S = 0.05  # how long a finished result waits for others to share its request
 CONFIG_EVERY_S = 60.0
 # Which egress category a non-BMC device's report belongs to.
 DEVICE_CATEGORY = {"Feeds": "power", "SupplyTemperatureCelsius": "thermal"}
@@ -49,7 +52,15 @@ class Agent:
         self.allowed_categories: set[str] = set()
         self.config_at = 0.0
         self.feed_state: dict[str, bool] = {}
-        self.stats = {"polled": 0, "poll_errors": 0, "sent": 0, "replayed": 0, "commands": 0}
+        self.stats = {
+            "polled": 0,
+            "poll_errors": 0,
+            "sent": 0,
+            "replayed": 0,
+            "commands": 0,
+            "result_posts": 0,
+        }
+        self.results: queue.Queue[dict] = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent")
 
     # --- devices → outbox ----------------------------------------------------------------
@@ -226,29 +237,59 @@ class Agent:
                 poll_s=self.task_poll_s,
             )
         ok, result, error = outcome
-        body = {"ok": ok, "result": result, "error": error[:1000]}
+        self.results.put({"id": command["id"], "ok": ok, "result": result, "error": error[:1000]})
+
+    def _result_loop(self):
+        """Results that finish together go in one request (a batch of flashes ends at about the
+        same time; the control plane then wakes their workflow steps together)."""
+        while not self.stop.is_set():
+            try:
+                batch = [self.results.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            deadline = time.monotonic() + RESULT_LINGER_S
+            while len(batch) < MAX_RESULT_BATCH and (left := deadline - time.monotonic()) > 0:
+                try:
+                    batch.append(self.results.get(timeout=left))
+                except queue.Empty:
+                    break
+            self.send_results(batch)
+
+    def send_results(self, batch: list[dict]) -> None:
+        response = self._post(f"{self.base}/api/v1/agent/commands/results/", {"results": batch})
+        if response is None:
+            log.error("results for %s never delivered; they will expire", [r["id"] for r in batch])
+            return
+        self.stats["result_posts"] += 1
+        if response.status_code == 200:
+            return
+        # All or nothing, and one was refused: deliver each alone, so the others still land.
+        log.warning("result batch refused (%s); sending each alone", response.status_code)
+        for item in batch:
+            body = {k: item[k] for k in ("ok", "result", "error")}
+            alone = self._post(f"{self.base}/api/v1/agent/commands/{item['id']}/result/", body)
+            if alone is not None and alone.status_code != 200:
+                log.warning(
+                    "result for %s refused: %s %s",
+                    item["id"],
+                    alone.status_code,
+                    alone.text[:300],
+                )
+
+    def _post(self, url: str, body: dict) -> requests.Response | None:
+        """POST until the control plane answers (anything but a 5xx); None if it never does
+        or the agent is stopping."""
         for attempt in range(30):
             try:
-                response = self.http.post(
-                    f"{self.base}/api/v1/agent/commands/{command['id']}/result/",
-                    json=body,
-                    timeout=30,
-                )
+                response = self.http.post(url, json=body, timeout=30)
                 if response.status_code < 500:
-                    if response.status_code != 200:
-                        log.warning(
-                            "result for %s refused: %s %s",
-                            command["id"],
-                            response.status_code,
-                            response.text[:300],
-                        )
-                    return
+                    return response
             except requests.RequestException:
                 pass
             self.stop.wait(min(2.0**attempt, 30.0))
             if self.stop.is_set():
-                return
-        log.error("result for %s never delivered; the command will expire", command["id"])
+                return None
+        return None
 
     def _command_loop(self):
         while not self.stop.is_set():
@@ -258,7 +299,7 @@ class Agent:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Agent:
-        for target in (self._poll_loop, self._push_loop, self._command_loop):
+        for target in (self._poll_loop, self._push_loop, self._command_loop, self._result_loop):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         return self
 
