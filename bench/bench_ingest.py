@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BENCH_DB, write_result
+from bench.common import BENCH_DB, bench_racks, bench_site, write_result
 
 SERVERS, CHIPS = 6945, 144
 TARGET = 100_000.0  # chip-samples/s
@@ -37,39 +37,19 @@ def _build_fleet():
     model's chip count, nothing else."""
     from factory.agents import services as agents
     from factory.catalog.models import UltraServerModel
-    from factory.inventory.models import Rack, Site, UltraServer
-    from tenants.models import Tenant
+    from factory.inventory.models import UltraServer
     from tests.fleet import CTX
 
     model = UltraServerModel.objects.get(slug="trn3-ultraserver")
-    tenant = Tenant.objects.create(
-        name="Bench Telemetry",
-        slug="bench-tel",
-        kind="government",
-        country="DE",
-        contact_email="ops@bench.example",
-    )
-    site = Site.objects.create(
-        tenant=tenant,
-        code="BTL1",
-        name="Bench",
-        country="DE",
-        time_zone="Europe/Berlin",
-        contracted_power_kw=2_000_000,
-        contracted_cooling_kw=2_000_000,
-        status="active",
-    )
-    racks = Rack.objects.bulk_create(
-        Rack(site=site, name=f"BTL1-R{i:04d}", cooling_type="liquid", cooling_capacity_kw=250)
-        for i in range(SERVERS)
-    )
+    site = bench_site("BTL1", "Telemetry", 2_000_000)
+    racks = bench_racks(site, SERVERS)
     servers = UltraServer.objects.bulk_create(
         UltraServer(
             serial=f"BTL1-TRN3-{i:05d}",
             model=model,
             rack=rack,
             position=1,
-            tenant=tenant,
+            tenant_id=site.tenant_id,
             lifecycle_state="in-service",
             firmware_version="1.0",
         )
@@ -85,7 +65,7 @@ def _raw_copy(server_ids: list[int], rounds: int) -> float:
 
     from bench.replay import chips_fragment
     from factory.telemetry import codec
-    from factory.telemetry.ingest import SAMPLE_COLUMNS
+    from factory.telemetry.ingest import SAMPLE_COLUMNS, SAMPLE_COPY_TYPES
     from factory.telemetry.models import ServerSample
 
     columns = [json.loads(chips_fragment(i)) for i in range(16)]
@@ -100,17 +80,6 @@ def _raw_copy(server_ids: list[int], rounds: int) -> float:
         )
         for c in columns
     ]
-    types = [
-        "int8",
-        "timestamptz",
-        "int2",
-        *(["bytea"] * len(codec.METRICS)),
-        "float8",
-        "float8",
-        "float8",
-        "float8",
-        "int2",
-    ]
     table = ServerSample._meta.db_table
     statement = f"COPY {table} ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     connection.ensure_connection()
@@ -120,7 +89,7 @@ def _raw_copy(server_ids: list[int], rounds: int) -> float:
     for r in range(rounds):
         ts = dt.datetime.now(dt.UTC)
         with raw.transaction(), raw.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(types)
+            copy.set_types(SAMPLE_COPY_TYPES)
             for i, pk in enumerate(server_ids):
                 copy.write_row((pk, ts, CHIPS, *packed[i % 16], *aggregates[i % 16]))
         rows += len(server_ids)

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import BENCH_DB, write_result
+from bench.common import BENCH_DB, bench_racks, bench_site, write_result
 
 SERVERS, NOOPS, TARGET = 1000, 20000, 10.0
 CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "1"))
@@ -28,33 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _build_fleet():
     from factory.agents import services as agents
     from factory.catalog.models import UltraServerModel
-    from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+    from factory.inventory.models import Chip, PowerFeed, UltraServer
     from provisioning.models import FirmwareRelease, MaintenanceWindow
-    from tenants.models import Tenant
     from tests.fleet import CTX
 
     model = UltraServerModel.objects.get(slug="trn3-ultraserver")
-    tenant = Tenant.objects.create(
-        name="Bench Workflows",
-        slug="bench-wf",
-        kind="government",
-        country="DE",
-        contact_email="ops@bench.example",
-    )
-    site = Site.objects.create(
-        tenant=tenant,
-        code="BWF1",
-        name="Bench",
-        country="DE",
-        time_zone="Europe/Berlin",
-        contracted_power_kw=250000,
-        contracted_cooling_kw=250000,
-        status="active",
-    )
-    racks = Rack.objects.bulk_create(
-        Rack(site=site, name=f"BWF1-R{i:04d}", cooling_type="liquid", cooling_capacity_kw=250)
-        for i in range(SERVERS)
-    )
+    site = bench_site("BWF1", "Workflows", 250000)
+    racks = bench_racks(site, SERVERS)
     PowerFeed.objects.bulk_create(
         PowerFeed(rack=r, name=f"{r.name}-{p}", path=p, voltage=400, amperage=400, phase="three")
         for r in racks
@@ -66,7 +46,7 @@ def _build_fleet():
             model=model,
             rack=r,
             position=1,
-            tenant=tenant,
+            tenant_id=site.tenant_id,
             lifecycle_state="in-service",
             firmware_version="1.0",
         )

@@ -82,3 +82,39 @@ def write_result(
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def bench_site(code: str, purpose: str, power_kw: int):
+    """A tenant and one active site of its own, with ``power_kw`` of power and cooling."""
+    from factory.inventory.models import Site
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.create(
+        name=f"Bench {purpose}",
+        slug=f"bench-{code.lower()}",
+        kind="government",
+        country="DE",
+        contact_email="ops@bench.example",
+    )
+    return Site.objects.create(
+        tenant=tenant,
+        code=code,
+        name="Bench",
+        country="DE",
+        time_zone="Europe/Berlin",
+        contracted_power_kw=power_kw,
+        contracted_cooling_kw=power_kw,
+        status="active",
+    )
+
+
+def bench_racks(site, count: int):
+    """``count`` liquid-cooled 250 kW racks at ``site``."""
+    from factory.inventory.models import Rack
+
+    return Rack.objects.bulk_create(
+        Rack(
+            site=site, name=f"{site.code}-R{i:04d}", cooling_type="liquid", cooling_capacity_kw=250
+        )
+        for i in range(count)
+    )

@@ -166,10 +166,6 @@ def claim_steps(step_ids, owner: str) -> list[int]:
     return ids
 
 
-def claim_step(step_id: int, owner: str) -> bool:
-    return bool(claim_steps([step_id], owner))
-
-
 def run_step(step_id: int, owner: str | None = None) -> str:
     """Claim, act, finish. Safe to call any number of times for the same step."""
     return run_steps([step_id], owner).get(step_id, "not-due")
@@ -264,9 +260,8 @@ class _StepBatch:
             self.results.setdefault(first, type(outcome).__name__.lower())
             step = self._following(step) if isinstance(outcome, Done) else None
 
-    def _following(self, step: Step) -> Step | None:
-        """The server's next pending step, now running under this batch's lease."""
-        following = next(
+    def _next_pending(self, step: Step) -> Step | None:
+        return next(
             (
                 s
                 for s in self.siblings.get(step.target_id, ())
@@ -274,6 +269,10 @@ class _StepBatch:
             ),
             None,
         )
+
+    def _following(self, step: Step) -> Step | None:
+        """The server's next pending step, now running under this batch's lease."""
+        following = self._next_pending(step)
         if following is None:
             return None
         following.workflow, following.target = step.workflow, step.target
@@ -316,24 +315,21 @@ class _StepBatch:
         self._apply(step, outcome, run)
         return outcome
 
-    def _event(self, step: Step, kind: str, message: str) -> None:
+    def _record(self, workflow_id, kind, message, *, step=None, target=None) -> None:
+        """``event``, written with the batch's other rows at the flush."""
         self.events.append(
             WorkflowEvent(
-                workflow_id=step.workflow_id,
+                workflow_id=workflow_id,
                 step=step,
-                target=step.target,
+                target=target,
                 kind=kind,
                 message=message[:1000],
                 actor="engine",
             )
         )
 
-    def _target_event(self, workflow_id, kind, message, *, target) -> None:
-        self.events.append(
-            WorkflowEvent(
-                workflow_id=workflow_id, target=target, kind=kind, message=message, actor="engine"
-            )
-        )
+    def _event(self, step: Step, kind: str, message: str) -> None:
+        self._record(step.workflow_id, kind, message, step=step, target=step.target)
 
     def _apply(self, step: Step, outcome, run: StepRun) -> None:
         step.lease_owner, step.lease_expires_at = "", None
@@ -352,12 +348,12 @@ class _StepBatch:
             step.output = {**step.output, **outcome.output}
             self._event(step, "step-succeeded", outcome.message or f"{step.name} succeeded")
             target = step.target
-            if target is not None and self._following_exists(step) is False:
+            if target is not None and self._next_pending(step) is None:
                 compensated = any(
                     s.state == StepState.FAILED for s in self.siblings.get(step.target_id, ())
                 )
                 state = TargetState.ROLLED_BACK if compensated else TargetState.SUCCEEDED
-                _finish_target(target, state, "", record=self._target_event)
+                _finish_target(target, state, "", record=self._record)
                 self.advance.add(step.workflow_id)
             return
         step.state = StepState.FAILED
@@ -365,12 +361,6 @@ class _StepBatch:
         self._event(step, "step-failed", f"{step.name} failed: {outcome.error}")
         self.flush()  # the failure path reads and writes the database directly
         _after_step_failed(step, step.workflow, step.target, outcome, run)
-
-    def _following_exists(self, step: Step) -> bool:
-        return any(
-            s.seq > step.seq and s.state == StepState.PENDING
-            for s in self.siblings.get(step.target_id, ())
-        )
 
     def flush(self) -> None:
         if self.dirty:

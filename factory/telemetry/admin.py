@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from factory.telemetry import codec
 from factory.telemetry.models import DeviceReading, Fault, ServerTelemetry, TelemetrySource
 from tenants.admin_base import ReadOnlyAdmin
 
@@ -33,19 +34,7 @@ class ServerTelemetryAdmin(ReadOnlyAdmin):
         "utilization_avg",
         "failed_chips",
     ]
-    exclude = [
-        "power_w",
-        "energy_j",
-        "temp_c",
-        "utilization",
-        "hbm_used_gb",
-        "ecc_corrected",
-        "ecc_uncorrected",
-        "link_errors",
-        "link_down_s",
-        "throttle_s",
-        "health",
-    ]
+    exclude = list(codec.METRICS)  # packed per-chip arrays: the chip-health view shows them
     list_select_related = ["ultraserver"]
 
 

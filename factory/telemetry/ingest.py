@@ -54,6 +54,18 @@ SAMPLE_COLUMNS = (
     "utilization_avg",
     "failed_chips",
 )
+#: PostgreSQL types of ``SAMPLE_COLUMNS``, in order, for binary COPY.
+SAMPLE_COPY_TYPES = (
+    "int8",
+    "timestamptz",
+    "int2",
+    *(["bytea"] * len(codec.METRICS)),
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "int2",
+)
 RULE_METRICS = ("health", "ecc_uncorrected", "link_down_s", "throttle_s")
 MAX_SEQUENCE = 2**63 - 1  # PostgreSQL bigint
 MAX_SOURCE_LENGTH = 80
@@ -340,23 +352,12 @@ def _copy_samples(reports: list[ServerReport]) -> None:
         )
         return
     table = ServerSample._meta.db_table
-    types = [
-        "int8",
-        "timestamptz",
-        "int2",
-        *(["bytea"] * len(codec.METRICS)),
-        "float8",
-        "float8",
-        "float8",
-        "float8",
-        "int2",
-    ]
     connection.ensure_connection()
     with connection.cursor() as cursor:
         raw = cursor.cursor
         statement = f"COPY {table} ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
         with raw.copy(statement) as copy:
-            copy.set_types(types)
+            copy.set_types(SAMPLE_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
 

@@ -122,6 +122,16 @@ def test_results_in_one_batch_are_all_or_nothing_and_wake_their_steps(
     assert AgentCommand.objects.filter(pk__in=[c.pk for c in claimed], state="claimed").count() == 3
     twice = assert_error_body(client.post(url, {"results": [body[0], body[0]]}, format="json"), 400)
     assert twice["errors"][0]["field"] == "results"
+    for bad in ([], [{"id": "not-a-uuid", "ok": True}], [{"id": str(claimed[0].pk)}]):
+        refused = assert_error_body(client.post(url, {"results": bad}, format="json"), 400)
+        assert refused["errors"][0]["field"].startswith("results")
+    # another site's command is not this agent's to answer: 404, and nothing recorded
+    beta = fleet.sites["beta"]
+    foreign = agents.submit(site_id=beta.pk, kind="reset")
+    other = {"id": str(foreign.pk), "ok": True}
+    assert_error_body(client.post(url, {"results": [body[0], other]}, format="json"), 404)
+    assert AgentCommand.objects.get(pk=foreign.pk).state == "queued"
+    assert AgentCommand.objects.filter(pk__in=[c.pk for c in claimed], state="claimed").count() == 3
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url, {"results": body}, format="json")
     assert response.status_code == 200, response.content
