@@ -23,7 +23,7 @@ def run() -> dict:
     from factory.inventory.models import UltraServer
     from tenants.choices import Role
     from tenants.services.tokens import issue_token
-    from tests.fleet import CTX, make_person, make_rack, make_site, make_tenant
+    from tests.support.fleet import CTX, make_person, make_rack, make_site, make_tenant
 
     tenant = make_tenant("bench")
     site = make_site(tenant, "BEN1", power_kw="100000", cooling_kw="100000")

@@ -38,7 +38,7 @@ def _build_fleet():
     from factory.agents import services as agents
     from factory.catalog.models import UltraServerModel
     from factory.inventory.models import UltraServer
-    from tests.fleet import CTX
+    from tests.support.fleet import CTX
 
     model = UltraServerModel.objects.get(slug="trn3-ultraserver")
     site = bench_site("BTL1", "Telemetry", 2_000_000)
@@ -102,7 +102,7 @@ def run() -> dict:
     from django.db import connection
 
     from factory.telemetry.models import ServerSample
-    from tests.e2e.processes import BIN, Process, free_port, wait_for
+    from tests.support.processes import BIN, Process, free_port, wait_for
 
     serials, server_ids, token = _build_fleet()
     log = ROOT / "bench" / "results" / "ingest-processes.log"

@@ -53,7 +53,7 @@ def run() -> dict:
     from tenants.sovereignty.core import cedar
     from tenants.sovereignty.core.model import Action, Request
     from tenants.sovereignty.models import ProtectedAsset, RuleStatus, SovereigntyRule
-    from tests.fleet import CTX
+    from tests.support.fleet import CTX
 
     rng = random.Random(7)
     tenant = Tenant.objects.create(

@@ -30,7 +30,7 @@ def _build_fleet():
     from factory.catalog.models import UltraServerModel
     from factory.inventory.models import Chip, PowerFeed, UltraServer
     from provisioning.models import FirmwareRelease, MaintenanceWindow
-    from tests.fleet import CTX
+    from tests.support.fleet import CTX
 
     model = UltraServerModel.objects.get(slug="trn3-ultraserver")
     site = bench_site("BWF1", "Workflows", 250000)
@@ -130,7 +130,7 @@ def rollout() -> dict:
 
     from provisioning import jobs, services
     from provisioning.models import Step
-    from tests.fleet import CTX
+    from tests.support.fleet import CTX
 
     _site, servers, agent = _build_fleet()
     answering = InstantAgent(agent)
@@ -178,7 +178,7 @@ def run() -> dict:
     import redis as redis_lib
     from celery import Celery
 
-    from tests.e2e.processes import free_port, redis_process, worker_process
+    from tests.support.processes import free_port, redis_process, worker_process
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.fleet import build_fleet
+from tests.support.fleet import build_fleet
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from factory.inventory.demo import load_demo_fleet
 from tenants.access import SYSTEM
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import issue_token
-from tests.e2e.processes import BIN, ROOT, app_env, gunicorn
+from tests.support.processes import BIN, ROOT, app_env, gunicorn
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 CHECKS = ",".join(

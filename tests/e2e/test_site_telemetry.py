@@ -19,9 +19,9 @@ from factory.agents import services as agents
 from factory.agents.models import AgentCommand
 from factory.telemetry.layout import site_layout
 from factory.telemetry.models import Fault, ServerSample, TelemetrySource
-from tests.e2e.processes import BIN, Process, app_env, free_port, wait_for
-from tests.fleet import make_rack, make_server
-from tests.telemetry.batches import CTX
+from tests.support.fleet import make_rack, make_server
+from tests.support.processes import BIN, Process, app_env, free_port, wait_for
+from tests.support.telemetry import CTX
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

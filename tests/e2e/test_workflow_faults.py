@@ -25,10 +25,10 @@ from factory.agents.models import AgentCommand
 from factory.inventory.models import UltraServer
 from provisioning.models import Step, Workflow, WorkflowEvent, WorkflowTarget
 from tenants.services.tokens import issue_token
-from tests.e2e.processes import app_env, free_port, gunicorn, redis_process, worker_process
-from tests.fleet import CTX, build_fleet, make_rack, make_server
-from tests.workflows.conftest import _releases, always_open, put_in_service
-from tests.workflows.hardware import SimHardware
+from tests.support.fleet import CTX, build_fleet, make_rack, make_server
+from tests.support.hardware import SimHardware
+from tests.support.processes import app_env, free_port, gunicorn, redis_process, worker_process
+from tests.support.workflows import always_open, make_releases, put_in_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -114,7 +114,7 @@ class AgentLoop(threading.Thread):
 
 def rollout_fleet(hw: SimHardware):
     fleet = build_fleet()
-    _releases()
+    make_releases()
     site = fleet.sites["alpha"]
     servers = [put_in_service(fleet.servers["alpha"])]
     for i in range(2, SERVERS + 1):

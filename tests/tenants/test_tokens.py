@@ -8,7 +8,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tenants.models import ApiToken, AuditEvent
-from tests.fleet import client_for
+from tests.support.fleet import client_for
 
 
 def bearer(token: str) -> APIClient:

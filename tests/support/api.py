@@ -1,0 +1,21 @@
+"""API test helpers: the error shape every 4xx must have, a client with a site agent's token."""
+
+from rest_framework.test import APIClient
+
+
+def assert_error_body(response, status: int):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["status"] == status
+    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["errors"], list) and body["errors"]
+    for error in body["errors"]:
+        assert set(error) == {"field", "code", "message"}
+    return body
+
+
+def agent_token_client(clear: str) -> APIClient:
+    """A client that authenticates as the site agent whose clear token is ``clear``."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Agent {clear}")
+    return client

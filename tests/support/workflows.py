@@ -1,0 +1,39 @@
+"""Workflow test helpers: firmware releases, an always-open window, servers put in service."""
+
+import datetime as dt
+
+from factory.catalog.models import UltraServerModel
+from factory.inventory import lifecycle
+from factory.inventory.services import transition
+from provisioning.models import FirmwareRelease, MaintenanceWindow
+from tests.support.fleet import CTX
+
+
+def make_releases() -> dict[str, FirmwareRelease]:
+    """Firmware 1.0 (the baseline) and 2.0 for the Trn3 UltraServer."""
+    trn3 = UltraServerModel.objects.get(slug="trn3-ultraserver")
+    return {
+        "1.0": FirmwareRelease.objects.create(
+            model=trn3, version="1.0", origin="https://firmware.provider.example", baseline=True
+        ),
+        "2.0": FirmwareRelease.objects.create(
+            model=trn3, version="2.0", origin="https://firmware.provider.example"
+        ),
+    }
+
+
+def always_open(site, status="approved") -> MaintenanceWindow:
+    return MaintenanceWindow.objects.create(
+        site=site,
+        name="always",
+        weekdays=list(range(7)),
+        start_time=dt.time(0, 0),
+        duration_minutes=1440,
+        status=status,
+    )
+
+
+def put_in_service(server, firmware="1.0"):
+    for state in (lifecycle.INSTALLING, lifecycle.BURN_IN, lifecycle.READY, lifecycle.IN_SERVICE):
+        server = transition(server.pk, state, CTX)
+    return transition(server.pk, lifecycle.IN_SERVICE, CTX, fields={"firmware_version": firmware})
