@@ -19,14 +19,18 @@ up: $(STAMP)
 	$(BIN)/python manage.py load_demo_fleet
 	$(BIN)/python manage.py runfactory
 
-## Run the whole suite against real PostgreSQL and Redis (127.0.0.1 by default).
+## Run the whole suite against real PostgreSQL and Redis (127.0.0.1 by default); the preflight
+## installs Debian's chromium and prometheus (promtool) when they are missing and we are root.
 test: $(STAMP)
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## ruff, the layer and purity contracts (import-linter, see pyproject.toml) and mypy.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -37,7 +41,7 @@ redfish-validate: $(STAMP)
 	$(BIN)/python -m tests.redfish_validate
 
 bench: $(STAMP)
-	@$(BIN)/python -m tests.preflight
+	@$(BIN)/python -m tests.preflight --services-only
 	$(BIN)/python -m bench
 
 clean:

@@ -1,6 +1,6 @@
 import django_filters
 
-from tenants.api.filters import UtcDateTimeFilter
+from tenants.filters import UtcDateTimeFilter
 from tenants.choices import AuditAction, AuditSource
 from tenants.models import AuditEvent, Tenant
 

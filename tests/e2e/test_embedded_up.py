@@ -99,6 +99,13 @@ def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
         assert sorted(s["code"] for s in sites["results"]) == ["FRA1", "IAD1"]
         admin = urllib.request.urlopen(f"{base}/admin/login/", timeout=5)
         assert admin.status == 200
+        # What people type first: / leads to the console's log-in, /api/v1/ lists the API.
+        front = urllib.request.urlopen(f"{base}/", timeout=5)
+        assert front.status == 200 and front.url.startswith(f"{base}/console/login/")
+        status, api_root = get(f"{base}/api/v1/")
+        assert status == 200 and api_root["endpoints"]["sites"] == f"{base}/api/v1/sites/"
+        icon = urllib.request.urlopen(f"{base}/favicon.ico", timeout=5)
+        assert icon.status == 200 and icon.headers["Content-Type"] == "image/x-icon"
         css = urllib.request.urlopen(f"{base}/static/admin/css/base.css", timeout=5)
         assert css.status == 200
         # The worker and beat came up on the filesystem broker.

@@ -236,3 +236,31 @@ def test_conflict_names_protecting_objects_without_querying_them(fleet):
     conflict = fleet.client("provider_admin").delete(f"/api/v1/tenants/{fleet.beta.pk}/")
     assert conflict.status_code == 409
     assert f"site {fleet.sites['beta'].pk}" in conflict.json()["errors"][0]["message"]
+
+
+def test_root_leads_to_the_console_log_in(client):
+    response = client.get("/", follow=True)
+    assert response.redirect_chain[0] == ("/console/", 302)
+    assert response.request["PATH_INFO"] == "/console/login/"
+    assert response.status_code == 200
+
+
+def test_api_root_lists_every_collection_endpoint(client):
+    response = client.get("/api/v1/")
+    assert response.status_code == 200
+    body = response.json()
+    endpoints = body["endpoints"]
+    for name in ("sites", "racks", "ultraservers", "workflows", "sovereignty/rules", "tokens"):
+        assert endpoints[name] == f"http://testserver/api/v1/{name}/"
+    assert not [url for url in endpoints.values() if "{" in url or "(?P" in url]
+    # every listed endpoint exists: anonymous callers get 401/405 from it, never 404
+    for url in endpoints.values():
+        assert client.get(url).status_code != 404, url
+    assert body["schema"] == "http://testserver/api/schema/"
+
+
+def test_favicon_is_an_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00"  # ICO header
