@@ -8,6 +8,7 @@ the spring-forward night opens at the equivalent UTC instant.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,9 @@ class Window:
     time_zone: str
 
 
-def _openings_around(window: Window, at: dt.datetime, days_back: int, days_ahead: int):
+def _openings_around(
+    window: Window, at: dt.datetime, days_back: int, days_ahead: int
+) -> Iterator[tuple[dt.datetime, dt.datetime]]:
     tz = ZoneInfo(window.time_zone)
     local_day = at.astimezone(tz).date()
     for offset in range(-days_back, days_ahead + 1):

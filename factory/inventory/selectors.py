@@ -8,14 +8,21 @@ Each summary is computed in a fixed number of queries however many racks or serv
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, IntegerField, Sum
 
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
-from factory.inventory.power import FeedCapacity, budget_shortfall, protected_budget, span_overlaps
+from factory.inventory.power import (
+    FeedCapacity,
+    PowerBudget,
+    budget_shortfall,
+    protected_budget,
+    span_overlaps,
+)
 
 MAX_POWER_W = ExpressionWrapper(
     F("model__chip_model__max_power_w") * F("model__chip_count") + F("model__overhead_power_w"),
@@ -44,14 +51,16 @@ def committed_watts(
     return float(servers.aggregate(watts=Sum(MAX_POWER_W))["watts"] or 0)
 
 
-def rack_power_budget(rack_id: int):
+def rack_power_budget(rack_id: int) -> PowerBudget:
     feeds = PowerFeed.objects.filter(rack_id=rack_id)
     return protected_budget(FeedCapacity(f.path, f.capacity_watts) for f in feeds)
 
 
 def placement_problems(server: UltraServer) -> list[tuple[str, str, str]]:
-    """Every reason ``server`` cannot stand where it is: (field, code, message)."""
+    """Every reason ``server`` cannot stand where it is: (field, code, message). ``server``
+    is placed (has a rack and a position)."""
     rack, model, position = server.rack, server.model, server.position
+    assert rack is not None and position is not None, "placement_problems of an unplaced server"
     site = rack.site
     problems: list[tuple[str, str, str]] = []
     top = position + model.rack_units - 1
@@ -71,6 +80,7 @@ def placement_problems(server: UltraServer) -> list[tuple[str, str, str]]:
             .values_list("serial", "position", "model__rack_units")
         )
         for serial, other_position, units in neighbours:
+            assert other_position is not None  # a constraint: rack and position are set together
             if span_overlaps(position, model.rack_units, other_position, units):
                 problems.append(
                     (
@@ -135,7 +145,7 @@ def _kw(watts: float) -> float:
     return round(watts / 1000, 3)
 
 
-def _empty_totals() -> dict:
+def _empty_totals() -> dict[str, Any]:
     return {
         "ultraservers": 0,
         "committed_w": 0.0,
@@ -145,8 +155,8 @@ def _empty_totals() -> dict:
     }
 
 
-def _server_totals(rack_ids: Iterable[int]) -> dict[int, dict]:
-    totals: dict[int, dict] = defaultdict(_empty_totals)
+def _server_totals(rack_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    totals: dict[int, dict[str, Any]] = defaultdict(_empty_totals)
     rows = (
         UltraServer.objects.filter(rack_id__in=rack_ids)
         .values("rack_id")
@@ -170,14 +180,14 @@ def _server_totals(rack_ids: Iterable[int]) -> dict[int, dict]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    for row in chip_rows:
-        chips = totals[row["ultraserver__rack_id"]]["chips"]
-        chips[row["health"]] += row["n"]
-        chips["total"] += row["n"]
+    for chip_row in chip_rows:
+        chips = totals[chip_row["ultraserver__rack_id"]]["chips"]
+        chips[chip_row["health"]] += chip_row["n"]
+        chips["total"] += chip_row["n"]
     return totals
 
 
-def _public_totals(t: dict) -> dict:
+def _public_totals(t: dict[str, Any]) -> dict[str, Any]:
     return {
         "ultraservers": t["ultraservers"],
         "chips": t["chips"],
@@ -186,7 +196,7 @@ def _public_totals(t: dict) -> dict:
     }
 
 
-def rack_capacities(racks: Iterable[Rack]) -> dict[int, dict]:
+def rack_capacities(racks: Iterable[Rack]) -> dict[int, dict[str, Any]]:
     racks = list(racks)
     rack_ids = [r.pk for r in racks]
     feeds: dict[int, list[FeedCapacity]] = defaultdict(list)
@@ -219,7 +229,7 @@ def rack_capacities(racks: Iterable[Rack]) -> dict[int, dict]:
     return out
 
 
-def site_capacities(sites: Iterable[Site]) -> dict[int, dict]:
+def site_capacities(sites: Iterable[Site]) -> dict[int, dict[str, Any]]:
     sites = list(sites)
     racks = list(Rack.objects.filter(site__in=sites))
     per_rack = rack_capacities(racks)

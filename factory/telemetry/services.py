@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -19,11 +20,11 @@ from factory.telemetry import codec
 from factory.telemetry.choices import DeviceKind, Resolution
 from factory.telemetry.models import DeviceReading, ServerRollup, ServerSample, ServerTelemetry
 
-ROLLUP_LOOKBACK = {
+ROLLUP_LOOKBACK: dict[str, dt.timedelta] = {
     Resolution.MINUTE: dt.timedelta(minutes=10),
     Resolution.HOUR: dt.timedelta(hours=3),
 }
-_UNIT = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour"}
+_UNIT: dict[str, str] = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour"}
 
 
 def roll_up(resolution: str, now: dt.datetime | None = None) -> int:
@@ -73,7 +74,7 @@ def _bucket_start(moment: dt.datetime, unit: str) -> dt.datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict:
+def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict[str, int]:
     """Raw samples past the retention, then old roll-ups; in chunks so no lock is held long."""
     now = now or timezone.now()
     raw_before = now - dt.timedelta(hours=settings.TELEMETRY_RAW_RETENTION_HOURS)
@@ -100,7 +101,7 @@ def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict:
 
 def series(
     server: UltraServer, start: dt.datetime, end: dt.datetime, resolution: str, limit: int = 10_000
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     if resolution == Resolution.RAW:
         rows = ServerSample.objects.filter(ultraserver=server, ts__gte=start, ts__lt=end).order_by(
             "ts"
@@ -117,7 +118,7 @@ def series(
             }
             for row in rows
         ]
-    rows = ServerRollup.objects.filter(
+    rollups = ServerRollup.objects.filter(
         ultraserver=server, resolution=resolution, bucket__gte=start, bucket__lt=end
     ).order_by("bucket")[:limit]
     return [
@@ -131,11 +132,11 @@ def series(
             "utilization_avg": row.utilization_avg,
             "failed_chips": row.failed_chips_max,
         }
-        for row in rows
+        for row in rollups
     ]
 
 
-def chip_health(server: UltraServer) -> dict:
+def chip_health(server: UltraServer) -> dict[str, Any]:
     """Every chip now: the inventory's health verdict beside the latest sample's readings."""
     latest = ServerTelemetry.objects.filter(ultraserver=server).first()
     values = {m: codec.unpack(m, getattr(latest, m)) if latest else None for m in codec.METRICS}
@@ -172,7 +173,7 @@ class RackPower:
     budget_w: float
     committed_w: float
     drawn_by_feed: dict[str, float]
-    readings: dict
+    readings: dict[str, Any]
     measured_at: dt.datetime | None
 
     @property
@@ -183,7 +184,7 @@ class RackPower:
 def rack_power(site_ids: list[int]) -> list[RackPower]:
     """Every rack of these sites, in four queries whatever their number."""
     racks = list(Rack.objects.filter(site_id__in=site_ids).order_by("site_id", "name"))
-    feeds = defaultdict(list)
+    feeds: defaultdict[int, list[PowerFeed]] = defaultdict(list)
     for feed in PowerFeed.objects.filter(rack__site_id__in=site_ids).order_by("path", "name"):
         feeds[feed.rack_id].append(feed)
     readings = {
@@ -222,7 +223,7 @@ def rack_power(site_ids: list[int]) -> list[RackPower]:
     return lines
 
 
-def site_power(site: Site) -> dict:
+def site_power(site: Site) -> dict[str, Any]:
     """Per rack: the protected budget, the committed peak, and what the rack PDUs measure."""
     lines = [
         {

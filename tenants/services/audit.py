@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.backends.utils import format_number
@@ -13,6 +14,9 @@ from django.db.backends.utils import format_number
 from tenants.access import Actor
 from tenants.choices import AuditAction, AuditSource
 from tenants.models import AuditEvent
+
+if TYPE_CHECKING:
+    from tenants.services.changes import ChangeContext
 
 
 def _json_safe(value: Any) -> Any:
@@ -33,8 +37,8 @@ def _json_safe(value: Any) -> Any:
 
 def snapshot(instance: models.Model) -> dict[str, Any]:
     """The stored values of an object's own fields, JSON-safe, minus secrets."""
-    exclude = getattr(instance, "audit_exclude", frozenset())
-    values = {}
+    exclude: Collection[str] = getattr(instance, "audit_exclude", frozenset())
+    values: dict[str, Any] = {}
     for f in instance._meta.concrete_fields:
         if f.name in exclude or f.attname in exclude:
             continue
@@ -51,8 +55,8 @@ def record(
     actor: Actor,
     action: AuditAction | str,
     instance: models.Model,
-    before: dict | None,
-    after: dict | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
     source: AuditSource | str,
     request_id: str = "",
     tenant_id: int | None = None,
@@ -74,7 +78,9 @@ def record(
     )
 
 
-def record_change(ctx, instance: models.Model, before: dict | None) -> AuditEvent:
+def record_change(
+    ctx: ChangeContext, instance: models.Model, before: dict[str, Any] | None
+) -> AuditEvent:
     """Record ``instance`` as it now stands: a create when ``before`` is None, else an update.
     ``ctx`` is the change's ``ChangeContext``."""
     return record(

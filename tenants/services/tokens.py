@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from tenants.choices import TokenScope
-from tenants.models import ApiToken
+from tenants.models import ApiToken, User
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
 
@@ -24,7 +24,7 @@ def digest(token: str) -> str:
 
 
 def issue_token(
-    user,
+    user: User,
     ctx: ChangeContext,
     *,
     name: str = "api",

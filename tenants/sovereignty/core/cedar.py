@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import cedarpy
 
@@ -22,6 +24,7 @@ from tenants.sovereignty.core.model import (
     Request,
     Rule,
     RuleKind,
+    SiteFacts,
     rank,
 )
 from tenants.sovereignty.core.rules import describe, validate_params
@@ -79,7 +82,7 @@ PLATFORM_POLICIES: list[tuple[str, str, str]] = [
 ]
 
 
-def _list(values) -> str:
+def _list(values: Iterable[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
@@ -87,7 +90,7 @@ def _actions(*actions: Action) -> str:
     return "[" + ", ".join(f'Action::"{a}"' for a in actions) + "]"
 
 
-def _asset_match(p: dict) -> str:
+def _asset_match(p: dict[str, Any]) -> str:
     terms = []
     if p.get("asset_kinds"):
         terms.append(f"{_list(p['asset_kinds'])}.contains(resource.kind)")
@@ -197,6 +200,9 @@ def rule_policies(rule: Rule) -> list[str]:
     raise AssertionError(kind)
 
 
+Deciders = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class CompiledPolicies:
     """A tenant's active rules as one Cedar policy set, parsed once and reused; and the same
@@ -205,8 +211,8 @@ class CompiledPolicies:
 
     text: str
     policy_set: cedarpy.PolicySet
-    deciders: tuple[tuple[str, str], ...]  # policy index -> (rule id, sentence)
-    slices: dict | None = None  # action -> (PolicySet, deciders)
+    deciders: Deciders  # policy index -> (rule id, sentence)
+    slices: dict[str, tuple[cedarpy.PolicySet, Deciders]] | None = None  # action -> slice
 
 
 def compile_rules(rules: list[Rule]) -> CompiledPolicies:
@@ -221,7 +227,7 @@ def compile_rules(rules: list[Rule]) -> CompiledPolicies:
             chunks.append(f"@id({json.dumps(rule.id)})\n{policy}")
             deciders.append((rule.id, sentence))
     text = "\n\n".join(chunks)
-    slices = {}
+    slices: dict[str, tuple[cedarpy.PolicySet, Deciders]] = {}
     for action in Action:
         picked = [i for i, chunk in enumerate(chunks) if action.value in _scope_actions(chunk)]
         slice_text = "\n\n".join(chunks[i] for i in picked)
@@ -255,11 +261,11 @@ def validation_errors(rules: list[Rule]) -> list[str]:
 # --- Entities: only what the decision needs ---------------------------------------------------
 
 
-def _uid(kind: str, key: str) -> dict:
+def _uid(kind: str, key: str) -> dict[str, str]:
     return {"type": kind, "id": key}
 
 
-def _site(site) -> dict:
+def _site(site: SiteFacts) -> dict[str, Any]:
     return {
         "uid": _uid("Site", site.id),
         "parents": [],
@@ -304,11 +310,12 @@ def missing_facts(request: Request) -> list[str]:
     return missing
 
 
-def cedar_request(request: Request) -> tuple[dict, list[dict]]:
-    """The Cedar request and the entities it needs."""
+def cedar_request(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The Cedar request and the entities it needs. ``request`` has the facts its action needs
+    (``missing_facts`` is empty)."""
     person = request.principal
     principal_key = person.id if person else "system"
-    entities = [
+    entities: list[dict[str, Any]] = [
         {
             "uid": _uid("Person", principal_key),
             "parents": [],
@@ -324,8 +331,10 @@ def cedar_request(request: Request) -> tuple[dict, list[dict]]:
     ]
     site_ref = {"__entity": _uid("Site", request.site.id)}
     action = Action(request.action)
+    context: dict[str, Any]
     if action in ASSET_ACTIONS:
         asset = request.asset
+        assert asset is not None, "missing_facts: no asset named"
         entities.append(
             {
                 "uid": _uid("Asset", asset.id),
@@ -355,6 +364,7 @@ def cedar_request(request: Request) -> tuple[dict, list[dict]]:
         }
     elif action == Action.ACCEPT_ARTIFACT:
         artifact = request.artifact
+        assert artifact is not None, "missing_facts: no artifact named"
         entities.append(
             {
                 "uid": _uid("Artifact", artifact.id),
@@ -366,6 +376,7 @@ def cedar_request(request: Request) -> tuple[dict, list[dict]]:
         context = {"site": site_ref}
     else:
         destination = request.destination
+        assert destination is not None, "missing_facts: no telemetry destination named"
         if destination.id != request.site.id:
             entities.append(_site(destination))
         resource = _uid("Site", request.site.id)

@@ -3,21 +3,34 @@ from the Cedar text, so the differential test can catch a compiler that says som
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
 from tenants.sovereignty.core.cedar import ASSET_ACTIONS, missing_facts
 from tenants.sovereignty.core.model import (
     CLASSIFICATIONS,
     CLEARANCES,
     Action,
+    AssetFacts,
     Decision,
     Request,
     Rule,
     RuleKind,
+    SiteFacts,
     rank,
 )
 from tenants.sovereignty.core.rules import validate_params
 
+T = TypeVar("T")
 
-def _matches(p: dict, asset) -> bool:
+
+def _present(fact: T | None, what: str) -> T:
+    """A fact the action needs: ``evaluate`` has already denied a request without it."""
+    assert fact is not None, f"missing_facts: no {what}"
+    return fact
+
+
+def _matches(p: dict[str, Any], asset: AssetFacts) -> bool:
     if p.get("asset_kinds") and asset.kind not in p["asset_kinds"]:
         return False
     if rank(CLASSIFICATIONS, asset.classification) < rank(
@@ -27,38 +40,42 @@ def _matches(p: dict, asset) -> bool:
     return not p.get("labels") or bool(set(p["labels"]) & asset.labels)
 
 
-def _within(site, allowed) -> bool:
+def _within(site: SiteFacts, allowed: Iterable[str]) -> bool:
     return bool(site.jurisdictions & set(allowed))
 
 
 def forbids(rule: Rule, r: Request) -> bool:
     p = validate_params(rule.kind, rule.params)
     kind = RuleKind(rule.kind)
-    a, site = r.asset, r.site
+    site = r.site
     if kind == RuleKind.RESIDENCY:
         return (
             r.action in (Action.PLACE_ASSET, Action.PROCESS_ASSET)
-            and _matches(p, a)
+            and _matches(p, _present(r.asset, "asset"))
             and not _within(site, p["allowed"])
         )
     if kind == RuleKind.COLOCATION:
-        return r.action == Action.PROCESS_ASSET and _matches(p, a) and (a.site or "") != site.id
+        if r.action != Action.PROCESS_ASSET:
+            return False
+        a = _present(r.asset, "asset")
+        return _matches(p, a) and (a.site or "") != site.id
     if kind == RuleKind.REPLICA_RESIDENCY:
         return (
             r.action == Action.REPLICATE_ASSET
-            and _matches(p, a)
+            and _matches(p, _present(r.asset, "asset"))
             and not _within(site, p["allowed"])
         )
     if kind == RuleKind.TRANSFER:
         return (
             r.action == Action.TRANSFER_ASSET
-            and _matches(p, a)
+            and _matches(p, _present(r.asset, "asset"))
             and not _within(site, p["allowed"])
             and not (r.legal_bases & set(p["legal_bases"]))
         )
     if kind == RuleKind.ACCREDITATION:
         if r.action not in (Action.PLACE_ASSET, Action.PROCESS_ASSET, Action.REPLICATE_ASSET):
             return False
+        a = _present(r.asset, "asset")
         if rank(CLASSIFICATIONS, a.classification) < rank(CLASSIFICATIONS, p["min_classification"]):
             return False
         accredited = set(p["accreditations"]) <= site.accreditations
@@ -66,9 +83,9 @@ def forbids(rule: Rule, r: Request) -> bool:
     if kind == RuleKind.PERSONNEL:
         if r.action != Action.ACCESS_SITE:
             return False
-        person = r.principal
         if site.air_gapped and r.remote:
             return True
+        person = _present(r.principal, "person")
         if (p["nationalities"] or p["residencies"]) and not (
             person.nationality in p["nationalities"] or person.residency in p["residencies"]
         ):
@@ -82,15 +99,18 @@ def forbids(rule: Rule, r: Request) -> bool:
         if r.action != Action.EGRESS_TELEMETRY:
             return False
         ok_category = not p["categories"] or r.telemetry_category in p["categories"]
-        ok_destination = not p["destinations"] or _within(r.destination, p["destinations"])
+        ok_destination = not p["destinations"] or _within(
+            _present(r.destination, "telemetry destination"), p["destinations"]
+        )
         return not (ok_category and ok_destination)
     if kind == RuleKind.ARTIFACT_PROVENANCE:
         if r.action != Action.ACCEPT_ARTIFACT:
             return False
-        ok = r.artifact.origin in p["origins"] and (r.artifact.signed or not p["require_signature"])
+        artifact = _present(r.artifact, "artifact")
+        ok = artifact.origin in p["origins"] and (artifact.signed or not p["require_signature"])
         return not ok
     if kind == RuleKind.KEY_CUSTODY:
-        if r.action != Action.PLACE_ASSET or a.kind != "key":
+        if r.action != Action.PLACE_ASSET or _present(r.asset, "asset").kind != "key":
             return False
         if p["in_country"] and r.key_store_country != site.country:
             return True
@@ -100,7 +120,8 @@ def forbids(rule: Rule, r: Request) -> bool:
 
 def platform_permits(r: Request) -> list[str]:
     if r.action in ASSET_ACTIONS:
-        return ["platform.own-premises"] if r.asset.tenant == r.site.tenant else []
+        asset = _present(r.asset, "asset")
+        return ["platform.own-premises"] if asset.tenant == r.site.tenant else []
     return {
         Action.ACCESS_SITE: ["platform.provider-access"],
         Action.ACCEPT_ARTIFACT: ["platform.artifacts"],

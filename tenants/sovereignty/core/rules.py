@@ -7,6 +7,7 @@ safe alphabet here, so compiled policies never need escaping.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from tenants.sovereignty.core.model import (
     ASSET_KINDS,
@@ -71,7 +72,7 @@ class RuleError(ValueError):
         self.field, self.message = field, message
 
 
-def validate_params(kind: str, params: dict) -> dict:
+def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Return the params normalised (defaults filled, lists sorted), or raise RuleError."""
     try:
         kind = RuleKind(kind)
@@ -84,7 +85,7 @@ def validate_params(kind: str, params: dict) -> dict:
     unknown = set(params) - known
     if unknown:
         raise RuleError(f"params.{sorted(unknown)[0]}", f"not a parameter of a {kind} rule")
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, typ in spec.items():
         name, required = key.rstrip("!"), key.endswith("!")
         value = params.get(name)
@@ -103,7 +104,7 @@ def validate_params(kind: str, params: dict) -> dict:
     return out
 
 
-def _check(name: str, typ: str, value, required: bool):
+def _check(name: str, typ: str, value: Any, required: bool) -> Any:
     field = f"params.{name}"
     if typ in {"tokens", "kinds", "legal_bases"}:
         if value is None:
@@ -137,7 +138,7 @@ def _check(name: str, typ: str, value, required: bool):
     raise AssertionError(typ)
 
 
-def _assets(p: dict) -> str:
+def _assets(p: dict[str, Any]) -> str:
     kinds = " or ".join(p["asset_kinds"]) + " assets" if p.get("asset_kinds") else "assets"
     bits = [kinds]
     if p.get("min_classification", "public") != "public":
@@ -151,7 +152,7 @@ def _first_upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def describe(kind: str, p: dict) -> str:
+def describe(kind: str, p: dict[str, Any]) -> str:
     """The rule in one plain sentence, as customers read it."""
     kind = RuleKind(kind)
     where = ", ".join(p.get("allowed", []))
