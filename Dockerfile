@@ -1,6 +1,29 @@
-# The control plane image: web (gunicorn), Celery worker and beat all run from it; so do the
-# simulated site hardware and the site agent of the compose file's demo site.
-FROM python:3.11-slim
+# Two images from one file.
+#
+# `site` (docker build --target site): what runs at a customer's site, without the control
+# plane: the site agent and the simulated site hardware. Nothing but the wire contract
+# (factory/wire.py), their own code, and their two dependencies; no Django, no secrets.
+FROM python:3.11-slim AS site
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+# The same version ranges as pyproject.toml's (a test keeps them equal).
+RUN pip install "redfish>=3.2,<4" "requests>=2.32,<3" \
+    && useradd --system --home /app site \
+    && mkdir -p /sim /var/lib/agent && chown site /sim /var/lib/agent
+# (/sim and /var/lib/agent: the simulated site's layout and the site agent's outbox, as volumes)
+COPY factory/__init__.py factory/wire.py factory/
+COPY factory/siteagent factory/siteagent
+COPY factory/simulator factory/simulator
+USER site
+
+CMD ["python", "-m", "factory.siteagent", "--help"]
+
+
+# The control plane image (the default: the last stage): web (gunicorn), Celery worker and beat
+# all run from it, and so do the compose file's one-shot migrate and site setup.
+FROM python:3.11-slim AS control-plane
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -13,8 +36,8 @@ COPY manage.py ./
 RUN pip install . \
     && DJANGO_SETTINGS_MODULE=factory.settings.base python manage.py collectstatic --noinput -v0 \
     && useradd --system --home /app factory \
-    && mkdir -p /sim /var/lib/agent && chown factory /sim /var/lib/agent
-# (/sim and /var/lib/agent: the simulated site's layout and the site agent's outbox, as volumes)
+    && mkdir -p /sim && chown factory /sim
+# (/sim: where the site setup writes the simulated site's layout and agent credential)
 USER factory
 
 EXPOSE 8000

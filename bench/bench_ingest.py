@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench.common import BENCH_DB, bench_racks, bench_site, write_result
+from factory.wire import Metric
 
 SERVERS, CHIPS = 6945, 144
 TARGET = 100_000.0  # chip-samples/s
@@ -70,14 +71,9 @@ def _raw_copy(server_ids: list[int], rounds: int) -> float:
 
     columns = [json.loads(chips_fragment(i)) for i in range(16)]
     packed = [tuple(codec.pack(m, c[m]) for m in codec.METRICS) for c in columns]
+    power, temp, util = Metric.POWER_W, Metric.TEMP_C, Metric.UTILIZATION
     aggregates = [
-        (
-            float(sum(c["power_w"])),
-            max(c["temp_c"]),
-            sum(c["temp_c"]) / CHIPS,
-            sum(c["utilization"]) / CHIPS,
-            0,
-        )
+        (float(sum(c[power])), max(c[temp]), sum(c[temp]) / CHIPS, sum(c[util]) / CHIPS, 0)
         for c in columns
     ]
     table = ServerSample._meta.db_table

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import BENCH_DB, bench_racks, bench_site, write_result
+from factory.wire import BurnInResult, CommandKind, CommandParam, HardwareState
 
 SERVERS, NOOPS, TARGET = 1000, 20000, 10.0
 CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "1"))
@@ -87,15 +88,19 @@ class InstantAgent(threading.Thread):
     def carry_out(self, command) -> dict:
         box = self.state.setdefault(
             command.ultraserver_id,
-            {"firmware_version": "1.0", "inactive_firmware_version": "", "drained": False},
+            {
+                HardwareState.FIRMWARE_VERSION: "1.0",
+                HardwareState.INACTIVE_FIRMWARE_VERSION: "",
+                HardwareState.DRAINED: False,
+            },
         )
-        if command.kind == "flash-firmware":
-            box["inactive_firmware_version"] = box["firmware_version"]
-            box["firmware_version"] = command.params["version"]
-        elif command.kind in ("drain", "undrain"):
-            box["drained"] = command.kind == "drain"
-        if command.kind == "burn-in":
-            return {"tested": 144, "failed_chips": []}
+        if command.kind == CommandKind.FLASH_FIRMWARE:
+            box[HardwareState.INACTIVE_FIRMWARE_VERSION] = box[HardwareState.FIRMWARE_VERSION]
+            box[HardwareState.FIRMWARE_VERSION] = command.params[CommandParam.VERSION]
+        elif command.kind in (CommandKind.DRAIN, CommandKind.UNDRAIN):
+            box[HardwareState.DRAINED] = command.kind == CommandKind.DRAIN
+        if command.kind == CommandKind.BURN_IN:
+            return {BurnInResult.TESTED: 144, BurnInResult.FAILED_CHIPS: []}
         return dict(box)
 
     def run(self):
@@ -202,7 +207,7 @@ def run() -> dict:
         sender.conf.task_default_queue = queue
         with sender.producer_or_acquire() as producer:
             for _ in range(NOOPS):
-                sender.send_task("provisioning.tasks.noop", producer=producer)
+                sender.send_task("provisioning.noop", producer=producer)
         workers = [worker_process(env, log, f"bench{i}", concurrency=CONCURRENCY) for i in range(2)]
         while _queue_length(client, queue) == NOOPS:
             time.sleep(0.001)

@@ -17,6 +17,9 @@ import threading
 import time
 import urllib.parse
 
+from factory import wire
+from factory.wire import OEM, Metric, ReportId, ReportKey
+
 CHIPS = 144
 
 
@@ -24,18 +27,19 @@ def chips_fragment(seed: int) -> bytes:
     """One server's per-chip metrics, serialized once (realistic values; counters steady)."""
     rng = random.Random(seed)
     columns = {
-        "power_w": [round(rng.uniform(600, 1000), 1) for _ in range(CHIPS)],
-        "energy_j": [round(rng.uniform(1e8, 2e8), 1) for _ in range(CHIPS)],
-        "temp_c": [round(rng.uniform(55, 75), 2) for _ in range(CHIPS)],
-        "utilization": [round(rng.uniform(0.5, 1.0), 4) for _ in range(CHIPS)],
-        "hbm_used_gb": [round(rng.uniform(50, 130), 2) for _ in range(CHIPS)],
-        "ecc_corrected": [rng.randrange(100) for _ in range(CHIPS)],
-        "ecc_uncorrected": [0] * CHIPS,
-        "link_errors": [rng.randrange(10) for _ in range(CHIPS)],
-        "link_down_s": [0.0] * CHIPS,
-        "throttle_s": [0.0] * CHIPS,
-        "health": [0] * CHIPS,
+        Metric.POWER_W: [round(rng.uniform(600, 1000), 1) for _ in range(CHIPS)],
+        Metric.ENERGY_J: [round(rng.uniform(1e8, 2e8), 1) for _ in range(CHIPS)],
+        Metric.TEMP_C: [round(rng.uniform(55, 75), 2) for _ in range(CHIPS)],
+        Metric.UTILIZATION: [round(rng.uniform(0.5, 1.0), 4) for _ in range(CHIPS)],
+        Metric.HBM_USED_GB: [round(rng.uniform(50, 130), 2) for _ in range(CHIPS)],
+        Metric.ECC_CORRECTED: [rng.randrange(100) for _ in range(CHIPS)],
+        Metric.ECC_UNCORRECTED: [0] * CHIPS,
+        Metric.LINK_ERRORS: [rng.randrange(10) for _ in range(CHIPS)],
+        Metric.LINK_DOWN_S: [0.0] * CHIPS,
+        Metric.THROTTLE_S: [0.0] * CHIPS,
+        Metric.HEALTH: [int(wire.HealthCode.OK)] * CHIPS,
     }
+    assert tuple(columns) == wire.METRIC_NAMES
     return json.dumps(columns, separators=(",", ":")).encode()
 
 
@@ -45,11 +49,16 @@ def main() -> int:
     with open(serials_file) as f:
         serials = json.load(f)
     fragments = [chips_fragment(i) for i in range(16)]
+    # Pre-serialized up to the sequence number: {"Id", "MetricValues", "Oem": {OEM: {Source,
+    # Chips}}, "ReportSequence", "Timestamp"}; only the last two change per request.
+    opening = (
+        f'{{"Id":"{ReportId.CHIPS}","MetricValues":[],"Oem":{{"{OEM}":{{"{ReportKey.SOURCE}":"'
+    )
     head = [
         (
-            b'{"Id":"ChipMetrics","MetricValues":[],"Oem":{"AIFactory":{"Source":"'
+            opening.encode()
             + s.encode()
-            + b'","Chips":'
+            + f'","{ReportKey.CHIPS}":'.encode()
             + fragments[i % 16]
             + b'}},"ReportSequence":"'
         )
@@ -58,6 +67,7 @@ def main() -> int:
     # Each connection owns a slice of the servers, so each source's sequence rises in order.
     slices = [list(range(c, len(serials), connections)) for c in range(connections)]
     parsed = urllib.parse.urlsplit(url)
+    path = f"{wire.API_ROOT}{wire.TELEMETRY_PATH}"
     stats = {"requests": 0, "chip_samples": 0, "replayed": 0, "errors": 0, "latencies": []}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -65,7 +75,7 @@ def main() -> int:
     def worker(indexes: list[int]):
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
         sequence = 0
-        headers = {"Authorization": f"Agent {token}", "Content-Type": "application/json"}
+        headers = {wire.AUTH_HEADER: wire.authorization(token), "Content-Type": "application/json"}
         while time.monotonic() < deadline:
             sequence += 1
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
@@ -79,7 +89,7 @@ def main() -> int:
                 )
                 began = time.perf_counter()
                 try:
-                    conn.request("POST", "/api/v1/agent/telemetry/", body=body, headers=headers)
+                    conn.request("POST", path, body=body, headers=headers)
                     response = conn.getresponse()
                     answer = response.read()
                 except (OSError, http.client.HTTPException):

@@ -1,16 +1,11 @@
 from django.db import models
 
+from factory import wire
 
-class CommandKind(models.TextChoices):
-    INSTALL_CHECK = "install-check", "Confirm installed and cabled"
-    FLASH_FIRMWARE = "flash-firmware", "Flash firmware (SimpleUpdate)"
-    ACTIVATE_BANK = "activate-bank", "Boot the other firmware bank (rollback)"
-    RESET = "reset", "Reset (ComputerSystem.Reset)"
-    BURN_IN = "burn-in", "Run burn-in"
-    INTERCONNECT_CHECK = "interconnect-check", "Validate interconnect"
-    DRAIN = "drain", "Drain workloads"
-    UNDRAIN = "undrain", "Return to scheduling"
-    QUERY_STATE = "query-state", "Read the real hardware state"
+# The wire contract's command kinds (factory.wire), with their labels, as Django choices.
+CommandKind = models.TextChoices(
+    "CommandKind", [(k.name, (k.value, wire.COMMANDS[k].label)) for k in wire.CommandKind]
+)
 
 
 class CommandState(models.TextChoices):

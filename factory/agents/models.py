@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 
+from factory import wire
 from factory.agents.choices import CommandKind, CommandState
 
 
@@ -63,7 +64,7 @@ class AgentCommand(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     result_due_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
-    error = models.CharField(max_length=1000, blank=True)
+    error = models.CharField(max_length=wire.MAX_ERROR_LENGTH, blank=True)
     late = models.BooleanField(default=False, help_text="Result arrived after it expired.")
     requested_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -16,18 +16,20 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
+from factory import wire
 from factory.agents.choices import CommandState
 from factory.agents.models import AgentCommand, SiteAgent
 from factory.agents.signals import command_finished
 from factory.core.bulk import update_rows
+from tenants.errors import Conflict
 from tenants.services import audit
-from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.services.changes import ChangeContext
 from tenants.services.tokens import digest
 
 TOKEN_PREFIX = "aga_"
 _SEEN_RESOLUTION = dt.timedelta(seconds=5)
-MAX_WAIT_SECONDS = 25.0
-MAX_CLAIM = 100
+MAX_WAIT_SECONDS = wire.MAX_CLAIM_WAIT_SECONDS
+MAX_CLAIM = wire.MAX_CLAIM
 
 
 def issue_agent(site, name: str, ctx: ChangeContext) -> tuple[SiteAgent, str]:
@@ -172,19 +174,19 @@ def complete_many(agent: SiteAgent, results: list[CommandResult]) -> list[AgentC
                 if command.state == outcome and (command.result or {}) == (r.result or {}):
                     done.append(command)
                     continue
-                raise ChangeRefused(
+                raise Conflict(
                     f"command {command.id} already finished as {command.state}",
                     code="command_finished",
                 )
             if command.state in (CommandState.QUEUED, CommandState.CANCELLED):
-                raise ChangeRefused(
+                raise Conflict(
                     f"command {command.id} is {command.state}: it was never claimed",
                     code="command_not_claimed",
                 )
             command.late = command.state == CommandState.EXPIRED
             command.state = outcome
             command.result = r.result or {}
-            command.error = r.error[:1000]
+            command.error = r.error[: wire.MAX_ERROR_LENGTH]
             command.completed_at = now
             done.append(command)
             finished.append(command)

@@ -17,14 +17,16 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 from factory.simulator.devices import build_site
 from factory.simulator.faults import KINDS, FaultRates
 from factory.simulator.hardware import SPECS
 from factory.simulator.server import SiteServer
+from factory.wire import DeviceKind, SiteLayout
 
 
-def demo_layout(racks: int = 2, per_rack: int = 2, family: str = "trn3") -> dict:
+def demo_layout(racks: int = 2, per_rack: int = 2, family: str = "trn3") -> SiteLayout:
     return {
         "site": "DEMO",
         "racks": [
@@ -45,7 +47,7 @@ def demo_layout(racks: int = 2, per_rack: int = 2, family: str = "trn3") -> dict
     }
 
 
-def single_device_layout(kind: str, family: str) -> dict:
+def single_device_layout(kind: str, family: str) -> SiteLayout:
     layout = demo_layout(1, 1, family)
     layout["site"] = f"SIM-{kind.upper()}"
     return layout
@@ -61,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--layout", help="site layout JSON (manage.py export_site_layout SITE)")
     what.add_argument("--demo", action="store_true", help="a built-in site: 2 racks x 2 Trn3")
     what.add_argument(
-        "--device", choices=["bmc", "pdu", "cdu"], help="serve one device only (with --port)"
+        "--device",
+        choices=[k.value for k in DeviceKind],
+        help="serve one device only (with --port)",
     )
     p.add_argument(
         "--family",
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     if args.layout:
         with open(args.layout) as f:
-            layout = json.load(f)
+            layout: SiteLayout = json.load(f)
     elif args.demo:
         layout = demo_layout(family=args.family)
     else:
@@ -120,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ports = {}
     if args.device:
-        only = {"bmc": site.bmcs, "pdu": site.pdus, "cdu": site.cdus}[args.device]
-        name = next(iter(only))
-        ports[name] = args.port
+        by_kind: dict[str, dict[str, Any]] = {
+            DeviceKind.BMC: site.bmcs,
+            DeviceKind.PDU: site.pdus,
+            DeviceKind.CDU: site.cdus,
+        }
+        ports[next(iter(by_kind[args.device]))] = args.port
         # One device only: drop the others so nothing else binds a port.
-        for kind, devices in (("bmc", site.bmcs), ("pdu", site.pdus), ("cdu", site.cdus)):
+        for kind, devices in by_kind.items():
             if kind != args.device:
                 devices.clear()
     server = SiteServer(

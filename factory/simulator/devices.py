@@ -11,6 +11,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
+from factory import wire
 from factory.simulator.faults import Fault, FaultInjector, FaultRates
 from factory.simulator.hardware import (
     HEALTH_DEGRADED,
@@ -20,6 +21,7 @@ from factory.simulator.hardware import (
     SystemSpec,
     step_chip,
 )
+from factory.wire import BurnInResult, EventKind, HardwareState
 
 DEFAULT_COOLANT_C = 30.0
 EXCURSION_RISE_K = 18.0
@@ -96,15 +98,15 @@ class Bmc:
     def apply_fault(self, fault: Fault, now: float) -> None:
         self.events.append(fault)
         chip = self.chips[fault.chip] if fault.chip is not None else None
-        if fault.kind == "chip-failure" and chip:
+        if fault.kind == EventKind.CHIP_FAILURE and chip:
             chip.health = HEALTH_FAILED
-        elif fault.kind == "hbm-failure" and chip:
+        elif fault.kind == EventKind.HBM_FAILURE and chip:
             chip.ecc_uncorrected += 1
             chip.health = HEALTH_FAILED
-        elif fault.kind == "ecc-storm" and chip:
+        elif fault.kind == EventKind.ECC_STORM and chip:
             chip.ecc_corrected += 1000 + self.injector.rng.randrange(4000)
             chip.health = max(chip.health, HEALTH_DEGRADED)
-        elif fault.kind in ("link-flap", "link-down") and chip:
+        elif fault.kind in (EventKind.LINK_FLAP, EventKind.LINK_DOWN) and chip:
             link = fault.link or 0
             chip.links_down_until[link] = max(chip.links_down_until[link], now + fault.duration_s)
             chip.link_errors += 1 + self.injector.rng.randrange(50)
@@ -141,7 +143,7 @@ class Bmc:
 
     def simple_update(self, image_uri: str, now: float) -> Task:
         """Write the image to the inactive bank and boot it; the old one stays as fallback."""
-        version = image_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".bin")
+        version = wire.firmware_version_of(image_uri)
         ok = self.commands.random() >= self.flash_failure_rate
         message = "Update successful" if ok else "Image verification failed; banks unchanged"
 
@@ -162,14 +164,16 @@ class Bmc:
     def burn_in(self, now: float) -> Task:
         failed = [
             {
-                "index": c.index,
-                "detail": "uncorrectable HBM ECC" if c.ecc_uncorrected else "chip not responding",
+                BurnInResult.INDEX: c.index,
+                BurnInResult.DETAIL: "uncorrectable HBM ECC"
+                if c.ecc_uncorrected
+                else "chip not responding",
             }
             for c in self.chips
             if c.health == HEALTH_FAILED
         ]
         task = self._task("BurnIn", now, self.burn_in_seconds, True, "Burn-in finished")
-        task.result = {"tested": len(self.chips), "failed_chips": failed}
+        task.result = {BurnInResult.TESTED: len(self.chips), BurnInResult.FAILED_CHIPS: failed}
         return task
 
     def replace_chip(self, index: int) -> None:
@@ -186,11 +190,11 @@ class Bmc:
 
     def state(self) -> dict:
         return {
-            "firmware_version": self.firmware_active,
-            "inactive_firmware_version": self.firmware_inactive,
-            "drained": self.drained,
-            "cabled": self.cabled,
-            "power_state": "On" if self.powered else "Off",
+            HardwareState.FIRMWARE_VERSION: self.firmware_active,
+            HardwareState.INACTIVE_FIRMWARE_VERSION: self.firmware_inactive,
+            HardwareState.DRAINED: self.drained,
+            HardwareState.CABLED: self.cabled,
+            HardwareState.POWER_STATE: "On" if self.powered else "Off",
         }
 
 
@@ -208,7 +212,7 @@ class RackPdu:
         voltage: float = 415.0,
     ):
         self.rack = rack
-        self.serial = f"{rack}-PDU"
+        self.serial = wire.pdu_source(rack)
         self.feeds = dict(feeds)  # feed name -> capacity W
         self.servers = servers
         self.voltage = voltage
@@ -318,7 +322,7 @@ class Site:
 
 
 def build_site(
-    layout: dict,
+    layout: wire.SiteLayout,
     *,
     seed: int = 1,
     rates: FaultRates | None = None,

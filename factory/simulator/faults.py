@@ -12,6 +12,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from factory.wire import EventKind
+
 # Llama 3 on 16,384 H100 over 54 days (HARDWARE.md): failures attributable to chips, per chip-day.
 _CHIP_DAYS = 16_384 * 54
 CHIP_FAILURE = (148 + 19 + 17 + 6 + 6) / _CHIP_DAYS  # faulty chip, SRAM, GSP, SDC, thermal
@@ -23,15 +25,7 @@ LINK_FLAP = 10 * LINK_DOWN  # short flaps, mostly under the 7 s that kills a job
 FEED_LOSS = 1.0e-3  # per feed-day (estimate)
 COOLANT_EXCURSION = 1.0e-3  # per CDU-day (estimate)
 
-KINDS = (
-    "chip-failure",
-    "hbm-failure",
-    "ecc-storm",
-    "link-flap",
-    "link-down",
-    "feed-loss",
-    "coolant-excursion",
-)
+KINDS = tuple(EventKind)
 
 
 @dataclass(frozen=True)
@@ -85,15 +79,15 @@ class FaultInjector:
     def server_faults(self, chips: int, links_per_chip: int, dt: float) -> list[Fault]:
         faults = []
         for name, kind in (
-            ("chip_failure", "chip-failure"),
-            ("hbm_failure", "hbm-failure"),
-            ("ecc_storm", "ecc-storm"),
+            ("chip_failure", EventKind.CHIP_FAILURE),
+            ("hbm_failure", EventKind.HBM_FAILURE),
+            ("ecc_storm", EventKind.ECC_STORM),
         ):
             for _ in range(self._count(self.rates.per_tick(name, chips, dt))):
                 faults.append(Fault(kind, self.name, chip=self.rng.randrange(chips)))
         for name, kind, mean_s in (
-            ("link_flap", "link-flap", 2.0),
-            ("link_down", "link-down", 60.0),
+            ("link_flap", EventKind.LINK_FLAP, 2.0),
+            ("link_down", EventKind.LINK_DOWN, 60.0),
         ):
             for _ in range(self._count(self.rates.per_tick(name, chips, dt))):
                 faults.append(
@@ -110,7 +104,7 @@ class FaultInjector:
     def pdu_faults(self, feeds: list[str], dt: float) -> list[Fault]:
         return [
             Fault(
-                "feed-loss",
+                EventKind.FEED_LOSS,
                 self.name,
                 feed=self.rng.choice(feeds),
                 duration_s=round(self.rng.uniform(30, 300), 1),
@@ -120,6 +114,10 @@ class FaultInjector:
 
     def cdu_faults(self, dt: float) -> list[Fault]:
         return [
-            Fault("coolant-excursion", self.name, duration_s=round(self.rng.uniform(60, 600), 1))
+            Fault(
+                EventKind.COOLANT_EXCURSION,
+                self.name,
+                duration_s=round(self.rng.uniform(60, 600), 1),
+            )
             for _ in range(self._count(self.rates.per_tick("coolant_excursion", 1, dt)))
         ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from factory.wire import HealthCode, Metric
+
 THROTTLE_AT_C = 85.0
 IDLE_FRACTION = 0.25  # idle power as a share of nominal (estimate)
 RISE_AT_NOMINAL_K = 40.0  # chip temperature above coolant at nominal power (estimate)
 
-HEALTH_OK, HEALTH_DEGRADED, HEALTH_FAILED = 0, 1, 2
+HEALTH_OK, HEALTH_DEGRADED, HEALTH_FAILED = (int(h) for h in HealthCode)
 HEALTH_NAMES = {HEALTH_OK: "OK", HEALTH_DEGRADED: "Warning", HEALTH_FAILED: "Critical"}
 
 
@@ -37,21 +39,6 @@ SPECS = {
     "gb300": SystemSpec("gb300", 72, 1200, 1400, 288, 4, "GPU", 10_000),
 }
 
-# Per-chip telemetry, in the order the agent ships it (one list per metric, one value per chip).
-CHIP_METRICS = (
-    "power_w",
-    "energy_j",
-    "temp_c",
-    "utilization",
-    "hbm_used_gb",
-    "ecc_corrected",
-    "ecc_uncorrected",
-    "link_errors",
-    "link_down_s",
-    "throttle_s",
-    "health",
-)
-
 
 @dataclass
 class Chip:
@@ -69,20 +56,21 @@ class Chip:
     throttle_s: float = 0.0
     links_down_until: list[float] = field(default_factory=list)  # per link, sim time
 
-    def metrics(self) -> tuple:
-        return (
-            round(self.power_w, 1),
-            round(self.energy_j, 1),
-            round(self.temp_c, 2),
-            round(self.utilization, 4),
-            round(self.hbm_used_gb, 2),
-            self.ecc_corrected,
-            self.ecc_uncorrected,
-            self.link_errors,
-            round(self.link_down_s, 1),
-            round(self.throttle_s, 1),
-            self.health,
-        )
+    def metrics(self) -> dict[str, float | int]:
+        """The chip's per-chip telemetry (``factory.wire.CHIP_METRICS``), as the BMC reports it."""
+        return {
+            Metric.POWER_W: round(self.power_w, 1),
+            Metric.ENERGY_J: round(self.energy_j, 1),
+            Metric.TEMP_C: round(self.temp_c, 2),
+            Metric.UTILIZATION: round(self.utilization, 4),
+            Metric.HBM_USED_GB: round(self.hbm_used_gb, 2),
+            Metric.ECC_CORRECTED: self.ecc_corrected,
+            Metric.ECC_UNCORRECTED: self.ecc_uncorrected,
+            Metric.LINK_ERRORS: self.link_errors,
+            Metric.LINK_DOWN_S: round(self.link_down_s, 1),
+            Metric.THROTTLE_S: round(self.throttle_s, 1),
+            Metric.HEALTH: self.health,
+        }
 
 
 def step_chip(

@@ -10,28 +10,30 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from factory import wire
 from factory.simulator.devices import Bmc, Cdu, RackPdu, Site
-from factory.simulator.hardware import CHIP_METRICS, HEALTH_NAMES
+from factory.simulator.hardware import HEALTH_NAMES
+from factory.wire import OEM, Metric, OemAction, ReportKey, SystemOem
 
-ROOT = "/redfish/v1"
-SYSTEM = f"{ROOT}/Systems/UltraServer"
+ROOT = wire.REDFISH_ROOT
+SYSTEM = wire.SYSTEM_PATH
 CHASSIS = f"{ROOT}/Chassis/UltraServer"
-REPORT_ID = "ChipMetrics"
-OEM = "AIFactory"  # our OEM namespace for actions Redfish has no standard for (drain, burn-in)
+REPORT_ID = wire.ReportId.CHIPS.value
+# OEM (factory.wire): our namespace for what Redfish has no standard for (drain, burn-in).
 
 # Where each per-chip metric lives in the standard tree (MetricReport.MetricProperty).
 METRIC_PROPERTY = {
-    "power_w": "EnvironmentMetrics#/PowerWatts/Reading",
-    "energy_j": "EnvironmentMetrics#/EnergyJoules/Reading",
-    "temp_c": "EnvironmentMetrics#/TemperatureCelsius/Reading",
-    "utilization": "ProcessorMetrics#/BandwidthPercent",
-    "hbm_used_gb": "MemoryMetrics#/CapacityUtilizationPercent",
-    "ecc_corrected": "MemoryMetrics#/LifeTime/CorrectableECCErrorCount",
-    "ecc_uncorrected": "MemoryMetrics#/LifeTime/UncorrectableECCErrorCount",
-    "link_errors": "Ports#/Metrics/RXErrors",
-    "link_down_s": "Ports#/Oem/AIFactory/LinkDownSeconds",
-    "throttle_s": "ProcessorMetrics#/ThrottleDurationSeconds",
-    "health": "#/Status/Health",
+    Metric.POWER_W: "EnvironmentMetrics#/PowerWatts/Reading",
+    Metric.ENERGY_J: "EnvironmentMetrics#/EnergyJoules/Reading",
+    Metric.TEMP_C: "EnvironmentMetrics#/TemperatureCelsius/Reading",
+    Metric.UTILIZATION: "ProcessorMetrics#/BandwidthPercent",
+    Metric.HBM_USED_GB: "MemoryMetrics#/CapacityUtilizationPercent",
+    Metric.ECC_CORRECTED: "MemoryMetrics#/LifeTime/CorrectableECCErrorCount",
+    Metric.ECC_UNCORRECTED: "MemoryMetrics#/LifeTime/UncorrectableECCErrorCount",
+    Metric.LINK_ERRORS: "Ports#/Metrics/RXErrors",
+    Metric.LINK_DOWN_S: f"Ports#/Oem/{OEM}/LinkDownSeconds",
+    Metric.THROTTLE_S: "ProcessorMetrics#/ThrottleDurationSeconds",
+    Metric.HEALTH: "#/Status/Health",
 }
 
 
@@ -198,13 +200,13 @@ class BmcTree(Tree):
                 path,
                 "ProcessorCollection",
                 "Accelerators",
-                [f"{path}/Chip{c.index}" for c in bmc.chips],
+                [wire.chip_path(c.index) for c in bmc.chips],
             )
         if path == f"{SYSTEM}/Memory":
             return _collection(
                 path, "MemoryCollection", "HBM", [f"{path}/HBM{c.index}" for c in bmc.chips]
             )
-        if path.startswith(f"{SYSTEM}/Processors/Chip"):
+        if path.startswith(wire.CHIP_PREFIX):
             return self.chip_resource(path)
         if path.startswith(f"{SYSTEM}/Memory/HBM"):
             return self.memory_resource(path)
@@ -246,15 +248,15 @@ class BmcTree(Tree):
                     ],
                 },
                 "Oem": {
-                    f"#{OEM}.{name}": {"target": f"{SYSTEM}/Actions/Oem/{OEM}.{name}"}
-                    for name in ("Drain", "Undrain", "BurnIn", "ActivateBank")
+                    f"#{OEM}.{action}": {"target": wire.oem_action_path(action)}
+                    for action in OemAction
                 },
             },
             Oem={
                 OEM: {
-                    "Drained": bmc.drained,
-                    "Cabled": bmc.cabled,
-                    "InactiveFirmwareVersion": bmc.firmware_inactive,
+                    SystemOem.DRAINED: bmc.drained,
+                    SystemOem.CABLED: bmc.cabled,
+                    SystemOem.INACTIVE_FIRMWARE_VERSION: bmc.firmware_inactive,
                 }
             },
         )
@@ -267,12 +269,12 @@ class BmcTree(Tree):
         return int(index), tail
 
     def chip_resource(self, path: str) -> dict | None:
-        found = self._chip(path, f"{SYSTEM}/Processors/Chip")
+        found = self._chip(path, wire.CHIP_PREFIX)
         if found is None:
             return None
         index, tail = found
         chip, spec = self.bmc.chips[index], self.bmc.spec
-        base = f"{SYSTEM}/Processors/Chip{index}"
+        base = wire.chip_path(index)
         if tail == "":
             return _resource(
                 base,
@@ -446,8 +448,8 @@ class BmcTree(Tree):
         stamp = _now_iso()
         values = []
         for chip in self.bmc.chips:
-            prefix = f"{SYSTEM}/Processors/Chip{chip.index}"
-            for metric, value in zip(CHIP_METRICS, chip.metrics(), strict=True):
+            prefix = wire.chip_path(chip.index)
+            for metric, value in chip.metrics().items():
                 values.append(
                     {
                         "MetricId": metric,
@@ -470,13 +472,13 @@ class BmcTree(Tree):
     def post(self, path: str, body: dict) -> tuple[int, dict, dict]:
         bmc, now = self.bmc, self.site.now
         with self.site.lock:
-            if path == f"{ROOT}/UpdateService/Actions/UpdateService.SimpleUpdate":
+            if path == wire.SIMPLE_UPDATE_PATH:
                 image = body.get("ImageURI")
                 if not isinstance(image, str) or not image:
                     raise HttpError(400, "ImageURI is required")
                 task = bmc.simple_update(image, now)
                 return self._accepted(task)
-            if path == f"{SYSTEM}/Actions/ComputerSystem.Reset":
+            if path == wire.RESET_PATH:
                 reset_type = body.get("ResetType", "ForceRestart")
                 if reset_type not in (
                     "On",
@@ -488,15 +490,18 @@ class BmcTree(Tree):
                     raise HttpError(400, f"ResetType {reset_type!r} is not supported")
                 bmc.reset(reset_type)
                 return 204, {}, {}
-            oem = f"{SYSTEM}/Actions/Oem/{OEM}."
-            if path == f"{oem}Drain" or path == f"{oem}Undrain":
-                bmc.drained = path.endswith(".Drain")
+            drains = {
+                wire.oem_action_path(OemAction.DRAIN): True,
+                wire.oem_action_path(OemAction.UNDRAIN): False,
+            }
+            if path in drains:
+                bmc.drained = drains[path]
                 return 200, bmc.state(), {}
-            if path == f"{oem}ActivateBank":
-                if not bmc.activate_bank(str(body.get("Version", ""))):
+            if path == wire.oem_action_path(OemAction.ACTIVATE_BANK):
+                if not bmc.activate_bank(str(body.get(wire.ACTIVATE_BANK_VERSION, ""))):
                     raise HttpError(409, "no firmware bank holds that version")
                 return 200, bmc.state(), {}
-            if path == f"{oem}BurnIn":
+            if path == wire.oem_action_path(OemAction.BURN_IN):
                 return self._accepted(bmc.burn_in(now))
         raise HttpError(404, f"no action at {path}")
 
@@ -525,9 +530,9 @@ class PduTree(Tree):
                 "PowerEquipment",
                 "Power equipment",
                 Status=_status(),
-                RackPDUs=_link(f"{base}/RackPDUs"),
+                RackPDUs=_link(wire.RACK_PDUS_PATH),
             )
-        if path == f"{base}/RackPDUs":
+        if path == wire.RACK_PDUS_PATH:
             return _collection(
                 path,
                 "PowerDistributionCollection",
@@ -535,7 +540,7 @@ class PduTree(Tree):
                 [f"{path}/{feed}" for feed in pdu.feeds],
             )
         for feed in pdu.feeds:
-            unit = f"{base}/RackPDUs/{feed}"
+            unit = f"{wire.RACK_PDUS_PATH}/{feed}"
             up = pdu.feed_up(feed, now)
             if path == unit:
                 return _resource(
@@ -551,8 +556,8 @@ class PduTree(Tree):
                     Metrics=_link(f"{unit}/Metrics"),
                 )
             if path == f"{unit}/Mains":
-                return _collection(path, "CircuitCollection", "Mains", [f"{path}/AC1"])
-            if path == f"{unit}/Mains/AC1":
+                return _collection(path, "CircuitCollection", "Mains", [f"{unit}/{wire.PDU_MAINS}"])
+            if path == f"{unit}/{wire.PDU_MAINS}":
                 return _resource(
                     path,
                     "Circuit.v1_9_0.Circuit",
@@ -601,8 +606,8 @@ class CduTree(Tree):
                 CDUs=_link(f"{base}/CDUs"),
             )
         if path == f"{base}/CDUs":
-            return _collection(path, "CoolingUnitCollection", "CDUs", [f"{path}/1"])
-        if path == f"{base}/CDUs/1":
+            return _collection(path, "CoolingUnitCollection", "CDUs", [wire.CDU_PATH])
+        if path == wire.CDU_PATH:
             hot = cdu.supply_c > cdu.nominal_c + 5
             return _resource(
                 path,
@@ -614,8 +619,8 @@ class CduTree(Tree):
                 CoolingCapacityWatts=2_000_000,
                 Oem={
                     OEM: {
-                        "SupplyTemperatureCelsius": round(cdu.supply_c, 2),
-                        "HeatLoadWatts": round(cdu.heat_w, 1),
+                        ReportKey.SUPPLY_TEMPERATURE: round(cdu.supply_c, 2),
+                        ReportKey.HEAT_LOAD: round(cdu.heat_w, 1),
                     }
                 },
             )

@@ -21,6 +21,7 @@ from factory.simulator.redfish import (
     Tree,
     error_body,
 )
+from factory.wire import DeviceKind
 
 log = logging.getLogger("factory.simulator")
 
@@ -122,29 +123,23 @@ class SiteServer:
         self.tick_seconds = tick_seconds
         self.credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         self.servers: list[_Server] = []
-        self.devices: list[dict] = []
+        self.devices: list[dict] = []  # factory.wire.Device entries
         ports = device_ports or {}
-        trees: list[tuple[str, Tree, dict]] = []
+        trees: list[tuple[DeviceKind, Tree, dict]] = []
         for bmc in site.bmcs.values():
-            trees.append(("bmc", BmcTree(site, bmc), {"rack": bmc.rack, "position": bmc.position}))
+            extra = {"rack": bmc.rack, "position": bmc.position}
+            trees.append((DeviceKind.BMC, BmcTree(site, bmc), extra))
         for pdu in site.pdus.values():
-            trees.append(
-                ("pdu", PduTree(site, pdu), {"rack": pdu.rack, "feeds": sorted(pdu.feeds)})
-            )
+            extra = {"rack": pdu.rack, "feeds": sorted(pdu.feeds)}
+            trees.append((DeviceKind.PDU, PduTree(site, pdu), extra))
         for cdu in site.cdus.values():
-            trees.append(("cdu", CduTree(site, cdu), {}))
+            trees.append((DeviceKind.CDU, CduTree(site, cdu), {}))
         for kind, tree, extra in trees:
             get, post = _tree_handlers(tree)
             server = _Server((host, ports.get(tree.name, 0)), _handler(get, post, self.credentials))
             self.servers.append(server)
-            self.devices.append(
-                {
-                    "kind": kind,
-                    "serial": tree.name,
-                    "url": f"http://{shown}:{server.server_address[1]}",
-                    **extra,
-                }
-            )
+            url = f"http://{shown}:{server.server_address[1]}"
+            self.devices.append({"kind": kind.value, "serial": tree.name, "url": url, **extra})
         control = _Server(
             (host, control_port), _handler(self._control_get, self._control_post, None)
         )

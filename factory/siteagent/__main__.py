@@ -18,7 +18,9 @@ import signal
 import sys
 import threading
 import urllib.request
+from typing import Any
 
+from factory import wire
 from factory.siteagent.agent import Agent
 from factory.siteagent.devices import Device
 from factory.siteagent.outbox import Outbox
@@ -27,21 +29,16 @@ from factory.siteagent.outbox import Outbox
 def load_devices(source: str, username: str, password: str) -> list[Device]:
     if source.startswith(("http://", "https://")):
         with urllib.request.urlopen(source, timeout=10) as response:
-            listing = json.load(response)
+            listing: wire.DeviceListing = json.load(response)
     else:
         with open(source) as f:
             listing = json.load(f)
-    return [
-        Device(
-            d["kind"],
-            d["serial"],
-            d["url"],
-            username,
-            password,
-            **{k: v for k, v in d.items() if k not in ("kind", "serial", "url")},
-        )
-        for d in listing["devices"]
-    ]
+    required = wire.Device.__required_keys__  # kind, serial, url; the rest are extras
+    devices = []
+    for d in listing["devices"]:
+        extra: dict[str, Any] = {k: v for k, v in d.items() if k not in required}
+        devices.append(Device(d["kind"], d["serial"], d["url"], username, password, **extra))
+    return devices
 
 
 def main(argv: list[str] | None = None) -> int:

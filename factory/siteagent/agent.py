@@ -7,21 +7,29 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from factory import wire
 from factory.siteagent.commands import execute
-from factory.siteagent.devices import OEM, POLLERS, Device, DeviceError
+from factory.siteagent.devices import POLLERS, Device, DeviceError
 from factory.siteagent.outbox import Outbox
+from factory.wire import OEM, FeedReading, ReportKey
 
 log = logging.getLogger("factory.siteagent")
 MAX_BATCH_REPORTS = 50
-MAX_RESULT_BATCH = 100
+MAX_EVENT_BATCH = 100
+MAX_RESULT_BATCH = wire.MAX_RESULTS
 RESULT_LINGER_S = 0.05  # how long a finished result waits for others to share its request
 CONFIG_EVERY_S = 60.0
-# Which egress category a non-BMC device's report belongs to.
-DEVICE_CATEGORY = {"Feeds": "power", "SupplyTemperatureCelsius": "thermal"}
+JSON = {"Content-Type": "application/json"}
+
+
+def _json(message: Mapping[str, object]) -> bytes:
+    """A wire message as ``requests``' ``json=`` sends it (its JsonType refuses TypedDicts)."""
+    return json.dumps(message, allow_nan=False).encode()
 
 
 class Agent:
@@ -39,14 +47,14 @@ class Agent:
     ):
         self.base = control_plane.rstrip("/")
         self.devices = devices
-        self.bmcs = {d.serial: d for d in devices if d.kind == "bmc"}
+        self.bmcs = {d.serial: d for d in devices if d.kind == wire.DeviceKind.BMC}
         self.outbox = outbox
         self.interval_s = interval_s
         self.image_base = image_base
         self.task_poll_s = task_poll_s
         self.claim_wait_s = claim_wait_s
         self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Agent {token}"
+        self.http.headers[wire.AUTH_HEADER] = wire.authorization(token)
         self.stop = threading.Event()
         self.allowed_metrics: set[str] | None = None  # unknown until the control plane says
         self.allowed_categories: set[str] = set()
@@ -60,7 +68,7 @@ class Agent:
             "commands": 0,
             "result_posts": 0,
         }
-        self.results: queue.Queue[dict] = queue.Queue()
+        self.results: queue.Queue[wire.BatchOutcome] = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent")
 
     # --- devices → outbox ----------------------------------------------------------------
@@ -86,18 +94,18 @@ class Agent:
         """A feed going down is an event: the control plane hears at once, not at the next
         health evaluation."""
         oem = report["Oem"][OEM]
-        for feed, reading in (oem.get("Feeds") or {}).items():
+        for feed, reading in (oem.get(ReportKey.FEEDS) or {}).items():
             was = self.feed_state.get(feed, True)
-            self.feed_state[feed] = reading["up"]
-            if was and not reading["up"]:
+            self.feed_state[feed] = reading[FeedReading.UP]
+            if was and not reading[FeedReading.UP]:
                 self.outbox.add_event(
-                    {
-                        "source": oem["Source"],
-                        "kind": "feed-loss",
-                        "feed": feed,
-                        "message": f"power feed {feed} lost",
-                        "timestamp": report["Timestamp"],
-                    }
+                    wire.Event(
+                        source=oem[ReportKey.SOURCE],
+                        kind=wire.EventKind.FEED_LOSS,
+                        feed=feed,
+                        message=f"power feed {feed} lost",
+                        timestamp=report["Timestamp"],
+                    )
                 )
 
     def _poll_loop(self):
@@ -110,14 +118,14 @@ class Agent:
 
     def refresh_config(self) -> bool:
         try:
-            response = self.http.get(f"{self.base}/api/v1/agent/config/", timeout=10)
+            response = self.http.get(wire.api_url(self.base, wire.CONFIG_PATH), timeout=10)
         except requests.RequestException as exc:
             log.info("control plane unreachable (config): %s", exc)
             return False
         if response.status_code != 200:
             log.warning("config refused: %s %s", response.status_code, response.text[:200])
             return False
-        config = response.json()
+        config: wire.AgentConfig = response.json()
         self.allowed_metrics = set(config["metrics"])
         self.allowed_categories = set(config["telemetry_categories"])
         self.interval_s = float(config.get("interval_seconds", self.interval_s))
@@ -127,10 +135,11 @@ class Agent:
     def _egress(self, report: dict) -> dict | None:
         """Only what the site's egress rule lets leave; None: nothing of it may."""
         oem = report["Oem"][OEM]
-        if "Chips" in oem:
-            oem["Chips"] = {m: v for m, v in oem["Chips"].items() if m in self.allowed_metrics}
-            return report if oem["Chips"] else None
-        for key, category in DEVICE_CATEGORY.items():
+        if ReportKey.CHIPS in oem:
+            chips = oem[ReportKey.CHIPS]
+            oem[ReportKey.CHIPS] = {m: v for m, v in chips.items() if m in self.allowed_metrics}
+            return report if oem[ReportKey.CHIPS] else None
+        for key, category in wire.DEVICE_REPORT_CATEGORY.items():
             if key in oem and category not in self.allowed_categories:
                 return None
         return report
@@ -149,8 +158,8 @@ class Agent:
             if reports:
                 try:
                     response = self.http.post(
-                        f"{self.base}/api/v1/agent/telemetry/",
-                        data=json.dumps({"reports": reports}),
+                        wire.api_url(self.base, wire.TELEMETRY_PATH),
+                        data=json.dumps(wire.TelemetryBatch(reports=reports)),
                         headers={"Content-Type": "application/json"},
                         timeout=30,
                     )
@@ -168,20 +177,21 @@ class Agent:
                         response.text[:500],
                     )
                 else:
-                    answer = response.json()
+                    answer: wire.IngestAnswer = response.json()
                     self.stats["sent"] += answer["accepted"]
                     self.stats["replayed"] += answer["replayed"]
             self.outbox.delete_reports([row_id for row_id, _ in rows])
         return self._push_events()
 
     def _push_events(self) -> bool:
-        rows = self.outbox.oldest_events(100)
+        rows = self.outbox.oldest_events(MAX_EVENT_BATCH)
         if not rows:
             return True
         try:
             response = self.http.post(
-                f"{self.base}/api/v1/agent/events/",
-                json={"events": [body for _, body in rows]},
+                wire.api_url(self.base, wire.EVENTS_PATH),
+                data=_json(wire.EventBatch(events=[body for _, body in rows])),
+                headers=JSON,
                 timeout=30,
             )
         except requests.RequestException:
@@ -206,11 +216,13 @@ class Agent:
     # --- commands ------------------------------------------------------------------------
 
     def claim_once(self, wait_s: float | None = None) -> int:
+        wait = self.claim_wait_s if wait_s is None else wait_s
         try:
             response = self.http.post(
-                f"{self.base}/api/v1/agent/commands/claim/",
-                json={"limit": 10, "wait_seconds": self.claim_wait_s if wait_s is None else wait_s},
-                timeout=(self.claim_wait_s if wait_s is None else wait_s) + 15,
+                wire.api_url(self.base, wire.CLAIM_PATH),
+                data=_json(wire.ClaimRequest(limit=10, wait_seconds=wait)),
+                headers=JSON,
+                timeout=wait + 15,
             )
         except requests.RequestException as exc:
             log.info("control plane unreachable (commands): %s", exc)
@@ -218,16 +230,21 @@ class Agent:
         if response.status_code != 200:
             log.warning("claim refused: %s", response.status_code)
             return -1
-        commands = response.json()["commands"]
+        answer: wire.ClaimResponse = response.json()
+        commands = answer["commands"]
         for command in commands:
             self.pool.submit(self._carry_out, command)
         return len(commands)
 
-    def _carry_out(self, command: dict) -> None:
+    def _carry_out(self, command: wire.ClaimedCommand) -> None:
         self.stats["commands"] += 1
         bmc = self.bmcs.get(command.get("ultraserver_serial") or "")
         if bmc is None:
-            outcome = (False, {}, f"no BMC for {command.get('ultraserver_serial')} at this site")
+            outcome: tuple[bool, dict, str] = (
+                False,
+                {},
+                f"no BMC for {command.get('ultraserver_serial')} at this site",
+            )
         else:
             outcome = execute(
                 bmc,
@@ -237,7 +254,8 @@ class Agent:
                 poll_s=self.task_poll_s,
             )
         ok, result, error = outcome
-        self.results.put({"id": command["id"], "ok": ok, "result": result, "error": error[:1000]})
+        error = error[: wire.MAX_ERROR_LENGTH]
+        self.results.put(wire.BatchOutcome(id=command["id"], ok=ok, result=result, error=error))
 
     def _result_loop(self):
         """Results that finish together go in one request (a batch of flashes ends at about the
@@ -255,8 +273,10 @@ class Agent:
                     break
             self.send_results(batch)
 
-    def send_results(self, batch: list[dict]) -> None:
-        response = self._post(f"{self.base}/api/v1/agent/commands/results/", {"results": batch})
+    def send_results(self, batch: list[wire.BatchOutcome]) -> None:
+        response = self._post(
+            wire.api_url(self.base, wire.RESULTS_PATH), wire.BatchOutcomes(results=batch)
+        )
         if response is None:
             log.error("results for %s never delivered; they will expire", [r["id"] for r in batch])
             return
@@ -266,8 +286,9 @@ class Agent:
         # All or nothing, and one was refused: deliver each alone, so the others still land.
         log.warning("result batch refused (%s); sending each alone", response.status_code)
         for item in batch:
-            body = {k: item[k] for k in ("ok", "result", "error")}
-            alone = self._post(f"{self.base}/api/v1/agent/commands/{item['id']}/result/", body)
+            body = wire.CommandOutcome(ok=item["ok"], result=item["result"], error=item["error"])
+            url = wire.api_url(self.base, wire.RESULT_PATH, command_id=item["id"])
+            alone = self._post(url, body)
             if alone is not None and alone.status_code != 200:
                 log.warning(
                     "result for %s refused: %s %s",
@@ -276,12 +297,12 @@ class Agent:
                     alone.text[:300],
                 )
 
-    def _post(self, url: str, body: dict) -> requests.Response | None:
+    def _post(self, url: str, body: Mapping[str, object]) -> requests.Response | None:
         """POST until the control plane answers (anything but a 5xx); None if it never does
         or the agent is stopping."""
         for attempt in range(30):
             try:
-                response = self.http.post(url, json=body, timeout=30)
+                response = self.http.post(url, data=_json(body), headers=JSON, timeout=30)
                 if response.status_code < 500:
                     return response
             except requests.RequestException:

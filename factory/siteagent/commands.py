@@ -1,8 +1,7 @@
 """Commands from the control plane, carried out on the BMC through Redfish.
 
-Each returns ``(ok, result, error)``; results follow the contract the workflow steps read
-(``query-state``: firmware_version, inactive_firmware_version, drained, cabled, power_state;
-``burn-in``: tested, failed_chips[{index, detail}]).
+Each returns ``(ok, result, error)``; the parameters and result keys of each command kind are
+the wire contract's (``factory.wire.COMMANDS``), which the workflow steps read.
 """
 
 from __future__ import annotations
@@ -10,20 +9,28 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from factory.siteagent.devices import OEM, SYSTEM, Device, DeviceError
+from factory import wire
+from factory.siteagent.devices import Device, DeviceError
+from factory.wire import OEM, CommandKind, CommandParam, HardwareState, OemAction, SystemOem
 
 TASK_TIMEOUT_S = 1800.0
+SYSTEM = wire.SYSTEM_PATH
+# Commands that change the state and answer with it (HardwareState), by the action they take.
+STATE_ACTIONS: dict[str, OemAction] = {
+    CommandKind.DRAIN: OemAction.DRAIN,
+    CommandKind.UNDRAIN: OemAction.UNDRAIN,
+}
 
 
 def query_state(bmc: Device) -> dict:
     system = bmc.get(SYSTEM)
     oem = (system.get("Oem") or {}).get(OEM, {})
     return {
-        "firmware_version": system.get("BiosVersion", ""),
-        "inactive_firmware_version": oem.get("InactiveFirmwareVersion", ""),
-        "drained": bool(oem.get("Drained")),
-        "cabled": bool(oem.get("Cabled")),
-        "power_state": system.get("PowerState", ""),
+        HardwareState.FIRMWARE_VERSION: system.get("BiosVersion", ""),
+        HardwareState.INACTIVE_FIRMWARE_VERSION: oem.get(SystemOem.INACTIVE_FIRMWARE_VERSION, ""),
+        HardwareState.DRAINED: bool(oem.get(SystemOem.DRAINED)),
+        HardwareState.CABLED: bool(oem.get(SystemOem.CABLED)),
+        HardwareState.POWER_STATE: system.get("PowerState", ""),
     }
 
 
@@ -67,44 +74,51 @@ def interconnect_check(bmc: Device) -> dict:
     with ThreadPoolExecutor(max_workers=4) as pool:
         states = list(pool.map(lambda p: (p, bmc.get(p).get("LinkStatus")), ports))
     down = [p.split("/Processors/", 1)[1] for p, status in states if status != "LinkUp"]
-    return {"links_ok": len(states) - len(down), "links_down": down}
+    return {
+        wire.InterconnectResult.LINKS_OK: len(states) - len(down),
+        wire.InterconnectResult.LINKS_DOWN: down,
+    }
 
 
 def execute(
     bmc: Device, kind: str, params: dict, *, image_base: str, poll_s: float = 1.0
 ) -> tuple[bool, dict, str]:
-    oem = f"{SYSTEM}/Actions/Oem/{OEM}."
     try:
-        if kind in ("query-state", "install-check"):
+        if kind in (CommandKind.QUERY_STATE, CommandKind.INSTALL_CHECK):
             return True, query_state(bmc), ""
-        if kind == "flash-firmware":
-            image = f"{image_base}/{params.get('origin', 'unknown')}/{params['version']}.bin"
+        if kind == CommandKind.FLASH_FIRMWARE:
+            image = wire.firmware_image_uri(
+                image_base, params.get(CommandParam.ORIGIN, "unknown"), params[CommandParam.VERSION]
+            )
             ok, _, error = _action(
                 bmc,
-                "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate",
+                wire.SIMPLE_UPDATE_PATH,
                 {"ImageURI": image, "TransferProtocol": "HTTPS"},
                 poll_s,
             )
             return ok, query_state(bmc), error
-        if kind == "activate-bank":
-            ok, _, error = _action(
-                bmc, f"{oem}ActivateBank", {"Version": params["version"]}, poll_s
-            )
-            return ok, query_state(bmc), error
-        if kind == "reset":
+        if kind == CommandKind.ACTIVATE_BANK:
             ok, _, error = _action(
                 bmc,
-                f"{SYSTEM}/Actions/ComputerSystem.Reset",
-                {"ResetType": params.get("reset_type", "ForceRestart")},
+                wire.oem_action_path(OemAction.ACTIVATE_BANK),
+                {wire.ACTIVATE_BANK_VERSION: params[CommandParam.VERSION]},
                 poll_s,
             )
             return ok, query_state(bmc), error
-        if kind == "burn-in":
-            return _action(bmc, f"{oem}BurnIn", {}, poll_s)
-        if kind in ("drain", "undrain"):
-            ok, _, error = _action(bmc, f"{oem}{kind.capitalize()}", {}, poll_s)
+        if kind == CommandKind.RESET:
+            ok, _, error = _action(
+                bmc,
+                wire.RESET_PATH,
+                {"ResetType": params.get(CommandParam.RESET_TYPE, "ForceRestart")},
+                poll_s,
+            )
             return ok, query_state(bmc), error
-        if kind == "interconnect-check":
+        if kind == CommandKind.BURN_IN:
+            return _action(bmc, wire.oem_action_path(OemAction.BURN_IN), {}, poll_s)
+        if kind in STATE_ACTIONS:
+            ok, _, error = _action(bmc, wire.oem_action_path(STATE_ACTIONS[kind]), {}, poll_s)
+            return ok, query_state(bmc), error
+        if kind == CommandKind.INTERCONNECT_CHECK:
             return True, interconnect_check(bmc), ""
     except DeviceError as exc:
         return False, {}, str(exc)

@@ -6,13 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import redfish
 
+from factory import wire
+from factory.wire import OEM, FeedReading, ReportId, ReportKey
+
 MAX_CONNECTIONS = 4
-SYSTEM = "/redfish/v1/Systems/UltraServer"
-OEM = "AIFactory"
+SYSTEM = wire.SYSTEM_PATH
+# Redfish MetricValues are strings; these metrics travel on as floats, the rest as integers.
+FLOAT_METRICS = tuple(m.name for m in wire.CHIP_METRICS if not m.type.integral)
 
 
 class DeviceError(Exception):
@@ -93,13 +98,13 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _report(report_id: str, source: str, oem: dict, stamp: str | None = None) -> dict:
+def _report(report_id: ReportId, source: str, oem: dict, stamp: str | None = None) -> dict:
     return {
-        "@odata.type": "#MetricReport.v1_5_2.MetricReport",
-        "Id": report_id,
+        "@odata.type": wire.METRIC_REPORT_TYPE,
+        "Id": report_id.value,
         "Timestamp": stamp or now_iso(),
         "MetricValues": [],
-        "Oem": {OEM: {"Source": source, **oem}},
+        "Oem": {OEM: {ReportKey.SOURCE: source, **oem}},
     }
 
 
@@ -113,53 +118,47 @@ def _number(text: str) -> int | float:
 
 def poll_bmc(device: Device) -> dict:
     """The BMC's per-chip MetricReport, turned into one list per metric."""
-    report = device.get("/redfish/v1/TelemetryService/MetricReports/ChipMetrics")
+    report = device.get(wire.CHIP_REPORT_PATH)
     columns: dict[str, list] = {}
     for value in report.get("MetricValues", []):
-        prop = value.get("MetricProperty", "")
-        index = int(prop.split("/Processors/Chip", 1)[1].split("/", 1)[0])
+        index = wire.chip_index(value.get("MetricProperty", ""))
         column = columns.setdefault(value["MetricId"], [])
         if len(column) <= index:
             column.extend([0] * (index + 1 - len(column)))
         column[index] = _number(value["MetricValue"])
-    for metric in (
-        "power_w",
-        "energy_j",
-        "temp_c",
-        "utilization",
-        "hbm_used_gb",
-        "link_down_s",
-        "throttle_s",
-    ):
+    for metric in FLOAT_METRICS:
         if metric in columns:
             columns[metric] = [float(v) for v in columns[metric]]
-    return _report("ChipMetrics", device.serial, {"Chips": columns}, report.get("Timestamp"))
+    return _report(
+        ReportId.CHIPS, device.serial, {ReportKey.CHIPS: columns}, report.get("Timestamp")
+    )
 
 
 def poll_pdu(device: Device) -> dict:
     feeds = {}
-    collection = device.get("/redfish/v1/PowerEquipment/RackPDUs")
+    collection = device.get(wire.RACK_PDUS_PATH)
     for member in collection.get("Members", []):
         unit = device.get(member["@odata.id"])
-        mains = device.get(f"{member['@odata.id']}/Mains/AC1")
+        mains = device.get(f"{member['@odata.id']}/{wire.PDU_MAINS}")
         feeds[unit["Id"]] = {
-            "power_w": float((mains.get("PowerWatts") or {}).get("Reading") or 0.0),
-            "up": mains.get("PowerState") == "On",
+            FeedReading.POWER_W: float((mains.get("PowerWatts") or {}).get("Reading") or 0.0),
+            FeedReading.UP: mains.get("PowerState") == "On",
         }
-    return _report("PduMetrics", device.serial, {"Feeds": feeds})
+    return _report(ReportId.PDU, device.serial, {ReportKey.FEEDS: feeds})
 
 
 def poll_cdu(device: Device) -> dict:
-    unit = device.get("/redfish/v1/ThermalEquipment/CDUs/1")
+    unit = device.get(wire.CDU_PATH)
     oem = (unit.get("Oem") or {}).get(OEM, {})
     return _report(
-        "CduMetrics",
+        ReportId.CDU,
         device.serial,
-        {
-            "SupplyTemperatureCelsius": oem.get("SupplyTemperatureCelsius"),
-            "HeatLoadWatts": oem.get("HeatLoadWatts"),
-        },
+        {key: oem.get(key) for key in (ReportKey.SUPPLY_TEMPERATURE, ReportKey.HEAT_LOAD)},
     )
 
 
-POLLERS = {"bmc": poll_bmc, "pdu": poll_pdu, "cdu": poll_cdu}
+POLLERS: dict[str, Callable[[Device], dict]] = {
+    wire.DeviceKind.BMC: poll_bmc,
+    wire.DeviceKind.PDU: poll_pdu,
+    wire.DeviceKind.CDU: poll_cdu,
+}

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Mapping
+
+from factory.wire import OEM, Event, ReportKey
 
 
 class Outbox:
@@ -35,7 +38,7 @@ class Outbox:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for report in reports:
-                    source = report["Oem"]["AIFactory"]["Source"]
+                    source = report["Oem"][OEM][ReportKey.SOURCE]
                     row = self.db.execute(
                         "SELECT last FROM sequence WHERE source = ?", (source,)
                     ).fetchone()
@@ -79,11 +82,11 @@ class Outbox:
         with self.lock:
             return self.db.execute("SELECT count(*) FROM report").fetchone()[0]
 
-    def add_event(self, event: dict) -> None:
+    def add_event(self, event: Mapping[str, object]) -> None:
         with self.lock:
             self.db.execute("INSERT INTO event (body) VALUES (?)", (json.dumps(event),))
 
-    def oldest_events(self, limit: int) -> list[tuple[int, dict]]:
+    def oldest_events(self, limit: int) -> list[tuple[int, Event]]:
         with self.lock:
             rows = self.db.execute(
                 "SELECT id, body FROM event ORDER BY id LIMIT ?", (limit,)

@@ -1,17 +1,12 @@
 from django.db import models
 
+from factory import wire
 
-class FaultRule(models.TextChoices):
-    """What raised a fault. The health rules of the telemetry pipeline, plus reports by people."""
-
-    ECC_UNCORRECTABLE = "ecc-uncorrectable", "Uncorrectable ECC"
-    CHIP_DOWN = "chip-down", "Chip down"
-    LINK_DOWN = "link-down", "Link down past the limit"
-    THERMAL_THROTTLE = "thermal-throttle", "Thermal throttling"
-    FEED_LOSS = "feed-loss", "Power feed lost"
-    COOLANT_EXCURSION = "coolant-excursion", "Coolant supply too warm"
-    AGENT_SILENT = "agent-silent", "Site agent silent"
-    REPORTED = "reported", "Reported by a person"
+# What raised a fault: the health rules of the telemetry pipeline, plus reports by people
+# (the wire contract's rule names, factory.wire, with their labels).
+FaultRule = models.TextChoices(
+    "FaultRule", [(r.name, (r.value, wire.FAULT_RULE_LABELS[r])) for r in wire.FaultRule]
+)
 
 
 class Resolution(models.TextChoices):
@@ -20,6 +15,11 @@ class Resolution(models.TextChoices):
     HOUR = "1h", "1-hour roll-up"
 
 
-class DeviceKind(models.TextChoices):
-    PDU = "pdu", "Rack PDU"
-    CDU = "cdu", "Coolant distribution unit"
+# Devices whose readings the control plane keeps (a BMC's are the chip samples).
+DeviceKind = models.TextChoices(
+    "DeviceKind",
+    [
+        (d.name, (d.value, wire.DEVICE_KIND_LABELS[d]))
+        for d in (wire.DeviceKind.PDU, wire.DeviceKind.CDU)
+    ],
+)

@@ -11,30 +11,17 @@ from __future__ import annotations
 import sys
 from array import array
 
-# metric -> array typecode: counters exact as 64-bit integers, gauges as 32-bit floats.
-CODES = {
-    "power_w": "f",
-    "energy_j": "d",
-    "temp_c": "f",
-    "utilization": "f",
-    "hbm_used_gb": "f",
-    "ecc_corrected": "q",
-    "ecc_uncorrected": "q",
-    "link_errors": "q",
-    "link_down_s": "f",
-    "throttle_s": "f",
-    "health": "b",
-}
+from factory import wire
+
+# metric -> array typecode (factory.wire): counters exact as 64-bit integers, gauges as floats.
+CODES = {m.name: m.type.value for m in wire.CHIP_METRICS}
 METRICS = tuple(CODES)
 # Kept with the latest state only, derived by the health rules from the metrics above.
 DERIVED = {"link_outage_s": "f"}
 
 # Telemetry categories a sovereignty egress rule speaks of, and the metrics each covers.
 CATEGORIES = {
-    "power": ("power_w", "energy_j"),
-    "thermal": ("temp_c", "throttle_s"),
-    "utilization": ("utilization", "hbm_used_gb"),
-    "reliability": ("ecc_corrected", "ecc_uncorrected", "link_errors", "link_down_s", "health"),
+    c.value: tuple(m.name for m in wire.CHIP_METRICS if m.category == c) for c in wire.Category
 }
 CATEGORY_OF = {metric: category for category, metrics in CATEGORIES.items() for metric in metrics}
 

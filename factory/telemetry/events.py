@@ -4,24 +4,25 @@ the telemetry rules."""
 from __future__ import annotations
 
 from django.db import transaction
-from rest_framework import exceptions
 
 from factory.inventory.models import UltraServer
 from factory.telemetry import faults
 from factory.telemetry.rules import Finding
+from factory.wire import EventKind, FaultRule
+from tenants.errors import Denied, Invalid
 
 # Simulator/BMC event kinds → fault rules; the rest (ECC storms, short flaps) are noted in
 # telemetry and judged by the rules there.
 RULE_FOR_EVENT = {
-    "chip-failure": "chip-down",
-    "hbm-failure": "ecc-uncorrectable",
-    "link-down": "link-down",
-    "feed-loss": "feed-loss",
-    "coolant-excursion": "coolant-excursion",
+    EventKind.CHIP_FAILURE: FaultRule.CHIP_DOWN,
+    EventKind.HBM_FAILURE: FaultRule.ECC_UNCORRECTABLE,
+    EventKind.LINK_DOWN: FaultRule.LINK_DOWN,
+    EventKind.FEED_LOSS: FaultRule.FEED_LOSS,
+    EventKind.COOLANT_EXCURSION: FaultRule.COOLANT_EXCURSION,
 }
 
 
-SERVER_RULES = frozenset({"chip-down", "ecc-uncorrectable", "link-down"})
+SERVER_RULES = frozenset({FaultRule.CHIP_DOWN, FaultRule.ECC_UNCORRECTABLE, FaultRule.LINK_DOWN})
 
 
 def record_events(agent, events: list[dict]) -> int:
@@ -34,22 +35,23 @@ def record_events(agent, events: list[dict]) -> int:
         rule = RULE_FOR_EVENT.get(event["kind"])
         server = servers.get(event["source"])
         if server is not None and (server.rack is None or server.rack.site_id != agent.site_id):
-            raise exceptions.PermissionDenied(
+            raise Denied(
                 f"events[{i}]: {event['source']} is not at this agent's site; nothing stored.",
                 code="other_site",
             )
         chip = event.get("chip")
         if server is not None and chip is not None and chip >= server.model.chip_count:
-            raise exceptions.ValidationError(
-                {f"events[{i}].chip": [f"{server.serial} has {server.model.chip_count} chips."]},
-                code="invalid",
+            raise Invalid(
+                f"{server.serial} has {server.model.chip_count} chips.",
+                field=f"events[{i}].chip",
             )
         if rule is None:
             continue
         if server is None and rule in SERVER_RULES:
-            raise exceptions.ValidationError(
-                {f"events[{i}].source": [f"No UltraServer {event['source']!r} at this site."]},
+            raise Invalid(
+                f"No UltraServer {event['source']!r} at this site.",
                 code="unknown_source",
+                field=f"events[{i}].source",
             )
         detail = event.get("message") or f"{event['kind']} reported by {event['source']}"
         if server is not None:

@@ -18,6 +18,7 @@ from factory.inventory.models import Chip, UltraServer
 from factory.inventory.services import transition
 from factory.telemetry.models import Fault
 from factory.telemetry.rules import Finding
+from factory.wire import FaultRule
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource
 from tenants.services.changes import ChangeContext, save_object
@@ -29,7 +30,7 @@ RULES_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 # sender=Fault, faults=[Fault] (new server faults, after commit)
 fault_opened = Signal()
 
-CHIP_RULES = frozenset({"chip-down", "ecc-uncorrectable"})
+CHIP_RULES = frozenset({FaultRule.CHIP_DOWN, FaultRule.ECC_UNCORRECTABLE})
 
 
 def server_key(rule: str, server_id: int, chip: int | None) -> str:

@@ -1,21 +1,8 @@
 """Telemetry ingest: one agent batch in, rows stored, health rules run, in one transaction.
 
-The wire format (what ``python -m factory.siteagent`` sends) is a list of Redfish MetricReports.
-A server's per-chip values ride in the report's OEM section as one list per metric, because a
-standard ``MetricValues`` entry per chip and metric would be 1.1 million JSON objects a second
-for a million chips::
-
-    {"reports": [{"@odata.type": "#MetricReport.v1_5_2.MetricReport", "Id": "ChipMetrics",
-                  "ReportSequence": "42", "Timestamp": "2026-11-28T10:00:00Z",
-                  "MetricValues": [],
-                  "Oem": {"AIFactory": {"Source": "FRA1-TRN3-0101",
-                                        "Chips": {"power_w": [...], "temp_c": [...], ...}}}},
-                 {"Id": "PduMetrics", "ReportSequence": "7", "Timestamp": "...",
-                  "Oem": {"AIFactory": {"Source": "FRA1-R01-PDU",
-                                        "Feeds": {"FRA1-R01-A": {"power_w": 61000, "up": true}}}}},
-                 {"Id": "CduMetrics", "ReportSequence": "7", "Timestamp": "...",
-                  "Oem": {"AIFactory": {"Source": "FRA1-CDU1", "SupplyTemperatureCelsius": 30.2,
-                                        "HeatLoadWatts": 840000}}}]}
+The wire format (``factory.wire``, with an example there; what ``python -m factory.siteagent``
+sends) is a list of Redfish MetricReports, a server's per-chip values in the report's OEM
+section as one list per metric.
 
 Each source numbers its reports; a report at or below the highest sequence already stored for
 that source is a replay: acknowledged, not stored again. A batch that is malformed anywhere, or
@@ -33,16 +20,22 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from rest_framework import exceptions
 
+from factory import wire
 from factory.inventory.models import Rack, UltraServer
 from factory.telemetry import codec, faults
 from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models import DeviceReading, ServerSample, ServerTelemetry, TelemetrySource
 from factory.telemetry.rules import Limits, chip_findings, coolant_findings, feed_findings
+from tenants.errors import Denied, Invalid
 
 log = logging.getLogger(__name__)
-OEM = "AIFactory"
+OEM = wire.OEM
+SOURCE, CHIPS, FEEDS = wire.ReportKey.SOURCE, wire.ReportKey.CHIPS, wire.ReportKey.FEEDS
+SUPPLY, HEAT = wire.ReportKey.SUPPLY_TEMPERATURE, wire.ReportKey.HEAT_LOAD
+POWER_W, UP = wire.FeedReading.POWER_W, wire.FeedReading.UP
+FAILED = int(wire.HealthCode.FAILED)
+M = wire.Metric
 SAMPLE_COLUMNS = (
     "ultraserver_id",
     "ts",
@@ -66,19 +59,21 @@ SAMPLE_COPY_TYPES = (
     "float8",
     "int2",
 )
-RULE_METRICS = ("health", "ecc_uncorrected", "link_down_s", "throttle_s")
+RULE_METRICS = (M.HEALTH, M.ECC_UNCORRECTED, M.LINK_DOWN_S, M.THROTTLE_S)
 MAX_SEQUENCE = 2**63 - 1  # PostgreSQL bigint
-MAX_SOURCE_LENGTH = 80
+MAX_SOURCE_LENGTH = wire.MAX_SOURCE_LENGTH
 
 
-class BatchRejected(exceptions.ValidationError):
+class BatchRejected(Invalid):
     """400 naming the offending part of the batch; nothing of the batch is stored."""
 
-    def __init__(self, where: str, code: str, message: str):
-        super().__init__({where: [exceptions.ErrorDetail(message, code=code)]})
+    def __init__(self, where: str, code: str, message: str) -> None:
+        super().__init__(message, code=code, field=where)
 
 
-class ForeignSource(exceptions.PermissionDenied):
+class ForeignSource(Denied):
+    """403: a report about a server at another site; nothing of the batch is stored."""
+
     default_code = "other_site"
 
 
@@ -169,10 +164,10 @@ def parse(body: bytes) -> list[tuple[str, dict]]:
     parsed = []
     for i, report in enumerate(reports):
         oem = report.get("Oem", {}).get(OEM) if isinstance(report, dict) else None
-        source = oem.get("Source") if isinstance(oem, dict) else None
+        source = oem.get(SOURCE) if isinstance(oem, dict) else None
         if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.Source",
+                f"reports[{i}].Oem.{OEM}.{SOURCE}",
                 "required",
                 f"Each report names its source device (1 to {MAX_SOURCE_LENGTH} characters).",
             )
@@ -182,21 +177,21 @@ def parse(body: bytes) -> list[tuple[str, dict]]:
 
 def _server_report(i: int, report: dict, server_id: int, chips: int) -> ServerReport:
     where = f"reports[{i}]"
-    values = report["Oem"][OEM].get("Chips")
+    values = report["Oem"][OEM].get(CHIPS)
     if not isinstance(values, dict) or not values:
         raise BatchRejected(
-            f"{where}.Oem.{OEM}.Chips", "required", "Per-chip metrics, one list per metric."
+            f"{where}.Oem.{OEM}.{CHIPS}", "required", "Per-chip metrics, one list per metric."
         )
     for metric, column in values.items():
         if metric not in codec.CODES:
             raise BatchRejected(
-                f"{where}.Oem.{OEM}.Chips.{metric}",
+                f"{where}.Oem.{OEM}.{CHIPS}.{metric}",
                 "unknown_metric",
                 f"Unknown metric; known: {', '.join(codec.METRICS)}.",
             )
         if not isinstance(column, list) or len(column) != chips:
             raise BatchRejected(
-                f"{where}.Oem.{OEM}.Chips.{metric}",
+                f"{where}.Oem.{OEM}.{CHIPS}.{metric}",
                 "wrong_length",
                 f"Expected one value for each of the server's {chips} chips.",
             )
@@ -219,23 +214,23 @@ def _pack(i: int, report: ServerReport, allowed: frozenset[str], dropped: set[st
         try:
             report.packed[metric] = None if column is None else codec.pack(metric, column)
         except (TypeError, OverflowError):
-            kind = "whole numbers" if codec.CODES[metric] in "qb" else "numbers"
+            kind = "whole numbers" if wire.METRICS[metric].type.integral else "numbers"
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.Chips.{metric}", "invalid", f"Values must be {kind}."
+                f"reports[{i}].Oem.{OEM}.{CHIPS}.{metric}", "invalid", f"Values must be {kind}."
             ) from None
     m = report.metrics
     power, temp, util, health = (
-        m.get("power_w"),
-        m.get("temp_c"),
-        m.get("utilization"),
-        m.get("health"),
+        m.get(M.POWER_W),
+        m.get(M.TEMP_C),
+        m.get(M.UTILIZATION),
+        m.get(M.HEALTH),
     )
     report.aggregates = (
         float(sum(power)) if power else None,
         float(max(temp)) if temp else None,
         float(sum(temp)) / len(temp) if temp else None,
         float(sum(util)) / len(util) if util else None,
-        sum(1 for h in health if h >= 2) if health else 0,
+        sum(1 for h in health if h >= FAILED) if health else 0,
     )
 
 
@@ -244,28 +239,28 @@ def _device_report(i: int, source: str, report: dict) -> DeviceReport:
     oem = report["Oem"][OEM]
     sequence = _sequence(report.get("ReportSequence"), f"{where}.ReportSequence")
     ts = _timestamp(report.get("Timestamp"), f"{where}.Timestamp")
-    if "Feeds" in oem:
-        feeds = oem["Feeds"]
+    if FEEDS in oem:
+        feeds = oem[FEEDS]
         if not isinstance(feeds, dict) or not all(
             isinstance(v, dict)
-            and isinstance(v.get("power_w"), int | float)
-            and isinstance(v.get("up"), bool)
+            and isinstance(v.get(POWER_W), int | float)
+            and isinstance(v.get(UP), bool)
             for v in feeds.values()
         ):
             raise BatchRejected(
-                f"{where}.Oem.{OEM}.Feeds",
+                f"{where}.Oem.{OEM}.{FEEDS}",
                 "invalid",
                 "Feeds: {feed name: {power_w: number, up: bool}}.",
             )
         return DeviceReport(source, sequence, ts, DeviceKind.PDU, {"feeds": feeds})
-    supply = oem.get("SupplyTemperatureCelsius")
+    supply = oem.get(SUPPLY)
     if not isinstance(supply, int | float) or isinstance(supply, bool):
         raise BatchRejected(
             f"{where}.Oem.{OEM}",
             "invalid",
             "A report carries Chips (BMC), Feeds (PDU) or SupplyTemperatureCelsius (CDU).",
         )
-    heat = oem.get("HeatLoadWatts")
+    heat = oem.get(HEAT)
     return DeviceReport(
         source,
         sequence,
@@ -480,9 +475,9 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
             server_report = _server_report(i, report, pk, chips)
             _pack(i, server_report, allowed_categories, dropped)
             server_reports.append((source, server_report))
-        elif "Chips" in report["Oem"][OEM]:
+        elif CHIPS in report["Oem"][OEM]:
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.Source",
+                f"reports[{i}].Oem.{OEM}.{SOURCE}",
                 "unknown_source",
                 f"No UltraServer {source!r} at this site.",
             )
@@ -534,12 +529,12 @@ def _store_devices(site_id: int, reports: list[DeviceReport]):
     racks = {
         r.name: r
         for r in Rack.objects.filter(
-            site_id=site_id, name__in=[d.source.removesuffix("-PDU") for d in newest.values()]
+            site_id=site_id, name__in=[wire.rack_of_pdu(d.source) for d in newest.values()]
         )
     }
     readings = []
     for d in newest.values():
-        rack = racks.get(d.source.removesuffix("-PDU")) if d.kind == DeviceKind.PDU else None
+        rack = racks.get(wire.rack_of_pdu(d.source)) if d.kind == DeviceKind.PDU else None
         readings.append(
             DeviceReading(
                 site_id=site_id, source=d.source, kind=d.kind, ts=d.ts, values=d.values, rack=rack
@@ -556,14 +551,14 @@ def _store_devices(site_id: int, reports: list[DeviceReport]):
         if d.kind == DeviceKind.PDU:
             findings.extend(feed_findings(d.values["feeds"]))
             healthy.extend(
-                faults.site_key("feed-loss", name)
+                faults.site_key(wire.FaultRule.FEED_LOSS, name)
                 for name, v in d.values["feeds"].items()
-                if v.get("up")
+                if v.get(UP)
             )
         else:
             found = coolant_findings(d.source, d.values["supply_c"], limits())
             findings.extend(found)
             if not found:
-                healthy.append(faults.site_key("coolant-excursion", d.source))
+                healthy.append(faults.site_key(wire.FaultRule.COOLANT_EXCURSION, d.source))
     faults.clear_keys(site_id, healthy, "condition ended")
     return findings

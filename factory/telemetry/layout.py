@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from factory import wire
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
 
 
@@ -10,11 +11,12 @@ def family_of(model_slug: str) -> str:
     return model_slug.split("-")[0]
 
 
-def site_layout(site: Site) -> dict:
+def site_layout(site: Site) -> wire.SiteLayout:
+    """What the simulator serves for ``site`` (``python -m factory.simulator --layout``)."""
     feeds: dict[int, dict[str, float]] = {}
     for feed in PowerFeed.objects.filter(rack__site=site).order_by("name"):
         feeds.setdefault(feed.rack_id, {})[feed.name] = round(feed.capacity_watts, 1)
-    servers: dict[int, list[dict]] = {}
+    servers: dict[int, list[wire.LayoutServer]] = {}
     for server in (
         UltraServer.objects.filter(rack__site=site).select_related("model").order_by("position")
     ):

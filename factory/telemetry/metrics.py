@@ -14,6 +14,7 @@ from prometheus_client.exposition import generate_latest
 from factory.inventory.models import Chip, UltraServer
 from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models import DeviceReading, Fault, ServerSample, ServerTelemetry
+from factory.wire import FeedReading
 
 _extra: list[Callable[[], Iterable[Metric]]] = []
 
@@ -52,7 +53,7 @@ def fleet() -> Iterable[Metric]:
         for feed, value in sorted(reading.values.get("feeds", {}).items()):
             drawn.add_metric(
                 [reading.site.code, reading.rack.name if reading.rack else "", feed],
-                float(value.get("power_w", 0.0)),
+                float(value.get(FeedReading.POWER_W, 0.0)),
             )
     yield drawn
 

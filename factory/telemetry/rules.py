@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HEALTH_FAILED = 2
+from factory.wire import FaultRule, FeedReading, HealthCode, Metric
+
+HEALTH_FAILED = int(HealthCode.FAILED)
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,27 @@ def chip_findings(
     link outages to carry to the next sample."""
     old = old or {}
     findings: list[Finding] = []
-    health, before = new.get("health"), old.get("health")
+    health, before = new.get(Metric.HEALTH), old.get(Metric.HEALTH)
     if _changed(health, before) and max(health, default=0) >= HEALTH_FAILED:
         for index, value in enumerate(health):
             was = before[index] if before is not None and index < len(before) else 0
             if value >= HEALTH_FAILED > was:
                 findings.append(
-                    Finding("chip-down", f"chip {index} reports Critical health", index)
+                    Finding(FaultRule.CHIP_DOWN, f"chip {index} reports Critical health", index)
                 )
     checks = (
-        ("ecc_uncorrected", "ecc-uncorrectable", 0.0, "{n:.0f} uncorrectable HBM ECC errors"),
-        ("throttle_s", "thermal-throttle", limits.throttle_seconds, "throttled {n:.1f} s"),
+        (
+            Metric.ECC_UNCORRECTED,
+            FaultRule.ECC_UNCORRECTABLE,
+            0.0,
+            "{n:.0f} uncorrectable HBM ECC errors",
+        ),
+        (
+            Metric.THROTTLE_S,
+            FaultRule.THERMAL_THROTTLE,
+            limits.throttle_seconds,
+            "throttled {n:.1f} s",
+        ),
     )
     for metric, rule, limit, text in checks:
         values = new.get(metric)
@@ -83,31 +95,31 @@ def chip_findings(
             continue
         # Throttle seconds are a lifetime counter: without a previous sample there is no
         # "since". An uncorrectable error on record is a fault whenever it is first seen.
-        if old.get(metric) is None and metric != "ecc_uncorrected":
+        if old.get(metric) is None and metric != Metric.ECC_UNCORRECTED:
             continue
         for index in range(len(values)):
             grew = _increase(values, old.get(metric), index)
             if grew > limit:
                 findings.append(Finding(rule, f"chip {index}: {text.format(n=grew)}", index))
     before_outage = old.get("link_outage_s")
-    outage = link_outages(new.get("link_down_s"), old.get("link_down_s"), before_outage)
+    outage = link_outages(new.get(Metric.LINK_DOWN_S), old.get(Metric.LINK_DOWN_S), before_outage)
     if outage is not None and max(outage, default=0.0) > limits.link_down_seconds:
         limit = limits.link_down_seconds
         for index, seconds in enumerate(outage):
             was = before_outage[index] if before_outage and index < len(before_outage) else 0.0
             if seconds > limit >= was:  # once per outage, when it crosses the limit
                 findings.append(
-                    Finding("link-down", f"chip {index}: links down {seconds:.1f} s", index)
+                    Finding(FaultRule.LINK_DOWN, f"chip {index}: links down {seconds:.1f} s", index)
                 )
     return findings, outage
 
 
 def feed_findings(feeds: dict[str, dict]) -> list[Finding]:
-    """``feeds``: feed name -> {"up": bool, "power_w": float}."""
+    """``feeds``: feed name -> {up: bool, power_w: float} (``FeedReading``)."""
     return [
-        Finding("feed-loss", f"power feed {name} is down", subject=name)
+        Finding(FaultRule.FEED_LOSS, f"power feed {name} is down", subject=name)
         for name, reading in sorted(feeds.items())
-        if not reading.get("up", True)
+        if not reading.get(FeedReading.UP, True)
     ]
 
 
@@ -115,7 +127,7 @@ def coolant_findings(source: str, supply_c: float | None, limits: Limits) -> lis
     if supply_c is not None and supply_c > limits.coolant_max_c:
         return [
             Finding(
-                "coolant-excursion",
+                FaultRule.COOLANT_EXCURSION,
                 f"{source}: coolant supply {supply_c:.1f} °C over {limits.coolant_max_c:.0f} °C",
                 subject=source,
             )

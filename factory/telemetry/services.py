@@ -19,6 +19,7 @@ from factory.inventory.selectors import MAX_POWER_W
 from factory.telemetry import codec
 from factory.telemetry.choices import DeviceKind, Resolution
 from factory.telemetry.models import DeviceReading, ServerRollup, ServerSample, ServerTelemetry
+from factory.wire import FeedReading
 
 ROLLUP_LOOKBACK: dict[str, dt.timedelta] = {
     Resolution.MINUTE: dt.timedelta(minutes=10),
@@ -213,7 +214,7 @@ def rack_power(site_ids: list[int]) -> list[RackPower]:
                 committed_w=committed.get(rack.pk, 0.0),
                 # A feed that is down draws nothing, whatever its last figure was.
                 drawn_by_feed={
-                    name: float(v.get("power_w", 0.0)) if v.get("up") else 0.0
+                    name: float(v.get(FeedReading.POWER_W, 0.0)) if v.get(FeedReading.UP) else 0.0
                     for name, v in values.items()
                 },
                 readings=values,

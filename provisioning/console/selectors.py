@@ -18,6 +18,7 @@ from factory.telemetry.models import (
     ServerTelemetry,
 )
 from factory.telemetry.services import rack_power
+from factory.wire import Metric
 from provisioning.choices import ACTIVE_WORKFLOW_STATES
 from provisioning.console import charts
 from provisioning.console.charts import heat_class, percent
@@ -169,8 +170,8 @@ HEAT_METRICS = {"health": "Health", "temp": "Temperature", "util": "Utilization"
 
 def server_page(server: UltraServer, metric: str) -> dict:
     latest = ServerTelemetry.objects.filter(ultraserver=server).first()
-    temps = codec.unpack("temp_c", latest.temp_c) if latest else None
-    utils = codec.unpack("utilization", latest.utilization) if latest else None
+    temps = codec.unpack(Metric.TEMP_C, latest.temp_c) if latest else None
+    utils = codec.unpack(Metric.UTILIZATION, latest.utilization) if latest else None
     chips = []
     for chip in server.chips.order_by("index").only("index", "health", "serial", "health_note"):
         temp = temps[chip.index] if temps and chip.index < len(temps) else None

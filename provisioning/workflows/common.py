@@ -7,8 +7,20 @@ from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip
 from factory.inventory.services import transition, transition_locked
+from factory.wire import BurnInResult, CommandParam, HardwareState
 from provisioning.outcomes import Done, Fail, Outcome
 from provisioning.workflows.base import HardwareStep, StepRun
+from provisioning.workflows.params import Param
+
+#: What ``FlashFirmware`` installs (a deploy's baseline, an upgrade's target).
+FIRMWARE_VERSION = Param(
+    "firmware_version",
+    str,
+    "The firmware release to install: a release of every target's model. A deploy without "
+    "one installs the model's baseline.",
+    minimum=1,
+    maximum=64,
+)
 
 
 def move(run: StepRun, wanted: str, **fields) -> None:
@@ -30,13 +42,16 @@ class FlashFirmware(HardwareStep):
         return run.spec["firmware_version"]
 
     def params(self, run: StepRun) -> dict:
-        return {"version": self.version(run), "origin": run.spec.get("firmware_origin", "")}
+        return {
+            CommandParam.VERSION: self.version(run),
+            CommandParam.ORIGIN: run.spec.get("firmware_origin", ""),
+        }
 
     def already_done(self, run: StepRun, state: dict) -> bool:
-        return state.get("firmware_version") == self.version(run)
+        return state.get(HardwareState.FIRMWARE_VERSION) == self.version(run)
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
-        running = result.get("firmware_version")
+        running = result.get(HardwareState.FIRMWARE_VERSION)
         if running != self.version(run):
             return Fail(
                 f"flash reported success but the server runs {running!r}, not "
@@ -45,8 +60,10 @@ class FlashFirmware(HardwareStep):
             )
         move(run, run.server.lifecycle_state, firmware_version=running)
         banks = {
-            "firmware_version": running,
-            "inactive_firmware_version": result.get("inactive_firmware_version", ""),
+            HardwareState.FIRMWARE_VERSION: running,
+            HardwareState.INACTIVE_FIRMWARE_VERSION: result.get(
+                HardwareState.INACTIVE_FIRMWARE_VERSION, ""
+            ),
         }
         return Done(banks, f"{run.server.serial} runs {running}")
 
@@ -64,12 +81,12 @@ class BurnIn(HardwareStep):
     allowed_default = 0
 
     def params(self, run: StepRun) -> dict:
-        return {"quick": self.quick}
+        return {CommandParam.QUICK: self.quick}
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
         bad = {
-            int(c["index"]): str(c.get("detail", "failed burn-in"))[:500]
-            for c in result.get("failed_chips", [])
+            int(c[BurnInResult.INDEX]): str(c.get(BurnInResult.DETAIL, "failed burn-in"))[:500]
+            for c in result.get(BurnInResult.FAILED_CHIPS, [])
         }
         chips = Chip.objects.filter(ultraserver=run.server)
         for index, detail in bad.items():
@@ -81,7 +98,10 @@ class BurnIn(HardwareStep):
                 health=ChipHealth.OK, health_note="passed burn-in"
             )
         allowed = int(run.spec.get(self.allowed_key, self.allowed_default))
-        summary = {"tested": result.get("tested"), "failed_chips": sorted(bad)}
+        summary = {
+            BurnInResult.TESTED: result.get(BurnInResult.TESTED),
+            BurnInResult.FAILED_CHIPS: sorted(bad),
+        }
         if len(bad) > allowed:
             return Fail(
                 f"{len(bad)} chips failed burn-in on {run.server.serial} (allowed {allowed}): "
@@ -120,7 +140,7 @@ class Undrain(HardwareStep):
         return None
 
     def already_done(self, run: StepRun, state: dict) -> bool:
-        return state.get("drained") is False
+        return state.get(HardwareState.DRAINED) is False
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
         move(run, lifecycle.IN_SERVICE)

@@ -19,6 +19,7 @@ from factory.agents import services as agents
 from factory.agents.models import AgentCommand
 from factory.telemetry.layout import site_layout
 from factory.telemetry.models import Fault, ServerSample, TelemetrySource
+from factory.wire import CommandKind, CommandParam, EventKind, FaultRule, HardwareState
 from tests.support.fleet import make_rack, make_server
 from tests.support.processes import BIN, Process, app_env, free_port, wait_for
 from tests.support.telemetry import CTX
@@ -135,13 +136,15 @@ def test_site_hardware_agent_and_control_plane(fleet, tmp_path):
         # A chip fails in the simulator: the control plane raises a fault on that chip.
         inject = urllib.request.Request(
             f"{listing['control']}/sim/faults",
-            data=json.dumps({"kind": "chip-failure", "target": serials[1], "chip": 7}).encode(),
+            data=json.dumps(
+                {"kind": EventKind.CHIP_FAILURE, "target": serials[1], "chip": 7}
+            ).encode(),
             method="POST",
         )
         assert urllib.request.urlopen(inject, timeout=5).status == 201
         wait_for(
             lambda: Fault.objects.filter(
-                ultraserver=servers[1], chip_index=7, rule="chip-down"
+                ultraserver=servers[1], chip_index=7, rule=FaultRule.CHIP_DOWN
             ).exists(),
             30,
             "the chip's fault",
@@ -153,9 +156,9 @@ def test_site_hardware_agent_and_control_plane(fleet, tmp_path):
         # A command through the real agent and Redfish: flash firmware, A/B banks.
         command = agents.submit(
             site_id=site.pk,
-            kind="flash-firmware",
+            kind=CommandKind.FLASH_FIRMWARE,
             ultraserver_id=servers[0].pk,
-            params={"version": "2026.11.1", "origin": "aws-neuron"},
+            params={CommandParam.VERSION: "2026.11.1", CommandParam.ORIGIN: "aws-neuron"},
         )
         wait_for(
             lambda: AgentCommand.objects.get(pk=command.pk).state == "succeeded",
@@ -163,8 +166,8 @@ def test_site_hardware_agent_and_control_plane(fleet, tmp_path):
             "the flash to finish",
         )
         result = AgentCommand.objects.get(pk=command.pk).result
-        assert result["firmware_version"] == "2026.11.1"
-        assert result["inactive_firmware_version"] == "2026.09.1"
+        assert result[HardwareState.FIRMWARE_VERSION] == "2026.11.1"
+        assert result[HardwareState.INACTIVE_FIRMWARE_VERSION] == "2026.09.1"
 
         # The control plane goes away for a while; the agent keeps polling into its outbox.
         web.stop()

@@ -2,6 +2,8 @@
 
 from rest_framework.test import APIClient
 
+from factory import wire
+
 
 def assert_error_body(response, status: int):
     assert response.status_code == status, response.content
@@ -14,8 +16,13 @@ def assert_error_body(response, status: int):
     return body
 
 
+def gateway(path: str, **params) -> str:
+    """An agent gateway path (``factory.wire``) as a test client takes it: ``/api/v1/agent/...``."""
+    return f"{wire.API_ROOT}{path.format(**params)}"
+
+
 def agent_token_client(clear: str) -> APIClient:
     """A client that authenticates as the site agent whose clear token is ``clear``."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Agent {clear}")
+    client.credentials(HTTP_AUTHORIZATION=wire.authorization(clear))
     return client

@@ -8,6 +8,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from factory.wire import BurnInResult, CommandKind, CommandParam, HardwareState, InterconnectResult
+
 
 @dataclass
 class Box:
@@ -36,45 +38,43 @@ class SimHardware:
             self.executed[command_id] += 1
             box = self.box(serial or "")
             outcome = self._do(box, serial, kind, params)
-            if serial and self.lose_results[serial] > 0 and kind != "query-state":
+            if serial and self.lose_results[serial] > 0 and kind != CommandKind.QUERY_STATE:
                 self.lose_results[serial] -= 1
                 return None
             return outcome
 
     def _state(self, box: Box) -> dict:
         return {
-            "firmware_version": box.firmware,
-            "inactive_firmware_version": box.inactive if self.ab_banked else "",
-            "drained": box.drained,
-            "cabled": box.cabled,
-            "power_state": "On",
+            HardwareState.FIRMWARE_VERSION: box.firmware,
+            HardwareState.INACTIVE_FIRMWARE_VERSION: box.inactive if self.ab_banked else "",
+            HardwareState.DRAINED: box.drained,
+            HardwareState.CABLED: box.cabled,
+            HardwareState.POWER_STATE: "On",
         }
 
     def _do(self, box: Box, serial, kind: str, params: dict):
-        if kind == "flash-firmware":
+        if kind == CommandKind.FLASH_FIRMWARE:
             if self.flash_failures[serial] > 0:
                 self.flash_failures[serial] -= 1
                 return False, {}, "SimpleUpdate failed: image verification error"
-            box.inactive, box.firmware = box.firmware, params["version"]
+            box.inactive, box.firmware = box.firmware, params[CommandParam.VERSION]
             return True, self._state(box), ""
-        if kind == "activate-bank":
-            if not self.ab_banked or box.inactive != params["version"]:
+        if kind == CommandKind.ACTIVATE_BANK:
+            if not self.ab_banked or box.inactive != params[CommandParam.VERSION]:
                 return False, self._state(box), "no bank holds that version"
             box.firmware, box.inactive = box.inactive, box.firmware
             return True, self._state(box), ""
-        if kind == "burn-in":
-            failed = [{"index": i, "detail": "HBM ECC uncorrectable"} for i in box.bad_chips]
-            return True, {"tested": 144, "failed_chips": failed}, ""
-        if kind == "interconnect-check":
-            return True, {"links_ok": 72, "links_down": []}, ""
-        if kind == "drain":
-            box.drained = True
+        if kind == CommandKind.BURN_IN:
+            failed = [
+                {BurnInResult.INDEX: i, BurnInResult.DETAIL: "HBM ECC uncorrectable"}
+                for i in box.bad_chips
+            ]
+            return True, {BurnInResult.TESTED: 144, BurnInResult.FAILED_CHIPS: failed}, ""
+        if kind == CommandKind.INTERCONNECT_CHECK:
+            return True, {InterconnectResult.LINKS_OK: 72, InterconnectResult.LINKS_DOWN: []}, ""
+        if kind in (CommandKind.DRAIN, CommandKind.UNDRAIN):
+            box.drained = kind == CommandKind.DRAIN
             return True, self._state(box), ""
-        if kind == "undrain":
-            box.drained = False
-            return True, self._state(box), ""
-        if kind == "install-check":
-            return True, self._state(box), ""
-        if kind == "query-state":
+        if kind in (CommandKind.INSTALL_CHECK, CommandKind.QUERY_STATE):
             return True, self._state(box), ""
         return False, {}, f"unknown command {kind}"

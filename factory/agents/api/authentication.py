@@ -1,6 +1,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from factory import wire
 from factory.agents.services import authenticate_agent
 from tenants.api.authentication import credential_for
 
@@ -23,7 +24,7 @@ class AgentPrincipal:
 class SiteAgentAuthentication(authentication.BaseAuthentication):
     """``Authorization: Agent <token>``: a site agent's credential, good for its own site only."""
 
-    keyword = "Agent"
+    keyword = wire.AUTH_SCHEME
 
     def authenticate(self, request):
         clear = credential_for(request, self.keyword)
@@ -55,6 +56,6 @@ class SiteAgentScheme(OpenApiAuthenticationExtension):
         return {
             "type": "apiKey",
             "in": "header",
-            "name": "Authorization",
-            "description": "`Agent <token>`",
+            "name": wire.AUTH_HEADER,
+            "description": f"`{wire.AUTH_SCHEME} <token>`",
         }

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from factory import wire
 from factory.agents.models import AgentCommand, SiteAgent
 
 
@@ -57,8 +58,10 @@ class AgentCommandSerializer(serializers.ModelSerializer):
 
 
 class ClaimRequestSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
-    wait_seconds = serializers.FloatField(min_value=0, max_value=25, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=wire.MAX_CLAIM, default=10)
+    wait_seconds = serializers.FloatField(
+        min_value=0, max_value=wire.MAX_CLAIM_WAIT_SECONDS, default=0
+    )
 
 
 class ClaimedCommandSerializer(serializers.ModelSerializer):
@@ -68,7 +71,7 @@ class ClaimedCommandSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AgentCommand
-        fields = ["id", "kind", "ultraserver", "ultraserver_serial", "params", "result_due_at"]
+        fields = list(wire.fields(wire.ClaimedCommand))
         read_only_fields = fields
 
 
@@ -79,7 +82,9 @@ class ClaimResponseSerializer(serializers.Serializer):
 class ResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     result = serializers.DictField(required=False, default=dict)
-    error = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)
+    error = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=wire.MAX_ERROR_LENGTH
+    )
 
 
 class BatchResultItemSerializer(ResultSerializer):
@@ -89,7 +94,7 @@ class BatchResultItemSerializer(ResultSerializer):
 class BatchResultSerializer(serializers.Serializer):
     """Results that finished together, recorded in one transaction (all or nothing)."""
 
-    results = BatchResultItemSerializer(many=True, allow_empty=False, max_length=100)
+    results = BatchResultItemSerializer(many=True, allow_empty=False, max_length=wire.MAX_RESULTS)
 
     def validate_results(self, value):
         ids = [item["id"] for item in value]

@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from factory import wire
 from factory.agents.api import views
 
 router = SimpleRouter(trailing_slash=True)
@@ -8,12 +9,8 @@ router.register("site-agents", views.SiteAgentViewSet)
 router.register("agent-commands", views.AgentCommandViewSet)
 
 urlpatterns = [
-    path("agent/commands/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
-    path("agent/commands/results/", views.AgentBatchResultView.as_view(), name="agent-results"),
-    path(
-        "agent/commands/<uuid:command_id>/result/",
-        views.AgentResultView.as_view(),
-        name="agent-result",
-    ),
+    path(wire.CLAIM_PATH, views.AgentClaimView.as_view(), name="agent-claim"),
+    path(wire.RESULTS_PATH, views.AgentBatchResultView.as_view(), name="agent-results"),
+    path(wire.route(wire.RESULT_PATH), views.AgentResultView.as_view(), name="agent-result"),
     *router.urls,
 ]

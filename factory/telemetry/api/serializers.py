@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from factory import wire
 from factory.telemetry.choices import Resolution
 from factory.telemetry.models import Fault
 
@@ -28,7 +29,7 @@ class AgentConfigSerializer(serializers.Serializer):
 
 
 class AgentEventSerializer(serializers.Serializer):
-    source = serializers.CharField(max_length=80)
+    source = serializers.CharField(max_length=wire.MAX_SOURCE_LENGTH)
     kind = serializers.CharField(max_length=32)
     chip = serializers.IntegerField(min_value=0, max_value=1023, required=False, allow_null=True)
     feed = serializers.CharField(max_length=64, required=False, allow_blank=True)
@@ -37,7 +38,7 @@ class AgentEventSerializer(serializers.Serializer):
 
 
 class AgentEventsSerializer(serializers.Serializer):
-    events = AgentEventSerializer(many=True, allow_empty=False, max_length=1000)
+    events = AgentEventSerializer(many=True, allow_empty=False, max_length=wire.MAX_EVENTS)
 
 
 class SeriesQuerySerializer(serializers.Serializer):

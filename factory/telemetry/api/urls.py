@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from factory import wire
 from factory.telemetry.api import views
 
 router = SimpleRouter(trailing_slash=True)
@@ -8,8 +9,8 @@ router.register("ultraservers", views.UltraServerTelemetryViewSet, basename="ult
 router.register("sites", views.SitePowerViewSet, basename="site-power")
 
 urlpatterns = [
-    path("agent/telemetry/", views.AgentTelemetryView.as_view(), name="agent-telemetry"),
-    path("agent/events/", views.AgentEventsView.as_view(), name="agent-events"),
-    path("agent/config/", views.AgentConfigView.as_view(), name="agent-config"),
+    path(wire.TELEMETRY_PATH, views.AgentTelemetryView.as_view(), name="agent-telemetry"),
+    path(wire.EVENTS_PATH, views.AgentEventsView.as_view(), name="agent-events"),
+    path(wire.CONFIG_PATH, views.AgentConfigView.as_view(), name="agent-config"),
     *router.urls,
 ]

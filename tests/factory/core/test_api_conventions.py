@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from factory.agents.models import AgentCommand
 from factory.catalog.models import UltraServerModel
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from factory.wire import CommandKind
 from provisioning.models import MaintenanceWindow, Notification, Workflow
 from tenants.models import AuditEvent, Tenant
 from tests.support.api import assert_error_body
@@ -91,7 +92,7 @@ def _workflow(site) -> Workflow:
 
 
 def _command(site) -> AgentCommand:
-    return AgentCommand.objects.get_or_create(site=site, kind="query-state")[0]
+    return AgentCommand.objects.get_or_create(site=site, kind=CommandKind.QUERY_STATE)[0]
 
 
 def _notification(fleet, tenant) -> Notification:
@@ -118,7 +119,7 @@ def _grow_workflows(fleet, n):
 
 def _grow_commands(fleet, n):
     AgentCommand.objects.bulk_create(
-        AgentCommand(site=fleet.sites["alpha"], kind="reset") for _ in range(n)
+        AgentCommand(site=fleet.sites["alpha"], kind=CommandKind.RESET) for _ in range(n)
     )
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
 from factory.core.bulk import update_rows
+from factory.wire import CommandKind
 from tests.support.fleet import CTX
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def test_each_row_gets_its_own_values_in_one_statement(fleet):
     site = fleet.sites["alpha"]
     agent, _ = agents.issue_agent(site, "bulk", CTX)
-    commands = [agents.submit(site_id=site.pk, kind="reset") for _ in range(3)]
+    commands = [agents.submit(site_id=site.pk, kind=CommandKind.RESET) for _ in range(3)]
     now = timezone.now()
     for i, command in enumerate(commands):
         command.state = ["claimed", "succeeded", "failed"][i]

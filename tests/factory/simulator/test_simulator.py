@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from factory import wire
 from factory.simulator.__main__ import demo_layout
 from factory.simulator.devices import build_site
 from factory.simulator.faults import CHIP_FAILURE, FaultInjector, FaultRates
 from factory.simulator.hardware import SPECS, THROTTLE_AT_C, Chip, step_chip
 from factory.simulator.redfish import BmcTree, HttpError
 from factory.simulator.server import SiteServer
+from factory.wire import OEM, BurnInResult, DeviceKind, EventKind, HardwareState, OemAction
 from tests.support.purity import imported_modules
 
 TRN3 = SPECS["trn3"]
@@ -75,7 +77,7 @@ def test_chip_failure_rate_matches_hardware_md():
         1
         for _ in range(days * 24)
         for f in injector.server_faults(chips, 4, 3600.0)
-        if f.kind == "chip-failure"
+        if f.kind == EventKind.CHIP_FAILURE
     )
     expected = CHIP_FAILURE * 1000 * chips * days  # ≈ 2,215
     assert expected * 0.9 < drawn < expected * 1.1
@@ -86,8 +88,8 @@ def test_firmware_update_takes_time_and_keeps_the_old_bank():
     bmc = next(iter(site.bmcs.values()))
     tree = BmcTree(site, bmc)
     status, task, headers = tree.post(
-        "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate",
-        {"ImageURI": "https://artifacts/aws-neuron/2026.11.1.bin"},
+        wire.SIMPLE_UPDATE_PATH,
+        {"ImageURI": wire.firmware_image_uri("https://artifacts", "aws-neuron", "2026.11.1")},
     )
     assert status == 202 and task["TaskState"] == "Running"
     site.advance(10)
@@ -97,16 +99,11 @@ def test_firmware_update_takes_time_and_keeps_the_old_bank():
     assert tree.get(headers["Location"])["TaskState"] == "Completed"
     assert (bmc.firmware_active, bmc.firmware_inactive) == ("2026.11.1", "2026.09.1")
     # A/B: the previous version is one action away.
-    status, state, _ = tree.post(
-        "/redfish/v1/Systems/UltraServer/Actions/Oem/AIFactory.ActivateBank",
-        {"Version": "2026.09.1"},
-    )
-    assert status == 200 and state["firmware_version"] == "2026.09.1"
+    activate = wire.oem_action_path(OemAction.ACTIVATE_BANK)
+    status, state, _ = tree.post(activate, {wire.ACTIVATE_BANK_VERSION: "2026.09.1"})
+    assert status == 200 and state[HardwareState.FIRMWARE_VERSION] == "2026.09.1"
     with pytest.raises(HttpError) as refused:
-        tree.post(
-            "/redfish/v1/Systems/UltraServer/Actions/Oem/AIFactory.ActivateBank",
-            {"Version": "9.9"},
-        )
+        tree.post(activate, {wire.ACTIVATE_BANK_VERSION: "9.9"})
     assert refused.value.status == 409
 
 
@@ -115,7 +112,7 @@ def test_a_failing_flash_leaves_the_banks_alone():
     bmc = next(iter(site.bmcs.values()))
     tree = BmcTree(site, bmc)
     _, _, headers = tree.post(
-        "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate", {"ImageURI": "x/2.0.bin"}
+        wire.SIMPLE_UPDATE_PATH, {"ImageURI": wire.firmware_image_uri("x", "y", "2.0")}
     )
     site.advance(1)
     task = tree.get(headers["Location"])
@@ -126,14 +123,16 @@ def test_a_failing_flash_leaves_the_banks_alone():
 def test_burn_in_reports_failed_chips_and_a_swap_clears_them():
     site = build_site(demo_layout(1, 1), seed=1, burn_in_seconds=2)
     serial, bmc = next(iter(site.bmcs.items()))
-    site.inject("hbm-failure", serial, chip=17)
+    site.inject(EventKind.HBM_FAILURE, serial, chip=17)
     tree = BmcTree(site, bmc)
-    _, _, headers = tree.post("/redfish/v1/Systems/UltraServer/Actions/Oem/AIFactory.BurnIn", {})
+    _, _, headers = tree.post(wire.oem_action_path(OemAction.BURN_IN), {})
     site.advance(2)
-    result = tree.get(headers["Location"])["Oem"]["AIFactory"]
-    assert result["failed_chips"] == [{"index": 17, "detail": "uncorrectable HBM ECC"}]
+    result = tree.get(headers["Location"])["Oem"][OEM]
+    assert result[BurnInResult.FAILED_CHIPS] == [
+        {BurnInResult.INDEX: 17, BurnInResult.DETAIL: "uncorrectable HBM ECC"}
+    ]
     bmc.replace_chip(17)
-    assert bmc.burn_in(site.now).result["failed_chips"] == []
+    assert bmc.burn_in(site.now).result[BurnInResult.FAILED_CHIPS] == []
 
 
 def test_feed_loss_on_one_path_keeps_the_rack_up_and_both_take_it_down():
@@ -141,11 +140,11 @@ def test_feed_loss_on_one_path_keeps_the_rack_up_and_both_take_it_down():
     pdu = next(iter(site.pdus.values()))
     site.advance(1)
     feed_a, feed_b = sorted(pdu.feeds)
-    site.inject("feed-loss", pdu.serial, feed=feed_a, duration_s=30)
+    site.inject(EventKind.FEED_LOSS, pdu.serial, feed=feed_a, duration_s=30)
     site.advance(1)
     assert pdu.load_w[feed_a] == 0 and pdu.load_w[feed_b] > 0
     assert all(b.powered for b in site.bmcs.values())
-    site.inject("feed-loss", pdu.serial, feed=feed_b, duration_s=30)
+    site.inject(EventKind.FEED_LOSS, pdu.serial, feed=feed_b, duration_s=30)
     site.advance(1)
     assert not any(b.powered for b in site.bmcs.values())
     site.advance(40)
@@ -156,16 +155,16 @@ def test_served_over_http_with_auth_and_a_fault_endpoint():
     site = build_site(demo_layout(1, 1), seed=1)
     server = SiteServer(site, tick_seconds=0.05).start()
     try:
-        bmc_url = next(d["url"] for d in server.devices if d["kind"] == "bmc")
-        with urllib.request.urlopen(f"{bmc_url}/redfish/v1/") as response:
+        bmc_url = next(d["url"] for d in server.devices if d["kind"] == DeviceKind.BMC)
+        with urllib.request.urlopen(f"{bmc_url}{wire.REDFISH_ROOT}/") as response:
             assert json.load(response)["@odata.type"].startswith("#ServiceRoot.")
         with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(f"{bmc_url}/redfish/v1/Systems")
+            urllib.request.urlopen(f"{bmc_url}{wire.SYSTEM_PATH}")
         assert denied.value.code == 401
         serial = next(iter(site.bmcs))
         request = urllib.request.Request(
             f"{server.control_url}/sim/faults",
-            data=json.dumps({"kind": "chip-failure", "target": serial, "chip": 5}).encode(),
+            data=json.dumps({"kind": EventKind.CHIP_FAILURE, "target": serial, "chip": 5}).encode(),
             method="POST",
         )
         with urllib.request.urlopen(request) as response:

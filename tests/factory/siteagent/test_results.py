@@ -7,11 +7,15 @@ import time
 
 import pytest
 
+from factory import wire
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
 from factory.siteagent.agent import Agent
 from factory.siteagent.outbox import Outbox
+from factory.wire import CommandKind, HardwareState
 from tests.support.fleet import CTX, build_fleet
+
+RESET = CommandKind.RESET
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -32,7 +36,7 @@ def site_agent(live_server, tmp_path):
 def test_results_that_finish_together_share_a_request(live_server, tmp_path):
     site, server, agent = site_agent(live_server, tmp_path)
     ids = [
-        agents.submit(site_id=site.pk, kind="reset", ultraserver_id=server.pk).pk for _ in range(5)
+        agents.submit(site_id=site.pk, kind=RESET, ultraserver_id=server.pk).pk for _ in range(5)
     ]
     sender = threading.Thread(target=agent._result_loop, daemon=True)
     sender.start()
@@ -53,17 +57,19 @@ def test_results_that_finish_together_share_a_request(live_server, tmp_path):
 def test_a_refused_batch_is_sent_one_by_one_so_the_rest_land(live_server, tmp_path):
     site, server, agent = site_agent(live_server, tmp_path)
     first, second = (
-        agents.submit(site_id=site.pk, kind="reset", ultraserver_id=server.pk) for _ in range(2)
+        agents.submit(site_id=site.pk, kind=RESET, ultraserver_id=server.pk) for _ in range(2)
     )
-    site_agent_row = agents.authenticate_agent(agent.http.headers["Authorization"][6:])
+    token = agent.http.headers[wire.AUTH_HEADER].removeprefix(wire.authorization(""))
+    site_agent_row = agents.authenticate_agent(token)
     agents.claim(site_agent_row, limit=10)
-    agents.complete(site_agent_row, first.pk, ok=True, result={"power_state": "On"})
+    on = {HardwareState.POWER_STATE: "On"}
+    agents.complete(site_agent_row, first.pk, ok=True, result=on)
     batch = [
-        {"id": str(first.pk), "ok": False, "result": {}, "error": "contradicts"},  # a 409
-        {"id": str(second.pk), "ok": True, "result": {"power_state": "On"}, "error": ""},
+        wire.BatchOutcome(id=str(first.pk), ok=False, result={}, error="contradicts"),  # a 409
+        wire.BatchOutcome(id=str(second.pk), ok=True, result=on, error=""),
     ]
     agent.send_results(batch)
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.state, second.state) == ("succeeded", "succeeded")
-    assert second.result == {"power_state": "On"}
+    assert second.result == on

@@ -7,13 +7,16 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from factory import wire
 from factory.inventory.models import Chip, UltraServer
 from factory.telemetry import services
 from factory.telemetry.choices import Resolution
 from factory.telemetry.models import Fault, ServerRollup, ServerSample
+from factory.wire import EventKind, FaultRule, HealthCode, Metric
 from provisioning import jobs
 from provisioning.models import Workflow, WorkflowTarget
-from tests.support.telemetry import agent_client, pdu_report, post, server_report
+from tests.support.api import gateway
+from tests.support.telemetry import agent_client, feed, pdu_report, post, server_report
 from tests.support.workflows import put_in_service
 
 
@@ -25,9 +28,14 @@ def site(fleet):
 
 
 def failed(index: int) -> list[int]:
-    health = [0] * 144
-    health[index] = 2
+    health = [int(HealthCode.OK)] * 144
+    health[index] = int(HealthCode.FAILED)
     return health
+
+
+def events(client, *batch: wire.Event):
+    body = wire.EventBatch(events=list(batch))
+    return client.post(gateway(wire.EVENTS_PATH), body, format="json")
 
 
 def test_a_chip_going_down_raises_one_fault_flags_the_server_and_opens_maintenance(
@@ -39,7 +47,8 @@ def test_a_chip_going_down_raises_one_fault_flags_the_server_and_opens_maintenan
         reply = post(client, [server_report(server.serial, 2, health=failed(17))])
     assert reply.json()["faults_opened"] == 1
     fault = Fault.objects.get()
-    assert (fault.rule, fault.ultraserver_id, fault.chip_index) == ("chip-down", server.pk, 17)
+    assert (fault.rule, fault.chip_index) == (FaultRule.CHIP_DOWN, 17)
+    assert fault.ultraserver_id == server.pk
     server.refresh_from_db()
     assert server.in_maintenance and "chip 17" in server.fault_reason
     assert Chip.objects.get(ultraserver=server, index=17).health == "failed"
@@ -65,8 +74,8 @@ def test_link_down_past_the_limit_and_throttling_raise_faults(site):
     throttle[5] = 30.0
     post(client, [server_report(server.serial, 2, link_down_s=link, throttle_s=throttle)])
     assert set(Fault.objects.values_list("rule", "chip_index")) == {
-        ("link-down", 3),
-        ("thermal-throttle", 5),
+        (FaultRule.LINK_DOWN, 3),
+        (FaultRule.THERMAL_THROTTLE, 5),
     }
 
 
@@ -87,90 +96,70 @@ def test_a_link_outage_split_across_samples_is_caught(site):
     ]
     assert [r["faults_opened"] for r in replies] == [0, 0, 1, 0]
     fault = Fault.objects.get()
-    assert (fault.rule, fault.chip_index) == ("link-down", 5)
+    assert (fault.rule, fault.chip_index) == (FaultRule.LINK_DOWN, 5)
     latest = ServerTelemetry.objects.get(ultraserver=server)
     assert codec.unpack("link_outage_s", latest.link_outage_s)[5] == 14.0
 
 
 def test_feed_loss_raises_a_fault_that_clears_when_the_feed_returns(site, fleet):
     client, _ = site
-    source = f"{fleet.racks['alpha'].name}-PDU"
-    post(client, [pdu_report(source, 1, {"A1": {"power_w": 0.0, "up": False}})])
+    source = wire.pdu_source(fleet.racks["alpha"].name)
+    post(client, [pdu_report(source, 1, {"A1": feed(0.0, up=False)})])
     fault = Fault.objects.get()
-    assert fault.rule == "feed-loss" and fault.ultraserver is None
-    post(client, [pdu_report(source, 2, {"A1": {"power_w": 60000.0, "up": True}})])
+    assert fault.rule == FaultRule.FEED_LOSS and fault.ultraserver is None
+    post(client, [pdu_report(source, 2, {"A1": feed(60000.0)})])
     fault.refresh_from_db()
     assert fault.cleared_at is not None
 
 
 def test_events_raise_faults_at_once(site):
     client, server = site
-    response = client.post(
-        "/api/v1/agent/events/",
-        {
-            "events": [
-                {
-                    "source": server.serial,
-                    "kind": "chip-failure",
-                    "chip": 3,
-                    "timestamp": timezone.now().isoformat(),
-                },
-                {"source": server.serial, "kind": "link-flap", "timestamp": "2026-11-28T10:00Z"},
-            ]
-        },
-        format="json",
+    response = events(
+        client,
+        wire.Event(
+            source=server.serial,
+            kind=EventKind.CHIP_FAILURE,
+            chip=3,
+            timestamp=timezone.now().isoformat(),
+        ),
+        wire.Event(source=server.serial, kind=EventKind.LINK_FLAP, timestamp="2026-11-28T10:00Z"),
     )
     assert response.status_code == 200, response.content
-    assert list(Fault.objects.values_list("rule", "chip_index")) == [("chip-down", 3)]
+    assert list(Fault.objects.values_list("rule", "chip_index")) == [(FaultRule.CHIP_DOWN, 3)]
 
 
 def test_an_event_naming_an_impossible_chip_is_400(site):
     client, server = site
-    response = client.post(
-        "/api/v1/agent/events/",
-        {
-            "events": [
-                {
-                    "source": server.serial,
-                    "kind": "chip-failure",
-                    "chip": 40000,
-                    "timestamp": "2026-11-28T10:00Z",
-                }
-            ]
-        },
-        format="json",
+    response = events(
+        client,
+        wire.Event(
+            source=server.serial,
+            kind=EventKind.CHIP_FAILURE,
+            chip=40000,
+            timestamp="2026-11-28T10:00Z",
+        ),
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"].startswith("events")
-    beyond = client.post(
-        "/api/v1/agent/events/",
-        {
-            "events": [
-                {
-                    "source": server.serial,
-                    "kind": "chip-failure",
-                    "chip": 144,
-                    "timestamp": "2026-11-28T10:00Z",
-                }
-            ]
-        },
-        format="json",
+    beyond = events(
+        client,
+        wire.Event(
+            source=server.serial,
+            kind=EventKind.CHIP_FAILURE,
+            chip=144,
+            timestamp="2026-11-28T10:00Z",
+        ),
     )
     assert beyond.status_code == 400
     assert beyond.json()["errors"][0]["field"] == "events[0].chip"
-    nobody = client.post(
-        "/api/v1/agent/events/",
-        {
-            "events": [
-                {
-                    "source": "NOPE-1",
-                    "kind": "chip-failure",
-                    "chip": 1,
-                    "timestamp": "2026-11-28T10:00Z",
-                }
-            ]
-        },
-        format="json",
+    nobody = events(
+        client,
+        wire.Event(
+            source="NOPE-1",
+            kind=EventKind.CHIP_FAILURE,
+            chip=1,
+            timestamp="2026-11-28T10:00Z",
+        ),
     )
     assert nobody.status_code == 400
     assert nobody.json()["errors"][0]["field"] == "events[0].source"
@@ -179,19 +168,14 @@ def test_an_event_naming_an_impossible_chip_is_400(site):
 
 def test_events_for_another_sites_server_are_refused(site, fleet):
     client, _ = site
-    response = client.post(
-        "/api/v1/agent/events/",
-        {
-            "events": [
-                {
-                    "source": fleet.servers["beta"].serial,
-                    "kind": "chip-failure",
-                    "chip": 1,
-                    "timestamp": "2026-11-28T10:00Z",
-                }
-            ]
-        },
-        format="json",
+    response = events(
+        client,
+        wire.Event(
+            source=fleet.servers["beta"].serial,
+            kind=EventKind.CHIP_FAILURE,
+            chip=1,
+            timestamp="2026-11-28T10:00Z",
+        ),
     )
     assert response.status_code == 403
     assert not Fault.objects.exists()
@@ -216,7 +200,7 @@ def test_reported_faults_are_recorded_too(site, fleet):
         "/api/v1/faults/", {"ultraserver": server.pk, "reason": "smoke seen"}, format="json"
     )
     assert response.status_code == 201, response.content
-    assert response.json()["fault"] == Fault.objects.get(rule="reported").pk
+    assert response.json()["fault"] == Fault.objects.get(rule=FaultRule.REPORTED).pk
 
 
 def test_rollups_and_retention_and_the_series_api(site, fleet):
@@ -233,7 +217,7 @@ def test_rollups_and_retention_and_the_series_api(site, fleet):
     url = f"/api/v1/ultraservers/{server.pk}/telemetry/"
     raw = viewer.get(url, {"resolution": "raw"}).json()
     assert len(raw["points"]) == 6
-    assert raw["points"][0]["chips"]["power_w"][0] == 500.0
+    assert raw["points"][0]["chips"][Metric.POWER_W][0] == 500.0
     rolled = viewer.get(url, {"resolution": "1m"}).json()
     assert sum(p["samples"] for p in rolled["points"]) == 6
     assert viewer.get(url, {"resolution": "5m"}).status_code == 400
@@ -241,7 +225,7 @@ def test_rollups_and_retention_and_the_series_api(site, fleet):
     assert bad_range.status_code == 400
     assert fleet.client("beta_viewer").get(url).status_code == 404
     health = viewer.get(f"/api/v1/ultraservers/{server.pk}/chip-health/").json()
-    assert len(health["chips"]) == 144 and health["chips"][0]["temp_c"] == 65.0
+    assert len(health["chips"]) == 144 and health["chips"][0][Metric.TEMP_C] == 65.0
 
     with override_settings(TELEMETRY_RAW_RETENTION_HOURS=0):
         removed = jobs.telemetry_retention()
@@ -256,7 +240,7 @@ def test_agent_silence_is_a_fault_and_hearing_again_clears_it(site, fleet):
     SiteAgent.objects.update(last_seen_at=timezone.now() - dt.timedelta(hours=1))
     result = jobs.detect_stale_agents()
     assert result["faults_opened"] == 1
-    assert Fault.objects.get().rule == "agent-silent"
+    assert Fault.objects.get().rule == FaultRule.AGENT_SILENT
     client, server = site
     post(client, [server_report(server.serial, 1)])  # heard from again
     jobs.detect_stale_agents()

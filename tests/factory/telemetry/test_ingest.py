@@ -4,12 +4,17 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from factory import wire
 from factory.inventory.models import UltraServer
 from factory.telemetry import codec, egress
 from factory.telemetry.models import ServerSample, ServerTelemetry, TelemetrySource
+from factory.wire import OEM, Category, Metric, ReportKey
+from tests.support.api import gateway
 from tests.support.fleet import make_rack, make_server
 from tests.support.sovereignty import active_rule
-from tests.support.telemetry import agent_client, pdu_report, post, server_report
+from tests.support.telemetry import agent_client, feed, oem, pdu_report, post, server_report
+
+SOURCE, CHIPS = f"Oem.{OEM}.{ReportKey.SOURCE}", f"Oem.{OEM}.{ReportKey.CHIPS}"
 
 
 @pytest.fixture(autouse=True)
@@ -38,10 +43,10 @@ def test_a_batch_is_stored_raw_and_as_latest_state(alpha):
     }
     sample = ServerSample.objects.get()
     assert sample.chips == 144
-    assert codec.unpack("power_w", sample.power_w) == [700.0] * 144
+    assert codec.unpack(Metric.POWER_W, sample.power_w) == [700.0] * 144
     assert sample.power_total_w == pytest.approx(144 * 700)
     latest = ServerTelemetry.objects.get(ultraserver=server)
-    assert codec.unpack("health", latest.health) == [0] * 144
+    assert codec.unpack(Metric.HEALTH, latest.health) == [0] * 144
 
 
 def test_a_replayed_report_is_acknowledged_and_not_stored_twice(alpha):
@@ -74,41 +79,41 @@ def test_another_sites_server_is_403_and_nothing_is_stored(fleet, alpha):
         (lambda r: r.update(ReportSequence=0), "reports[1].ReportSequence", "invalid"),
         (lambda r: r.update(ReportSequence=str(2**64)), "reports[1].ReportSequence", "invalid"),
         (
-            lambda r: r["Oem"]["AIFactory"].update(Source="X" * 81),
-            "reports[1].Oem.AIFactory.Source",
+            lambda r: oem(r).update({ReportKey.SOURCE: "X" * 81}),
+            f"reports[1].{SOURCE}",
             "required",
         ),
         (
-            lambda r: r["Oem"]["AIFactory"]["Chips"].update(health=[300] * 144),
-            "reports[1].Oem.AIFactory.Chips.health",
+            lambda r: oem(r)[ReportKey.CHIPS].update({Metric.HEALTH: [300] * 144}),
+            f"reports[1].{CHIPS}.{Metric.HEALTH}",
             "invalid",
         ),
         (
-            lambda r: r["Oem"]["AIFactory"]["Chips"].update(power_w=[1.0] * 10),
-            "reports[1].Oem.AIFactory.Chips.power_w",
+            lambda r: oem(r)[ReportKey.CHIPS].update({Metric.POWER_W: [1.0] * 10}),
+            f"reports[1].{CHIPS}.{Metric.POWER_W}",
             "wrong_length",
         ),
         (
-            lambda r: r["Oem"]["AIFactory"]["Chips"].update(ecc_uncorrected=[0.5] * 144),
-            "reports[1].Oem.AIFactory.Chips.ecc_uncorrected",
+            lambda r: oem(r)[ReportKey.CHIPS].update({Metric.ECC_UNCORRECTED: [0.5] * 144}),
+            f"reports[1].{CHIPS}.{Metric.ECC_UNCORRECTED}",
             "invalid",
         ),
         (
-            lambda r: r["Oem"]["AIFactory"]["Chips"].update(power_w=["hot"] * 144),
-            "reports[1].Oem.AIFactory.Chips.power_w",
+            lambda r: oem(r)[ReportKey.CHIPS].update({Metric.POWER_W: ["hot"] * 144}),
+            f"reports[1].{CHIPS}.{Metric.POWER_W}",
             "invalid",
         ),
         (
-            lambda r: r["Oem"]["AIFactory"]["Chips"].update(mood=[1] * 144),
-            "reports[1].Oem.AIFactory.Chips.mood",
+            lambda r: oem(r)[ReportKey.CHIPS].update(mood=[1] * 144),
+            f"reports[1].{CHIPS}.mood",
             "unknown_metric",
         ),
         (
-            lambda r: r["Oem"]["AIFactory"].update(Source="NOPE-1"),
-            "reports[1].Oem.AIFactory.Source",
+            lambda r: oem(r).update({ReportKey.SOURCE: "NOPE-1"}),
+            f"reports[1].{SOURCE}",
             "unknown_source",
         ),
-        (lambda r: r["Oem"].pop("AIFactory"), "reports[1].Oem.AIFactory.Source", "required"),
+        (lambda r: r["Oem"].pop(OEM), f"reports[1].{SOURCE}", "required"),
     ],
 )
 def test_a_malformed_batch_is_400_naming_the_part_and_nothing_is_stored(alpha, mutate, field, code):
@@ -136,7 +141,7 @@ def test_bodies_that_are_not_batches_are_400(alpha, body):
 
 def test_only_agents_may_send_telemetry(fleet):
     response = fleet.client("provider_admin").post(
-        "/api/v1/agent/telemetry/", data=b"{}", content_type="application/json"
+        gateway(wire.TELEMETRY_PATH), data=b"{}", content_type="application/json"
     )
     assert response.status_code in (401, 403)
     assert not ServerSample.objects.exists()
@@ -144,27 +149,22 @@ def test_only_agents_may_send_telemetry(fleet):
 
 def test_metrics_the_egress_rule_keeps_at_the_site_are_not_stored(fleet, alpha):
     client, server = alpha
-    active_rule(fleet, "telemetry_egress", categories=["power", "thermal"], destinations=[])
+    allowed = {Category.POWER, Category.THERMAL}
+    active_rule(fleet, "telemetry_egress", categories=sorted(allowed), destinations=[])
     answer = post(client, [server_report(server.serial, 1)]).json()
-    assert answer["dropped_metrics"] == [
-        "ecc_corrected",
-        "ecc_uncorrected",
-        "hbm_used_gb",
-        "health",
-        "link_down_s",
-        "link_errors",
-        "utilization",
-    ]
+    kept_home = sorted(m.name for m in wire.CHIP_METRICS if m.category not in allowed)
+    assert Metric.UTILIZATION in kept_home and Metric.HEALTH in kept_home
+    assert answer["dropped_metrics"] == kept_home
     sample = ServerSample.objects.get()
     assert sample.utilization is None and sample.health is None
-    assert codec.unpack("temp_c", sample.temp_c) == [65.0] * 144
+    assert codec.unpack(Metric.TEMP_C, sample.temp_c) == [65.0] * 144
 
 
 def test_the_agent_is_told_what_may_leave(fleet, alpha):
     client, _ = alpha
-    config = client.get("/api/v1/agent/config/").json()
-    assert config["telemetry_categories"] == ["power", "reliability", "thermal", "utilization"]
-    assert "temp_c" in config["metrics"]
+    config = client.get(gateway(wire.CONFIG_PATH)).json()
+    assert config["telemetry_categories"] == sorted(Category)
+    assert set(config["metrics"]) == set(wire.METRIC_NAMES)
 
 
 def test_ingest_queries_do_not_grow_with_the_batch(fleet, alpha):
@@ -189,7 +189,7 @@ def test_pdu_readings_are_kept_as_the_racks_power(fleet, alpha):
     rack = fleet.racks["alpha"]
     reply = post(
         client,
-        [pdu_report(f"{rack.name}-PDU", 1, {"A1": {"power_w": 61000.0, "up": True}})],
+        [pdu_report(wire.pdu_source(rack.name), 1, {"A1": feed(61000.0)})],
     )
     assert reply.status_code == 200, reply.content
     power = fleet.client("alpha_viewer").get(f"/api/v1/sites/{rack.site_id}/power/").json()
@@ -216,5 +216,5 @@ def test_an_older_report_does_not_replace_the_latest_state(alpha):
     late = server_report(server.serial, 2, now - dt.timedelta(minutes=5), power_w=[100.0] * 144)
     assert post(client, [late]).json()["accepted"] == 1  # stored as history
     latest = ServerTelemetry.objects.get(ultraserver=server)
-    assert codec.unpack("power_w", latest.power_w)[0] == 900.0
+    assert codec.unpack(Metric.POWER_W, latest.power_w)[0] == 900.0
     assert ServerSample.objects.count() == 2
