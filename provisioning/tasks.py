@@ -1,57 +1,62 @@
-"""Celery tasks: thin, idempotent, acks-late. Each is only a hint to look at the database."""
+"""Celery tasks: thin, idempotent, acks-late. Each is only a hint to look at the database.
+
+The top of the import graph: only Celery's autodiscovery imports this module. Every task has a
+stable ``name`` (beat's rows and ``provisioning.queue`` send by it), independent of where the
+code lives.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from provisioning import engine, jobs
+from provisioning import jobs, queue, rollout, runner
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=queue.RUN_STEP, acks_late=True, ignore_result=True)
 def run_step(step_id: int) -> str:
-    return engine.run_step(step_id)
+    return runner.run_step(step_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def run_steps(step_ids: list[int]) -> dict:
-    return engine.run_steps(step_ids)
+@shared_task(name=queue.RUN_STEPS, acks_late=True, ignore_result=True)
+def run_steps(step_ids: list[int]) -> dict[int, str]:
+    return runner.run_steps(step_ids)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=queue.ADVANCE_WORKFLOW, acks_late=True, ignore_result=True)
 def advance_workflow(workflow_id: int) -> str:
-    return engine.advance(workflow_id)
+    return rollout.advance(workflow_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name="provisioning.reconcile", acks_late=True, ignore_result=True)
 def reconcile() -> dict:
     return jobs.reconcile_job()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name="provisioning.health_sweep", acks_late=True, ignore_result=True)
 def health_sweep() -> dict:
     return jobs.health_sweep()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name="provisioning.firmware_compliance_scan", acks_late=True, ignore_result=True)
 def firmware_compliance_scan() -> dict:
     return jobs.firmware_compliance_scan()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name="provisioning.detect_stale_agents", acks_late=True, ignore_result=True)
 def detect_stale_agents() -> dict:
     return jobs.detect_stale_agents()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name="provisioning.telemetry_rollup", acks_late=True, ignore_result=True)
 def telemetry_rollup() -> dict:
     return jobs.telemetry_rollup()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name="provisioning.telemetry_retention", acks_late=True, ignore_result=True)
 def telemetry_retention() -> dict:
     return jobs.telemetry_retention()
 
 
-@shared_task(ignore_result=True)
+@shared_task(name="provisioning.noop", ignore_result=True)
 def noop() -> None:
     """For the benchmark's raw-Celery baseline."""

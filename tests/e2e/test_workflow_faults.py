@@ -20,6 +20,7 @@ import urllib.request
 import pytest
 from celery import Celery
 
+from factory import wire
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
 from factory.inventory.models import UltraServer
@@ -65,7 +66,7 @@ class AgentLoop(threading.Thread):
     def post(self, path: str, body: dict) -> None:
         """Post until accepted (a response lost to a restart is posted again: harmless)."""
         for _ in range(5):
-            status, _ = call(f"{self.base}{path}", self.token, "Agent", body)
+            status, _ = call(wire.api_url(self.base, path), self.token, wire.AUTH_SCHEME, body)
             if status == 200:
                 return
             time.sleep(0.2)
@@ -75,9 +76,9 @@ class AgentLoop(threading.Thread):
         while not self.halt.is_set():
             try:
                 status, body = call(
-                    f"{self.base}/api/v1/agent/commands/claim/",
+                    wire.api_url(self.base, wire.CLAIM_PATH),
                     self.token,
-                    "Agent",
+                    wire.AUTH_SCHEME,
                     {"limit": 20, "wait_seconds": 1},
                 )
                 if status != 200:
@@ -101,12 +102,12 @@ class AgentLoop(threading.Thread):
                 # agent does; the others post one result at a time.
                 self.rounds += 1
                 if len(results) > 1 and self.rounds % 2:
-                    self.post("/api/v1/agent/commands/results/", {"results": results})
+                    self.post(wire.RESULTS_PATH, {"results": results})
                     self.batched += 1
                 else:
                     for item in results:
                         body = {k: item[k] for k in ("ok", "result", "error")}
-                        self.post(f"/api/v1/agent/commands/{item['id']}/result/", body)
+                        self.post(wire.RESULT_PATH.format(command_id=item["id"]), body)
             except OSError as exc:
                 self.errors.append(f"agent: {exc}")
                 time.sleep(0.5)
@@ -195,7 +196,7 @@ def test_rolling_upgrade_survives_killed_workers_redis_restart_and_double_delive
     def reconciler():  # what beat does every 10 s in production, every second here
         while not stop.is_set():
             with contextlib.suppress(Exception):
-                hints.send_task("provisioning.tasks.reconcile")
+                hints.send_task("provisioning.reconcile")
             stop.wait(1.0)
 
     kills, restarts, doubles = 0, 0, 0
@@ -262,7 +263,7 @@ def test_rolling_upgrade_survives_killed_workers_redis_restart_and_double_delive
                     if step_id:
                         for _ in range(2):
                             with contextlib.suppress(Exception):
-                                hints.send_task("provisioning.tasks.run_step", args=[step_id])
+                                hints.send_task("provisioning.run_step", args=[step_id])
                         doubles += 1
                 finished = WorkflowTarget.objects.filter(
                     workflow_id=workflow_id, state__in=["succeeded", "failed", "rolled-back"]

@@ -11,11 +11,13 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from factory import wire
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
-from provisioning import engine, jobs, services
+from factory.wire import CommandKind, HardwareState
+from provisioning import jobs, rollout, runner, services
 from provisioning.models import Step
-from tests.support.api import agent_token_client, assert_error_body
+from tests.support.api import agent_token_client, assert_error_body, gateway
 from tests.support.fleet import CTX
 from tests.support.harness import answer_commands, drive
 
@@ -28,7 +30,7 @@ def started_upgrade(servers):
     workflow, _ = services.create_workflow(
         "upgrade", servers, CTX, spec={**spec, "batch_size": len(servers), "poll_seconds": 1}
     )
-    engine.advance(workflow.pk)
+    rollout.advance(workflow.pk)
     return workflow
 
 
@@ -48,7 +50,7 @@ def due_now(step_ids):
 
 def selects_for(step_ids) -> int:
     with CaptureQueriesContext(connection) as ctx:
-        results = engine.run_steps(step_ids)
+        results = runner.run_steps(step_ids)
     assert set(results) == set(step_ids)
     return sum(q["sql"].lstrip().upper().startswith("SELECT") for q in ctx.captured_queries)
 
@@ -67,13 +69,13 @@ def test_a_batch_reads_in_a_fixed_number_of_statements(in_service, agent, hw):
 def test_a_finished_step_submits_the_next_in_the_same_commit(in_service, agent, hw):
     workflow = started_upgrade(in_service[:3])
     drains = due_ids(workflow, "drain")
-    assert engine.run_steps(drains) == dict.fromkeys(drains, "wait")
+    assert runner.run_steps(drains) == dict.fromkeys(drains, "wait")
     assert answer_commands(agent, hw) == 3
-    assert engine.run_steps(due_now(drains)) == dict.fromkeys(drains, "done")
+    assert runner.run_steps(due_now(drains)) == dict.fromkeys(drains, "done")
     for flash in Step.objects.filter(workflow=workflow, name="flash"):
         assert flash.state == "waiting" and flash.external_ref
         command = AgentCommand.objects.get(pk=flash.external_ref)
-        assert (command.kind, command.state) == ("flash-firmware", "queued")
+        assert (command.kind, command.state) == (CommandKind.FLASH_FIRMWARE, "queued")
     assert Step.objects.filter(workflow=workflow, name="drain", state="succeeded").count() == 3
     # the history keeps its order: the drain succeeded, then the flash was submitted
     kinds = list(
@@ -91,11 +93,11 @@ def test_a_step_that_breaks_its_batch_does_not_hold_back_the_others(in_service, 
     and is counted like a lost worker."""
     workflow = started_upgrade(in_service[:3])
     drains = due_ids(workflow, "drain")
-    engine.run_steps(drains)
+    runner.run_steps(drains)
     answer_commands(agent, hw)
     broken = Step.objects.get(pk=drains[1])
     AgentCommand.objects.filter(pk=broken.external_ref).delete()
-    results = engine.run_steps(due_now(drains))
+    results = runner.run_steps(due_now(drains))
     assert results[drains[1]] == "error"
     assert results[drains[0]] == results[drains[2]] == "done"
     broken.refresh_from_db()
@@ -109,12 +111,12 @@ def test_results_in_one_batch_are_all_or_nothing_and_wake_their_steps(
     site = fleet.sites["alpha"]
     agent, token = agents.issue_agent(site, "batching", CTX)
     workflow = started_upgrade(in_service[:3])
-    engine.run_steps(due_ids(workflow, "drain"))
+    runner.run_steps(due_ids(workflow, "drain"))
     claimed = agents.claim(agent, limit=10)
     assert len(claimed) == 3
     client = agent_token_client(token)
-    url = "/api/v1/agent/commands/results/"
-    body = [{"id": str(c.pk), "ok": True, "result": {"drained": True}} for c in claimed]
+    url = gateway(wire.RESULTS_PATH)
+    body = [{"id": str(c.pk), "ok": True, "result": {HardwareState.DRAINED: True}} for c in claimed]
     # one unknown command: nothing of the batch is recorded
     missing = {"id": str(uuid.uuid4()), "ok": True}
     assert_error_body(client.post(url, {"results": [*body, missing]}, format="json"), 404)
@@ -126,7 +128,7 @@ def test_results_in_one_batch_are_all_or_nothing_and_wake_their_steps(
         assert refused["errors"][0]["field"].startswith("results")
     # another site's command is not this agent's to answer: 404, and nothing recorded
     beta = fleet.sites["beta"]
-    foreign = agents.submit(site_id=beta.pk, kind="reset")
+    foreign = agents.submit(site_id=beta.pk, kind=CommandKind.RESET)
     other = {"id": str(foreign.pk), "ok": True}
     assert_error_body(client.post(url, {"results": [body[0], other]}, format="json"), 404)
     assert AgentCommand.objects.get(pk=foreign.pk).state == "queued"
@@ -143,7 +145,7 @@ def test_results_in_one_batch_are_all_or_nothing_and_wake_their_steps(
     changed = [{**body[0], "ok": False}]
     refused = assert_error_body(client.post(url, {"results": changed}, format="json"), 409)
     assert refused["errors"][0]["code"] == "command_finished"
-    engine.run_steps(list(drains.values_list("pk", flat=True)))
+    runner.run_steps(list(drains.values_list("pk", flat=True)))
     assert drains.filter(state="succeeded").count() == 3
 
 
@@ -176,6 +178,6 @@ def test_the_reconciler_batches_due_steps_but_sends_a_worker_killer_alone(
     with django_capture_on_commit_callbacks(execute=True):
         jobs.reconcile()
     steps = [(task, args) for task, args in queued_hints() if "run_step" in task]
-    assert ("provisioning.tasks.run_step", [suspect.pk]) in steps
-    others = [a for task, a in steps if task == "provisioning.tasks.run_steps"]
+    assert ("provisioning.run_step", [suspect.pk]) in steps
+    others = [a for task, a in steps if task == "provisioning.run_steps"]
     assert others == [[[pk for pk in drains if pk != suspect.pk]]]

@@ -4,6 +4,7 @@ import pytest
 
 from factory.agents.models import AgentCommand
 from factory.inventory.models import UltraServer
+from factory.wire import CommandKind
 from provisioning import services
 from provisioning.models import Step, WorkflowEvent
 from tests.support.fleet import CTX
@@ -47,9 +48,9 @@ def test_failed_flash_is_verified_then_retried(in_service, agent, hw):
         .values_list("kind", "state")
     )
     # the failed flash is followed by a read of the real state before the second flash
-    i = kinds.index(("flash-firmware", "failed"))
-    assert kinds[i + 1] == ("query-state", "succeeded")
-    assert kinds[i + 2] == ("flash-firmware", "succeeded")
+    i = kinds.index((CommandKind.FLASH_FIRMWARE, "failed"))
+    assert kinds[i + 1] == (CommandKind.QUERY_STATE, "succeeded")
+    assert kinds[i + 2] == (CommandKind.FLASH_FIRMWARE, "succeeded")
 
 
 def test_lost_result_is_not_repeated_when_the_flash_took(in_service, agent, hw):
@@ -58,7 +59,9 @@ def test_lost_result_is_not_repeated_when_the_flash_took(in_service, agent, hw):
     hw.lose_results[in_service[0].serial] = 2  # drain's and flash's results are lost
     workflow = drive(upgrade(in_service[:1]), agent, hw)
     assert workflow.state == "succeeded"
-    flashes = AgentCommand.objects.filter(ultraserver=in_service[0], kind="flash-firmware")
+    flashes = AgentCommand.objects.filter(
+        ultraserver=in_service[0], kind=CommandKind.FLASH_FIRMWARE
+    )
     assert flashes.count() == 1 and flashes.get().state == "expired"
     assert WorkflowEvent.objects.filter(workflow=workflow, kind="verified").count() == 2
 
@@ -166,12 +169,12 @@ def test_a_step_past_its_deadline_fails_with_the_recorded_state(in_service, agen
 
     from django.utils import timezone
 
-    from provisioning import engine, jobs
+    from provisioning import jobs, rollout, runner
 
     workflow = upgrade(in_service[:1])
-    engine.advance(workflow.pk)
+    rollout.advance(workflow.pk)
     drain = Step.objects.get(workflow=workflow, name="drain")
-    engine.run_step(drain.pk)  # submitted; the agent never answers
+    runner.run_step(drain.pk)  # submitted; the agent never answers
     drain.refresh_from_db()
     assert drain.state == "waiting" and drain.deadline_at is not None
     Step.objects.filter(pk=drain.pk).update(
@@ -179,7 +182,7 @@ def test_a_step_past_its_deadline_fails_with_the_recorded_state(in_service, agen
         next_check_at=timezone.now() + dt.timedelta(hours=1),
     )
     assert jobs.reconcile()["past_deadline"] == 1
-    engine.run_step(drain.pk)
+    runner.run_step(drain.pk)
     drain.refresh_from_db()
     assert drain.state == "failed" and "passed its deadline" in drain.error
     target = workflow.targets.get()

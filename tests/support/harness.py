@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
-from provisioning import engine
+from provisioning import rollout, runner
 from provisioning.choices import FINISHED_WORKFLOW_STATES, StepState
 from provisioning.models import Step, Workflow
 from tests.support.hardware import SimHardware
@@ -44,7 +44,7 @@ def run_due_steps(workflow_id: int) -> int:
     for step_id in Step.objects.filter(
         workflow_id=workflow_id, state__in=[StepState.READY, StepState.WAITING]
     ).values_list("pk", flat=True):
-        engine.run_step(step_id)
+        runner.run_step(step_id)
         ran += 1
     return ran
 
@@ -56,7 +56,7 @@ def drive(workflow: Workflow, agent, hw: SimHardware, rounds: int = 60) -> Workf
         run_due_steps(workflow.pk)
         answer_commands(agent, hw)
         expire_lost_commands()
-        engine.advance(workflow.pk)
+        rollout.advance(workflow.pk)
         workflow.refresh_from_db()
         if workflow.state in FINISHED_WORKFLOW_STATES or workflow.state == "paused":
             return workflow

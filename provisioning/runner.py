@@ -1,13 +1,10 @@
-"""The workflow engine. The database is the source of truth; Celery messages are hints.
+"""The step runner. The database is the source of truth; Celery messages are hints.
 
-run_step: claim (compare-and-set READY/WAITING → RUNNING with a lease, committed), then act and
+run_steps: claim (compare-and-set READY/WAITING → RUNNING with a lease, committed), then act and
 finish in a second transaction that re-checks the lease under the row lock. A worker killed
 between the two leaves a RUNNING step whose lease expires; nothing of its work committed, so the
-reconciler hands it back. Every follow-up is queued on commit.
-
-advance: the workflow-level loop: finish, enforce the failure budget, wait out soak and
-maintenance windows, run the health gate, and start the next batch within the failure-domain
-limits.
+reconciler hands it back (``recover_expired_leases``). Every follow-up is queued on commit; a
+server whose last step finished hints its workflow's advance (``provisioning.rollout``).
 """
 
 from __future__ import annotations
@@ -15,31 +12,26 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from factory.agents.models import AgentCommand
 from factory.core.bulk import update_rows
 from factory.inventory import lifecycle
-from factory.inventory.choices import ChipHealth
-from factory.inventory.models import Chip, PowerFeed, UltraServer
+from factory.inventory.models import UltraServer
 from factory.inventory.services import transition
-from provisioning.choices import (
-    FINISHED_TARGET_STATES,
-    FINISHED_WORKFLOW_STATES,
-    StepState,
-    TargetState,
-    WorkflowState,
-)
-from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowEvent, WorkflowTarget
-from provisioning.outcomes import Done, Fail, Wait
-from provisioning.windows import Window, is_open, next_opening
+from provisioning.choices import StepState, TargetState, WorkflowState
+from provisioning.history import event
+from provisioning.models import Step, Workflow, WorkflowEvent, WorkflowTarget
+from provisioning.outcomes import Done, Fail, Outcome, Wait
+from provisioning.queue import queue_advance, queue_step
 from provisioning.workflows import definition_for
 from provisioning.workflows.base import StepRun
 from tenants.access import SYSTEM
@@ -48,8 +40,6 @@ from tenants.services.changes import ChangeContext
 
 logger = structlog.get_logger(__name__)
 MAX_LOST_LEASES = 3
-#: Steps per message, claim and transaction (see ``_queue_steps``).
-STEP_BATCH = 25
 ENGINE_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 
 #: The failed state of each in-progress lifecycle state.
@@ -65,61 +55,6 @@ FAILED_STATE = {
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
-
-def event(workflow_id, kind, message, *, step=None, target=None, actor="engine") -> None:
-    WorkflowEvent.objects.create(
-        workflow_id=workflow_id,
-        step=step,
-        target=target,
-        kind=kind,
-        message=message[:1000],
-        actor=actor,
-    )
-
-
-def hint(task, *args) -> None:
-    """Queue ``task`` after the commit. A lost hint (broker down) is logged, never raised: the
-    change is committed and the reconciler finds the due work in the database anyway."""
-
-    def send():
-        try:
-            task.delay(*args)
-        except Exception as exc:  # the broker is a hint channel, not the truth
-            logger.warning(
-                "hint lost; the reconciler will pick it up",
-                task=task.name,
-                args=args,
-                error=str(exc),
-            )
-
-    transaction.on_commit(send)
-
-
-def _queue_step(step_id: int) -> None:
-    _queue_steps([step_id])
-
-
-def _queue_steps(step_ids) -> None:
-    """Hint due steps in chunks of ``STEP_BATCH``: a chunk shares one message, one claim and
-    one transaction, and several chunks keep every worker busy."""
-    from provisioning.tasks import run_step, run_steps
-
-    ids = list(step_ids)
-    for i in range(0, len(ids), STEP_BATCH):
-        chunk = ids[i : i + STEP_BATCH]
-        if len(chunk) == 1:
-            hint(run_step, chunk[0])
-        else:
-            hint(run_steps, chunk)
-
-
-def _queue_advance(workflow_id: int) -> None:
-    from provisioning.tasks import advance_workflow
-
-    hint(advance_workflow, workflow_id)
-
-
-# --- Steps ---------------------------------------------------------------------------------
 
 DUE_WORKFLOW_STATES = (WorkflowState.RUNNING, WorkflowState.PAUSED, WorkflowState.CANCELLING)
 #: The step columns a run may change; written for the whole batch in one statement.
@@ -139,7 +74,7 @@ STEP_FIELDS = [
 ]
 
 
-def claim_steps(step_ids, owner: str) -> list[int]:
+def claim_steps(step_ids: Iterable[int], owner: str) -> list[int]:
     """Compare-and-set due steps to RUNNING under a lease, committed at once. Skipped: steps
     not due, whose workflow is not running, or that another worker has (or is claiming)."""
     now = timezone.now()
@@ -171,7 +106,7 @@ def run_step(step_id: int, owner: str | None = None) -> str:
     return run_steps([step_id], owner).get(step_id, "not-due")
 
 
-def run_steps(step_ids, owner: str | None = None) -> dict[int, str]:
+def run_steps(step_ids: Iterable[int], owner: str | None = None) -> dict[int, str]:
     """Claim the due ones of ``step_ids``, then act and finish them in one transaction, each
     server's following steps too as far as they go without waiting. Safe to call any number of
     times. If one step's handler breaks the shared transaction, each claimed step runs again
@@ -206,14 +141,14 @@ class _StepBatch:
     command's submission share one commit. The failure path writes what is pending first and
     then goes the plain way (it is rare, and it reads the database)."""
 
-    def __init__(self, step_ids: list[int], owner: str):
+    def __init__(self, step_ids: list[int], owner: str) -> None:
         self.step_ids, self.owner = step_ids, owner
         self.now = timezone.now()
         self.dirty: dict[int, Step] = {}
         self.events: list[WorkflowEvent] = []
         self.advance: set[int] = set()
         self.results: dict[int, str] = {}
-        self.siblings: dict[int, list[Step]] = defaultdict(list)  # by target, in order
+        self.siblings: dict[int | None, list[Step]] = defaultdict(list)  # by target, in order
         self.servers: dict[int, UltraServer] = {}  # locked
         self.commands: dict[str, AgentCommand] = {}
 
@@ -236,7 +171,7 @@ class _StepBatch:
         target_ids = {step.target_id for step in mine if step.target_id}
         for sibling in Step.objects.filter(target_id__in=target_ids).order_by("target_id", "seq"):
             self.siblings[sibling.target_id].append(by_pk.get(sibling.pk, sibling))
-        server_ids = sorted({step.target.ultraserver_id for step in mine if step.target_id})
+        server_ids = sorted({step.target.ultraserver_id for step in mine if step.target})
         self.servers = {
             server.pk: server
             for server in UltraServer.objects.select_for_update(of=("self",))
@@ -250,15 +185,16 @@ class _StepBatch:
             self._run_chain(step)
         self.flush()
         for workflow_id in self.advance:
-            _queue_advance(workflow_id)
+            queue_advance(workflow_id)
         return self.results
 
     def _run_chain(self, step: Step) -> None:
         first = step.pk
-        while step is not None:
-            outcome = self._run_one(step)
+        current: Step | None = step
+        while current is not None:
+            outcome = self._run_one(current)
             self.results.setdefault(first, type(outcome).__name__.lower())
-            step = self._following(step) if isinstance(outcome, Done) else None
+            current = self._following(current) if isinstance(outcome, Done) else None
 
     def _next_pending(self, step: Step) -> Step | None:
         return next(
@@ -282,7 +218,7 @@ class _StepBatch:
         self.dirty[following.pk] = following
         return following
 
-    def _run_one(self, step: Step):
+    def _run_one(self, step: Step) -> Outcome:
         workflow, target = step.workflow, step.target
         server = self.servers.get(target.ultraserver_id) if target else None
         definition = definition_for(workflow.kind)
@@ -302,7 +238,9 @@ class _StepBatch:
             if timeout:
                 step.deadline_at = run.now + dt.timedelta(seconds=timeout)
         if step.deadline_at and run.now > step.deadline_at:
-            outcome = Fail(f"step {step.name} passed its deadline {step.deadline_at:%H:%M:%S}Z")
+            outcome: Outcome = Fail(
+                f"step {step.name} passed its deadline {step.deadline_at:%H:%M:%S}Z"
+            )
         else:
             try:
                 outcome = definition.step(step.name).run(run)
@@ -315,7 +253,15 @@ class _StepBatch:
         self._apply(step, outcome, run)
         return outcome
 
-    def _record(self, workflow_id, kind, message, *, step=None, target=None) -> None:
+    def _record(
+        self,
+        workflow_id: int,
+        kind: str,
+        message: str,
+        *,
+        step: Step | None = None,
+        target: WorkflowTarget | None = None,
+    ) -> None:
         """``event``, written with the batch's other rows at the flush."""
         self.events.append(
             WorkflowEvent(
@@ -331,7 +277,7 @@ class _StepBatch:
     def _event(self, step: Step, kind: str, message: str) -> None:
         self._record(step.workflow_id, kind, message, step=step, target=step.target)
 
-    def _apply(self, step: Step, outcome, run: StepRun) -> None:
+    def _apply(self, step: Step, outcome: Outcome, run: StepRun) -> None:
         step.lease_owner, step.lease_expires_at = "", None
         self.dirty[step.pk] = step
         if isinstance(outcome, Wait):
@@ -371,7 +317,9 @@ class _StepBatch:
             self.events.clear()
 
 
-def _after_step_failed(step, workflow, target, outcome: Fail, run: StepRun) -> None:
+def _after_step_failed(
+    step: Step, workflow: Workflow, target: WorkflowTarget | None, outcome: Fail, run: StepRun
+) -> None:
     if target is None:
         return
     definition = definition_for(workflow.kind)
@@ -392,15 +340,16 @@ def _after_step_failed(step, workflow, target, outcome: Fail, run: StepRun) -> N
             )
             for i, spec in enumerate(remedies)
         )
+        serial = run.server.serial if run.server else f"server {target.ultraserver_id}"
         event(
             workflow.pk,
             "compensating",
-            f"{run.server.serial}: {', '.join(s.name for s in remedies)} after: {outcome.error}",
+            f"{serial}: {', '.join(s.name for s in remedies)} after: {outcome.error}",
             target=target,
         )
         target.error = outcome.error[:1000]
         target.save(update_fields=["error"])
-        _queue_step(created[0].pk)
+        queue_step(created[0].pk)
         return
     verified = outcome.verified_state
     if verified is None:
@@ -408,10 +357,10 @@ def _after_step_failed(step, workflow, target, outcome: Fail, run: StepRun) -> N
     _mark_server_failed(target.ultraserver_id, outcome.error)
     target.verified_state = verified
     _finish_target(target, TargetState.FAILED, outcome.error)
-    _queue_advance(workflow.pk)
+    queue_advance(workflow.pk)
 
 
-def _first_verified_state(target) -> dict:
+def _first_verified_state(target: WorkflowTarget) -> dict:
     """A failure outside hardware (a refusal, a deadline): the server's recorded state is the
     truth there, read now."""
     server = UltraServer.objects.get(pk=target.ultraserver_id)
@@ -432,7 +381,13 @@ def _mark_server_failed(server_id: int, error: str) -> None:
         transition(server_id, server.lifecycle_state, ENGINE_CTX, fields=fields)
 
 
-def _finish_target(target: WorkflowTarget, state: str, error: str, *, record=None) -> None:
+def _finish_target(
+    target: WorkflowTarget,
+    state: str,
+    error: str,
+    *,
+    record: Callable[..., None] | None = None,
+) -> None:
     """``record`` (default: write now) takes the history event, so a batch keeps its order."""
     target.state = state
     target.active = False
@@ -447,199 +402,10 @@ def _finish_target(target: WorkflowTarget, state: str, error: str, *, record=Non
     )
 
 
-# --- Workflows -----------------------------------------------------------------------------
-
-
-def approved_windows(site) -> list[Window]:
-    return [
-        Window(
-            frozenset(w.weekdays),
-            w.start_time,
-            dt.timedelta(minutes=w.duration_minutes),
-            site.time_zone,
-        )
-        for w in MaintenanceWindow.objects.filter(site=site, status="approved")
-    ]
-
-
-def _set_state(workflow: Workflow, state: str, reason: str, kind: str | None = None) -> None:
-    workflow.state = state
-    workflow.state_reason = reason[:1000]
-    fields = ["state", "state_reason", "updated_at"]
-    if state in FINISHED_WORKFLOW_STATES:
-        workflow.finished_at = timezone.now()
-        fields.append("finished_at")
-    workflow.save(update_fields=fields)
-    event(workflow.pk, kind or f"workflow-{state}", reason or state)
-
-
-def advance(workflow_id: int) -> str:
-    """Move a workflow on as far as it may go now. Idempotent; called on commit after each
-    target finishes and by the reconciler."""
-    with transaction.atomic():
-        # Blocking, not SKIP LOCKED: an advance that skipped while another held the lock could
-        # miss the target that just finished, and the batch would wait for the reconciler.
-        workflow = (
-            Workflow.objects.select_for_update(of=("self",))
-            .select_related("site")
-            .filter(pk=workflow_id)
-            .first()
-        )
-        if workflow is None:
-            return "gone"
-        if workflow.state not in (
-            WorkflowState.RUNNING,
-            WorkflowState.PAUSED,
-            WorkflowState.CANCELLING,
-        ):
-            return workflow.state
-        counts = Counter(
-            dict(
-                WorkflowTarget.objects.filter(workflow=workflow)
-                .values_list("state")
-                .annotate(n=Count("id"))
-                .values_list("state", "n")
-            )
-        )
-        total = sum(counts.values())
-        finished = sum(counts[s] for s in FINISHED_TARGET_STATES)
-        failed = counts[TargetState.FAILED] + counts[TargetState.ROLLED_BACK]
-        running = counts[TargetState.RUNNING]
-        if finished == total:
-            if workflow.state == WorkflowState.CANCELLING:
-                _set_state(workflow, WorkflowState.CANCELLED, workflow.state_reason or "cancelled")
-            elif failed:
-                _set_state(
-                    workflow,
-                    WorkflowState.FAILED,
-                    f"{failed} of {total} UltraServers failed (real state verified for each)",
-                )
-            else:
-                _set_state(workflow, WorkflowState.SUCCEEDED, f"all {total} UltraServers done")
-            return workflow.state
-        if workflow.state != WorkflowState.RUNNING:
-            return workflow.state
-        spec = workflow.spec
-        max_failures = spec.get("max_failures")
-        max_pct = spec.get("max_failure_pct")
-        base = spec.get("failures_acknowledged", 0)
-        if (max_failures is not None and failed - base > max_failures) or (
-            max_pct is not None and failed > 0 and 100.0 * (failed - base) / total > max_pct
-        ):
-            _set_state(
-                workflow,
-                WorkflowState.PAUSED,
-                f"failure budget exceeded: {failed} of {total} failed "
-                f"(budget {max_failures} or {max_pct}%); paused itself",
-                kind="budget-exceeded",
-            )
-            return workflow.state
-        if running:
-            return "in-flight"
-        now = timezone.now()
-        definition = definition_for(workflow.kind)
-        if workflow.current_batch >= 0:
-            if workflow.batch_finished_at is None:
-                workflow.batch_finished_at = now
-                workflow.save(update_fields=["batch_finished_at", "updated_at"])
-                gate = health_gate(workflow)
-                if gate:
-                    _set_state(workflow, WorkflowState.PAUSED, gate, kind="health-gate")
-                    return workflow.state
-            soak = float(spec.get("soak_seconds", 0))
-            if (now - workflow.batch_finished_at).total_seconds() < soak:
-                return "soaking"
-        if definition.respects_windows(workflow):
-            windows = approved_windows(workflow.site)
-            if not any(is_open(w, now) for w in windows):
-                opening = next_opening(windows, now)
-                reason = (
-                    "waiting for the site's maintenance window "
-                    f"(next opens {opening:%Y-%m-%d %H:%M}Z)"
-                    if opening
-                    else "waiting: the site has no tenant-approved maintenance window"
-                )
-                if workflow.state_reason != reason:
-                    workflow.state_reason = reason
-                    workflow.save(update_fields=["state_reason", "updated_at"])
-                    event(workflow.pk, "waiting-window", reason)
-                return "waiting-window"
-        return _start_batch(workflow, definition, now)
-
-
-def health_gate(workflow: Workflow) -> str:
-    """After a batch: any of its servers with a failed chip, a maintenance flag or no agent
-    contact stops the rollout (an empty string means the gate passed)."""
-    limit = int(workflow.spec.get("health_gate_max_failed_chips", 0))
-    batch = WorkflowTarget.objects.filter(
-        workflow=workflow, batch=workflow.current_batch, state=TargetState.SUCCEEDED
-    )
-    server_ids = list(batch.values_list("ultraserver_id", flat=True))
-    failed_chips = Chip.objects.filter(
-        ultraserver_id__in=server_ids, health=ChipHealth.FAILED
-    ).count()
-    unhealthy = list(
-        UltraServer.objects.filter(pk__in=server_ids)
-        .filter(Q(in_maintenance=True) | Q(unreachable_since__isnull=False))
-        .values_list("serial", flat=True)[:5]
-    )
-    if failed_chips > limit or unhealthy:
-        return (
-            f"health gate after batch {workflow.current_batch}: {failed_chips} failed chips "
-            f"(limit {limit})" + (f", unhealthy: {', '.join(unhealthy)}" if unhealthy else "")
-        )
-    return ""
-
-
-def _start_batch(workflow: Workflow, definition, now) -> str:
-    size = definition.batch_size(workflow)
-    limit = int(workflow.spec.get("max_unavailable_per_domain", 0)) or None
-    pending = list(
-        WorkflowTarget.objects.filter(workflow=workflow, state=TargetState.PENDING)
-        .select_related("ultraserver")
-        .order_by("id")
-    )
-    rack_ids = {t.ultraserver.rack_id for t in pending}
-    feeds_by_rack: dict[int, list[int]] = defaultdict(list)
-    for feed_id, rack_id in PowerFeed.objects.filter(rack_id__in=rack_ids).values_list(
-        "id", "rack_id"
-    ):
-        feeds_by_rack[rack_id].append(feed_id)
-    in_use: Counter = Counter()
-    chosen = []
-    for target in pending:
-        rack_id = target.ultraserver.rack_id
-        domains = [f"rack:{rack_id}", *(f"feed:{f}" for f in feeds_by_rack[rack_id])]
-        if limit and any(in_use[d] >= limit for d in domains):
-            continue
-        in_use.update(domains)
-        chosen.append(target)
-        if len(chosen) >= size:
-            break
-    if not chosen:
-        return "nothing-to-start"
-    batch = workflow.current_batch + 1
-    for target in chosen:
-        target.batch, target.state, target.started_at = batch, TargetState.RUNNING, now
-    update_rows(WorkflowTarget, chosen, ["batch", "state", "started_at"])
-    first_steps = list(Step.objects.filter(target__in=chosen, seq=0).values_list("pk", flat=True))
-    Step.objects.filter(pk__in=first_steps).update(state=StepState.READY)
-    workflow.current_batch = batch
-    workflow.batch_finished_at = None
-    workflow.state_reason = ""
-    workflow.save(
-        update_fields=["current_batch", "batch_finished_at", "state_reason", "updated_at"]
-    )
-    label = "canary batch" if batch == 0 and definition.canary_size(workflow) else f"batch {batch}"
-    event(workflow.pk, "batch-started", f"{label}: {len(chosen)} UltraServers")
-    _queue_steps(first_steps)
-    return "started"
-
-
 # --- Recovery ------------------------------------------------------------------------------
 
 
-def recover_expired_leases(now=None) -> int:
+def recover_expired_leases(now: dt.datetime | None = None) -> int:
     """A RUNNING step past its lease lost its worker mid-step. Its work did not commit (act and
     finish share one transaction), so it is handed back; the handler re-reads the real state."""
     now = now or timezone.now()
@@ -665,9 +431,10 @@ def recover_expired_leases(now=None) -> int:
                 step.finished_at = now
                 step.save()
                 workflow = Workflow.objects.get(pk=step.workflow_id)
-                server = UltraServer.objects.get(pk=step.target.ultraserver_id)
-                run = StepRun(step, workflow, step.target, server, ENGINE_CTX, now)
-                _after_step_failed(step, workflow, step.target, Fail(step.error), run)
+                target = step.target
+                server = UltraServer.objects.get(pk=target.ultraserver_id) if target else None
+                run = StepRun(step, workflow, target, server, ENGINE_CTX, now)
+                _after_step_failed(step, workflow, target, Fail(step.error), run)
             else:
                 step.state = StepState.WAITING
                 step.next_check_at = now
@@ -680,6 +447,6 @@ def recover_expired_leases(now=None) -> int:
                     step=step,
                     target=step.target,
                 )
-                _queue_step(step.pk)
+                queue_step(step.pk)
             recovered += 1
     return recovered

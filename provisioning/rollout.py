@@ -1,0 +1,222 @@
+"""Rollout policy: how a workflow moves on, batch by batch.
+
+advance: finish the workflow when every server is done, enforce the failure budget
+(``max_failures`` / ``max_failure_pct``: the rollout pauses itself), run the health gate after
+each batch, wait out the soak and the site's maintenance windows, and start the next batch
+within the failure-domain limits (``max_unavailable_per_domain`` per rack and per power feed).
+The steps themselves run in ``provisioning.runner``; this module only makes them ready and
+hints them (``provisioning.queue``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from factory.core.bulk import update_rows
+from factory.inventory.choices import ChipHealth
+from factory.inventory.models import Chip, PowerFeed, Site, UltraServer
+from provisioning.choices import (
+    FINISHED_TARGET_STATES,
+    FINISHED_WORKFLOW_STATES,
+    StepState,
+    TargetState,
+    WorkflowState,
+)
+from provisioning.history import event
+from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowTarget
+from provisioning.queue import queue_steps
+from provisioning.windows import Window, is_open, next_opening
+from provisioning.workflows import definition_for
+from provisioning.workflows.definition import WorkflowDefinition
+
+
+def approved_windows(site: Site) -> list[Window]:
+    """The site's tenant-approved maintenance windows."""
+    return [
+        Window(
+            frozenset(w.weekdays),
+            w.start_time,
+            dt.timedelta(minutes=w.duration_minutes),
+            site.time_zone,
+        )
+        for w in MaintenanceWindow.objects.filter(site=site, status="approved")
+    ]
+
+
+def _set_state(workflow: Workflow, state: str, reason: str, kind: str | None = None) -> None:
+    workflow.state = state
+    workflow.state_reason = reason[:1000]
+    fields = ["state", "state_reason", "updated_at"]
+    if state in FINISHED_WORKFLOW_STATES:
+        workflow.finished_at = timezone.now()
+        fields.append("finished_at")
+    workflow.save(update_fields=fields)
+    event(workflow.pk, kind or f"workflow-{state}", reason or state)
+
+
+def advance(workflow_id: int) -> str:
+    """Move a workflow on as far as it may go now. Idempotent; called on commit after each
+    target finishes and by the reconciler."""
+    with transaction.atomic():
+        # Blocking, not SKIP LOCKED: an advance that skipped while another held the lock could
+        # miss the target that just finished, and the batch would wait for the reconciler.
+        workflow = (
+            Workflow.objects.select_for_update(of=("self",))
+            .select_related("site")
+            .filter(pk=workflow_id)
+            .first()
+        )
+        if workflow is None:
+            return "gone"
+        if workflow.state not in (
+            WorkflowState.RUNNING,
+            WorkflowState.PAUSED,
+            WorkflowState.CANCELLING,
+        ):
+            return workflow.state
+        counts = Counter(
+            dict(
+                WorkflowTarget.objects.filter(workflow=workflow)
+                .values_list("state")
+                .annotate(n=Count("id"))
+                .values_list("state", "n")
+            )
+        )
+        total = sum(counts.values())
+        finished = sum(counts[s] for s in FINISHED_TARGET_STATES)
+        failed = counts[TargetState.FAILED] + counts[TargetState.ROLLED_BACK]
+        running = counts[TargetState.RUNNING]
+        if finished == total:
+            if workflow.state == WorkflowState.CANCELLING:
+                _set_state(workflow, WorkflowState.CANCELLED, workflow.state_reason or "cancelled")
+            elif failed:
+                _set_state(
+                    workflow,
+                    WorkflowState.FAILED,
+                    f"{failed} of {total} UltraServers failed (real state verified for each)",
+                )
+            else:
+                _set_state(workflow, WorkflowState.SUCCEEDED, f"all {total} UltraServers done")
+            return workflow.state
+        if workflow.state != WorkflowState.RUNNING:
+            return workflow.state
+        spec = workflow.spec
+        max_failures = spec.get("max_failures")
+        max_pct = spec.get("max_failure_pct")
+        base = spec.get("failures_acknowledged", 0)
+        if (max_failures is not None and failed - base > max_failures) or (
+            max_pct is not None and failed > 0 and 100.0 * (failed - base) / total > max_pct
+        ):
+            _set_state(
+                workflow,
+                WorkflowState.PAUSED,
+                f"failure budget exceeded: {failed} of {total} failed "
+                f"(budget {max_failures} or {max_pct}%); paused itself",
+                kind="budget-exceeded",
+            )
+            return workflow.state
+        if running:
+            return "in-flight"
+        now = timezone.now()
+        definition = definition_for(workflow.kind)
+        if workflow.current_batch >= 0:
+            if workflow.batch_finished_at is None:
+                workflow.batch_finished_at = now
+                workflow.save(update_fields=["batch_finished_at", "updated_at"])
+                gate = health_gate(workflow)
+                if gate:
+                    _set_state(workflow, WorkflowState.PAUSED, gate, kind="health-gate")
+                    return workflow.state
+            soak = float(spec.get("soak_seconds", 0))
+            if (now - workflow.batch_finished_at).total_seconds() < soak:
+                return "soaking"
+        if definition.respects_windows(workflow):
+            windows = approved_windows(workflow.site)
+            if not any(is_open(w, now) for w in windows):
+                opening = next_opening(windows, now)
+                reason = (
+                    "waiting for the site's maintenance window "
+                    f"(next opens {opening:%Y-%m-%d %H:%M}Z)"
+                    if opening
+                    else "waiting: the site has no tenant-approved maintenance window"
+                )
+                if workflow.state_reason != reason:
+                    workflow.state_reason = reason
+                    workflow.save(update_fields=["state_reason", "updated_at"])
+                    event(workflow.pk, "waiting-window", reason)
+                return "waiting-window"
+        return _start_batch(workflow, definition, now)
+
+
+def health_gate(workflow: Workflow) -> str:
+    """After a batch: any of its servers with a failed chip, a maintenance flag or no agent
+    contact stops the rollout (an empty string means the gate passed)."""
+    limit = int(workflow.spec.get("health_gate_max_failed_chips", 0))
+    batch = WorkflowTarget.objects.filter(
+        workflow=workflow, batch=workflow.current_batch, state=TargetState.SUCCEEDED
+    )
+    server_ids = list(batch.values_list("ultraserver_id", flat=True))
+    failed_chips = Chip.objects.filter(
+        ultraserver_id__in=server_ids, health=ChipHealth.FAILED
+    ).count()
+    unhealthy = list(
+        UltraServer.objects.filter(pk__in=server_ids)
+        .filter(Q(in_maintenance=True) | Q(unreachable_since__isnull=False))
+        .values_list("serial", flat=True)[:5]
+    )
+    if failed_chips > limit or unhealthy:
+        return (
+            f"health gate after batch {workflow.current_batch}: {failed_chips} failed chips "
+            f"(limit {limit})" + (f", unhealthy: {', '.join(unhealthy)}" if unhealthy else "")
+        )
+    return ""
+
+
+def _start_batch(workflow: Workflow, definition: WorkflowDefinition, now: dt.datetime) -> str:
+    size = definition.batch_size(workflow)
+    limit = int(workflow.spec.get("max_unavailable_per_domain", 0)) or None
+    pending = list(
+        WorkflowTarget.objects.filter(workflow=workflow, state=TargetState.PENDING)
+        .select_related("ultraserver")
+        .order_by("id")
+    )
+    rack_ids = {t.ultraserver.rack_id for t in pending if t.ultraserver.rack_id is not None}
+    feeds_by_rack: dict[int | None, list[int]] = defaultdict(list)
+    for feed_id, feed_rack_id in PowerFeed.objects.filter(rack_id__in=rack_ids).values_list(
+        "id", "rack_id"
+    ):
+        feeds_by_rack[feed_rack_id].append(feed_id)
+    in_use: Counter[str] = Counter()
+    chosen = []
+    for target in pending:
+        rack_id = target.ultraserver.rack_id
+        domains = [f"rack:{rack_id}", *(f"feed:{f}" for f in feeds_by_rack[rack_id])]
+        if limit and any(in_use[d] >= limit for d in domains):
+            continue
+        in_use.update(domains)
+        chosen.append(target)
+        if len(chosen) >= size:
+            break
+    if not chosen:
+        return "nothing-to-start"
+    batch = workflow.current_batch + 1
+    for target in chosen:
+        target.batch, target.state, target.started_at = batch, TargetState.RUNNING, now
+    update_rows(WorkflowTarget, chosen, ["batch", "state", "started_at"])
+    first_steps = list(Step.objects.filter(target__in=chosen, seq=0).values_list("pk", flat=True))
+    Step.objects.filter(pk__in=first_steps).update(state=StepState.READY)
+    workflow.current_batch = batch
+    workflow.batch_finished_at = None
+    workflow.state_reason = ""
+    workflow.save(
+        update_fields=["current_batch", "batch_finished_at", "state_reason", "updated_at"]
+    )
+    label = "canary batch" if batch == 0 and definition.canary_size(workflow) else f"batch {batch}"
+    event(workflow.pk, "batch-started", f"{label}: {len(chosen)} UltraServers")
+    queue_steps(first_steps)
+    return "started"

@@ -1,0 +1,73 @@
+"""Celery tasks go by stable names: beat's rows and every hint name a registered task, and
+nothing imports ``provisioning.tasks`` (hints are sent by name)."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+from django.apps import apps as django_apps
+from django_celery_beat.models import PeriodicTask
+
+from factory.celery import app
+from provisioning import queue
+
+pytestmark = pytest.mark.django_db
+
+SCHEDULED = {
+    "reconciler": "provisioning.reconcile",
+    "health sweep": "provisioning.health_sweep",
+    "firmware compliance scan": "provisioning.firmware_compliance_scan",
+    "stale-agent detection": "provisioning.detect_stale_agents",
+    "telemetry roll-up": "provisioning.telemetry_rollup",
+    "telemetry retention": "provisioning.telemetry_retention",
+}
+
+
+def registered_tasks() -> set[str]:
+    """The task names a worker knows: what Celery's autodiscovery registers."""
+    app.loader.import_default_modules()
+    return set(app.tasks)
+
+
+def test_every_scheduled_job_names_a_registered_task_by_its_stable_name():
+    tasks = dict(PeriodicTask.objects.values_list("name", "task"))
+    assert tasks == SCHEDULED
+    assert set(tasks.values()) <= registered_tasks()
+
+
+def test_every_hint_names_a_registered_task():
+    hinted = {queue.RUN_STEP, queue.RUN_STEPS, queue.ADVANCE_WORKFLOW}
+    assert hinted | {"provisioning.noop"} <= registered_tasks()
+
+
+def test_the_task_name_migration_rewrites_beat_rows_both_ways():
+    migration = importlib.import_module("provisioning.migrations.0005_stable_task_names")
+    migration.backwards(django_apps, None)
+    assert dict(PeriodicTask.objects.values_list("name", "task")) == {
+        name: task.replace("provisioning.", "provisioning.tasks.")
+        for name, task in SCHEDULED.items()
+    }
+    migration.forwards(django_apps, None)
+    assert dict(PeriodicTask.objects.values_list("name", "task")) == SCHEDULED
+
+
+def imports_of_tasks(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(a.name == "provisioning.tasks" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            if node.module == "provisioning.tasks":
+                return True
+            if node.module == "provisioning" and any(a.name == "tasks" for a in node.names):
+                return True
+    return False
+
+
+def test_nothing_imports_the_tasks_module():
+    """Only Celery's autodiscovery loads it: it is the top of the import graph."""
+    roots = ("factory", "tenants", "provisioning", "bench", "tests")
+    offenders = [
+        str(path) for root in roots for path in Path(root).rglob("*.py") if imports_of_tasks(path)
+    ]
+    assert offenders == []
