@@ -2,16 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
-from django.http import HttpResponseRedirect
+from django.db import models, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from tenants.access import actor_for
 from tenants.choices import AuditSource
-from tenants.services.changes import ChangeContext, ChangeRefused, delete_object, save_object
+from tenants.django_errors import add_to_form, as_domain_error
+from tenants.errors import DomainError
+from tenants.services.changes import ChangeContext, delete_object, save_object
+
+#: Where a refused save is kept on the request while the change form is shown again.
+_REFUSAL = "_admin_refusal"
 
 
-def admin_context(request) -> ChangeContext:
+class _Refused(Exception):
+    """A save or delete the services refused, carried out of the admin's transaction (which
+    it rolls back: nothing of the attempt is written)."""
+
+    def __init__(self, error: DomainError, verb: str) -> None:
+        super().__init__(error.message)
+        self.error, self.verb = error, verb
+
+
+@contextmanager
+def _refusals(verb: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        error = as_domain_error(exc)
+        if error is None:
+            raise
+        raise _Refused(error, verb) from exc
+
+
+def _refused_form(form_class: type[forms.BaseForm], error: DomainError) -> type[forms.BaseForm]:
+    """``form_class``, invalid with ``error``'s reasons on the fields they name."""
+
+    def clean(self: forms.BaseForm) -> dict[str, Any] | None:
+        cleaned = form_class.clean(self)
+        add_to_form(self, error)
+        return cleaned
+
+    return type(form_class.__name__, (form_class,), {"clean": clean})
+
+
+def admin_context(request: HttpRequest) -> ChangeContext:
     return ChangeContext(
         actor=actor_for(request.user),
         source=AuditSource.ADMIN,
@@ -20,30 +62,82 @@ def admin_context(request) -> ChangeContext:
 
 
 class AuditedModelAdmin(admin.ModelAdmin):
-    def save_instance(self, obj, ctx: ChangeContext):
+    """Saves and deletes through the change services. A refusal (a domain error, or Django's
+    ValidationError / ProtectedError / ... from ``full_clean()`` and the services) is never a
+    500: on the change form it becomes errors on the fields it names and the form is shown
+    again (200, nothing written); a refused delete or list edit becomes an error message."""
+
+    def save_instance(self, obj: Any, ctx: ChangeContext) -> Any:
         return save_object(obj, ctx)
 
-    def delete_instance(self, obj, ctx: ChangeContext) -> None:
+    def delete_instance(self, obj: Any, ctx: ChangeContext) -> None:
         delete_object(obj, ctx)
 
-    def save_model(self, request, obj, form, change):
-        self.save_instance(obj, admin_context(request))
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        with _refusals("saved"):
+            self.save_instance(obj, admin_context(request))
 
-    def delete_model(self, request, obj):
-        self.delete_instance(obj, admin_context(request))
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        with _refusals("saved"):
+            super().save_related(request, form, formsets, change)
 
-    def delete_queryset(self, request, queryset):
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        with _refusals("deleted"):
+            self.delete_instance(obj, admin_context(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         ctx = admin_context(request)
-        with transaction.atomic():
+        with _refusals("deleted"), transaction.atomic():
             for obj in queryset:
                 self.delete_instance(obj, ctx)
 
-    def delete_view(self, request, object_id, extra_context=None):
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: models.Model | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        form_class = super().get_form(request, obj, change, **kwargs)
+        refusal: DomainError | None = getattr(request, _REFUSAL, None)
+        return form_class if refusal is None else _refused_form(form_class, refusal)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused as refused:
+            # The attempt was rolled back with the admin's transaction. The same form again,
+            # bound to what was posted, now invalid with the refusal's reasons.
+            setattr(request, _REFUSAL, refused.error)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         try:
             return super().delete_view(request, object_id, extra_context)
-        except ChangeRefused as refused:
-            self.message_user(request, f"Not deleted: {refused.message}", messages.ERROR)
+        except _Refused as refused:
+            self._refused_message(request, refused)
             return HttpResponseRedirect(request.path.rsplit("/delete/", 1)[0] + "/change/")
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except _Refused as refused:  # a list edit or a bulk delete: all of it rolled back
+            self._refused_message(request, refused)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def _refused_message(self, request: HttpRequest, refused: _Refused) -> None:
+        reasons = "; ".join(refused.error.sentences())
+        self.message_user(request, f"Not {refused.verb}: {reasons}", messages.ERROR)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -57,4 +151,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown for context on their parent's page: each is changed (if at all) on its own
+    page, through its services."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
         return False

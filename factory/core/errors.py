@@ -1,65 +1,49 @@
-"""One error shape for the whole API.
+"""One error shape for the whole API, and the one place domain errors become HTTP answers.
 
     {"status": 400, "code": "invalid", "message": "...",
      "errors": [{"field": "rack", "code": "power_budget_exceeded", "message": "..."}]}
 
-``field`` is null for errors about the request as a whole. Django's ValidationError (raised by
-model ``clean()`` and services) becomes a 400; deleting something others still depend on, and
-database uniqueness races, become 409 Conflict; nothing becomes a 500.
+``field`` is null for errors about the request as a whole. Services refuse with the domain
+errors of ``tenants.errors`` (Invalid 400, Denied 403, NotFound 404, Conflict 409,
+PreconditionFailed 412); Django's own refusals (``ValidationError`` from model ``clean()``,
+``ProtectedError``, a lost uniqueness race, ...) are read as the same classes by
+``tenants.django_errors.as_domain_error``. Here they are answered:
+
+- in the API by ``api_exception_handler`` (DRF's ``EXCEPTION_HANDLER``): the JSON body;
+- in plain Django views by ``DomainErrorMiddleware`` and the project's 400/403/404/500
+  handlers: an HTML page where ``settings.HTML_ERROR_PAGES`` names templates for the path (the
+  console's), the JSON body elsewhere.
+
+Views do not catch refusals to answer them themselves; nothing of this kind becomes a 500.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
-from django.core.exceptions import ObjectDoesNotExist
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, IntegrityError
-from django.db.models import ProtectedError, RestrictedError
-from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
+from django.utils.html import escape
+from django.views import defaults
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
-from tenants.services.changes import ChangeRefused
-from tenants.sovereignty.services import SovereigntyDenied
+from tenants.access import actor_for
+from tenants.django_errors import as_domain_error
+from tenants.errors import Denied, DomainError, Invalid, NotFound
 
 logger = structlog.get_logger(__name__)
 
 
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
-
-
-def django_validation_error_to_drf(exc: DjangoValidationError) -> exceptions.ValidationError:
-    """Keep the codes of Django's errors (DRF's own conversion drops them)."""
-
-    def detail(err: DjangoValidationError):
-        return [
-            exceptions.ErrorDetail(
-                (e.message % e.params) if e.params else str(e.message), code=e.code or "invalid"
-            )
-            for e in err.error_list
-        ]
-
-    if hasattr(exc, "error_dict"):
-        return exceptions.ValidationError(
-            {
-                ("non_field_errors" if field == "__all__" else field): detail(
-                    DjangoValidationError(errors)
-                )
-                for field, errors in exc.error_dict.items()
-            }
-        )
-    return exceptions.ValidationError(detail(exc))
-
-
-def _flatten(detail, field: str | None = None) -> list[dict]:
+def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     """Turn DRF's nested error detail into a flat list naming each field by its dotted path."""
     if isinstance(detail, dict):
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         for key, value in detail.items():
             name = None if key in ("non_field_errors", "detail") else str(key)
             path = f"{field}.{name}" if field and name else (name or field)
@@ -89,7 +73,9 @@ _MESSAGES = {
 }
 
 
-def error_body(status_code: int, code: str, errors: list[dict], message: str | None = None):
+def error_body(
+    status_code: int, code: str, errors: list[dict[str, Any]], message: str | None = None
+) -> dict[str, Any]:
     return {
         "status": status_code,
         "code": code,
@@ -98,78 +84,15 @@ def error_body(status_code: int, code: str, errors: list[dict], message: str | N
     }
 
 
-def _pairs(decision) -> list[tuple[str, str]]:
-    """(rule id, sentence) for each deciding rule; reasons alone when it failed closed."""
-    if len(decision.rule_ids) == len(decision.reasons):
-        return list(zip(decision.rule_ids, decision.reasons, strict=True))
-    return [("", reason) for reason in decision.reasons]
-
-
-def api_exception_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
-        exc = django_validation_error_to_drf(exc)
-    elif isinstance(exc, ProtectedError | RestrictedError):
-        # Model and key only: the collector loads these objects with deferred fields, and str()
-        # would query again (and fail, if a concurrent request just deleted the row).
-        names = sorted({f"{obj._meta.verbose_name} {obj.pk}" for obj in list(exc.args[1])[:5]})
-        exc = Conflict(
-            detail={
-                "non_field_errors": [
-                    exceptions.ErrorDetail(f"still in use by: {', '.join(names)}", code="protected")
-                ]
-            }
-        )
-    elif isinstance(exc, DataError):
-        # A value the database cannot take (out of range, bad encoding): the input's fault.
-        logger.warning("database rejected a value", error=str(exc).splitlines()[0])
-        exc = exceptions.ValidationError(
-            {
-                "non_field_errors": [
-                    exceptions.ErrorDetail(
-                        "a value is out of the range the database accepts", code="invalid_value"
-                    )
-                ]
-            }
-        )
-    elif isinstance(exc, IntegrityError):
-        exc = Conflict(
-            detail={
-                "non_field_errors": [
-                    exceptions.ErrorDetail(
-                        "conflicts with an existing record", code="integrity_conflict"
-                    )
-                ]
-            }
-        )
-    elif isinstance(exc, ChangeRefused):
-        exc = Conflict(
-            detail={
-                exc.field or "non_field_errors": [
-                    exceptions.ErrorDetail(exc.message, code=exc.code)
-                ]
-            }
-        )
-    elif isinstance(exc, SovereigntyDenied):
-        exc = exceptions.PermissionDenied(
-            detail={
-                "non_field_errors": [
-                    exceptions.ErrorDetail(
-                        f"{rule_id}: {reason}" if rule_id else reason, code="sovereignty_denied"
-                    )
-                    for rule_id, reason in _pairs(exc.decision)
-                ]
-            }
-        )
-        exc.default_code = "sovereignty_denied"
-    elif isinstance(exc, Http404 | ObjectDoesNotExist):
-        # ObjectDoesNotExist: it vanished mid-request (deleted by a concurrent request).
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    error = as_domain_error(exc)
+    if error is not None:
+        set_rollback()
+        return Response(error.as_dict(), status=error.status)
 
     response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
     code = getattr(exc, "default_code", "error")
     if isinstance(exc, exceptions.ValidationError):
         code = "invalid"
@@ -183,15 +106,84 @@ def api_exception_handler(exc, context):
     return Response(body, status=response.status_code, headers=headers)
 
 
-def json_404(request, exception=None):
-    body = error_body(
-        404, "not_found", [{"field": None, "code": "not_found", "message": "Not found."}]
-    )
-    return JsonResponse(body, status=404)
+# --- plain Django views (the console, the admin, health) ------------------------------------
 
 
-def json_500(request):
-    body = error_body(
-        500, "server_error", [{"field": None, "code": "server_error", "message": "Server error."}]
+def _html_pages(request: HttpRequest) -> str | None:
+    """The template directory of the HTML error pages for this path, if it has any."""
+    pages: dict[str, str] = getattr(settings, "HTML_ERROR_PAGES", {})
+    for prefix, directory in pages.items():
+        if request.path.startswith(prefix):
+            return directory
+    return None
+
+
+def error_response(request: HttpRequest, error: DomainError) -> HttpResponse:
+    """``error`` answered to a plain Django request: the HTML page of its status where the path
+    has pages (``<dir>/<status>.html``, else ``<dir>/error.html``), the JSON body elsewhere."""
+    directory = _html_pages(request)
+    if directory is None:
+        return JsonResponse(error.as_dict(), status=error.status)
+    context: dict[str, Any] = {"error": error, "status": error.status}
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        context["actor"] = actor_for(user)
+    template = loader.select_template(
+        [f"{directory}/{error.status}.html", f"{directory}/error.html"]
     )
-    return JsonResponse(body, status=500)
+    return HttpResponse(template.render(context, request), status=error.status)
+
+
+class DomainErrorMiddleware:
+    """Answers a refusal raised in a plain Django view (DRF views answer their own). Http404 and
+    PermissionDenied are left to Django, whose handlers (below) answer them the same way."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, Http404 | DjangoPermissionDenied):
+            return None
+        error = as_domain_error(exception)
+        return None if error is None else error_response(request, error)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _html_pages(request) is None:
+        return defaults.bad_request(request, exception)
+    return error_response(
+        request, Invalid("The request could not be understood.", code="bad_request")
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _html_pages(request) is None:
+        return defaults.permission_denied(request, exception)
+    return error_response(request, Denied(str(exception) or None))
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(request, NotFound())
+
+
+class _ServerError(DomainError):
+    status = 500
+    default_code = "server_error"
+    default_message = "Server error."
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Never a traceback. Rendered with as little as possible: the failure may be the database."""
+    error = _ServerError()
+    try:
+        return error_response(request, error)
+    except Exception:
+        logger.exception("the 500 page failed to render")
+        return HttpResponse(
+            f"<!doctype html><title>Server error</title><h1>Server error</h1>"
+            f"<p>{escape(error.message)} It has been logged.</p>",
+            status=500,
+        )

@@ -7,6 +7,8 @@ maintenance (a person looks) or to decommissioning.
 
 from __future__ import annotations
 
+from tenants.errors import Conflict
+
 PLANNED = "planned"
 INSTALLING = "installing"
 INSTALL_FAILED = "install-failed"
@@ -47,12 +49,16 @@ SERVING = frozenset({IN_SERVICE})
 IN_PROGRESS = frozenset({INSTALLING, BURN_IN, DRAINING, MAINTENANCE, UPGRADING})
 
 
-class InvalidTransition(Exception):
-    def __init__(self, serial: str, current: str, wanted: str):
+class InvalidTransition(Conflict):
+    """A change off the whitelist (409), naming the current state and what it allows."""
+
+    def __init__(self, serial: str, current: str, wanted: str) -> None:
         allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "none"
         super().__init__(
             f"UltraServer {serial} is '{current}'; '{current}' → '{wanted}' is not allowed "
-            f"(allowed from '{current}': {allowed})"
+            f"(allowed from '{current}': {allowed})",
+            code="invalid_transition",
+            field="lifecycle_state",
         )
         self.serial, self.current, self.wanted = serial, current, wanted
 

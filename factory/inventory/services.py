@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
 from factory.inventory import lifecycle
 from factory.inventory.models import Chip, PowerFeed, UltraServer
 from factory.inventory.models.power import budget_problem_without
+from tenants.errors import Conflict
 from tenants.services import audit
-from tenants.services.changes import ChangeContext, ChangeRefused, delete_object, save_object
+from tenants.services.changes import ChangeContext, delete_object, save_object
 
 
 def _create_chips(server: UltraServer, creating: bool) -> None:
@@ -22,7 +25,7 @@ def _create_chips(server: UltraServer, creating: bool) -> None:
 def _refuse_invalid_transition(server: UltraServer) -> None:
     if server.pk is None:
         if server.lifecycle_state != lifecycle.PLANNED:
-            raise ChangeRefused(
+            raise Conflict(
                 f"a new UltraServer starts 'planned', not '{server.lifecycle_state}'; "
                 "a deploy workflow moves it on",
                 code="invalid_transition",
@@ -33,12 +36,7 @@ def _refuse_invalid_transition(server: UltraServer) -> None:
         UltraServer.objects.filter(pk=server.pk).values_list("lifecycle_state", flat=True).first()
     )
     if current is not None:
-        try:
-            lifecycle.check_transition(server.serial, current, server.lifecycle_state)
-        except lifecycle.InvalidTransition as exc:
-            raise ChangeRefused(
-                str(exc), code="invalid_transition", field="lifecycle_state"
-            ) from None
+        lifecycle.check_transition(server.serial, current, server.lifecycle_state)
 
 
 def save_ultraserver(server: UltraServer, ctx: ChangeContext) -> UltraServer:
@@ -52,7 +50,7 @@ def save_ultraserver(server: UltraServer, ctx: ChangeContext) -> UltraServer:
 
 
 def transition(
-    server_id: int, wanted: str, ctx: ChangeContext, *, fields: dict | None = None
+    server_id: int, wanted: str, ctx: ChangeContext, *, fields: dict[str, Any] | None = None
 ) -> UltraServer:
     """Move an UltraServer along its lifecycle (and set ``fields`` with it), audited.
 
@@ -69,7 +67,7 @@ def transition(
 
 
 def transition_locked(
-    server: UltraServer, wanted: str, ctx: ChangeContext, *, fields: dict | None = None
+    server: UltraServer, wanted: str, ctx: ChangeContext, *, fields: dict[str, Any] | None = None
 ) -> UltraServer:
     """``transition`` for a caller that already holds ``server``'s row lock in its open
     transaction (the workflow engine locks a batch of servers in one statement)."""
@@ -90,7 +88,7 @@ def _refuse_if_budget_breaks(feed: PowerFeed) -> None:
     problem = budget_problem_without(feed, replacement=None)
     if problem:
         code, message = problem
-        raise ChangeRefused(message, code=code, field="rack")
+        raise Conflict(message, code=code, field="rack")
 
 
 def delete_power_feed(feed: PowerFeed, ctx: ChangeContext) -> None:

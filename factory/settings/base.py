@@ -71,10 +71,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A refusal raised in a plain Django view (the console): its HTML page, never a 500.
+    "factory.core.errors.DomainErrorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "factory.urls"
+# Paths whose errors are HTML pages (templates <dir>/<status>.html, else <dir>/error.html),
+# not the API's JSON body: the console's (factory.core.errors.error_response).
+HTML_ERROR_PAGES = {"/console/": "console/errors"}
 WSGI_APPLICATION = "factory.wsgi.application"
 AUTH_USER_MODEL = "tenants.User"
 

@@ -10,10 +10,13 @@ from django.db import models
 from django.utils import timezone
 
 from tenants.choices import AuditAction, AuditSource
+from tenants.errors import Denied
 
 
-class AppendOnlyError(Exception):
-    """Raised on any attempt to change or remove an audit event."""
+class AppendOnlyError(Denied):
+    """Raised on any attempt to change or remove an audit event (403: nobody may)."""
+
+    default_code = "append_only"
 
 
 class AppendOnlyQuerySet(models.QuerySet):

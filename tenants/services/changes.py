@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.db import models, transaction
 
@@ -16,13 +17,7 @@ from tenants.access import Actor
 from tenants.choices import AuditAction, AuditSource
 from tenants.services import audit
 
-
-class ChangeRefused(Exception):
-    """A change that conflicts with the current state (the API answers 409)."""
-
-    def __init__(self, message: str, code: str, field: str | None = None):
-        super().__init__(message)
-        self.message, self.code, self.field = message, code, field
+M = TypeVar("M", bound=models.Model)
 
 
 @dataclass(frozen=True)
@@ -35,11 +30,11 @@ class ChangeContext:
 
 
 def save_object(
-    instance: models.Model,
+    instance: M,
     ctx: ChangeContext,
     *,
-    after_save: Callable[[models.Model, bool], None] | None = None,
-) -> models.Model:
+    after_save: Callable[[M, bool], None] | None = None,
+) -> M:
     with transaction.atomic():
         creating = instance._state.adding or instance.pk is None
         # Models whose validation reads shared budgets lock those rows first, in a fixed order.
@@ -69,10 +64,10 @@ def save_object(
 
 
 def delete_object(
-    instance: models.Model,
+    instance: M,
     ctx: ChangeContext,
     *,
-    before_delete: Callable[[models.Model], None] | None = None,
+    before_delete: Callable[[M], None] | None = None,
 ) -> None:
     """Delete and record it. Objects still in use raise ProtectedError (a 409 in the API)."""
     with transaction.atomic():

@@ -3,7 +3,8 @@
 Each builds only the facts its decision needs, asks the engine (the site's tenant's active
 rules), records the decision in the access-transparency log, and raises ``SovereigntyDenied`` on
 a deny so that nothing changes. Sites are taken as objects with ``pk``, ``tenant_id``,
-``country``, ``air_gapped`` and ``accreditations`` (no import of the inventory app).
+``country``, ``air_gapped`` and ``accreditations`` (no import of the inventory app): see
+``SiteLike``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 
 from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
+from tenants.errors import Conflict, Denied, FieldError, Invalid
 from tenants.services.changes import ChangeContext, save_object
 from tenants.sovereignty.core import cedar
 from tenants.sovereignty.core.model import (
@@ -28,6 +31,7 @@ from tenants.sovereignty.core.model import (
     PersonFacts,
     Request,
     Rule,
+    RuleKind,
     SiteFacts,
 )
 from tenants.sovereignty.models import (
@@ -41,19 +45,50 @@ from tenants.sovereignty.models import (
     TransferBasis,
 )
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
 # Enforcement functions record each decision in the caller's transaction: call them before
 # opening the transaction that acts on an allow, so that a denial is never rolled back.
 
 
-class SovereigntyDenied(Exception):
-    """A sovereignty rule forbids this; the API answers 403 naming the deciding rules."""
+class SovereigntyDenied(Denied):
+    """A sovereignty rule forbids this (403): one reason per deciding rule, each naming it."""
 
-    def __init__(self, decision: Decision):
-        super().__init__("; ".join(decision.reasons))
+    default_code = "sovereignty_denied"
+
+    def __init__(self, decision: Decision) -> None:
+        if len(decision.rule_ids) == len(decision.reasons):
+            pairs = list(zip(decision.rule_ids, decision.reasons, strict=True))
+        else:  # it failed closed: reasons alone
+            pairs = [("", reason) for reason in decision.reasons]
+        super().__init__(
+            "; ".join(decision.reasons) or "denied by the tenant's sovereignty rules",
+            errors=[
+                FieldError(None, self.default_code, f"{rule}: {reason}" if rule else reason)
+                for rule, reason in pairs
+            ],
+        )
         self.decision = decision
 
 
 # --- Facts ---------------------------------------------------------------------------------
+
+
+class SiteLike(Protocol):
+    """What these functions read of a site (``factory.inventory.models.Site``, which this layer
+    may not import)."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def tenant_id(self) -> int: ...
+    @property
+    def country(self) -> Any: ...  # a django_countries ``Country``, or its code
+    @property
+    def air_gapped(self) -> bool: ...
+    @property
+    def accreditations(self) -> Any: ...  # JSON: a list of strings, when well formed
 
 
 def jurisdictions(country: str, tenant_id: int | None) -> frozenset[str]:
@@ -67,7 +102,7 @@ def jurisdictions(country: str, tenant_id: int | None) -> frozenset[str]:
     return frozenset({country} | codes)
 
 
-def site_facts(site) -> SiteFacts:
+def site_facts(site: SiteLike) -> SiteFacts:
     country = getattr(site.country, "code", site.country) or ""
     accreditations = site.accreditations if isinstance(site.accreditations, list) else []
     return SiteFacts(
@@ -91,7 +126,7 @@ def asset_facts(asset: ProtectedAsset) -> AssetFacts:
     )
 
 
-def person_facts(user) -> PersonFacts:
+def person_facts(user: User) -> PersonFacts:
     return PersonFacts(
         id=user.get_username(),
         nationality=getattr(user.nationality, "code", user.nationality) or "",
@@ -102,7 +137,10 @@ def person_facts(user) -> PersonFacts:
 
 # --- Policies ------------------------------------------------------------------------------
 
-_cache: dict[int, tuple[tuple, cedar.CompiledPolicies]] = {}
+#: What changes whenever the tenant's active rules do: their count, sum of ids, last update.
+Fingerprint = tuple[int, int, str | None]
+
+_cache: dict[int, tuple[Fingerprint, cedar.CompiledPolicies]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -110,19 +148,21 @@ def as_rule(rule: SovereigntyRule) -> Rule:
     return Rule(
         rule.cedar_id,
         str(rule.tenant_id),
-        rule.kind,
+        RuleKind(rule.kind),
         rule.params,
         rule.sentence and f"{rule.name}: {rule.sentence}",
     )
 
 
-def _rules_fingerprint(tenant_id: int) -> tuple:
+def _rules_fingerprint(tenant_id: int) -> Fingerprint:
     active = SovereigntyRule.objects.filter(tenant_id=tenant_id, status=RuleStatus.ACTIVE)
     fp = active.aggregate(n=Count("id"), ids=Sum("id"), last=Max("updated_at"))
     return (fp["n"], fp["ids"] or 0, _iso(fp["last"]))
 
 
-def active_policies(tenant_id: int, fingerprint: tuple | None = None) -> cedar.CompiledPolicies:
+def active_policies(
+    tenant_id: int, fingerprint: Fingerprint | None = None
+) -> cedar.CompiledPolicies:
     """The tenant's active rules, compiled once and reused until a rule changes. The caller may
     pass the fingerprint it already read (``decision_context``); else one query reads it."""
     if fingerprint is None:
@@ -137,7 +177,7 @@ def active_policies(tenant_id: int, fingerprint: tuple | None = None) -> cedar.C
     return compiled
 
 
-def _iso(value) -> str | None:
+def _iso(value: str | dt.datetime | None) -> str | None:
     """A timestamp as one canonical UTC string, from PostgreSQL's JSON or a datetime."""
     if value is None:
         return None
@@ -171,7 +211,7 @@ class DecisionContext:
     policies: cedar.CompiledPolicies
 
 
-def _json(value):
+def _json(value: Any) -> Any:
     """jsonb columns arrive as text through Django's connection; JSON built in SQL does not."""
     return json.loads(value) if isinstance(value, str) else value
 
@@ -227,7 +267,8 @@ def decision_context(site_id: int, asset_id: int | None = None) -> DecisionConte
 
 def _decision_context_orm(site_id: int, asset_id: int | None) -> DecisionContext:
     site_model = ProtectedAsset._meta.get_field("site").related_model
-    site = site_model.objects.get(pk=site_id)
+    assert isinstance(site_model, type)  # a model class, not "self" nor None
+    site = cast(SiteLike, site_model._default_manager.get(pk=site_id))
     asset = ProtectedAsset.objects.get(pk=asset_id) if asset_id else None
     return DecisionContext(
         site_facts(site),
@@ -283,7 +324,14 @@ def _asset_subject(asset: ProtectedAsset) -> Subject:
     return Subject("asset", str(asset.pk or "new"), asset.name)
 
 
-def key_store_facts(site) -> dict:
+class KeyStoreFacts(TypedDict, total=False):
+    """Where a site keeps keys, as ``Request`` fields (none given: the request's defaults)."""
+
+    key_store_country: str
+    key_store_customer_controlled: bool
+
+
+def key_store_facts(site: SiteLike) -> KeyStoreFacts:
     """Keys placed at a site live in its key store: in-country by construction, and customer
     controlled where the site holds the ``customer-hsm`` accreditation."""
     country = getattr(site.country, "code", site.country) or ""
@@ -295,7 +343,7 @@ def key_store_facts(site) -> dict:
 
 def check_asset_at_site(
     asset: ProtectedAsset,
-    site,
+    site: SiteLike,
     ctx: ChangeContext,
     *,
     action: Action = Action.PLACE_ASSET,
@@ -344,11 +392,15 @@ def save_asset(asset: ProtectedAsset, ctx: ChangeContext) -> ProtectedAsset:
         )
     if asset.site_id and asset.site_id != stored_site:
         asset.full_clean()
-        check_asset_at_site(asset, asset.site, ctx)
+        site = asset.site
+        assert site is not None  # its id is set (and full_clean() found the row)
+        check_asset_at_site(asset, site, ctx)
     return save_object(asset, ctx)
 
 
-def check_workload(inputs: Iterable[ProtectedAsset], site, ctx: ChangeContext) -> Decision:
+def check_workload(
+    inputs: Iterable[ProtectedAsset], site: SiteLike, ctx: ChangeContext
+) -> Decision:
     """Allocating capacity at ``site`` to a workload reading ``inputs``: every input must be
     allowed to be processed there (co-location). One decision per input is recorded."""
     denied_ids: list[str] = []
@@ -375,7 +427,7 @@ def check_workload(inputs: Iterable[ProtectedAsset], site, ctx: ChangeContext) -
     return Decision(True, tuple(sorted(set(allowed_ids))), ())
 
 
-def approved_access(person, site, at=None) -> bool:
+def approved_access(person: User, site: SiteLike, at: dt.datetime | None = None) -> bool:
     at = at or timezone.now()
     return AccessRequest.objects.filter(
         person=person,
@@ -387,7 +439,7 @@ def approved_access(person, site, at=None) -> bool:
 
 
 def check_site_access(
-    person, site, ctx: ChangeContext, *, from_country: str, remote: bool = False
+    person: User, site: SiteLike, ctx: ChangeContext, *, from_country: str, remote: bool = False
 ) -> Decision:
     """Provider personnel acting on a site (technician dispatch, remote hands)."""
     context = decision_context(site.pk)
@@ -410,7 +462,7 @@ def check_site_access(
 
 
 def check_artifact(
-    site, *, artifact_id: str, origin: str, signed: bool, ctx: ChangeContext
+    site: SiteLike, *, artifact_id: str, origin: str, signed: bool, ctx: ChangeContext
 ) -> Decision:
     """Firmware or software about to be delivered to a site."""
     context = decision_context(site.pk)
@@ -431,7 +483,7 @@ def check_artifact(
 
 
 def allowed_telemetry(
-    site, categories: Iterable[str], destination, ctx: ChangeContext
+    site: SiteLike, categories: Iterable[str], destination: SiteLike, ctx: ChangeContext
 ) -> list[str]:
     """The telemetry categories that may leave ``site`` for ``destination``; the rest are to be
     dropped at the site agent."""
@@ -459,10 +511,11 @@ def allowed_telemetry(
 # --- Rules lifecycle and what-if ---------------------------------------------------------------
 
 
-class RuleRejected(Exception):
-    def __init__(self, field: str, code: str, message: str):
-        super().__init__(message)
-        self.field, self.code, self.message = field, code, message
+class RuleRejected(Invalid):
+    """A rule that cannot change status (400): not a draft, already retired, ill-typed."""
+
+    def __init__(self, field: str, code: str, message: str) -> None:
+        super().__init__(message, code=code, field=field)
 
 
 def activate_rule(rule: SovereigntyRule, ctx: ChangeContext) -> SovereigntyRule:
@@ -493,21 +546,25 @@ def retire_rule(rule: SovereigntyRule, ctx: ChangeContext) -> SovereigntyRule:
         return save_object(rule, ctx)
 
 
-def decide_access(access, approve: bool, user, ctx: ChangeContext):
+def decide_access(
+    access: AccessRequest, approve: bool, user: User, ctx: ChangeContext
+) -> AccessRequest:
     """A tenant-admin approves or rejects a pending access request (the lockbox). The caller
-    checks the role; a request already decided is refused."""
-    from django.core.exceptions import ValidationError
-
+    checks the role; a request already decided is refused (409)."""
     with transaction.atomic():
         access = type(access).objects.select_for_update().get(pk=access.pk)
         if access.status != AccessRequestStatus.PENDING:
-            raise ValidationError({"status": f"already {access.status}"}, code="decided")
+            raise Conflict(
+                f"access request #{access.pk} is already {access.status}",
+                code="already_decided",
+                field="status",
+            )
         access.status = AccessRequestStatus.APPROVED if approve else AccessRequestStatus.REJECTED
         access.decided_by, access.decided_at = user, timezone.now()
         return save_object(access, ctx)
 
 
-def what_if(draft: SovereigntyRule) -> dict:
+def what_if(draft: SovereigntyRule) -> dict[str, Any]:
     """Run a draft against the live fleet: every current placement, replica and standing access
     it would deny, before it is activated. Nothing is recorded: it is a question, not an act."""
     active = SovereigntyRule.objects.filter(tenant_id=draft.tenant_id, status=RuleStatus.ACTIVE)
@@ -515,7 +572,7 @@ def what_if(draft: SovereigntyRule) -> dict:
     compiled = cedar.compile_rules(rules)
     facts_by_site: dict[int, SiteFacts] = {}
 
-    def facts(site):
+    def facts(site: SiteLike) -> SiteFacts:
         if site.pk not in facts_by_site:
             facts_by_site[site.pk] = site_facts(site)
         return facts_by_site[site.pk]
@@ -524,15 +581,17 @@ def what_if(draft: SovereigntyRule) -> dict:
     for asset in ProtectedAsset.objects.filter(
         tenant_id=draft.tenant_id, site__isnull=False
     ).select_related("site"):
+        site = asset.site
+        assert site is not None  # filtered on site__isnull=False
         action = (
             Action.REPLICATE_ASSET if asset.kind in ("replica", "backup") else Action.PLACE_ASSET
         )
-        extra = key_store_facts(asset.site) if action == Action.PLACE_ASSET else {}
+        extra = key_store_facts(site) if action == Action.PLACE_ASSET else {}
         checks.append(
             (
                 Subject("asset", str(asset.pk), asset.name),
-                asset.site_id,
-                Request(action, None, facts(asset.site), asset=asset_facts(asset), **extra),
+                site.pk,
+                Request(action, None, facts(site), asset=asset_facts(asset), **extra),
             )
         )
     standing = AccessRequest.objects.filter(

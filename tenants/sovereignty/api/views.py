@@ -78,13 +78,7 @@ class RuleViewSet(AuditedModelViewSet):
         return super().save_instance(instance, ctx)
 
     def _transition(self, request, change):
-        rule = self.get_object()
-        try:
-            rule = change(rule, change_context(request))
-        except services.RuleRejected as rejected:
-            raise exceptions.ValidationError(
-                {rejected.field: [exceptions.ErrorDetail(rejected.message, code=rejected.code)]}
-            ) from None
+        rule = change(self.get_object(), change_context(request))
         return Response(self.get_serializer(rule).data)
 
     @extend_schema(request=None, responses=s.RuleSerializer)
