@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from factory.inventory.models import UltraServer
 from provisioning import services
+from provisioning.forms import SpecForm
 from provisioning.models import (
     CapacityFloor,
     FirmwareRelease,
@@ -21,46 +22,33 @@ from provisioning.models import (
     WorkflowEvent,
     WorkflowTarget,
 )
+from provisioning.workflows.upgrade import UPGRADE_PARAMS
 from tenants.access import actor_for
-from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin, admin_context
-from tenants.services.changes import ChangeRefused
-from tenants.sovereignty.services import SovereigntyDenied
+from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, admin_context
+from tenants.django_errors import REFUSALS
+from tenants.errors import Conflict
 
 
-class ReadOnlyTabular(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-class StepInline(ReadOnlyTabular):
+class StepInline(ReadOnlyInline):
     model = Step
     fields = ["target", "seq", "name", "state", "attempt", "external_ref", "next_check_at", "error"]
     ordering = ["target_id", "seq"]
     max_num = 0
 
 
-class EventInline(ReadOnlyTabular):
+class EventInline(ReadOnlyInline):
     model = WorkflowEvent
     fields = ["at", "kind", "message", "actor"]
 
 
-class StartUpgradeForm(forms.Form):
+class StartUpgradeForm(SpecForm):
+    """The servers, then the upgrade's spec as declared (checked by ``create_workflow``)."""
+
+    params = UPGRADE_PARAMS
     ultraservers = forms.ModelMultipleChoiceField(
         queryset=UltraServer.objects.select_related("rack__site").order_by("serial"),
         widget=forms.SelectMultiple(attrs={"size": 15}),
     )
-    firmware_version = forms.CharField(max_length=64)
-    canary_size = forms.IntegerField(min_value=0, initial=1)
-    batch_size = forms.IntegerField(min_value=1, initial=10)
-    max_unavailable_per_domain = forms.IntegerField(min_value=0, initial=1)
-    soak_seconds = forms.IntegerField(min_value=0, initial=300)
-    max_failures = forms.IntegerField(min_value=0, initial=1)
 
 
 @admin.register(Workflow)
@@ -98,18 +86,16 @@ class WorkflowAdmin(ReadOnlyAdmin):
             initial["ultraservers"] = [int(i) for i in request.GET["ids"].split(",") if i.isdigit()]
         form = StartUpgradeForm(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
-            data = dict(form.cleaned_data)
-            servers = list(data.pop("ultraservers"))
             try:
                 workflow, _ = services.create_workflow(
                     "upgrade",
-                    servers,
+                    list(form.cleaned_data["ultraservers"]),
                     admin_context(request),
-                    spec=data,
+                    spec=form.spec(),
                     reason="started from admin",
                 )
-            except (ValidationError, ChangeRefused, SovereigntyDenied) as exc:
-                form.add_error(None, getattr(exc, "message", None) or str(exc))
+            except REFUSALS as refused:  # on the fields it names, the rest above the form
+                form.refused(refused, {"targets": "ultraservers"})
             else:
                 self.message_user(request, f"Rolling upgrade #{workflow.pk} started.")
                 return HttpResponseRedirect(
@@ -128,7 +114,7 @@ class WorkflowAdmin(ReadOnlyAdmin):
             try:
                 fn(workflow, admin_context(request))
                 self.message_user(request, f"#{workflow.pk} {verb}.")
-            except ChangeRefused as refused:
+            except Conflict as refused:
                 self.message_user(request, refused.message, messages.ERROR)
 
     @admin.action(description="Pause selected workflows")

@@ -38,7 +38,7 @@ def _open_maintenance(sender, faults, **kwargs) -> None:
 
     from provisioning.jobs import JOB_CTX
     from provisioning.services import report_fault
-    from tenants.services.changes import ChangeRefused
+    from tenants.errors import Conflict
 
     done = set()
     for fault in faults:
@@ -47,7 +47,7 @@ def _open_maintenance(sender, faults, **kwargs) -> None:
         done.add(fault.ultraserver_id)
         try:
             report_fault(fault.ultraserver, fault.detail, JOB_CTX)
-        except ChangeRefused as refusal:
+        except Conflict as refusal:
             logging.getLogger(__name__).warning(
                 "no maintain workflow for %s yet: %s", fault.ultraserver, refusal.message
             )
@@ -59,8 +59,8 @@ def _wake_step(sender, finished, **kwargs) -> None:
 
     from django.db import DatabaseError
 
-    from provisioning.engine import _queue_steps
     from provisioning.models import Step
+    from provisioning.queue import queue_steps
 
     step_ids = [
         int(requested_by.split(":", 1)[1])
@@ -74,4 +74,4 @@ def _wake_step(sender, finished, **kwargs) -> None:
     except DatabaseError as exc:  # e.g. a lock conflict: the steps' next poll finds the results
         logging.getLogger(__name__).warning("steps %s not woken: %s", step_ids, exc)
         return
-    _queue_steps(step_ids)
+    queue_steps(step_ids)

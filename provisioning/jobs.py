@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
+from typing import ParamSpec
 
 from django.conf import settings
 from django.db import transaction
@@ -15,12 +17,13 @@ from factory.agents import services as agents
 from factory.agents.models import SiteAgent
 from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
-from factory.inventory.models import UltraServer
+from factory.inventory.models import Site, UltraServer
 from factory.telemetry import faults
 from factory.telemetry import services as telemetry
 from factory.telemetry.choices import Resolution
 from factory.telemetry.rules import Finding
-from provisioning import engine
+from factory.wire import FaultRule
+from provisioning import queue, rollout, runner
 from provisioning.choices import JobOutcome, StepState, WorkflowKind, WorkflowState
 from provisioning.models import (
     FirmwareRelease,
@@ -30,20 +33,23 @@ from provisioning.models import (
     Workflow,
     WorkflowTarget,
 )
+from provisioning.services import MAINTAINABLE, create_workflow
 from provisioning.windows import next_opening
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource
-from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.errors import Conflict
+from tenants.services.changes import ChangeContext
 
 JOB_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
+P = ParamSpec("P")
 
 
-def recorded(name: str):
+def recorded(name: str) -> Callable[[Callable[P, dict]], Callable[P, dict]]:
     """Record each run of a job (start, end, outcome, summary or error)."""
 
-    def wrap(fn):
+    def wrap(fn: Callable[P, dict]) -> Callable[P, dict]:
         @functools.wraps(fn)
-        def run(*args, **kwargs):
+        def run(*args: P.args, **kwargs: P.kwargs) -> dict:
             job = JobRun.objects.create(job=name, started_at=timezone.now())
             try:
                 summary = fn(*args, **kwargs)
@@ -67,7 +73,7 @@ def reconcile(limit: int = 5000) -> dict:
     workflows (soak ends, windows open, budgets)."""
     now = timezone.now()
     expired = agents.expire_overdue(now)
-    recovered = engine.recover_expired_leases(now)
+    recovered = runner.recover_expired_leases(now)
     overdue = Step.objects.filter(
         state=StepState.WAITING, deadline_at__lt=now, next_check_at__gt=now
     ).update(next_check_at=now)
@@ -83,23 +89,21 @@ def reconcile(limit: int = 5000) -> dict:
         .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
         .values_list("pk", flat=True)[:limit]
     )
-    from provisioning.tasks import advance_workflow
-
     # A step that has lost its worker before may be what kills workers: it runs alone, so it
     # cannot take a batch's leases down with it.
     alone = set(
         Step.objects.filter(pk__in=due, output__has_key="lost_leases").values_list("pk", flat=True)
     )
     for step_id in alone:
-        engine._queue_step(step_id)
-    engine._queue_steps([step_id for step_id in due if step_id not in alone])
+        queue.queue_step(step_id)
+    queue.queue_steps([step_id for step_id in due if step_id not in alone])
     workflows = list(
         Workflow.objects.filter(
             state__in=[WorkflowState.RUNNING, WorkflowState.CANCELLING, WorkflowState.PAUSED]
         ).values_list("pk", flat=True)
     )
     for workflow_id in workflows:
-        engine.hint(advance_workflow, workflow_id)
+        queue.queue_advance(workflow_id)
     return {
         "resent": len(due),
         "leases_recovered": recovered,
@@ -118,8 +122,6 @@ def reconcile_job() -> dict:
 def health_sweep() -> dict:
     """Servers flagged for maintenance (a fault) or with failed chips and no workflow looking
     after them get a maintain workflow."""
-    from provisioning.services import MAINTAINABLE, create_workflow
-
     held = WorkflowTarget.objects.filter(active=True).values("ultraserver_id")
     candidates = (
         UltraServer.objects.filter(rack__isnull=False, lifecycle_state__in=MAINTAINABLE)
@@ -140,7 +142,7 @@ def health_sweep() -> dict:
                 idempotency_key=f"health:{server.pk}:{server.updated_at:%Y%m%d%H%M%S%f}",
             )
             opened.append(workflow.pk)
-        except ChangeRefused as refusal:
+        except Conflict as refusal:
             refused.append(f"{server.serial}: {refusal.message}")
     return {"opened": opened, "refused": refused[:20]}
 
@@ -149,11 +151,10 @@ def health_sweep() -> dict:
 def firmware_compliance_scan() -> dict:
     """Servers not on their model's baseline firmware → one proposed upgrade per site and
     version, for the site's next approved window (a person starts it)."""
-    from provisioning.services import create_workflow
-
     now = timezone.now()
     held = WorkflowTarget.objects.filter(active=True).values("ultraserver_id")
-    proposed, drifted = [], 0
+    proposed: list[dict[str, str | int]] = []
+    drifted = 0
     for release in FirmwareRelease.objects.filter(baseline=True).select_related("model"):
         servers = (
             UltraServer.objects.filter(
@@ -165,12 +166,13 @@ def firmware_compliance_scan() -> dict:
             .exclude(pk__in=held)
             .select_related("rack__site", "model")
         )
-        by_site: dict = {}
+        by_site: dict[Site, list[UltraServer]] = {}
         for server in servers:
+            assert server.rack is not None  # filtered on rack__isnull=False
             by_site.setdefault(server.rack.site, []).append(server)
             drifted += 1
         for site, members in by_site.items():
-            opening = next_opening(engine.approved_windows(site), now)
+            opening = next_opening(rollout.approved_windows(site), now)
             label = f"{opening:%Y-%m-%dT%H:%M}" if opening else "no-window"
             already = Workflow.objects.filter(
                 site=site,
@@ -227,11 +229,15 @@ def detect_stale_agents() -> dict:
             opened += faults.raise_findings(
                 site_id,
                 [],
-                [Finding("agent-silent", "site agent silent past the limit", subject="agent")],
+                [
+                    Finding(
+                        FaultRule.AGENT_SILENT, "site agent silent past the limit", subject="agent"
+                    )
+                ],
             )
         live = set(live_sites.values_list("site_id", flat=True))
         faults.clear_keys_everywhere(
-            live, faults.site_key("agent-silent", "agent"), "agent heard from again"
+            live, faults.site_key(FaultRule.AGENT_SILENT, "agent"), "agent heard from again"
         )
     return {
         "silent_sites": silent,

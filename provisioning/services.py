@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -11,7 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from factory.inventory import lifecycle
-from factory.inventory.models import UltraServer
+from factory.inventory.models import Site, UltraServer
 from factory.inventory.services import transition
 from provisioning.choices import (
     ACTIVE_WORKFLOW_STATES,
@@ -21,7 +22,7 @@ from provisioning.choices import (
     WorkflowKind,
     WorkflowState,
 )
-from provisioning.engine import _queue_advance, _queue_step, event
+from provisioning.history import event
 from provisioning.models import (
     CapacityFloor,
     FirmwareRelease,
@@ -31,10 +32,13 @@ from provisioning.models import (
     Workflow,
     WorkflowTarget,
 )
+from provisioning.queue import queue_advance, queue_step
 from provisioning.workflows import definition_for
+from provisioning.workflows.params import ParamError, ParamSet, Value
 from provisioning.workflows.upgrade import UPGRADABLE
+from tenants.errors import Conflict
 from tenants.services import audit
-from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.services.changes import ChangeContext
 from tenants.sovereignty import services as sovereignty
 
 DEPLOYABLE = frozenset({lifecycle.PLANNED, lifecycle.INSTALL_FAILED})
@@ -50,26 +54,34 @@ MAINTAINABLE = frozenset(
         lifecycle.MAINTENANCE_FAILED,
     }
 )
-ALLOWED_STATES = {
+ALLOWED_STATES: dict[str, frozenset[str]] = {
     WorkflowKind.DEPLOY: DEPLOYABLE,
     WorkflowKind.UPGRADE: UPGRADABLE,
     WorkflowKind.MAINTAIN: MAINTAINABLE,
 }
-UPGRADE_DEFAULTS = {
-    "canary_size": 1,
-    "batch_size": 10,
-    "max_unavailable_per_domain": 1,
-    "soak_seconds": 300,
-    "max_failures": 1,
-    "max_failure_pct": 10.0,
-    "rollback": True,
-    "health_gate_max_failed_chips": 0,
-}
-DEPLOY_DEFAULTS = {"max_bad_chips": 2}
 
 
 def _invalid(field: str, code: str, message: str) -> ValidationError:
     return ValidationError({field: ValidationError(message, code=code)})
+
+
+def _checked(
+    params: ParamSet, data: object, field: str = "", *, partial: bool = False
+) -> dict[str, Value]:
+    """``data`` checked against a declaration (a kind's spec, a manual step's input): the one
+    place that does. Defaults are filled in unless ``partial``. Refused: a ValidationError
+    naming each field at fault under ``field`` (``spec.batch_size``), so that every front door
+    (API, admin, console) shows the same errors on the same fields."""
+    if not isinstance(data, Mapping):
+        raise _invalid(field or "__all__", "invalid", "must be an object of named values")
+    try:
+        return params.clean(data, partial=partial)
+    except ParamError as exc:
+        errors: dict[str, list[ValidationError]] = {}
+        for problem in exc.problems:
+            name = f"{field}.{problem.name}" if field else problem.name
+            errors.setdefault(name, []).append(ValidationError(problem.message, code=problem.code))
+        raise ValidationError(errors) from exc
 
 
 def _holders_message(server_ids: Iterable[int]) -> str:
@@ -90,23 +102,18 @@ def _baseline(model_id: int) -> FirmwareRelease | None:
 
 
 def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
+    """What the declared spec leaves to the fleet: a deploy's baseline version, and the
+    release's origin and signature (read from the release, never taken from the caller)."""
     spec = dict(spec)
-    if kind == WorkflowKind.UPGRADE:
-        spec = {**UPGRADE_DEFAULTS, **spec}
-        version = spec.get("firmware_version")
-        if not version:
-            raise _invalid("spec.firmware_version", "required", "an upgrade needs a version")
-    elif kind == WorkflowKind.DEPLOY:
-        spec = {**DEPLOY_DEFAULTS, **spec}
-        if not spec.get("firmware_version"):
-            release = _baseline(servers[0].model_id)
-            if release is None:
-                raise _invalid(
-                    "spec.firmware_version",
-                    "no_baseline",
-                    f"no firmware baseline for {servers[0].model.name}; name a version",
-                )
-            spec["firmware_version"] = release.version
+    if kind == WorkflowKind.DEPLOY and not spec.get("firmware_version"):
+        release = _baseline(servers[0].model_id)
+        if release is None:
+            raise _invalid(
+                "spec.firmware_version",
+                "no_baseline",
+                f"no firmware baseline for {servers[0].model.name}; name a version",
+            )
+        spec["firmware_version"] = release.version
     if kind in (WorkflowKind.UPGRADE, WorkflowKind.DEPLOY):
         releases = {
             r.model_id: r
@@ -127,7 +134,7 @@ def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
     return spec
 
 
-def _check_capacity_floor(site, servers: list[UltraServer]) -> None:
+def _check_capacity_floor(site: Site, servers: list[UltraServer]) -> None:
     floor = CapacityFloor.objects.filter(site=site).first()
     if floor is None:
         return
@@ -138,7 +145,7 @@ def _check_capacity_floor(site, servers: list[UltraServer]) -> None:
         rack__site=site, lifecycle_state=lifecycle.IN_SERVICE
     ).count()
     if in_service - taken < floor.min_in_service:
-        raise ChangeRefused(
+        raise Conflict(
             f"taking {taken} UltraServers out at {site.code} would leave {in_service - taken} "
             f"in service, below the tenant's capacity floor of {floor.min_in_service}",
             code="capacity_floor",
@@ -151,26 +158,31 @@ def create_workflow(
     servers: Iterable[UltraServer],
     ctx: ChangeContext,
     *,
-    spec: dict | None = None,
+    spec: Mapping[str, object] | None = None,
     idempotency_key: str | None = None,
     reason: str = "",
     start: bool = True,
 ) -> tuple[Workflow, bool]:
     """Create (and start) a workflow over ``servers``. Returns ``(workflow, created)``; the same
-    idempotency key returns the same workflow. A server already held by an active workflow is
-    a 409 naming the holder (enforced by the database, so two simultaneous requests cannot both
-    win)."""
+    idempotency key returns the same workflow. ``spec`` is checked against the kind's
+    declaration (``WorkflowDefinition.spec_params``), here and nowhere else: unknown keys,
+    values of the wrong type or out of bounds and missing required ones are a ValidationError
+    naming each ``spec.<name>``; defaults are filled in and stored. A server already held by an
+    active workflow is a 409 naming the holder (enforced by the database, so two simultaneous
+    requests cannot both win)."""
     if idempotency_key:
         existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_request(existing, kind, servers), False
+    definition = definition_for(kind)
+    declared = _checked(definition.spec_params, {} if spec is None else spec, "spec")
     servers = list(servers)
     if not servers:
         raise _invalid("targets", "empty_selection", "the selection matches no UltraServers")
     unplaced = sorted(s.serial for s in servers if s.rack_id is None)
     if unplaced:
         raise _invalid("targets", "not_placed", f"not in a rack: {', '.join(unplaced[:10])}")
-    sites = {s.rack.site for s in servers}
+    sites = {s.rack.site for s in servers if s.rack is not None}
     if len(sites) > 1:
         raise _invalid(
             "targets",
@@ -182,19 +194,19 @@ def create_workflow(
     if start:  # the database enforces this too; asking first gives the better message
         holders = _holders_message(s.pk for s in servers)
         if holders:
-            raise ChangeRefused(holders, code="held_by_workflow", field="targets")
+            raise Conflict(holders, code="held_by_workflow", field="targets")
     wrong = sorted(
         f"{s.serial} ({s.lifecycle_state})"
         for s in servers
         if s.lifecycle_state not in ALLOWED_STATES[kind]
     )
     if wrong:
-        raise ChangeRefused(
+        raise Conflict(
             f"a {kind} cannot start from these states: {', '.join(wrong[:10])}",
             code="invalid_state",
             field="targets",
         )
-    spec = _prepare_spec(kind, servers, spec or {})
+    prepared = _prepare_spec(kind, servers, declared)
     if kind == WorkflowKind.MAINTAIN:
         _check_capacity_floor(site, servers)
     if kind == WorkflowKind.UPGRADE:
@@ -202,18 +214,17 @@ def create_workflow(
         # in the access-transparency log.
         sovereignty.check_artifact(
             site,
-            artifact_id=f"firmware:{spec['firmware_version']}",
-            origin=spec.get("firmware_origin", ""),
-            signed=bool(spec.get("firmware_signed", False)),
+            artifact_id=f"firmware:{prepared['firmware_version']}",
+            origin=prepared.get("firmware_origin", ""),
+            signed=bool(prepared.get("firmware_signed", False)),
             ctx=ctx,
         )
-    definition = definition_for(kind)
     try:
         with transaction.atomic():
             workflow = Workflow.objects.create(
                 kind=kind,
                 site=site,
-                spec=spec,
+                spec=prepared,
                 idempotency_key=idempotency_key or None,
                 reason=reason,
                 created_by=ctx.actor.username,
@@ -243,7 +254,7 @@ def create_workflow(
                 actor=ctx.actor.username,
             )
             if start:
-                _queue_advance(workflow.pk)
+                queue_advance(workflow.pk)
     except IntegrityError as exc:
         if idempotency_key:
             existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
@@ -251,16 +262,16 @@ def create_workflow(
                 return _same_request(existing, kind, servers), False
         holders = _holders_message(s.pk for s in servers)
         if holders:
-            raise ChangeRefused(holders, code="held_by_workflow", field="targets") from exc
+            raise Conflict(holders, code="held_by_workflow", field="targets") from exc
         raise
     return workflow, True
 
 
-def _same_request(existing: Workflow, kind: str, servers) -> Workflow:
+def _same_request(existing: Workflow, kind: str, servers: Iterable[UltraServer]) -> Workflow:
     wanted = {s.pk for s in servers}
     held = set(existing.targets.values_list("ultraserver_id", flat=True))
     if existing.kind != kind or wanted != held:
-        raise ChangeRefused(
+        raise Conflict(
             f"idempotency key already used for {existing.kind} workflow #{existing.pk} over "
             "other UltraServers",
             code="idempotency_key_reused",
@@ -273,8 +284,8 @@ def _locked(workflow: Workflow) -> Workflow:
     return Workflow.objects.select_for_update().select_related("site").get(pk=workflow.pk)
 
 
-def _refuse(workflow: Workflow, verb: str) -> ChangeRefused:
-    return ChangeRefused(
+def _refuse(workflow: Workflow, verb: str) -> Conflict:
+    return Conflict(
         f"{workflow.kind} workflow #{workflow.pk} is {workflow.state}: cannot {verb}",
         code="invalid_workflow_state",
         field="state",
@@ -304,23 +315,25 @@ def resume(
     max_failure_pct: float | None = None,
 ) -> Workflow:
     """Resume a paused workflow. Failures so far count as acknowledged: the budget applies to
-    new ones (optionally a new budget)."""
+    new ones (optionally a new budget, checked against the kind's declared spec)."""
+    wanted = {"max_failures": max_failures, "max_failure_pct": max_failure_pct}
+    budget = _checked(
+        definition_for(workflow.kind).spec_params,
+        {name: value for name, value in wanted.items() if value is not None},
+        partial=True,
+    )
     with transaction.atomic():
         wf = _locked(workflow)
         if wf.state != WorkflowState.PAUSED:
             raise _refuse(wf, "resume")
         failed = wf.targets.filter(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK]).count()
-        wf.spec = {**wf.spec, "failures_acknowledged": failed}
-        if max_failures is not None:
-            wf.spec["max_failures"] = max_failures
-        if max_failure_pct is not None:
-            wf.spec["max_failure_pct"] = max_failure_pct
+        wf.spec = {**wf.spec, **budget, "failures_acknowledged": failed}
         if wf.batch_finished_at is not None:
             wf.batch_finished_at = timezone.now() - dt.timedelta(days=1)  # gate passed
         wf.state, wf.state_reason = WorkflowState.RUNNING, ""
         wf.save(update_fields=["state", "state_reason", "spec", "batch_finished_at", "updated_at"])
         event(wf.pk, "resumed", f"resumed by {ctx.actor.username}", actor=ctx.actor.username)
-        _queue_advance(wf.pk)
+        queue_advance(wf.pk)
     return wf
 
 
@@ -339,7 +352,7 @@ def cancel(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow
         wf.state_reason = reason or f"cancelled by {ctx.actor.username}"
         wf.save(update_fields=["state", "state_reason", "updated_at"])
         event(wf.pk, "cancelling", wf.state_reason, actor=ctx.actor.username)
-        _queue_advance(wf.pk)
+        queue_advance(wf.pk)
     return wf
 
 
@@ -354,7 +367,7 @@ def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
                 wf.targets.update(active=True)
         except IntegrityError as exc:
             ids = wf.targets.values_list("ultraserver_id", flat=True)
-            raise ChangeRefused(
+            raise Conflict(
                 _holders_message(ids) or "a target is held by another workflow",
                 code="held_by_workflow",
                 field="targets",
@@ -362,37 +375,30 @@ def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
         wf.state, wf.started_at = WorkflowState.RUNNING, timezone.now()
         wf.save(update_fields=["state", "started_at", "updated_at"])
         event(wf.pk, "started", f"started by {ctx.actor.username}", actor=ctx.actor.username)
-        _queue_advance(wf.pk)
+        queue_advance(wf.pk)
     return wf
 
 
-MANUAL_INPUTS: dict[str, dict[str, type]] = {
-    "dispatch": {"technician": int, "from_country": str, "remote": bool},
-    "repair": {"no_parts_needed": bool},
-}
-
-
 def provide_input(
-    workflow: Workflow, step_name: str, server_id: int | None, data: dict, ctx: ChangeContext
+    workflow: Workflow,
+    step_name: str,
+    server_id: int | None,
+    data: Mapping[str, object],
+    ctx: ChangeContext,
 ) -> Step:
-    """Hand a waiting manual step what it waits for (a technician; 'no parts needed')."""
-    allowed = MANUAL_INPUTS.get(step_name)
-    if allowed is None:
+    """Hand a waiting manual step what it waits for (a technician; 'no parts needed'), checked
+    against the inputs the step declares (``StepDefinition.inputs``): refused naming
+    ``data.<name>``."""
+    definition = definition_for(workflow.kind)
+    manual = definition.manual_step(step_name)
+    if manual is None or manual.inputs is None:
+        names = ", ".join(definition.manual_steps) or "none"
         raise _invalid(
             "step",
             "not_manual",
-            f"{step_name!r} takes no input; manual steps: {', '.join(sorted(MANUAL_INPUTS))}",
+            f"{step_name!r} takes no input; manual steps of a {workflow.kind}: {names}",
         )
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise _invalid(
-            "data", "unknown_keys", f"{step_name} takes {sorted(allowed)}, not {unknown}"
-        )
-    for key, value in data.items():
-        wanted = allowed[key]
-        # bool is an int in Python; a technician id of `true` is still wrong
-        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-            raise _invalid(f"data.{key}", "invalid", f"must be {wanted.__name__}")
+    data = _checked(manual.inputs, data, "data")
     with transaction.atomic():
         steps = Step.objects.select_for_update().filter(workflow=workflow, name=step_name)
         if server_id is not None:
@@ -401,7 +407,7 @@ def provide_input(
             state__in=[StepState.WAITING, StepState.PENDING, StepState.READY]
         ).first()
         if step is None:
-            raise ChangeRefused(
+            raise Conflict(
                 f"workflow #{workflow.pk} has no {step_name} step waiting for input",
                 code="step_not_waiting",
                 field="step",
@@ -418,11 +424,13 @@ def provide_input(
             actor=ctx.actor.username,
         )
         if step.state == StepState.WAITING:
-            _queue_step(step.pk)
+            queue_step(step.pk)
     return step
 
 
-def record_part_replacement(workflow: Workflow, server: UltraServer, ctx: ChangeContext, **fields):
+def record_part_replacement(
+    workflow: Workflow, server: UltraServer, ctx: ChangeContext, **fields: Any
+) -> PartReplacement:
     with transaction.atomic():
         if not workflow.targets.filter(ultraserver=server).exists():
             raise _invalid(
@@ -443,7 +451,7 @@ def record_part_replacement(workflow: Workflow, server: UltraServer, ctx: Change
             workflow=workflow, target__ultraserver=server, name="repair", state=StepState.WAITING
         ).values_list("pk", flat=True):
             Step.objects.filter(pk=step_id).update(next_check_at=timezone.now())
-            _queue_step(step_id)
+            queue_step(step_id)
     return part
 
 
@@ -488,9 +496,7 @@ def decide_window(
         )
         wanted = WindowStatus.APPROVED if approve else WindowStatus.REJECTED
         if window.status == wanted:
-            raise ChangeRefused(
-                f"window is already {wanted}", code="already_decided", field="status"
-            )
+            raise Conflict(f"window is already {wanted}", code="already_decided", field="status")
         before = audit.snapshot(window)
         window.status = wanted
         window.decided_by = ctx.actor.username
@@ -501,7 +507,7 @@ def decide_window(
         for wf_id in Workflow.objects.filter(
             site=window.site, state=WorkflowState.RUNNING
         ).values_list("pk", flat=True):
-            _queue_advance(wf_id)
+            queue_advance(wf_id)
     return window
 
 
@@ -510,14 +516,15 @@ def progress(workflow: Workflow) -> dict:
     by_state = dict(
         workflow.targets.values_list("state").annotate(n=Count("id")).values_list("state", "n")
     )
-    batches = {}
+    batches: dict[int, dict[str, int]] = {}
     for batch, state, n in (
         workflow.targets.exclude(batch__isnull=True)
         .values_list("batch", "state")
         .annotate(n=Count("id"))
         .values_list("batch", "state", "n")
     ):
-        batches.setdefault(batch, {})[state] = n
+        if batch is not None:  # excluded above
+            batches.setdefault(batch, {})[state] = n
     steps = workflow.steps.aggregate(
         total=Count("id"),
         done=Count("id", filter=Q(state=StepState.SUCCEEDED)),

@@ -51,28 +51,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are issued with `manage.py issue_token` or the API (shown once); here they are
     inspected and revoked."""
 
-    list_display = [
-        "name",
-        "user",
-        "prefix",
-        "scope",
-        "created_at",
-        "expires_at",
-        "revoked_at",
-        "last_used_at",
-    ]
+    list_display = [*ApiToken.SHOWN, "user"]
     list_filter = ["scope", "revoked_at"]
     search_fields = ["name", "user__username", "prefix"]
-    readonly_fields = [
-        "user",
-        "name",
-        "prefix",
-        "scope",
-        "created_at",
-        "expires_at",
-        "revoked_at",
-        "last_used_at",
-    ]
+    readonly_fields = ["user", *ApiToken.SHOWN]
     exclude = ["digest"]
     actions = ["revoke"]
 

@@ -2,49 +2,21 @@ from django.contrib import admin
 
 from factory.inventory import services
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
-from tenants.admin_base import AuditedModelAdmin
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """Shown for context; each row is changed on its own page (through the audited services)."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
+from tenants.admin_base import AuditedModelAdmin, ReadOnlyInline
 
 
 class PowerFeedInline(ReadOnlyInline):
     model = PowerFeed
-    fields = [
-        "name",
-        "path",
-        "voltage",
-        "amperage",
-        "phase",
-        "max_utilization_percent",
-        "power_factor",
-    ]
+    show_change_link = True
+    fields = ["name", "path", *PowerFeed.RATINGS]
 
 
 class ChipInline(ReadOnlyInline):
     """The chips of an UltraServer: read here, health changed on the chip's own page."""
 
     model = Chip
-    fields = [
-        "index",
-        "serial",
-        "health",
-        "ecc_corrected",
-        "ecc_uncorrected",
-        "link_errors",
-        "updated_at",
-    ]
+    show_change_link = True
+    fields = ["index", "serial", "health", *Chip.COUNTERS, "updated_at"]
 
 
 @admin.register(Site)
@@ -75,17 +47,7 @@ class RackAdmin(AuditedModelAdmin):
 
 @admin.register(PowerFeed)
 class PowerFeedAdmin(AuditedModelAdmin):
-    list_display = [
-        "name",
-        "rack",
-        "path",
-        "voltage",
-        "amperage",
-        "phase",
-        "max_utilization_percent",
-        "power_factor",
-        "capacity_kw",
-    ]
+    list_display = ["name", "rack", "path", *PowerFeed.RATINGS, "capacity_kw"]
     list_filter = ["path", "phase", "rack__site"]
     search_fields = ["name", "rack__name"]
     list_select_related = ["rack"]
@@ -123,37 +85,12 @@ class UltraServerAdmin(AuditedModelAdmin):
 
 @admin.register(Chip)
 class ChipAdmin(AuditedModelAdmin):
-    list_display = [
-        "serial",
-        "ultraserver",
-        "index",
-        "health",
-        "ecc_corrected",
-        "ecc_uncorrected",
-        "link_errors",
-        "updated_at",
-    ]
+    list_display = ["serial", "ultraserver", "index", "health", *Chip.COUNTERS, "updated_at"]
     list_filter = ["health", "ultraserver__rack__site"]
     search_fields = ["serial", "ultraserver__serial"]
     list_select_related = ["ultraserver"]
-    fields = [
-        "ultraserver",
-        "index",
-        "serial",
-        "health",
-        "health_note",
-        "ecc_corrected",
-        "ecc_uncorrected",
-        "link_errors",
-    ]
-    readonly_fields = [
-        "ultraserver",
-        "index",
-        "serial",
-        "ecc_corrected",
-        "ecc_uncorrected",
-        "link_errors",
-    ]
+    fields = [*Chip.IDENTITY, "health", "health_note", *Chip.COUNTERS]
+    readonly_fields = [*Chip.IDENTITY, *Chip.COUNTERS]
 
     def has_add_permission(self, request):
         return False

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -17,6 +20,7 @@ from provisioning.models import (
     WorkflowEvent,
     WorkflowTarget,
 )
+from provisioning.runner import STEP_FIELDS
 from tenants.api.base import ScopedPrimaryKeyRelatedField
 
 SITE_TENANT = ("tenant",)
@@ -61,51 +65,32 @@ class TargetSelectionSerializer(serializers.Serializer):
         return list(servers.exclude(lifecycle_state="decommissioned").order_by("pk"))
 
 
-class WorkflowSpecSerializer(serializers.Serializer):
-    """Parameters; which ones apply depends on the kind. Unknown keys are refused."""
+class WorkflowSpecField(serializers.JSONField):
+    """The kind's parameters, passed through as sent: ``services.create_workflow`` checks them
+    against the kind's declaration (``WorkflowDefinition.spec_params``), the one place that
+    does, and names each field at fault (``spec.batch_size``)."""
 
-    firmware_version = serializers.CharField(max_length=64, required=False)
-    canary_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)
-    batch_size = serializers.IntegerField(min_value=1, max_value=10000, required=False)
-    max_unavailable_per_domain = serializers.IntegerField(
-        min_value=0, max_value=1000, required=False
-    )
-    soak_seconds = serializers.IntegerField(min_value=0, max_value=7 * 86400, required=False)
-    max_failures = serializers.IntegerField(min_value=0, max_value=100000, required=False)
-    max_failure_pct = serializers.FloatField(min_value=0, max_value=100, required=False)
-    rollback = serializers.BooleanField(required=False)
-    health_gate_max_failed_chips = serializers.IntegerField(
-        min_value=0, max_value=1000, required=False
-    )
-    max_bad_chips = serializers.IntegerField(min_value=0, max_value=1000, required=False)
-    poll_seconds = serializers.FloatField(min_value=0.1, max_value=3600, required=False)
-    command_timeout_seconds = serializers.IntegerField(
-        min_value=5, max_value=7 * 86400, required=False
-    )
-    scheduled = serializers.BooleanField(required=False)
-    technician = serializers.IntegerField(min_value=1, required=False)
-    from_country = serializers.CharField(min_length=2, max_length=2, required=False)
-    inputs = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=100
-    )
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {
-                        k: [serializers.ErrorDetail("unknown parameter", code="unknown")]
-                        for k in unknown
-                    }
-                )
-        return super().to_internal_value(data)
+class WorkflowSpecFieldSchema(OpenApiSerializerFieldExtension):
+    """The spec's schema, generated from the declarations of every kind."""
+
+    target_class = WorkflowSpecField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        from provisioning.workflows import spec_schema
+
+        schema = spec_schema()
+        schema["description"] = (
+            "Parameters; which ones apply depends on the kind (each says). Unknown ones are "
+            "refused; defaults are filled in and stored."
+        )
+        return schema
 
 
 class WorkflowCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=WorkflowKind.choices)
     targets = TargetSelectionSerializer()
-    spec = WorkflowSpecSerializer(required=False)
+    spec = WorkflowSpecField(required=False)
     idempotency_key = serializers.CharField(max_length=128, required=False, allow_blank=False)
     reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
@@ -188,25 +173,8 @@ class StepSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Step
-        fields = [
-            "id",
-            "ultraserver",
-            "seq",
-            "name",
-            "state",
-            "attempt",
-            "max_attempts",
-            "lease_owner",
-            "lease_expires_at",
-            "next_check_at",
-            "deadline_at",
-            "external_ref",
-            "input",
-            "output",
-            "error",
-            "started_at",
-            "finished_at",
-        ]
+        # what a run changes (``runner.STEP_FIELDS``) after what it does not
+        fields = ["id", "ultraserver", "seq", "name", "max_attempts", *STEP_FIELDS]
         read_only_fields = fields
 
 
@@ -222,8 +190,10 @@ class PauseSerializer(serializers.Serializer):
 
 
 class ResumeSerializer(serializers.Serializer):
-    max_failures = serializers.IntegerField(min_value=0, required=False)
-    max_failure_pct = serializers.FloatField(min_value=0, max_value=100, required=False)
+    """A new failure budget, optionally (checked against the kind's declared spec)."""
+
+    max_failures = serializers.IntegerField(required=False)
+    max_failure_pct = serializers.FloatField(required=False)
 
 
 class InputSerializer(serializers.Serializer):

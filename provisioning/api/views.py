@@ -70,37 +70,37 @@ class WorkflowViewSet(
             body.validated_data["kind"],
             s.TargetSelectionSerializer.resolve(body.validated_data["targets"]),
             change_context(request),
-            spec=body.validated_data.get("spec") or {},
+            spec=body.validated_data.get("spec"),
             idempotency_key=body.validated_data.get("idempotency_key"),
             reason=body.validated_data["reason"],
         )
         workflow = self.get_queryset().get(pk=workflow.pk)
         return Response(s.WorkflowDetailSerializer(workflow).data, status=201 if created else 200)
 
-    def _act(self, fn, *args, **kwargs):
-        workflow = fn(self.get_object(), change_context(self.request), *args, **kwargs)
+    def _act(self, fn, body_class=None):
+        """``fn`` on the workflow, given the request body's fields (read by ``body_class``)."""
+        fields = {}
+        if body_class is not None:
+            body = body_class(data=self.request.data)
+            body.is_valid(raise_exception=True)
+            fields = body.validated_data
+        workflow = fn(self.get_object(), change_context(self.request), **fields)
         return Response(s.WorkflowDetailSerializer(self.get_queryset().get(pk=workflow.pk)).data)
 
     @extend_schema(request=s.PauseSerializer, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        body = s.PauseSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        return self._act(services.pause, **body.validated_data)
+        return self._act(services.pause, s.PauseSerializer)
 
     @extend_schema(request=s.ResumeSerializer, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        body = s.ResumeSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        return self._act(services.resume, **body.validated_data)
+        return self._act(services.resume, s.ResumeSerializer)
 
     @extend_schema(request=s.PauseSerializer, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        body = s.PauseSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        return self._act(services.cancel, **body.validated_data)
+        return self._act(services.cancel, s.PauseSerializer)
 
     @extend_schema(request=None, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])

@@ -1,11 +1,15 @@
 """Console pages. Thin: scope, call a selector or a service, render. Every object is looked up
-through the caller's scope, so another tenant's site is a 404, exactly as in the API."""
+through the caller's scope, so another tenant's site is a 404, exactly as in the API.
+
+Views do not catch refusals: a refused action (a domain error, Http404, PermissionDenied)
+propagates and is answered with the console's HTML error page of its status
+(``factory.core.errors``; templates in ``console/errors/``). Forms show refusals inline."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -14,10 +18,12 @@ from factory.inventory.models import Rack
 from provisioning import services
 from provisioning.choices import WindowStatus, WorkflowKind
 from provisioning.console import selectors
+from provisioning.console.forms import StartUpgradeForm
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tenants.access import Actor, actor_for, scope_queryset
 from tenants.choices import AuditSource, Role
-from tenants.services.changes import ChangeContext, ChangeRefused
+from tenants.django_errors import REFUSALS
+from tenants.services.changes import ChangeContext
 from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.core.rules import describe
 from tenants.sovereignty.models import (
@@ -122,11 +128,8 @@ def workflow_action(request, pk: int, verb: str):
     act = {"pause": services.pause, "resume": services.resume, "cancel": services.cancel}.get(verb)
     if act is None:
         raise Http404
-    try:
-        act(workflow, _ctx(request))
-        messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
-    except ChangeRefused as refused:
-        messages.error(request, f"Workflow #{workflow.pk}: {refused.message}")
+    act(workflow, _ctx(request))  # refused (e.g. pausing a finished workflow): the 409 page
+    messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
     return redirect("console:workflows")
 
 
@@ -146,41 +149,29 @@ def start_upgrade(request):
         .order_by("model__name", "-version")
     )
     errors: list[str] = []
-    if request.method == "POST" and site:
+    posted = request.method == "POST" and site is not None
+    form = StartUpgradeForm(request.POST if posted else None, releases=releases)
+    if posted:
         chosen = [s for s in servers if str(s.pk) in request.POST.getlist("servers")]
-        version = request.POST.get("firmware_version", "")
         if not chosen:
             errors.append("Choose at least one UltraServer.")
-        if not version:
-            errors.append("Choose a firmware version.")
-        if not errors:
+        if form.is_valid() and not errors:
             try:
                 workflow, _ = services.create_workflow(
-                    WorkflowKind.UPGRADE,
-                    chosen,
-                    _ctx(request),
-                    spec={
-                        "firmware_version": version,
-                        "batch_size": int(request.POST.get("batch_size") or 10),
-                        "soak_seconds": int(request.POST.get("soak_seconds") or 300),
-                    },
+                    WorkflowKind.UPGRADE, chosen, _ctx(request), spec=form.spec()
                 )
                 messages.success(request, f"Rolling upgrade #{workflow.pk} started.")
                 return redirect("console:workflows")
-            except sovereignty.SovereigntyDenied as denied:
-                errors.append(f"Refused by the tenant's sovereignty rules: {denied}")
-            except (ChangeRefused, ValidationError, ValueError) as exc:
-                errors.append(
-                    getattr(exc, "message", None) or "; ".join(getattr(exc, "messages", [str(exc)]))
-                )
+            except REFUSALS as refused:  # on the fields it names, the rest above the form
+                form.refused(refused)
     return _page(
         request,
         "console/start_upgrade.html",
         sites=sites,
         site=site,
         servers=servers,
-        releases=releases,
-        errors=errors,
+        form=form,
+        errors=[*errors, *form.non_field_errors()],
     )
 
 
@@ -264,11 +255,8 @@ def decide_access(request, pk: int, verb: str):
         raise Http404
     if not _tenant_admin_of(actor, access.tenant_id):
         raise PermissionDenied("Only the tenant's admins decide access requests.")
-    try:
-        sovereignty.decide_access(access, verb == "approve", request.user, _ctx(request))
-        messages.success(request, f"Access request #{access.pk}: {verb}d.")
-    except ValidationError as exc:
-        messages.error(request, f"Access request #{access.pk}: {'; '.join(exc.messages)}")
+    sovereignty.decide_access(access, verb == "approve", request.user, _ctx(request))
+    messages.success(request, f"Access request #{access.pk}: {verb}d.")
     return redirect("console:sovereignty")
 
 
@@ -284,9 +272,6 @@ def decide_window(request, pk: int, verb: str):
         raise Http404
     if not _tenant_admin_of(actor, window.site.tenant_id):
         raise PermissionDenied("Only the tenant's admins decide maintenance windows.")
-    try:
-        services.decide_window(window, verb == "approve", _ctx(request))
-        messages.success(request, f"Maintenance window “{window.name}”: {verb}d.")
-    except ChangeRefused as refused:
-        messages.error(request, refused.message)
+    services.decide_window(window, verb == "approve", _ctx(request))
+    messages.success(request, f"Maintenance window “{window.name}”: {verb}d.")
     return redirect("console:sovereignty")

@@ -16,11 +16,35 @@ from factory.agents.models import AgentCommand
 from factory.inventory.models import UltraServer
 from provisioning.models import Step, Workflow, WorkflowTarget
 from provisioning.outcomes import Done, Fail, Outcome, Wait
+from provisioning.workflows.params import Param, ParamSet
 from tenants.services.changes import ChangeContext
 
 DEFAULT_POLL_SECONDS = 30.0
 DEFAULT_COMMAND_TIMEOUT = 900
 VERIFY_TRIES = 3
+
+#: What every kind's hardware steps read from the spec.
+HARDWARE_PARAMS = ParamSet(
+    Param(
+        "poll_seconds",
+        float,
+        "How often a step waiting for the site agent looks again, in seconds.",
+        default=DEFAULT_POLL_SECONDS,
+        minimum=0.1,
+        maximum=3600,
+        in_forms=False,
+    ),
+    Param(
+        "command_timeout_seconds",
+        int,
+        "How long the site agent has to answer one command before it counts as lost (the "
+        "step then reads the real state before any retry), in seconds.",
+        default=DEFAULT_COMMAND_TIMEOUT,
+        minimum=5,
+        maximum=7 * 86400,
+        in_forms=False,
+    ),
+)
 
 
 @dataclass
@@ -74,6 +98,14 @@ class StepDefinition:
     name: str = ""
     max_attempts: int = 3
     timeout_seconds: int | None = None  # the step's deadline, from its first run
+    #: Planned only to undo a failed server's change (``WorkflowDefinition.compensation``).
+    compensation_only: bool = False
+    #: A manual step declares what a person hands it (``services.provide_input`` checks it).
+    inputs: ParamSet | None = None
+
+    def plan_input(self, workflow: Workflow, server: UltraServer) -> dict:
+        """The step's input when it is planned for ``server``."""
+        return {}
 
     def run(self, run: StepRun) -> Outcome:
         raise NotImplementedError

@@ -6,10 +6,12 @@ from __future__ import annotations
 from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
 from factory.inventory.selectors import placement_problems
+from factory.wire import CommandParam, HardwareState, InterconnectResult
 from provisioning.outcomes import Done, Fail, Outcome
-from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun
-from provisioning.workflows.common import BurnIn, FlashFirmware, move
-from provisioning.workflows.definition import WorkflowDefinition
+from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefinition, StepRun
+from provisioning.workflows.common import FIRMWARE_VERSION, BurnIn, FlashFirmware, move
+from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
+from provisioning.workflows.params import Param, ParamSet
 from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.models import ProtectedAsset
 
@@ -55,7 +57,7 @@ class Install(HardwareStep):
     timeout_seconds = 7 * 24 * 3600  # people rack and cable it
 
     def params(self, run: StepRun) -> dict:
-        return {"rack": run.server.rack.name, "position": run.server.position}
+        return {CommandParam.RACK: run.server.rack.name, CommandParam.POSITION: run.server.position}
 
     def before_submit(self, run: StepRun) -> Outcome | None:
         if run.server.lifecycle_state != lifecycle.INSTALLING:
@@ -63,10 +65,10 @@ class Install(HardwareStep):
         return None
 
     def already_done(self, run: StepRun, state: dict) -> bool:
-        return bool(state.get("cabled"))
+        return bool(state.get(HardwareState.CABLED))
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
-        if not result.get("cabled"):
+        if not result.get(HardwareState.CABLED):
             return Fail("the agent reports the server is not cabled", verified_state=result)
         return Done(result, f"{run.server.serial} installed and cabled")
 
@@ -87,10 +89,11 @@ class Interconnect(HardwareStep):
     command_kind = CommandKind.INTERCONNECT_CHECK
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
-        down = result.get("links_down", [])
+        down = result.get(InterconnectResult.LINKS_DOWN, [])
         if down:
             return Fail(f"{len(down)} interconnect links down: {down[:10]}", verified_state=result)
-        return Done(result, f"{run.server.serial}: {result.get('links_ok', 0)} links up")
+        up = result.get(InterconnectResult.LINKS_OK, 0)
+        return Done(result, f"{run.server.serial}: {up} links up")
 
 
 class Handover(StepDefinition):
@@ -104,6 +107,28 @@ class Handover(StepDefinition):
 class DeployDefinition(WorkflowDefinition):
     kind = "deploy"
     steps = (Preflight(), Install(), Baseline(), DeployBurnIn(), Interconnect(), Handover())
+    spec_params = ParamSet(
+        FIRMWARE_VERSION,
+        Param(
+            DeployBurnIn.allowed_key,
+            int,
+            "Chips that may fail burn-in (they are flagged) before the server fails it.",
+            default=2,
+            minimum=0,
+            maximum=1000,
+        ),
+        Param(
+            "inputs",
+            list,
+            "Protected assets (ids) the workload here will use: the tenant's co-location "
+            "rules must allow them at this site.",
+            item=Param("asset", int, "A protected asset's id.", minimum=1),
+            maximum=100,
+            in_forms=False,
+        ),
+        *ROLLOUT_PARAMS,
+        *HARDWARE_PARAMS,
+    )
 
 
 DEPLOY = DeployDefinition()

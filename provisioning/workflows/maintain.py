@@ -3,19 +3,39 @@ rules and the customer's approval), part replacement / RMA, verify, return to se
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.contrib.auth import get_user_model
 
 from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
+from factory.inventory.models import UltraServer
 from factory.telemetry import faults
-from provisioning.models import Notification, PartReplacement
+from factory.wire import HardwareState
+from provisioning.models import Notification, PartReplacement, Workflow
 from provisioning.outcomes import Done, Outcome, Wait
-from provisioning.workflows.base import HardwareStep, StepDefinition, StepRun, StepSpec
+from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefinition, StepRun
 from provisioning.workflows.common import QuickHealthCheck, Undrain, move
-from provisioning.workflows.definition import WorkflowDefinition
+from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
+from provisioning.workflows.params import Param, ParamSet
 from tenants.sovereignty import services as sovereignty
 
 MANUAL_POLL_SECONDS = 3600.0
+
+TECHNICIAN = Param(
+    "technician",
+    int,
+    "The provider technician to dispatch (a user id); the sovereignty engine decides whether "
+    "that person may act on this site.",
+    minimum=1,
+)
+FROM_COUNTRY = Param(
+    "from_country",
+    str,
+    "Where the technician acts from (ISO 3166 alpha-2 country code).",
+    minimum=2,
+    maximum=2,
+)
 
 
 class MaintainDrain(HardwareStep):
@@ -44,7 +64,7 @@ class MaintainDrain(HardwareStep):
         return Done({"return_to": returning or lifecycle.READY}, f"{server.serial}: in maintenance")
 
     def already_done(self, run: StepRun, state: dict) -> bool:
-        return state.get("drained") is True
+        return state.get(HardwareState.DRAINED) is True
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
         move(run, lifecycle.MAINTENANCE, in_maintenance=True)
@@ -57,6 +77,20 @@ class Dispatch(StepDefinition):
     someone who may."""
 
     name = "dispatch"
+    inputs = ParamSet(
+        replace(TECHNICIAN, required=True),
+        FROM_COUNTRY,
+        Param("remote", bool, "The technician acts remotely, not on site.", default=False),
+    )
+
+    def plan_input(self, workflow: Workflow, server: UltraServer) -> dict:
+        """A technician named in the spec is the first one asked for."""
+        if not workflow.spec.get(TECHNICIAN.name):
+            return {}
+        return {
+            TECHNICIAN.name: workflow.spec[TECHNICIAN.name],
+            FROM_COUNTRY.name: workflow.spec.get(FROM_COUNTRY.name, ""),
+        }
 
     def run(self, run: StepRun) -> Outcome:
         data = run.step.input
@@ -89,6 +123,14 @@ class Repair(StepDefinition):
     """Done when the technician has recorded the part replacement (or that none was needed)."""
 
     name = "repair"
+    inputs = ParamSet(
+        Param(
+            "no_parts_needed",
+            bool,
+            "The repair is done without replacing a part (otherwise record the part replacement).",
+            required=True,
+        )
+    )
 
     def run(self, run: StepRun) -> Outcome:
         parts = list(
@@ -126,21 +168,30 @@ class ReturnToService(Undrain):
 class MaintainDefinition(WorkflowDefinition):
     kind = "maintain"
     steps = (MaintainDrain(), Dispatch(), Repair(), Verify(), ReturnToService())
-
-    def plan(self, workflow, server) -> list[StepSpec]:
-        first_input = {}
-        if workflow.spec.get("technician"):
-            first_input = {
-                "technician": workflow.spec["technician"],
-                "from_country": workflow.spec.get("from_country", ""),
-            }
-        return [
-            StepSpec("drain"),
-            StepSpec("dispatch", first_input),
-            StepSpec("repair"),
-            StepSpec("verify"),
-            StepSpec("return_to_service"),
-        ]
+    spec_params = ParamSet(
+        Param(
+            "scheduled",
+            bool,
+            "Planned maintenance: it waits for an approved maintenance window (a fault does "
+            "not wait).",
+            default=False,
+        ),
+        replace(
+            TECHNICIAN,
+            help=f"{TECHNICIAN.help} Without one, the dispatch step waits for an assignment.",
+        ),
+        FROM_COUNTRY,
+        Param(
+            Verify.allowed_key,
+            int,
+            "Failed chips the verification after the repair may find and still return the server.",
+            default=0,
+            minimum=0,
+            maximum=1000,
+        ),
+        *ROLLOUT_PARAMS,
+        *HARDWARE_PARAMS,
+    )
 
     def respects_windows(self, workflow) -> bool:
         # A fault is urgent: the server is already out. Planned maintenance waits for a window.

@@ -3,14 +3,67 @@ budget, maintenance windows; a failed server boots its old firmware bank where i
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
+from factory.inventory.models import UltraServer
+from factory.wire import CommandParam, HardwareState
+from provisioning.models import Workflow
 from provisioning.outcomes import Done, Fail, Outcome
-from provisioning.workflows.base import HardwareStep, StepRun, StepSpec
-from provisioning.workflows.common import FlashFirmware, QuickHealthCheck, Undrain, move
-from provisioning.workflows.definition import WorkflowDefinition
+from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepRun, StepSpec
+from provisioning.workflows.common import (
+    FIRMWARE_VERSION,
+    FlashFirmware,
+    QuickHealthCheck,
+    Undrain,
+    move,
+)
+from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
+from provisioning.workflows.params import Param, ParamSet
 
 UPGRADABLE = frozenset({lifecycle.READY, lifecycle.IN_SERVICE})
+
+UPGRADE_PARAMS = ParamSet(
+    replace(
+        FIRMWARE_VERSION,
+        required=True,
+        help="The firmware release to install: a release of every target's model.",
+    ),
+    Param(
+        "canary_size",
+        int,
+        "UltraServers upgraded first, alone, before any batch (0: no canary).",
+        default=1,
+        minimum=0,
+        maximum=1000,
+    ),
+    *ROLLOUT_PARAMS.with_defaults(
+        batch_size=10,
+        max_unavailable_per_domain=1,
+        soak_seconds=300,
+        health_gate_max_failed_chips=0,
+        max_failures=1,
+        max_failure_pct=10.0,
+    ),
+    Param(
+        "rollback",
+        bool,
+        "A server whose flash or health check fails boots its other firmware bank (the version "
+        "it ran before).",
+        default=True,
+        label="Roll back failed servers",
+    ),
+    Param(
+        "proposed_for",
+        str,
+        "Set by the firmware compliance scan: the maintenance window (site-local start) it "
+        "proposed this upgrade for.",
+        maximum=32,
+        in_forms=False,
+    ),
+    *HARDWARE_PARAMS,
+)
 
 
 class Drain(HardwareStep):
@@ -32,11 +85,18 @@ class Drain(HardwareStep):
         return Done({"return_to": state}, f"{run.server.serial} was {state}: nothing to drain")
 
     def already_done(self, run: StepRun, state: dict) -> bool:
-        return state.get("drained") is True
+        return state.get(HardwareState.DRAINED) is True
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
         move(run, lifecycle.UPGRADING)
         return Done({"return_to": lifecycle.IN_SERVICE}, f"{run.server.serial} drained")
+
+
+class UpgradeFlash(FlashFirmware):
+    """Flash the new version, noting the one it replaces (what a rollback boots)."""
+
+    def plan_input(self, workflow: Workflow, server: UltraServer) -> dict:
+        return {"from_version": server.firmware_version}
 
 
 class Restore(Undrain):
@@ -51,17 +111,18 @@ class Rollback(HardwareStep):
     compensation_only = True
 
     def params(self, run: StepRun) -> dict:
-        return {"version": run.step.input["version"]}
+        return {CommandParam.VERSION: run.step.input["version"]}
 
     def already_done(self, run: StepRun, state: dict) -> bool:
-        return state.get("firmware_version") == run.step.input["version"]
+        return state.get(HardwareState.FIRMWARE_VERSION) == run.step.input["version"]
 
     def on_success(self, run: StepRun, result: dict) -> Outcome:
-        running = result.get("firmware_version")
+        running = result.get(HardwareState.FIRMWARE_VERSION)
         if running != run.step.input["version"]:
             return Fail(f"rollback left {running!r} running", verified_state=result)
         move(run, run.server.lifecycle_state, firmware_version=running)
-        return Done({"firmware_version": running}, f"{run.server.serial} rolled back to {running}")
+        banks = {HardwareState.FIRMWARE_VERSION: running}
+        return Done(banks, f"{run.server.serial} rolled back to {running}")
 
 
 class RestoreAfterRollback(Restore):
@@ -73,45 +134,46 @@ class UpgradeDefinition(WorkflowDefinition):
     kind = "upgrade"
     steps = (
         Drain(),
-        FlashFirmware(),
+        UpgradeFlash(),
         QuickHealthCheck(),
         Restore(),
         Rollback(),
         RestoreAfterRollback(),
     )
-
-    def plan(self, workflow, server) -> list[StepSpec]:
-        return [
-            StepSpec("drain"),
-            StepSpec("flash", {"from_version": server.firmware_version}),
-            StepSpec("health_check"),
-            StepSpec("restore"),
-        ]
+    spec_params = UPGRADE_PARAMS
 
     def compensation(self, run: StepRun, failure: Fail) -> list[StepSpec]:
-        if not run.spec.get("rollback", True) or run.step.name not in ("flash", "health_check"):
+        flash = UpgradeFlash.name
+        if not run.spec.get("rollback", True) or run.step.name not in (
+            flash,
+            QuickHealthCheck.name,
+        ):
             return []
         from provisioning.models import Step
 
         flash_input, flash_output = Step.objects.filter(
-            target_id=run.step.target_id, name="flash"
+            target_id=run.step.target_id, name=flash
         ).values_list("input", "output")[0]
         previous = flash_input.get("from_version")
         # The banks as last seen: read after the failed flash, or reported by the flash.
-        state = (failure.verified_state if run.step.name == "flash" else flash_output) or {}
+        state = (failure.verified_state if run.step.name == flash else flash_output) or {}
         # A/B banked: the other bank still holds the version it ran before.
-        if previous and state.get("inactive_firmware_version") == previous:
-            return [StepSpec("rollback", {"version": previous}), StepSpec("restore_after_rollback")]
-        if previous and state.get("firmware_version") == previous and run.step.name == "flash":
+        if previous and state.get(HardwareState.INACTIVE_FIRMWARE_VERSION) == previous:
+            return [
+                StepSpec(Rollback.name, {"version": previous}),
+                StepSpec(RestoreAfterRollback.name),
+            ]
+        running = state.get(HardwareState.FIRMWARE_VERSION)
+        if previous and running == previous and run.step.name == flash:
             # The flash never took: the old version still runs; just put the server back.
-            return [StepSpec("restore_after_rollback")]
+            return [StepSpec(RestoreAfterRollback.name)]
         return []
 
     def respects_windows(self, workflow) -> bool:
         return True
 
-    def canary_size(self, workflow) -> int:
-        return int(workflow.spec.get("canary_size", 1))
+    def canary_size(self, workflow: Workflow) -> int:
+        return int(workflow.spec.get("canary_size", self.spec_params["canary_size"].default))
 
 
 UPGRADE = UpgradeDefinition()

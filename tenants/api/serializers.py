@@ -42,17 +42,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiToken
-        fields = [
-            "id",
-            "name",
-            "prefix",
-            "scope",
-            "created_at",
-            "expires_at",
-            "revoked_at",
-            "last_used_at",
-            "is_active",
-        ]
+        fields = ["id", *ApiToken.SHOWN, "is_active"]
         read_only_fields = fields
 
 

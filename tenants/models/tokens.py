@@ -22,6 +22,8 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     audit_exclude = frozenset({"digest", "last_used_at"})
+    #: What the admin and the API show of a token (never its digest).
+    SHOWN = ("name", "prefix", "scope", "created_at", "expires_at", "revoked_at", "last_used_at")
 
     class Meta:
         ordering = ["-created_at"]

@@ -5,12 +5,16 @@ import threading
 import pytest
 from django.db import connection
 
+from factory import wire
 from factory.agents import services as agents
 from factory.agents.models import AgentCommand
+from factory.wire import CommandKind, HardwareState
 from provisioning.models import Step, Workflow
-from tests.support.api import agent_token_client, assert_error_body
+from tests.support.api import agent_token_client, assert_error_body, gateway
 from tests.support.fleet import CTX, build_fleet
 from tests.support.workflows import always_open, put_in_service
+
+CLAIM = gateway(wire.CLAIM_PATH)
 
 pytestmark = pytest.mark.django_db
 
@@ -145,23 +149,25 @@ def test_agent_endpoints_are_site_scoped_and_results_idempotent(fleet):
     alpha_site, beta_site = fleet.sites["alpha"], fleet.sites["beta"]
     _, alpha_token = agents.issue_agent(alpha_site, "a1", CTX)
     agents.issue_agent(beta_site, "b1", CTX)
-    own = agents.submit(site_id=alpha_site.pk, kind="reset")
-    foreign = agents.submit(site_id=beta_site.pk, kind="reset")
+    own = agents.submit(site_id=alpha_site.pk, kind=CommandKind.RESET)
+    foreign = agents.submit(site_id=beta_site.pk, kind=CommandKind.RESET)
     alpha = agent_token_client(alpha_token)
-    claimed = alpha.post("/api/v1/agent/commands/claim/", {"limit": 10}).json()["commands"]
+    claimed = alpha.post(CLAIM, {"limit": 10}).json()["commands"]
     assert [c["id"] for c in claimed] == [str(own.pk)]
-    assert alpha.post("/api/v1/agent/commands/claim/", {}).json()["commands"] == []  # once only
-    assert_error_body(alpha.post(f"/api/v1/agent/commands/{foreign.pk}/result/", {"ok": True}), 404)
-    url = f"/api/v1/agent/commands/{own.pk}/result/"
-    assert alpha.post(url, {"ok": True, "result": {"power_state": "On"}}).status_code == 200
-    assert alpha.post(url, {"ok": True, "result": {"power_state": "On"}}).status_code == 200
+    assert alpha.post(CLAIM, {}).json()["commands"] == []  # once only
+    foreign_url = gateway(wire.RESULT_PATH, command_id=foreign.pk)
+    assert_error_body(alpha.post(foreign_url, {"ok": True}), 404)
+    url = gateway(wire.RESULT_PATH, command_id=own.pk)
+    on = {"ok": True, "result": {HardwareState.POWER_STATE: "On"}}
+    assert alpha.post(url, on).status_code == 200
+    assert alpha.post(url, on).status_code == 200
     refused = assert_error_body(alpha.post(url, {"ok": False}), 409)
     assert refused["errors"][0]["code"] == "command_finished"
     assert AgentCommand.objects.get(pk=foreign.pk).state == "queued"
     # a person's token is not an agent credential, and the reverse
-    assert_error_body(fleet.client("provider_admin").post("/api/v1/agent/commands/claim/"), 401)
+    assert_error_body(fleet.client("provider_admin").post(CLAIM), 401)
     bogus = agent_token_client("aga_nope")
-    assert_error_body(bogus.post("/api/v1/agent/commands/claim/", {}), 401)
+    assert_error_body(bogus.post(CLAIM, {}), 401)
     assert_error_body(alpha.get("/api/v1/sites/"), 401)
 
 
@@ -171,9 +177,9 @@ def test_site_agent_token_shown_once_and_revocable(fleet):
     assert created.status_code == 201
     token = created.json()["token"]
     assert "token" not in admin.get(f"/api/v1/site-agents/{created.json()['id']}/").json()
-    assert agent_token_client(token).post("/api/v1/agent/commands/claim/", {}).status_code == 200
+    assert agent_token_client(token).post(CLAIM, {}).status_code == 200
     admin.post(f"/api/v1/site-agents/{created.json()['id']}/revoke/")
-    assert_error_body(agent_token_client(token).post("/api/v1/agent/commands/claim/", {}), 401)
+    assert_error_body(agent_token_client(token).post(CLAIM, {}), 401)
 
 
 def test_jobs_visible_to_provider_people_only(fleet):
@@ -223,7 +229,8 @@ def test_manual_step_input_is_checked_before_anything_is_written(fleet, releases
     url = f"/api/v1/workflows/{workflow.pk}/input/"
     cases = [
         ({"step": "flash", "data": {}}, "step"),
-        ({"step": "dispatch", "data": {"badge": 1}}, "data"),
+        ({"step": "dispatch", "data": {"badge": 1}}, "data.badge"),
+        ({"step": "dispatch", "data": {"from_country": "DE"}}, "data.technician"),
         ({"step": "dispatch", "data": {"technician": "abc"}}, "data.technician"),
         ({"step": "dispatch", "data": {"technician": True}}, "data.technician"),
         ({"step": "repair", "data": {"no_parts_needed": "yes"}}, "data.no_parts_needed"),
@@ -248,10 +255,10 @@ def test_agent_claim_and_result_reject_bad_input(fleet):
     _, token = agents.issue_agent(fleet.sites["alpha"], "a1", CTX)
     alpha = agent_token_client(token)
     for body, field in (({"limit": 0}, "limit"), ({"wait_seconds": 99}, "wait_seconds")):
-        error = assert_error_body(alpha.post("/api/v1/agent/commands/claim/", body), 400)
+        error = assert_error_body(alpha.post(CLAIM, body), 400)
         assert error["errors"][0]["field"] == field
-    command = agents.submit(site_id=fleet.sites["alpha"].pk, kind="reset")
-    alpha.post("/api/v1/agent/commands/claim/", {})
-    url = f"/api/v1/agent/commands/{command.pk}/result/"
+    command = agents.submit(site_id=fleet.sites["alpha"].pk, kind=CommandKind.RESET)
+    alpha.post(CLAIM, {})
+    url = gateway(wire.RESULT_PATH, command_id=command.pk)
     assert assert_error_body(alpha.post(url, {"result": {}}), 400)["errors"][0]["field"] == "ok"
     assert AgentCommand.objects.get(pk=command.pk).state == "claimed"

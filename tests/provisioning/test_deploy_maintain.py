@@ -5,7 +5,7 @@ import pytest
 from factory.inventory.models import UltraServer
 from provisioning import services
 from provisioning.models import Notification, Step
-from tenants.services.changes import ChangeRefused
+from tenants.errors import Conflict
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule
 from tenants.sovereignty.services import activate_rule
 from tests.support.fleet import CTX, make_person
@@ -118,7 +118,7 @@ def test_capacity_floor_refuses_a_drain(fleet, releases):
 
     server = put_in_service(fleet.servers["alpha"])
     CapacityFloor.objects.create(site=fleet.sites["alpha"], min_in_service=1)
-    with pytest.raises(ChangeRefused) as refused:
+    with pytest.raises(Conflict) as refused:
         services.create_workflow("maintain", [server], CTX, reason="planned")
     assert refused.value.code == "capacity_floor"
     assert "below the tenant's capacity floor of 1" in refused.value.message
@@ -132,11 +132,11 @@ def test_one_active_workflow_per_server_and_idempotency(fleet, releases, in_serv
         "upgrade", in_service[:2], CTX, spec={"firmware_version": "2.0"}, idempotency_key="k1"
     )
     assert created and not created_again and again.pk == first.pk
-    with pytest.raises(ChangeRefused) as refused:
+    with pytest.raises(Conflict) as refused:
         services.create_workflow("upgrade", in_service[1:3], CTX, spec={"firmware_version": "2.0"})
     assert refused.value.code == "held_by_workflow"
     assert f"is held by upgrade workflow #{first.pk}" in refused.value.message
-    with pytest.raises(ChangeRefused) as reused:
+    with pytest.raises(Conflict) as reused:
         services.create_workflow(
             "upgrade", in_service[3:4], CTX, spec={"firmware_version": "2.0"}, idempotency_key="k1"
         )
@@ -144,7 +144,7 @@ def test_one_active_workflow_per_server_and_idempotency(fleet, releases, in_serv
 
 
 def test_wrong_state_is_refused_naming_it(fleet, releases):
-    with pytest.raises(ChangeRefused) as refused:
+    with pytest.raises(Conflict) as refused:
         services.create_workflow(
             "upgrade", [fleet.servers["alpha"]], CTX, spec={"firmware_version": "2.0"}
         )

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.django_db
 
 def test_schedules_live_in_the_database():
     tasks = dict(PeriodicTask.objects.values_list("name", "task"))
-    assert tasks["reconciler"] == "provisioning.tasks.reconcile"
-    assert tasks["health sweep"] == "provisioning.tasks.health_sweep"
-    assert tasks["firmware compliance scan"] == "provisioning.tasks.firmware_compliance_scan"
-    assert tasks["stale-agent detection"] == "provisioning.tasks.detect_stale_agents"
+    assert tasks["reconciler"] == "provisioning.reconcile"
+    assert tasks["health sweep"] == "provisioning.health_sweep"
+    assert tasks["firmware compliance scan"] == "provisioning.firmware_compliance_scan"
+    assert tasks["stale-agent detection"] == "provisioning.detect_stale_agents"
 
 
 def test_compliance_scan_proposes_one_upgrade_per_site_for_the_next_window(fleet, in_service):
@@ -82,33 +82,24 @@ def test_admin_starts_an_upgrade_from_a_selection(fleet, in_service, client):
     ids = ",".join(str(s.pk) for s in in_service[:2])
     page = client.get(f"/admin/provisioning/workflow/start-upgrade/?ids={ids}")
     assert page.status_code == 200 and b"Start a rolling upgrade" in page.content
+    spec = {
+        "firmware_version": "2.0",
+        "canary_size": 1,
+        "batch_size": 1,
+        "max_unavailable_per_domain": 1,
+        "soak_seconds": 0,
+        "max_failures": 0,
+    }
     response = client.post(
         "/admin/provisioning/workflow/start-upgrade/",
-        {
-            "ultraservers": [s.pk for s in in_service[:2]],
-            "firmware_version": "2.0",
-            "canary_size": 1,
-            "batch_size": 1,
-            "max_unavailable_per_domain": 1,
-            "soak_seconds": 0,
-            "max_failures": 0,
-        },
+        {"ultraservers": [s.pk for s in in_service[:2]], **spec},
     )
     workflow = Workflow.objects.get()
     assert response.status_code == 302 and workflow.targets.count() == 2
     detail = client.get(f"/admin/provisioning/workflow/{workflow.pk}/change/")
     assert detail.status_code == 200 and b"drain" in detail.content
     refused = client.post(
-        "/admin/provisioning/workflow/start-upgrade/",
-        {
-            "ultraservers": [in_service[0].pk],
-            "firmware_version": "2.0",
-            "canary_size": 1,
-            "batch_size": 1,
-            "max_unavailable_per_domain": 1,
-            "soak_seconds": 0,
-            "max_failures": 0,
-        },
+        "/admin/provisioning/workflow/start-upgrade/", {"ultraservers": [in_service[0].pk], **spec}
     )
     assert refused.status_code == 200 and b"is held by upgrade workflow" in refused.content
     servers = client.get("/admin/inventory/ultraserver/")

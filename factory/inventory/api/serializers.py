@@ -82,11 +82,7 @@ class PowerFeedSerializer(serializers.ModelSerializer):
             "rack",
             "rack_name",
             "path",
-            "voltage",
-            "amperage",
-            "phase",
-            "max_utilization_percent",
-            "power_factor",
+            *PowerFeed.RATINGS,
             "capacity_kw",
             "created_at",
             "updated_at",
@@ -142,27 +138,8 @@ class UltraServerSerializer(serializers.ModelSerializer):
 class ChipSerializer(serializers.ModelSerializer):
     class Meta:
         model = Chip
-        fields = [
-            "id",
-            "ultraserver",
-            "index",
-            "serial",
-            "health",
-            "health_note",
-            "ecc_corrected",
-            "ecc_uncorrected",
-            "link_errors",
-            "updated_at",
-        ]
-        read_only_fields = [
-            "ultraserver",
-            "index",
-            "serial",
-            "ecc_corrected",
-            "ecc_uncorrected",
-            "link_errors",
-            "updated_at",
-        ]
+        fields = ["id", *Chip.IDENTITY, "health", "health_note", *Chip.COUNTERS, "updated_at"]
+        read_only_fields = [*Chip.IDENTITY, *Chip.COUNTERS, "updated_at"]
 
 
 # --- Capacity (read-only shapes, for the OpenAPI schema) ---------------------------------------

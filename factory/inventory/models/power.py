@@ -48,6 +48,9 @@ class PowerFeed(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: The ratings ``capacity_watts`` is computed from, as the admin and the API show them.
+    RATINGS = ("voltage", "amperage", "phase", "max_utilization_percent", "power_factor")
+
     class Meta:
         ordering = ["rack__name", "path", "name"]
         constraints = [

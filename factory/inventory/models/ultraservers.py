@@ -145,6 +145,12 @@ class Chip(models.Model):
     link_errors = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: Fixed when the chip is created; read-only in the admin and the API.
+    IDENTITY = ("ultraserver", "index", "serial")
+    #: Error counters, counted by the hardware; read-only in the admin and the API (people
+    #: change a chip's health, nothing else).
+    COUNTERS = ("ecc_corrected", "ecc_uncorrected", "link_errors")
+
     class Meta:
         ordering = ["ultraserver_id", "index"]
         constraints = [

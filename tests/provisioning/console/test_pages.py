@@ -125,9 +125,9 @@ def test_a_bad_upgrade_form_says_why_and_starts_nothing(client, demo):
     servers = [s.pk for s in UltraServer.objects.filter(rack__site=fra)]
     form = {"site": fra.pk, "servers": servers, "firmware_version": "2026.11.0"}
     for bad, says in (
-        ({"batch_size": "lots"}, "invalid literal"),
+        ({"batch_size": "lots"}, "Enter a whole number."),
         ({"servers": []}, "Choose at least one UltraServer."),
-        ({"firmware_version": ""}, "Choose a firmware version."),
+        ({"firmware_version": ""}, "firmware_version is required"),
     ):
         response = client.post("/console/workflows/new-upgrade/", {**form, **bad})
         assert response.status_code == 200
@@ -143,5 +143,6 @@ def test_a_bad_upgrade_form_says_why_and_starts_nothing(client, demo):
         "/console/workflows/new-upgrade/", {**form, "firmware_version": "9.9-unsigned"}
     )
     assert refused.status_code == 200
-    assert "Refused by the tenant&#x27;s sovereignty rules" in refused.content.decode()
+    # Above the form, as in the admin: each deciding rule with its reason.
+    assert "Firmware and software only from aws-neuron, nvidia, signed" in refused.content.decode()
     assert not Workflow.objects.exists()
