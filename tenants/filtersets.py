@@ -1,7 +1,7 @@
 import django_filters
 
-from tenants.filters import UtcDateTimeFilter
 from tenants.choices import AuditAction, AuditSource
+from tenants.filters import UtcDateTimeFilter
 from tenants.models import AuditEvent, Tenant
 
 

@@ -11,7 +11,9 @@ import datetime as dt
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -26,13 +28,16 @@ from tenants.services import audit
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import digest
 
+if TYPE_CHECKING:
+    from factory.inventory.models import Site
+
 TOKEN_PREFIX = "aga_"
 _SEEN_RESOLUTION = dt.timedelta(seconds=5)
 MAX_WAIT_SECONDS = wire.MAX_CLAIM_WAIT_SECONDS
 MAX_CLAIM = wire.MAX_CLAIM
 
 
-def issue_agent(site, name: str, ctx: ChangeContext) -> tuple[SiteAgent, str]:
+def issue_agent(site: Site, name: str, ctx: ChangeContext) -> tuple[SiteAgent, str]:
     """A site's agent credential: returned in clear once, stored as a digest."""
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
@@ -205,7 +210,7 @@ def expire_overdue(now: dt.datetime | None = None) -> int:
     )
 
 
-def cancel_queued(command_ids) -> int:
+def cancel_queued(command_ids: Iterable[uuid.UUID | str]) -> int:
     """Withdraw commands the agent has not taken yet (e.g. a cancelled workflow)."""
     return AgentCommand.objects.filter(pk__in=command_ids, state=CommandState.QUEUED).update(
         state=CommandState.CANCELLED, completed_at=timezone.now()

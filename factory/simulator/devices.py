@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from factory import wire
@@ -37,7 +38,7 @@ class Task:
     ok: bool
     message: str
     result: dict = field(default_factory=dict)
-    apply: object = None  # callable run once when the task completes successfully
+    apply: Callable[[], None] | None = None  # run once when the task completes successfully
     finished: bool = False
 
 
@@ -133,7 +134,13 @@ class Bmc:
     # --- commands ----------------------------------------------------------------------------
 
     def _task(
-        self, name: str, now: float, seconds: float, ok: bool, message: str, apply=None
+        self,
+        name: str,
+        now: float,
+        seconds: float,
+        ok: bool,
+        message: str,
+        apply: Callable[[], None] | None = None,
     ) -> Task:
         task = Task(
             f"{self.serial}-{len(self.tasks) + 1}", name, now + seconds, ok, message, apply=apply
@@ -147,7 +154,7 @@ class Bmc:
         ok = self.commands.random() >= self.flash_failure_rate
         message = "Update successful" if ok else "Image verification failed; banks unchanged"
 
-        def activate():
+        def activate() -> None:
             self.firmware_inactive, self.firmware_active = self.firmware_active, version
 
         return self._task("SimpleUpdate", now, self.flash_seconds, ok, message, activate)
@@ -333,7 +340,8 @@ def build_site(
     """A site from a layout: ``{"site": code, "racks": [{"name", "feeds": {name: watts},
     "servers": [{"serial", "family", "position", "firmware"}]}]}``."""
     rates = rates or FaultRates()
-    bmcs, pdus = {}, {}
+    bmcs: dict[str, Bmc] = {}
+    pdus: dict[str, RackPdu] = {}
     for rack in layout["racks"]:
         servers = [
             Bmc(

@@ -62,7 +62,7 @@ class FaultInjector:
     name: str
     rates: FaultRates = field(default_factory=FaultRates)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.rng = random.Random(f"{self.seed}:{self.name}")
 
     def _count(self, expected: float) -> int:

@@ -3,6 +3,8 @@ the telemetry rules."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 
 from factory.inventory.models import UltraServer
@@ -10,6 +12,9 @@ from factory.telemetry import faults
 from factory.telemetry.rules import Finding
 from factory.wire import EventKind, FaultRule
 from tenants.errors import Denied, Invalid
+
+if TYPE_CHECKING:
+    from factory.agents.models import SiteAgent
 
 # Simulator/BMC event kinds → fault rules; the rest (ECC storms, short flaps) are noted in
 # telemetry and judged by the rules there.
@@ -25,12 +30,13 @@ RULE_FOR_EVENT = {
 SERVER_RULES = frozenset({FaultRule.CHIP_DOWN, FaultRule.ECC_UNCORRECTABLE, FaultRule.LINK_DOWN})
 
 
-def record_events(agent, events: list[dict]) -> int:
+def record_events(agent: SiteAgent, events: list[dict]) -> int:
     serials = {e["source"] for e in events}
     servers = {
         s.serial: s for s in UltraServer.objects.filter(serial__in=serials).select_related("rack")
     }
-    server_findings, site_findings = [], []
+    server_findings: list[tuple[int, Finding]] = []
+    site_findings: list[Finding] = []
     for i, event in enumerate(events):
         rule = RULE_FOR_EVENT.get(event["kind"])
         server = servers.get(event["source"])

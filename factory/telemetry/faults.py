@@ -8,6 +8,7 @@ opens a maintain workflow. Its health sweep catches any the signal missed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -98,21 +99,20 @@ def raise_findings(
 
 def flag_server(fault: Fault, *, flag: bool = True) -> None:
     """The maintenance flag and the reason on the server (once per batch), a broken chip marked
-    failed. Through the inventory's audited paths, like any other change to them."""
+    failed. Through the inventory's audited paths, like any other change to them. ``fault`` is
+    a server's fault (``ultraserver_id`` set)."""
+    server_id = fault.ultraserver_id
+    assert server_id is not None, "flag_server takes a server's fault"
     if flag:
-        state = UltraServer.objects.values_list("lifecycle_state", flat=True).get(
-            pk=fault.ultraserver_id
-        )
+        state = UltraServer.objects.values_list("lifecycle_state", flat=True).get(pk=server_id)
         transition(
-            fault.ultraserver_id,
+            server_id,
             state,
             RULES_CTX,
             fields={"in_maintenance": True, "fault_reason": fault.detail[:500]},
         )
     if fault.rule in CHIP_RULES and fault.chip_index is not None:
-        chip = Chip.objects.filter(
-            ultraserver_id=fault.ultraserver_id, index=fault.chip_index
-        ).first()
+        chip = Chip.objects.filter(ultraserver_id=server_id, index=fault.chip_index).first()
         if chip is not None and chip.health != ChipHealth.FAILED:
             chip.health, chip.health_note = ChipHealth.FAILED, fault.detail[:500]
             save_object(chip, RULES_CTX)
@@ -127,13 +127,14 @@ def _announce(opened: list[Fault]) -> None:
 
 def record(server: UltraServer, rule: str, detail: str, chip: int | None = None) -> Fault | None:
     """A fault someone reported (API): recorded once, like the rules' own."""
-    if server.rack_id is None:
+    rack = server.rack  # None without a query when rack_id is None
+    if rack is None:
         return None
     opened = _open(
-        server.rack.site_id,
+        rack.site_id,
         [
             Fault(
-                site_id=server.rack.site_id,
+                site_id=rack.site_id,
                 ultraserver=server,
                 chip_index=chip,
                 rule=rule,
@@ -153,7 +154,7 @@ def clear_keys(site_id: int, keys: list[str], reason: str) -> int:
     )
 
 
-def clear_keys_everywhere(site_ids, key: str, reason: str) -> int:
+def clear_keys_everywhere(site_ids: Iterable[int], key: str, reason: str) -> int:
     return Fault.objects.filter(
         site_id__in=list(site_ids), key=key, cleared_at__isnull=True
     ).update(cleared_at=timezone.now(), cleared_reason=reason[:200])

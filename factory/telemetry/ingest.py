@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -26,8 +27,17 @@ from factory.inventory.models import Rack, UltraServer
 from factory.telemetry import codec, faults
 from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models import DeviceReading, ServerSample, ServerTelemetry, TelemetrySource
-from factory.telemetry.rules import Limits, chip_findings, coolant_findings, feed_findings
+from factory.telemetry.rules import (
+    Finding,
+    Limits,
+    chip_findings,
+    coolant_findings,
+    feed_findings,
+)
 from tenants.errors import Denied, Invalid
+
+if TYPE_CHECKING:
+    from factory.agents.models import SiteAgent
 
 log = logging.getLogger(__name__)
 OEM = wire.OEM
@@ -83,7 +93,7 @@ class ServerReport:
     ts: dt.datetime
     server_id: int
     chips: int
-    metrics: dict[str, list]
+    metrics: dict[str, list | None]  # None: not shipped, or dropped by the egress rules
     packed: dict[str, bytes | None] = field(default_factory=dict)
     aggregates: tuple = ()
 
@@ -126,7 +136,7 @@ def limits() -> Limits:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def _timestamp(value, where: str) -> dt.datetime:
+def _timestamp(value: object, where: str) -> dt.datetime:
     if not isinstance(value, str):
         raise BatchRejected(where, "required", "Timestamp is required (ISO 8601 with zone).")
     try:
@@ -138,7 +148,7 @@ def _timestamp(value, where: str) -> dt.datetime:
     return stamp
 
 
-def _sequence(value, where: str) -> int:
+def _sequence(value: Any, where: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -422,8 +432,8 @@ def _store_latest(
             *(r.packed[m] for m in codec.METRICS),
             *r.aggregates,
             None
-            if outages.get(r.server_id) is None
-            else codec.pack("link_outage_s", outages[r.server_id]),
+            if (outage := outages.get(r.server_id)) is None
+            else codec.pack("link_outage_s", outage),
         )
         for r in newest.values()
     ]
@@ -449,7 +459,7 @@ def _store_latest(
         )
 
 
-def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResult:
+def ingest(agent: SiteAgent, body: bytes, allowed_categories: frozenset[str]) -> IngestResult:
     """Store one batch from ``agent``. Raises BatchRejected (400) or ForeignSource (403) with
     nothing stored."""
     parsed = parse(body)
@@ -498,7 +508,7 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
         result.accepted = len(fresh) + len(fresh_devices)
         result.replayed = len(parsed) - result.accepted
         result.chip_samples = sum(r.chips for r in fresh)
-        findings = []
+        findings: list[tuple[int, Finding]] = []
         if fresh:
             _copy_samples(fresh)
             previous = _previous(sorted({r.server_id for r in fresh}))
@@ -517,7 +527,7 @@ def ingest(agent, body: bytes, allowed_categories: frozenset[str]) -> IngestResu
     return result
 
 
-def _store_devices(site_id: int, reports: list[DeviceReport]):
+def _store_devices(site_id: int, reports: list[DeviceReport]) -> list[Finding]:
     """Latest reading per device; feed and coolant rules (their faults clear themselves when
     the condition ends)."""
     if not reports:
@@ -546,7 +556,8 @@ def _store_devices(site_id: int, reports: list[DeviceReport]):
         unique_fields=["site", "source"],
         update_fields=["kind", "ts", "values", "rack"],
     )
-    findings, healthy = [], []
+    findings: list[Finding] = []
+    healthy: list[str] = []
     for d in newest.values():
         if d.kind == DeviceKind.PDU:
             findings.extend(feed_findings(d.values["feeds"]))

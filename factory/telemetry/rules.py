@@ -8,6 +8,7 @@ open fault per subject and rule.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from factory.wire import FaultRule, FeedReading, HealthCode, Metric
 
@@ -38,7 +39,8 @@ def _increase(new: list | None, old: list | None, index: int) -> float:
     return after - before if after >= before else after
 
 
-def _changed(new: list | None, old: list | None) -> bool:
+def _changed(new: list | None, old: list | None) -> TypeGuard[list]:
+    """True when ``new`` was shipped and differs from ``old`` (so ``new`` is a list)."""
     return new is not None and new != old
 
 
