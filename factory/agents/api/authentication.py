@@ -1,5 +1,6 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
+from rest_framework.views import APIView
 
 from factory import wire
 from factory.agents.services import authenticate_agent
@@ -59,3 +60,10 @@ class SiteAgentScheme(OpenApiAuthenticationExtension):
             "name": wire.AUTH_HEADER,
             "description": f"`{wire.AUTH_SCHEME} <token>`",
         }
+
+
+class SiteAgentView(APIView):
+    """Base of every endpoint a site agent calls: its ``Agent`` credential, nothing else."""
+
+    authentication_classes = [SiteAgentAuthentication]
+    permission_classes = [IsSiteAgent]

@@ -3,11 +3,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from factory.agents import services
 from factory.agents.api import serializers as s
-from factory.agents.api.authentication import IsSiteAgent, SiteAgentAuthentication
+from factory.agents.api.authentication import SiteAgentView
 from factory.agents.models import AgentCommand, SiteAgent
 from tenants.api.base import ScopedViewSetMixin, change_context
 from tenants.choices import Role
@@ -59,12 +58,9 @@ class AgentCommandViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     read_roles = frozenset(Role)
 
 
-class AgentClaimView(APIView):
+class AgentClaimView(SiteAgentView):
     """The agent's long-poll: up to ``limit`` of its site's queued commands, waiting up to
     ``wait_seconds`` for one. Each command is handed out once."""
-
-    authentication_classes = [SiteAgentAuthentication]
-    permission_classes = [IsSiteAgent]
 
     @extend_schema(request=s.ClaimRequestSerializer, responses=s.ClaimResponseSerializer)
     def post(self, request):
@@ -74,11 +70,8 @@ class AgentClaimView(APIView):
         return Response({"commands": s.ClaimedCommandSerializer(commands, many=True).data})
 
 
-class AgentResultView(APIView):
+class AgentResultView(SiteAgentView):
     """The agent reports a command's outcome; repeating the same report is harmless."""
-
-    authentication_classes = [SiteAgentAuthentication]
-    permission_classes = [IsSiteAgent]
 
     @extend_schema(request=s.ResultSerializer, responses=s.AgentCommandSerializer)
     def post(self, request, command_id):
@@ -89,11 +82,8 @@ class AgentResultView(APIView):
         return Response(s.AgentCommandSerializer(command).data)
 
 
-class AgentBatchResultView(APIView):
+class AgentBatchResultView(SiteAgentView):
     """Several outcomes in one request, recorded all or nothing; repeating one is harmless."""
-
-    authentication_classes = [SiteAgentAuthentication]
-    permission_classes = [IsSiteAgent]
 
     @extend_schema(request=s.BatchResultSerializer, responses=s.BatchResultResponseSerializer)
     def post(self, request):

@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from factory.agents.api.authentication import IsSiteAgent, SiteAgentAuthentication
+from factory.agents.api.authentication import SiteAgentView
 from factory.agents.services import seen
 from factory.inventory.models import Site, UltraServer
 from factory.telemetry import egress, events, ingest, metrics, services
@@ -28,13 +28,10 @@ DEFAULT_SPAN = {
 }
 
 
-class AgentTelemetryView(APIView):
+class AgentTelemetryView(SiteAgentView):
     """A site agent's telemetry batch (MetricReports). All-or-nothing: a malformed report or
     another site's server rejects the whole batch; a replayed report is acknowledged and
     ignored."""
-
-    authentication_classes = [SiteAgentAuthentication]
-    permission_classes = [IsSiteAgent]
 
     @extend_schema(request=s.TelemetryBatchSerializer, responses=s.IngestResultSerializer)
     def post(self, request):
@@ -50,12 +47,9 @@ class AgentTelemetryView(APIView):
         return Response(result.as_dict())
 
 
-class AgentEventsView(APIView):
+class AgentEventsView(SiteAgentView):
     """Discrete events the agent saw (a chip gone, a feed lost): faults at once, without
     waiting for the next telemetry batch."""
-
-    authentication_classes = [SiteAgentAuthentication]
-    permission_classes = [IsSiteAgent]
 
     @extend_schema(request=s.AgentEventsSerializer, responses=s.IngestResultSerializer)
     def post(self, request):
@@ -66,12 +60,9 @@ class AgentEventsView(APIView):
         return Response({"accepted": len(body.validated_data["events"]), "faults_opened": opened})
 
 
-class AgentConfigView(APIView):
+class AgentConfigView(SiteAgentView):
     """What the agent should send and how often: the telemetry categories the site's egress
     rules let leave the site (everything else is dropped at the site)."""
-
-    authentication_classes = [SiteAgentAuthentication]
-    permission_classes = [IsSiteAgent]
 
     @extend_schema(responses=s.AgentConfigSerializer)
     def get(self, request):
