@@ -20,6 +20,8 @@ from tenants.services.changes import ChangeContext, delete_object, save_object
 
 #: Where a refused save is kept on the request while the change form is shown again.
 _REFUSAL = "_admin_refusal"
+#: Objects Django asked to log as deleted, kept until the delete has really happened.
+_PENDING_DELETIONS = "_admin_pending_deletions"
 
 
 class _Refused(Exception):
@@ -81,13 +83,27 @@ class AuditedModelAdmin(admin.ModelAdmin):
         with _refusals("saved"):
             super().save_related(request, form, formsets, change)
 
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> None:
+        """Django logs a deletion before it deletes (and, for the bulk action, outside any
+        transaction); a refused delete must leave no "deleted" entry, so the entries are
+        written in the delete's own transaction, which a refusal rolls back."""
+        setattr(request, _PENDING_DELETIONS, list(queryset))
+
+    def _log_pending_deletions(self, request: HttpRequest) -> None:
+        pending = getattr(request, _PENDING_DELETIONS, None)
+        if pending:
+            super().log_deletions(request, pending)
+        setattr(request, _PENDING_DELETIONS, None)
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        with _refusals("deleted"):
+        with _refusals("deleted"), transaction.atomic():
+            self._log_pending_deletions(request)  # before: the deleted object loses its pk
             self.delete_instance(obj, admin_context(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         ctx = admin_context(request)
         with _refusals("deleted"), transaction.atomic():
+            self._log_pending_deletions(request)
             for obj in queryset:
                 self.delete_instance(obj, ctx)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import DELETION, LogEntry
 
 from factory.inventory.models import PowerFeed, Rack, UltraServer
 from tenants.models import AuditEvent
 from tests.support.admin import admin_form_data
+from tests.support.fleet import make_rack
 
 
 @pytest.fixture
@@ -94,3 +96,19 @@ def test_removing_a_loaded_racks_last_feed_is_refused_one_or_many(fleet, admin_c
     assert any(m.startswith("Not deleted: ") for m in _messages(many)), _messages(many)
     assert PowerFeed.objects.filter(rack=rack).count() == 2
     assert UltraServer.objects.filter(rack=rack).count() == 1
+    # the admin's own history does not claim a deletion that was refused
+    assert not LogEntry.objects.filter(action_flag=DELETION).exists()
+
+
+def test_an_admin_deletion_that_happens_is_in_the_admins_history(fleet, admin_client):
+    rack = make_rack(fleet.sites["alpha"], "ALPHA-R99")  # holds no server: its feeds may go
+    feeds = list(PowerFeed.objects.filter(rack=rack))
+    response = admin_client.post(
+        "/admin/inventory/powerfeed/",
+        {"action": "delete_selected", "_selected_action": [f.pk for f in feeds], "post": "yes"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert not PowerFeed.objects.filter(rack=rack).exists(), _messages(response)
+    logged = LogEntry.objects.filter(action_flag=DELETION)
+    assert sorted(logged.values_list("object_id", flat=True)) == sorted(str(f.pk) for f in feeds)
