@@ -103,6 +103,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Workflow
+        brief_fields = ["kind", "state", "site"]
         fields = [
             "id",
             "kind",
@@ -126,11 +127,26 @@ class WorkflowSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class BatchProgressSerializer(serializers.Serializer):
+    batch = serializers.IntegerField()
+    by_state = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Targets by state (a TargetState)."
+    )
+
+
+class StepCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    done = serializers.IntegerField(help_text="Succeeded.")
+    failed = serializers.IntegerField()
+
+
 class ProgressSerializer(serializers.Serializer):
     targets = serializers.IntegerField()
-    by_state = serializers.DictField(child=serializers.IntegerField())
-    by_batch = serializers.ListField(child=serializers.DictField())
-    steps = serializers.DictField(child=serializers.IntegerField())
+    by_state = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Targets by state (a TargetState)."
+    )
+    by_batch = BatchProgressSerializer(many=True)
+    steps = StepCountsSerializer()
     percent = serializers.FloatField()
 
 
@@ -189,11 +205,23 @@ class PauseSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
+@extend_schema_field({"type": "number"})
+class UncheckedNumber(serializers.Field):
+    """A value handed to the service as sent: the kind's declared spec is its only check, so
+    ``"5"`` is refused here exactly as it is in ``spec`` (no DRF coercion in between)."""
+
+    def to_internal_value(self, data: object) -> object:
+        return data
+
+    def to_representation(self, value: object) -> object:
+        return value
+
+
 class ResumeSerializer(serializers.Serializer):
     """A new failure budget, optionally (checked against the kind's declared spec)."""
 
-    max_failures = serializers.IntegerField(required=False)
-    max_failure_pct = serializers.FloatField(required=False)
+    max_failures = UncheckedNumber(required=False)
+    max_failure_pct = UncheckedNumber(required=False)
 
 
 class InputSerializer(serializers.Serializer):
@@ -227,6 +255,7 @@ class MaintenanceWindowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MaintenanceWindow
+        brief_fields = ["name", "site", "status"]
         fields = [
             "id",
             "site",
@@ -248,6 +277,7 @@ class CapacityFloorSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CapacityFloor
+        brief_fields = ["site"]
         fields = ["id", "site", "min_in_service", "updated_at"]
         read_only_fields = ["updated_at"]
 
@@ -255,6 +285,7 @@ class CapacityFloorSerializer(serializers.ModelSerializer):
 class FirmwareReleaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = FirmwareRelease
+        brief_fields = ["model", "version"]
         fields = ["id", "model", "version", "origin", "signed", "baseline", "created_at"]
         read_only_fields = ["created_at"]
 
@@ -281,12 +312,18 @@ class FaultResultSerializer(serializers.Serializer):
 class NotificationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Notification
+        brief_fields = ["kind", "site"]
         fields = ["id", "tenant", "site", "workflow", "kind", "message", "created_at"]
         read_only_fields = fields
 
 
 class JobRunSerializer(serializers.ModelSerializer):
+    summary = serializers.DictField(
+        read_only=True, help_text="What the run did: the job's own figures; empty until it ends."
+    )
+
     class Meta:
         model = JobRun
+        brief_fields = ["job", "started_at", "outcome"]
         fields = ["id", "job", "started_at", "finished_at", "outcome", "summary", "error"]
         read_only_fields = fields

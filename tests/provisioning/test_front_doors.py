@@ -176,6 +176,9 @@ def test_a_new_failure_budget_on_resume_is_checked_by_the_declaration(fleet, in_
     client = fleet.client("provider_admin")
     error = assert_error_body(client.post(url, {"max_failure_pct": 150}), 400)
     assert error["errors"][0]["field"] == "max_failure_pct"
+    # a string is not a number here any more than in ``spec``: no coercion before the service
+    text = assert_error_body(client.post(url, {"max_failures": "5"}, format="json"), 400)
+    assert (text["errors"][0]["field"], text["errors"][0]["code"]) == ("max_failures", "invalid")
     workflow.refresh_from_db()
     assert workflow.state == "paused" and workflow.spec["max_failure_pct"] == 10.0
     assert client.post(url, {"max_failures": 3}).status_code == 200
