@@ -60,3 +60,26 @@ def telemetry_retention() -> dict:
 @shared_task(name="provisioning.noop", ignore_result=True)
 def noop() -> None:
     """For the benchmark's raw-Celery baseline."""
+
+
+#: The names the tasks had before they were given stable ones (their module paths). Messages
+#: already queued under them, or sent by a process of the previous release during a rolling
+#: deploy, still run instead of being dropped as unregistered. Remove once no release sends
+#: them (the reconciler would re-send lost step hints anyway; a scheduled job would skip a run).
+LEGACY_NAMES: dict[str, str] = {}
+
+for _task in (
+    run_step,
+    run_steps,
+    advance_workflow,
+    reconcile,
+    health_sweep,
+    firmware_compliance_scan,
+    detect_stale_agents,
+    telemetry_rollup,
+    telemetry_retention,
+    noop,
+):
+    _legacy = f"provisioning.tasks.{_task.__name__}"
+    shared_task(name=_legacy, acks_late=_task.acks_late, ignore_result=True)(_task.run)
+    LEGACY_NAMES[_legacy] = _task.name

@@ -71,3 +71,14 @@ def test_nothing_imports_the_tasks_module():
         str(path) for root in roots for path in Path(root).rglob("*.py") if imports_of_tasks(path)
     ]
     assert offenders == []
+
+
+def test_messages_sent_under_the_old_module_path_names_still_run():
+    """A message queued before the rename (or sent by the previous release mid-deploy) is not
+    dropped as unregistered: the old name runs the same function as the stable one."""
+    legacy_names = importlib.import_module("provisioning.tasks").LEGACY_NAMES
+    assert legacy_names["provisioning.tasks.run_steps"] == queue.RUN_STEPS
+    assert len(legacy_names) == 10
+    for legacy, stable in legacy_names.items():
+        assert app.tasks[legacy].run is app.tasks[stable].run
+        assert app.tasks[legacy].acks_late == app.tasks[stable].acks_late
