@@ -13,8 +13,8 @@ Dict keys are plain ``str`` constants (orjson refuses ``str`` subclasses as keys
 vocabularies that travel as values are ``StrEnum``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TypedDict reads ``NotRequired`` at run time
+# (``__required_keys__``), which postponed annotations would hide on Python 3.11.
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -113,6 +113,9 @@ class TelemetryBatch(TypedDict):
     """POST agent/telemetry/: MetricReports (see the telemetry section)."""
 
     reports: list[dict[str, object]]
+
+
+REPORTS: Final = "reports"  # TelemetryBatch's key, read from the raw body (no serializer)
 
 
 class IngestAnswer(TypedDict):
