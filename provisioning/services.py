@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -36,7 +37,7 @@ from provisioning.queue import queue_advance, queue_step
 from provisioning.workflows import definition_for
 from provisioning.workflows.params import ParamError, ParamSet, Value
 from provisioning.workflows.upgrade import UPGRADABLE
-from tenants.errors import Conflict
+from tenants.errors import Conflict, DomainError
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
 from tenants.sovereignty import services as sovereignty
@@ -169,14 +170,67 @@ def create_workflow(
     values of the wrong type or out of bounds and missing required ones are a ValidationError
     naming each ``spec.<name>``; defaults are filled in and stored. A server already held by an
     active workflow is a 409 naming the holder (enforced by the database, so two simultaneous
-    requests cannot both win)."""
-    if idempotency_key:
+    requests cannot both win).
+
+    Requests with the same idempotency key are serialized (``_one_at_a_time``): the first
+    creates, the others find its workflow. Should one still lose a race (to a transaction
+    that commits later, or off PostgreSQL), a refusal or a lost insert is answered with the
+    workflow the key names once it is there: never a 409 for the same request."""
+    servers = list(servers)
+    args = (kind, servers, ctx, spec, reason, start)
+    if not idempotency_key:
+        return _create_workflow(*args, None), True
+    with _one_at_a_time(idempotency_key):
         existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_request(existing, kind, servers), False
+        try:
+            return _create_workflow(*args, idempotency_key), True
+        except (DomainError, ValidationError, IntegrityError):
+            existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is None:
+                raise
+            return _same_request(existing, kind, servers), False
+
+
+# Advisory lock class of idempotency keys (pg_advisory_lock(class, hashtext(key))).
+_IDEMPOTENCY_LOCK_CLASS = 0x57464B
+
+
+@contextmanager
+def _one_at_a_time(key: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock on ``key`` while inside: until the transaction ends if
+    one is open (the caller's commit is what makes the workflow visible), otherwise until the
+    block is left. Elsewhere (SQLite, which has one writer anyway) it holds nothing."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        yield
+        return
+    in_transaction = connection.in_atomic_block
+    function = "pg_advisory_xact_lock" if in_transaction else "pg_advisory_lock"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s, hashtext(%s))", [_IDEMPOTENCY_LOCK_CLASS, key])
+    try:
+        yield
+    finally:
+        if not in_transaction:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", [_IDEMPOTENCY_LOCK_CLASS, key]
+                )
+
+
+def _create_workflow(
+    kind: str,
+    servers: list[UltraServer],
+    ctx: ChangeContext,
+    spec: Mapping[str, object] | None,
+    reason: str,
+    start: bool,
+    idempotency_key: str | None,
+) -> Workflow:
     definition = definition_for(kind)
     declared = _checked(definition.spec_params, {} if spec is None else spec, "spec")
-    servers = list(servers)
     if not servers:
         raise _invalid("targets", "empty_selection", "the selection matches no UltraServers")
     unplaced = sorted(s.serial for s in servers if s.rack_id is None)
@@ -256,15 +310,11 @@ def create_workflow(
             if start:
                 queue_advance(workflow.pk)
     except IntegrityError as exc:
-        if idempotency_key:
-            existing = Workflow.objects.filter(idempotency_key=idempotency_key).first()
-            if existing is not None:
-                return _same_request(existing, kind, servers), False
         holders = _holders_message(s.pk for s in servers)
         if holders:
             raise Conflict(holders, code="held_by_workflow", field="targets") from exc
         raise
-    return workflow, True
+    return workflow
 
 
 def _same_request(existing: Workflow, kind: str, servers: Iterable[UltraServer]) -> Workflow:

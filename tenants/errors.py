@@ -4,7 +4,8 @@ A service refuses by raising one of these; where it surfaces decides the form (t
 error body in ``factory.core.errors``, a form error or message in the admin, an HTML page in
 the console). Each class is one HTTP status and nothing else:
 
-    Invalid 400 · Denied 403 · NotFound 404 · Conflict 409 · PreconditionFailed 412
+    Invalid 400 · Unauthenticated 401 · Denied 403 · NotFound 404 · Conflict 409 ·
+    PreconditionFailed 412 · TooManyRequests 429
 
 They live here, in the bottom layer (``tenants`` ← ``factory`` ← ``provisioning``), because
 tenants' own services raise them and tenants may import nothing above it; importing no Django,
@@ -25,6 +26,8 @@ __all__ = [
     "Invalid",
     "NotFound",
     "PreconditionFailed",
+    "TooManyRequests",
+    "Unauthenticated",
 ]
 
 
@@ -104,6 +107,14 @@ class Invalid(DomainError):
     default_message = "The request is invalid."
 
 
+class Unauthenticated(DomainError):
+    """401: the credentials given (a password exchanged for a token) are wrong."""
+
+    status = 401
+    default_code = "not_authenticated"
+    default_message = "Authentication is required."
+
+
 class Denied(DomainError):
     """403: the caller may not do this (a role, a token's scope, a sovereignty rule)."""
 
@@ -135,3 +146,23 @@ class PreconditionFailed(DomainError):
     status = 412
     default_code = "precondition_failed"
     default_message = "A precondition of the request does not hold."
+
+
+class TooManyRequests(DomainError):
+    """429: too many attempts (e.g. failed log-ins); ``retry_after`` says when to try again."""
+
+    status = 429
+    default_code = "throttled"
+    default_message = "Too many requests."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: int | None = None,
+        code: str | None = None,
+        field: str | None = None,
+        errors: Iterable[FieldError] = (),
+    ) -> None:
+        super().__init__(message, code=code, field=field, errors=errors)
+        self.retry_after = retry_after

@@ -1,25 +1,29 @@
-import django_filters
-
-from tenants.choices import AuditAction, AuditSource
-from tenants.filters import UtcDateTimeFilter
+from tenants.filters import FilterSet, UtcDateTimeFilter
 from tenants.models import AuditEvent, Tenant
 
 
-class TenantFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
-
+class TenantFilterSet(FilterSet):
     class Meta:
         model = Tenant
-        fields = ["kind", "country", "slug"]
+        fields = ["slug", "name", "kind", "country", "created_at"]
+        search_fields = ["slug", "name"]
 
 
-class AuditEventFilterSet(django_filters.FilterSet):
-    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
-    source = django_filters.ChoiceFilter(choices=AuditSource.choices)
+class AuditEventFilterSet(FilterSet):
     since = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
-    actor = django_filters.CharFilter(field_name="actor_username")
 
     class Meta:
         model = AuditEvent
-        fields = ["object_type", "object_id", "tenant_id", "request_id", "actor_id"]
+        fields = [
+            "action",
+            "source",
+            "object_type",
+            "object_id",
+            "tenant_id",
+            "request_id",
+            "actor_id",
+            ("actor", "actor_username"),
+            "occurred_at",
+        ]
+        search_fields = ["object_repr", "actor_username", "object_id"]

@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from factory.agents.choices import CommandState
 from factory.agents.models import AgentCommand, SiteAgent
 from factory.agents.signals import command_finished
 from factory.core.bulk import update_rows
-from tenants.errors import Conflict
+from tenants.errors import Conflict, FieldError, Invalid
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import digest
@@ -84,6 +84,26 @@ def seen(agent: SiteAgent) -> None:
     )
 
 
+_KINDS = frozenset(wire.CommandKind)
+
+
+def check_params(kind: str, params: Mapping[str, object]) -> None:
+    """Raise ``Invalid`` (field ``params``) if ``params`` do not fit ``COMMANDS[kind]``."""
+    if kind not in _KINDS:
+        raise Invalid(f"{kind!r} is not a command kind.", code="invalid_choice", field="kind")
+    spec = wire.COMMANDS[wire.CommandKind(kind)]
+    reasons = [
+        FieldError("params", "unknown_param", f"{kind} takes no parameter {name!r}.")
+        for name in sorted(set(params) - set(spec.params))
+    ] + [
+        FieldError("params", "missing_param", f"{kind} needs the parameter {name!r}.")
+        for name in spec.required
+        if params.get(name) is None
+    ]
+    if reasons:
+        raise Invalid(errors=reasons, code=reasons[0].code)
+
+
 def submit(
     *,
     site_id: int,
@@ -94,12 +114,18 @@ def submit(
     requested_by: str = "",
 ) -> AgentCommand:
     """Queue a command. Runs in the caller's transaction, so the caller can store the command's
-    id in the same commit (no command without a record of who asked for it)."""
+    id in the same commit (no command without a record of who asked for it).
+
+    Refused (``Invalid``) unless its parameters are those of the contract's ``CommandSpec``:
+    none it does not take, none it cannot do without (absent or None). An agent would only fail
+    it later, at the site."""
+    params = params or {}
+    check_params(kind, params)
     return AgentCommand.objects.create(
         site_id=site_id,
         ultraserver_id=ultraserver_id,
         kind=kind,
-        params=params or {},
+        params=params,
         timeout_seconds=timeout_seconds,
         requested_by=requested_by,
     )

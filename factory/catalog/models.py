@@ -14,6 +14,9 @@ from factory.catalog.choices import Cooling, Interconnect
 
 
 class ChipModel(models.Model):
+    #: API filters on a relation to this model take an id or this (tenants.filters).
+    natural_key_field = "slug"
+
     name = models.CharField(max_length=64, unique=True)
     slug = models.SlugField(max_length=64, unique=True)
     vendor = models.CharField(max_length=64)
@@ -43,6 +46,9 @@ class ChipModel(models.Model):
 class UltraServerModel(models.Model):
     """A rack-scale system: ``chip_count`` chips of one model, plus hosts, switches and fans
     (``overhead_power_w``)."""
+
+    #: API filters on a relation to this model take an id or this (tenants.filters).
+    natural_key_field = "slug"
 
     name = models.CharField(max_length=64, unique=True)
     slug = models.SlugField(max_length=64, unique=True)

@@ -4,10 +4,11 @@
      "errors": [{"field": "rack", "code": "power_budget_exceeded", "message": "..."}]}
 
 ``field`` is null for errors about the request as a whole. Services refuse with the domain
-errors of ``tenants.errors`` (Invalid 400, Denied 403, NotFound 404, Conflict 409,
-PreconditionFailed 412); Django's own refusals (``ValidationError`` from model ``clean()``,
-``ProtectedError``, a lost uniqueness race, ...) are read as the same classes by
-``tenants.django_errors.as_domain_error``. Here they are answered:
+errors of ``tenants.errors`` (Invalid 400, Unauthenticated 401, Denied 403, NotFound 404,
+Conflict 409, PreconditionFailed 412, TooManyRequests 429); Django's own refusals
+(``ValidationError`` from model ``clean()``, ``ProtectedError``, a lost uniqueness race, ...)
+are read as the same classes by ``tenants.django_errors.as_domain_error``. Here they are
+answered:
 
 - in the API by ``api_exception_handler`` (DRF's ``EXCEPTION_HANDLER``): the JSON body;
 - in plain Django views by ``DomainErrorMiddleware`` and the project's 400/403/404/500
@@ -15,6 +16,10 @@ PreconditionFailed 412); Django's own refusals (``ValidationError`` from model `
   console's), the JSON body elsewhere.
 
 Views do not catch refusals to answer them themselves; nothing of this kind becomes a 500.
+Nor does input that got past every check and broke something anyway: a ``RecursionError``
+(nesting too deep) or an ``OverflowError`` (a number a database driver cannot bind) is a 400
+(``_last_resort``). A body over its limit (``factory.core.limits``) is a 413, a rate limit
+exceeded (``factory.core.throttling``) a 429.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from factory.core.limits import BIGINT_MAX, BIGINT_MIN, out_of_range_params
 from tenants.access import actor_for
 from tenants.django_errors import as_domain_error
-from tenants.errors import Denied, DomainError, Invalid, NotFound
+from tenants.errors import Denied, DomainError, FieldError, Invalid, NotFound
 
 logger = structlog.get_logger(__name__)
 
@@ -68,6 +74,7 @@ _MESSAGES = {
     405: "Method not allowed.",
     406: "Not acceptable.",
     409: "The request conflicts with the current state.",
+    413: "The request body is too large.",
     415: "Unsupported media type.",
     429: "Too many requests.",
 }
@@ -84,11 +91,36 @@ def error_body(
     }
 
 
+def _headers_of(error: DomainError) -> dict[str, str] | None:
+    """A refusal's HTTP headers: ``Retry-After`` for a ``TooManyRequests`` that says when."""
+    retry_after = getattr(error, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after else None
+
+
+def _last_resort(exc: BaseException, request: Any) -> DomainError | None:
+    """Input that got past every check and broke something: still the input's fault, a 400.
+    ``RecursionError``: data nested too deep for some recursive code. ``OverflowError``: an
+    integer the database driver cannot bind (SQLite: past 64 bits), named if it is a query
+    parameter or a path part."""
+    if isinstance(exc, RecursionError):
+        logger.warning("recursion limit reached on a request's input")
+        return Invalid("The request is nested too deeply to process.", code="too_deep")
+    if isinstance(exc, OverflowError):
+        logger.warning("numeric overflow on a request's input", error=str(exc))
+        message = f"Must be a whole number from {BIGINT_MIN} to {BIGINT_MAX}."
+        names = out_of_range_params(request) if request is not None else []
+        reasons = [FieldError(name, "out_of_range", message) for name in names] or [
+            FieldError(None, "out_of_range", "A number in the request is out of range.")
+        ]
+        return Invalid(errors=reasons, code="out_of_range")
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    error = as_domain_error(exc)
+    error = as_domain_error(exc) or _last_resort(exc, context.get("request"))
     if error is not None:
         set_rollback()
-        return Response(error.as_dict(), status=error.status)
+        return Response(error.as_dict(), status=error.status, headers=_headers_of(error))
 
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
@@ -147,7 +179,7 @@ class DomainErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, Http404 | DjangoPermissionDenied):
             return None
-        error = as_domain_error(exception)
+        error = as_domain_error(exception) or _last_resort(exception, request)
         return None if error is None else error_response(request, error)
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from kombu import Connection
 
 
-@require_GET
+@require_safe
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
@@ -41,7 +41,7 @@ def _check_broker() -> str | None:
     return None
 
 
-@require_GET
+@require_safe
 def readyz(request):
     checks = {"database": _check_database(), "broker": _check_broker()}
     failed = {name: reason for name, reason in checks.items() if reason}

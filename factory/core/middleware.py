@@ -1,7 +1,8 @@
-"""Request ids: taken from ``X-Request-ID`` when a proxy set a sane one, made up otherwise.
+"""Request ids, body size limits and HEAD answers.
 
-The id is bound to structlog's context (so every log line of the request carries it), stored on
-the request for the audit log, and echoed in the response.
+Request ids: taken from ``X-Request-ID`` when a proxy set a sane one, made up otherwise. The id
+is bound to structlog's context (so every log line of the request carries it), stored on the
+request for the audit log, and echoed in the response.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import re
 import uuid
 
 import structlog
+
+from factory.core.errors import error_response
+from factory.core.limits import body_limit, too_large
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -32,4 +36,47 @@ class RequestIdMiddleware:
         finally:
             structlog.contextvars.clear_contextvars()
         response["X-Request-ID"] = request.request_id
+        return response
+
+
+class RequestBodyLimitMiddleware:
+    """413 for a body over its path's limit (``factory.core.limits.body_limit``), judged from
+    ``Content-Length`` before anything reads the body. (Without a ``Content-Length`` Django
+    reads no body at all.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads such a body as empty, too
+        limit = body_limit(request.path_info)
+        if length > limit:
+            return error_response(request, too_large(length, limit))
+        return self.get_response(request)
+
+
+class HeadWithoutBodyMiddleware:
+    """A HEAD answer is the GET answer without its body, everywhere (API, console, admin,
+    health): same status and headers, ``Content-Length`` that of the body not sent. Neither
+    Django nor gunicorn drops the body, and a body after a HEAD answer corrupts the next answer
+    on a kept-alive connection. Outermost, so that every other middleware has had its say."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.method != "HEAD":
+            return response
+        if response.streaming:
+            # A FileResponse's file stays registered to be closed with the response, and is no
+            # longer its ``file_to_stream``: WSGI's file_wrapper (gunicorn's sendfile) skips it.
+            response.streaming_content = iter(())
+        else:
+            if not response.has_header("Content-Length"):
+                response["Content-Length"] = str(len(response.content))
+            response.content = b""
         return response

@@ -32,6 +32,8 @@ _DESCRIPTIONS = {
     "403": "Authenticated, but the role or token scope does not allow this.",
     "404": "No such object, or it belongs to another tenant.",
     "409": "Conflicts with the current state (e.g. the object is still in use).",
+    "413": "The request body is over the limit (named in the message).",
+    "429": "Over the rate limit; `Retry-After` says when to try again.",
 }
 _UNSAFE = {"post", "put", "patch", "delete"}
 
@@ -44,9 +46,9 @@ def add_error_responses(result, generator, request, public):
         for method, operation in path_item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            codes = ["400", "401", "403", "404"]
+            codes = ["400", "401", "403", "404", "429"]
             if method in _UNSAFE:
-                codes.append("409")
+                codes += ["409", "413"]
             for code in codes:
                 operation["responses"].setdefault(
                     code,

@@ -15,6 +15,7 @@ from factory.catalog.models import UltraServerModel
 from factory.inventory.choices import LifecycleState, RackStatus, SiteStatus
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
 from factory.inventory.services import save_ultraserver, transition
+from factory.wire import Category
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource, Clearance, Role, TenantKind
 from tenants.models import Membership, Tenant
@@ -265,7 +266,10 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
             (
                 "Only facility and health telemetry leaves, to the EU (not utilization)",
                 "telemetry_egress",
-                {"categories": ["power", "thermal", "reliability"], "destinations": ["EU"]},
+                {
+                    "categories": [Category.POWER, Category.THERMAL, Category.RELIABILITY],
+                    "destinations": ["EU"],
+                },
             ),
             (
                 "Keys in the customer's HSM",

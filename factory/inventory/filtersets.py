@@ -1,75 +1,98 @@
-import django_filters
+"""The inventory's filters: NetBox-style lookups generated per field (``tenants.filters``)."""
 
-from factory.inventory.choices import (
-    ChipHealth,
-    FeedPath,
-    LifecycleState,
-    Phase,
-    RackStatus,
-    SiteStatus,
-)
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from tenants.filters import FilterSet, boolean_filter
+
+TIMES = ["created_at", "updated_at"]
 
 
-class SiteFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search code, name or city")
-    status = django_filters.MultipleChoiceFilter(choices=SiteStatus.choices)
-
+class SiteFilterSet(FilterSet):
     class Meta:
         model = Site
-        fields = ["tenant", "country", "code", "status"]
+        fields = [
+            "tenant",
+            "code",
+            "name",
+            "country",
+            "city",
+            "status",
+            "air_gapped",
+            "contracted_power_kw",
+            "contracted_cooling_kw",
+            *TIMES,
+        ]
+        search_fields = ["code", "name", "city"]
 
-    def search(self, queryset, name, value):
-        from django.db.models import Q
 
-        return queryset.filter(
-            Q(code__icontains=value) | Q(name__icontains=value) | Q(city__icontains=value)
-        )
-
-
-class RackFilterSet(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=RackStatus.choices)
-    tenant = django_filters.NumberFilter(field_name="site__tenant")
-
+class RackFilterSet(FilterSet):
     class Meta:
         model = Rack
-        fields = ["site", "name", "status", "cooling_type"]
+        fields = [
+            "site",
+            ("tenant", "site__tenant"),
+            "name",
+            "status",
+            "cooling_type",
+            "cooling_capacity_kw",
+            "u_height",
+            *TIMES,
+        ]
+        search_fields = ["name"]
 
 
-class PowerFeedFilterSet(django_filters.FilterSet):
-    path = django_filters.ChoiceFilter(choices=FeedPath.choices)
-    phase = django_filters.ChoiceFilter(choices=Phase.choices)
-    site = django_filters.NumberFilter(field_name="rack__site")
-
+class PowerFeedFilterSet(FilterSet):
     class Meta:
         model = PowerFeed
-        fields = ["rack", "path", "phase"]
+        fields = [
+            "rack",
+            ("site", "rack__site"),
+            "name",
+            "path",
+            "phase",
+            "voltage",
+            "amperage",
+            *TIMES,
+        ]
+        search_fields = ["name"]
 
 
-class UltraServerFilterSet(django_filters.FilterSet):
-    lifecycle_state = django_filters.MultipleChoiceFilter(choices=LifecycleState.choices)
-    site = django_filters.NumberFilter(field_name="rack__site")
-    unplaced = django_filters.BooleanFilter(field_name="rack", lookup_expr="isnull")
+class UltraServerFilterSet(FilterSet):
+    unplaced = boolean_filter("rack", "isnull", "true: in no rack; false: placed")
 
     class Meta:
         model = UltraServer
         fields = [
-            "rack",
-            "tenant",
+            "serial",
             "model",
+            "rack",
+            ("site", "rack__site"),
+            "tenant",
             "lifecycle_state",
             "firmware_version",
             "runtime_version",
             "in_maintenance",
-            "serial",
+            "position",
+            "last_heartbeat_at",
+            "unreachable_since",
+            *TIMES,
         ]
+        search_fields = ["serial", "firmware_version", "runtime_version"]
 
 
-class ChipFilterSet(django_filters.FilterSet):
-    health = django_filters.MultipleChoiceFilter(choices=ChipHealth.choices)
-    rack = django_filters.NumberFilter(field_name="ultraserver__rack")
-    site = django_filters.NumberFilter(field_name="ultraserver__rack__site")
-
+class ChipFilterSet(FilterSet):
     class Meta:
         model = Chip
-        fields = ["ultraserver", "health", "index"]
+        fields = [
+            "ultraserver",
+            ("rack", "ultraserver__rack"),
+            ("site", "ultraserver__rack__site"),
+            ("tenant", "ultraserver__tenant"),
+            "serial",
+            "index",
+            "health",
+            "ecc_corrected",
+            "ecc_uncorrected",
+            "link_errors",
+            "updated_at",
+        ]
+        search_fields = ["serial"]

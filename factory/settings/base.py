@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from factory import wire
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("FACTORY_VAR_DIR", BASE_DIR / "var"))
 
@@ -63,7 +65,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: a HEAD answer is the GET answer without its body, whoever made it.
+    "factory.core.middleware.HeadWithoutBodyMiddleware",
     "factory.core.middleware.RequestIdMiddleware",
+    # A body over its limit (REQUEST_MAX_BODY_BYTES, REQUEST_BODY_LIMITS) is a 413, unread.
+    "factory.core.middleware.RequestBodyLimitMiddleware",
+    # RateLimit-* headers on the answers of rate-limited (API) requests.
+    "factory.core.throttling.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -82,6 +90,8 @@ ROOT_URLCONF = "factory.urls"
 HTML_ERROR_PAGES = {"/console/": "console/errors"}
 WSGI_APPLICATION = "factory.wsgi.application"
 AUTH_USER_MODEL = "tenants.User"
+# Django's model backend, with failed log-ins counted and locked out (tenants.services.logins).
+AUTHENTICATION_BACKENDS = ["tenants.backends.LockoutModelBackend"]
 
 TEMPLATES = [
     {
@@ -153,7 +163,8 @@ TELEMETRY_RAW_RETENTION_HOURS = float(os.environ.get("TELEMETRY_RAW_RETENTION_HO
 TELEMETRY_MINUTE_RETENTION_DAYS = float(os.environ.get("TELEMETRY_MINUTE_RETENTION_DAYS", "30"))
 TELEMETRY_HOUR_RETENTION_DAYS = float(os.environ.get("TELEMETRY_HOUR_RETENTION_DAYS", "400"))
 TELEMETRY_INTERVAL_SECONDS = float(os.environ.get("TELEMETRY_INTERVAL_SECONDS", "10"))
-TELEMETRY_MAX_BATCH_BYTES = int(os.environ.get("TELEMETRY_MAX_BATCH_BYTES", str(32 * 1024 * 1024)))
+# A site agent's batch (50 reports of 144 chips) is about 0.6 MiB; the bench sends 60 a request.
+TELEMETRY_MAX_BATCH_BYTES = int(os.environ.get("TELEMETRY_MAX_BATCH_BYTES", str(8 * 1024 * 1024)))
 TELEMETRY_DESTINATION_SITE = os.environ.get("TELEMETRY_DESTINATION_SITE", "")
 HEALTH_LINK_DOWN_SECONDS = float(os.environ.get("HEALTH_LINK_DOWN_SECONDS", "7"))
 HEALTH_THROTTLE_SECONDS = float(os.environ.get("HEALTH_THROTTLE_SECONDS", "5"))
@@ -192,10 +203,12 @@ REST_FRAMEWORK = {
         "factory.core.renderers.OrjsonRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["factory.core.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["factory.core.throttling.CredentialRateThrottle"],
+    # Strict: an unknown query parameter or ordering field is a 400 naming it.
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "tenants.filters.FilterBackend",
+        "tenants.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "factory.core.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -223,6 +236,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "factory.core.schema.add_error_responses",
+        "tenants.api.schema.document_partial_objects",
     ],
     "ENUM_NAME_OVERRIDES": {
         "CoolingEnum": "factory.catalog.choices.Cooling",
@@ -234,11 +248,41 @@ SPECTACULAR_SETTINGS = {
         "StepStateEnum": "provisioning.choices.StepState",
         "WindowStatusEnum": "provisioning.choices.WindowStatus",
         "JobOutcomeEnum": "provisioning.choices.JobOutcome",
+        # One name per enum wherever it appears (chips, chip-health, raw telemetry, capacity).
+        "ChipHealthEnum": "factory.inventory.choices.ChipHealth",
+        "ResolutionEnum": "factory.telemetry.choices.Resolution",
+        "SovereigntyActionEnum": "tenants.sovereignty.api.serializers.ACTIONS",
+        "WhatIfSubjectEnum": "tenants.sovereignty.api.serializers.WHAT_IF_SUBJECTS",
     },
 }
 
+# --- Protection: rate limits, request limits ---------------------------------------------------
+# Requests per fixed window ("N/s", "N/min", "N/hour", "N/day", "N/10s"; "off": none) for each
+# API token, each session's user, each site agent (its gateway calls; telemetry ingest has its
+# own, larger budget) and each anonymous client address. Counted in RATE_LIMIT_CACHE: Redis
+# when REDIS_URL is set, so every web worker shares one count.
+RATE_LIMITS = {
+    "token": os.environ.get("RATE_LIMIT_TOKEN", "1200/min"),
+    "user": os.environ.get("RATE_LIMIT_USER", "1200/min"),
+    "agent": os.environ.get("RATE_LIMIT_AGENT", "12000/min"),
+    "telemetry": os.environ.get("RATE_LIMIT_TELEMETRY", "60000/min"),
+    "anon": os.environ.get("RATE_LIMIT_ANON", "300/min"),
+}
+RATE_LIMIT_CACHE = "default"
+RATE_LIMIT_KEY_PREFIX = os.environ.get("RATE_LIMIT_KEY_PREFIX", "ratelimit")
+# Request bodies: at most REQUEST_MAX_BODY_BYTES, except under the path prefixes named here.
+REQUEST_MAX_BODY_BYTES = int(os.environ.get("REQUEST_MAX_BODY_BYTES", str(1024 * 1024)))
+REQUEST_BODY_LIMITS = {f"{wire.API_ROOT}{wire.TELEMETRY_PATH}": TELEMETRY_MAX_BATCH_BYTES}
+# JSON request bodies nested deeper than this are refused (400 too_deep) before parsing.
+JSON_MAX_DEPTH = int(os.environ.get("JSON_MAX_DEPTH", "64"))
+
 # --- Tokens -----------------------------------------------------------------------------------
 API_TOKEN_DEFAULT_DAYS = int(os.environ.get("API_TOKEN_DEFAULT_DAYS", "90"))
+# Failed log-ins (API token log-in, console, admin) per username and client address: after this
+# many within the window (from the first failure), that username is refused from that address
+# (429 in the API) until the window has passed.
+LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
 
 # --- Logging (structlog renders; stdlib carries) -----------------------------------------------
 LOG_JSON = env_bool("LOG_JSON", False)

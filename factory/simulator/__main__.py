@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         tick_seconds=args.tick,
         advertise_host=args.advertise_host,
     ).start()
-    listing = {"site": site.code, "control": server.control_url, "devices": server.devices}
+    listing = server.listing()
     if args.devices_out:
         with open(args.devices_out, "w") as f:
             json.dump(listing, f, indent=2)

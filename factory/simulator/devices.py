@@ -22,7 +22,7 @@ from factory.simulator.hardware import (
     SystemSpec,
     step_chip,
 )
-from factory.wire import BurnInResult, EventKind, HardwareState
+from factory.wire import BurnInResult, EventKind, HardwareState, OemAction
 
 DEFAULT_COOLANT_C = 30.0
 EXCURSION_RISE_K = 18.0
@@ -179,7 +179,7 @@ class Bmc:
             for c in self.chips
             if c.health == HEALTH_FAILED
         ]
-        task = self._task("BurnIn", now, self.burn_in_seconds, True, "Burn-in finished")
+        task = self._task(OemAction.BURN_IN, now, self.burn_in_seconds, True, "Burn-in finished")
         task.result = {BurnInResult.TESTED: len(self.chips), BurnInResult.FAILED_CHIPS: failed}
         return task
 

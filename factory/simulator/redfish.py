@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 
 from factory import wire
-from factory.simulator.devices import Bmc, Cdu, RackPdu, Site
+from factory.simulator.devices import Bmc, Cdu, RackPdu, Site, Task
 from factory.simulator.hardware import HEALTH_NAMES
 from factory.wire import OEM, Metric, OemAction, ReportKey, SystemOem
 
@@ -73,7 +73,7 @@ def _collection(path: str, type_name: str, name: str, members: list[str]) -> dic
     }
 
 
-def _resource(path: str, type_: str, id_: str, name: str, **fields) -> dict:
+def _resource(path: str, type_: str, id_: str, name: str, **fields: object) -> dict:
     return {"@odata.id": path, "@odata.type": f"#{type_}", "Id": id_, "Name": name, **fields}
 
 
@@ -81,13 +81,13 @@ def _status(health: str = "OK", state: str = "Enabled") -> dict:
     return {"State": state, "Health": health}
 
 
-def _service(path: str, type_: str, name: str, **fields) -> dict:
+def _service(path: str, type_: str, name: str, **fields: object) -> dict:
     """A BMC service resource (update, task, telemetry): enabled and healthy."""
     id_ = type_.rsplit(".", 1)[-1]
     return _resource(path, type_, id_, name, ServiceEnabled=True, Status=_status(), **fields)
 
 
-def service_root(device_uuid: str, **links) -> dict:
+def service_root(device_uuid: str, **links: str) -> dict:
     return _resource(
         ROOT,
         "ServiceRoot.v1_20_0.ServiceRoot",
@@ -401,6 +401,9 @@ class BmcTree(Tree):
         task = self.bmc.tasks.get(path.rsplit("/", 1)[-1])
         if task is None or not path.startswith(f"{base}/Tasks/"):
             return None
+        return self._task_body(path, task)
+
+    def _task_body(self, path: str, task: Task) -> dict:
         if not task.finished:
             state, status = "Running", "OK"
         else:
@@ -505,9 +508,9 @@ class BmcTree(Tree):
                 return self._accepted(bmc.burn_in(now))
         raise HttpError(404, f"no action at {path}")
 
-    def _accepted(self, task) -> tuple[int, dict, dict]:
+    def _accepted(self, task: Task) -> tuple[int, dict, dict]:
         location = f"{ROOT}/TaskService/Tasks/{task.id}"
-        return 202, self.task_resource(location), {"Location": location}
+        return 202, self._task_body(location, task), {"Location": location}
 
 
 class PduTree(Tree):

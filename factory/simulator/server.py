@@ -8,9 +8,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from factory.simulator.devices import Site
+from factory import wire
+from factory.simulator.devices import Bmc, Cdu, RackPdu, Site
 from factory.simulator.faults import KINDS
 from factory.simulator.redfish import (
     ROOT,
@@ -31,14 +34,25 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _handler(handle_get, handle_post, credentials: str | None):
+Headers = dict[str, str]
+#: What a handler answers: status, JSON body, extra headers.
+Answer = tuple[int, Mapping[str, object], Headers]
+GetHandler = Callable[[str], Answer]
+PostHandler = Callable[[str, dict[str, Any]], Answer]
+
+
+def _handler(
+    handle_get: GetHandler, handle_post: PostHandler, credentials: str | None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, fmt, *args):  # quiet by default: a site is many devices
-            log.debug("%s %s", self.address_string(), fmt % args)
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: a site is many devices
+            log.debug("%s %s", self.address_string(), format % args)
 
-        def _send(self, status: int, body: dict | None, headers: dict | None = None):
+        def _send(
+            self, status: int, body: Mapping[str, object] | None, headers: Headers | None = None
+        ) -> None:
             data = b"" if status == 204 else json.dumps(body or {}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -57,7 +71,7 @@ def _handler(handle_get, handle_post, credentials: str | None):
             header = self.headers.get("Authorization", "")
             return header == f"Basic {credentials}"
 
-        def _run(self, fn, *args):
+        def _run(self, answer: Callable[[], Answer]) -> None:
             if not self._authorized():
                 return self._send(
                     401,
@@ -65,20 +79,21 @@ def _handler(handle_get, handle_post, credentials: str | None):
                     {"WWW-Authenticate": 'Basic realm="simulated BMC"'},
                 )
             try:
-                status, body, headers = fn(*args)
+                status, body, headers = answer()
             except HttpError as exc:
                 return self._send(exc.status, error_body(exc.message))
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 return self._send(400, error_body(f"bad request: {exc}"))
             self._send(status, body, headers)
 
-        def do_GET(self):
-            self._run(handle_get, self.path.split("?")[0])
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            self._run(lambda: handle_get(path))
 
-        def do_HEAD(self):
+        def do_HEAD(self) -> None:
             self.do_GET()
 
-        def do_POST(self):
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b"{}"
             try:
@@ -87,16 +102,17 @@ def _handler(handle_get, handle_post, credentials: str | None):
                 return self._send(400, error_body("body is not JSON"))
             if not isinstance(body, dict):
                 return self._send(400, error_body("body must be a JSON object"))
-            self._run(handle_post, self.path.split("?")[0], body)
+            path = self.path.split("?")[0]
+            self._run(lambda: handle_post(path, body))
 
     return Handler
 
 
-def _tree_handlers(tree: Tree):
-    def get(path):
+def _tree_handlers(tree: Tree) -> tuple[GetHandler, PostHandler]:
+    def get(path: str) -> Answer:
         return 200, tree.get(path), {}
 
-    def post(path, body):
+    def post(path: str, body: dict[str, Any]) -> Answer:
         return tree.post(path, body)
 
     return get, post
@@ -123,23 +139,40 @@ class SiteServer:
         self.tick_seconds = tick_seconds
         self.credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         self.servers: list[_Server] = []
-        self.devices: list[dict] = []  # factory.wire.Device entries
+        self.devices: list[wire.Device] = []
         ports = device_ports or {}
-        trees: list[tuple[DeviceKind, Tree, dict]] = []
-        for bmc in site.bmcs.values():
-            extra = {"rack": bmc.rack, "position": bmc.position}
-            trees.append((DeviceKind.BMC, BmcTree(site, bmc), extra))
-        for pdu in site.pdus.values():
-            extra = {"rack": pdu.rack, "feeds": sorted(pdu.feeds)}
-            trees.append((DeviceKind.PDU, PduTree(site, pdu), extra))
-        for cdu in site.cdus.values():
-            trees.append((DeviceKind.CDU, CduTree(site, cdu), {}))
-        for kind, tree, extra in trees:
+
+        def serve(tree: Tree) -> str:
+            """Serve a device's tree on its own port; its URL."""
             get, post = _tree_handlers(tree)
             server = _Server((host, ports.get(tree.name, 0)), _handler(get, post, self.credentials))
             self.servers.append(server)
-            url = f"http://{shown}:{server.server_address[1]}"
-            self.devices.append({"kind": kind.value, "serial": tree.name, "url": url, **extra})
+            return f"http://{shown}:{server.server_address[1]}"
+
+        for bmc in site.bmcs.values():
+            self.devices.append(
+                wire.Device(
+                    kind=DeviceKind.BMC,
+                    serial=bmc.serial,
+                    url=serve(BmcTree(site, bmc)),
+                    rack=bmc.rack,
+                    position=bmc.position,
+                )
+            )
+        for pdu in site.pdus.values():
+            self.devices.append(
+                wire.Device(
+                    kind=DeviceKind.PDU,
+                    serial=pdu.serial,
+                    url=serve(PduTree(site, pdu)),
+                    rack=pdu.rack,
+                    feeds=sorted(pdu.feeds),
+                )
+            )
+        for cdu in site.cdus.values():
+            self.devices.append(
+                wire.Device(kind=DeviceKind.CDU, serial=cdu.serial, url=serve(CduTree(site, cdu)))
+            )
         control = _Server(
             (host, control_port), _handler(self._control_get, self._control_post, None)
         )
@@ -147,11 +180,22 @@ class SiteServer:
         self.control_url = f"http://{shown}:{control.server_address[1]}"
         self._stop = threading.Event()
 
-    def _control_get(self, path):
+    def listing(self) -> wire.DeviceListing:
+        """What ``/sim/devices`` serves: the site's devices, the agent's ``--devices``."""
+        return wire.DeviceListing(
+            site=self.site.code, control=self.control_url, devices=list(self.devices)
+        )
+
+    def _control_get(self, path: str) -> Answer:
         if path.rstrip("/") == "/sim/devices":
-            return 200, {"site": self.site.code, "devices": self.devices}, {}
+            return 200, self.listing(), {}
         if path.rstrip("/") == "/sim/events":
             with self.site.lock:
+                devices: list[Bmc | RackPdu | Cdu] = [
+                    *self.site.bmcs.values(),
+                    *self.site.pdus.values(),
+                    *self.site.cdus.values(),
+                ]
                 events = [
                     {
                         "kind": f.kind,
@@ -161,17 +205,13 @@ class SiteServer:
                         "feed": f.feed,
                         "duration_s": f.duration_s,
                     }
-                    for device in (
-                        *self.site.bmcs.values(),
-                        *self.site.pdus.values(),
-                        *self.site.cdus.values(),
-                    )
+                    for device in devices
                     for f in device.events
                 ]
             return 200, {"now": self.site.now, "events": events}, {}
         raise HttpError(404, f"no resource at {path}")
 
-    def _control_post(self, path, body):
+    def _control_post(self, path: str, body: dict[str, Any]) -> Answer:
         if path.rstrip("/") == "/sim/faults":
             if body.get("kind") not in KINDS:
                 raise HttpError(400, f"kind must be one of {', '.join(KINDS)}")
@@ -204,14 +244,14 @@ class SiteServer:
         threading.Thread(target=self._clock, daemon=True).start()
         return self
 
-    def _clock(self):
+    def _clock(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
             self.site.advance(self.tick_seconds)
             next_at += self.tick_seconds
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         for server in self.servers:
             server.shutdown()

@@ -74,7 +74,7 @@ class Agent:
     # --- devices → outbox ----------------------------------------------------------------
 
     def poll_once(self) -> int:
-        def poll(device: Device):
+        def poll(device: Device) -> dict | None:
             try:
                 return POLLERS[device.kind](device)
             except (DeviceError, KeyError, ValueError, IndexError) as exc:
@@ -108,7 +108,7 @@ class Agent:
                     )
                 )
 
-    def _poll_loop(self):
+    def _poll_loop(self) -> None:
         while not self.stop.is_set():
             started = time.monotonic()
             self.poll_once()
@@ -134,10 +134,13 @@ class Agent:
 
     def _egress(self, report: dict) -> dict | None:
         """Only what the site's egress rule lets leave; None: nothing of it may."""
+        if self.allowed_metrics is None:  # never told what may leave: nothing does
+            return None
+        allowed = self.allowed_metrics
         oem = report["Oem"][OEM]
         if ReportKey.CHIPS in oem:
             chips = oem[ReportKey.CHIPS]
-            oem[ReportKey.CHIPS] = {m: v for m, v in chips.items() if m in self.allowed_metrics}
+            oem[ReportKey.CHIPS] = {m: v for m, v in chips.items() if m in allowed}
             return report if oem[ReportKey.CHIPS] else None
         for key, category in wire.DEVICE_REPORT_CATEGORY.items():
             if key in oem and category not in self.allowed_categories:
@@ -203,7 +206,7 @@ class Agent:
         self.outbox.delete_events([row_id for row_id, _ in rows])
         return True
 
-    def _push_loop(self):
+    def _push_loop(self) -> None:
         backoff = 1.0
         while not self.stop.is_set():
             if self.push_once():
@@ -257,9 +260,13 @@ class Agent:
         error = error[: wire.MAX_ERROR_LENGTH]
         self.results.put(wire.BatchOutcome(id=command["id"], ok=ok, result=result, error=error))
 
-    def _result_loop(self):
+    def result_loop(self) -> None:
         """Results that finish together go in one request (a batch of flashes ends at about the
-        same time; the control plane then wakes their workflow steps together)."""
+        same time; the control plane then wakes their workflow steps together).
+
+        Public, unlike the other loops, so the result sender can run on its own (without
+        ``start``'s polling and claiming): a caller that claims and carries out commands itself,
+        as the tests do, still has its results batched the way the agent sends them."""
         while not self.stop.is_set():
             try:
                 batch = [self.results.get(timeout=0.5)]
@@ -312,7 +319,7 @@ class Agent:
                 return None
         return None
 
-    def _command_loop(self):
+    def _command_loop(self) -> None:
         while not self.stop.is_set():
             if self.claim_once() < 0:
                 self.stop.wait(2.0)
@@ -320,7 +327,7 @@ class Agent:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Agent:
-        for target in (self._poll_loop, self._push_loop, self._command_loop, self._result_loop):
+        for target in (self._poll_loop, self._push_loop, self._command_loop, self.result_loop):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         return self
 

@@ -55,6 +55,8 @@ def _action(bmc: Device, path: str, body: dict, poll_s: float) -> tuple[bool, di
     status, payload, headers = bmc.post(path, body)
     if status == 202:
         location = headers.get("Location") or headers.get("location") or payload.get("@odata.id")
+        if not isinstance(location, str) or not location:
+            return False, {}, f"{path}: accepted, but no task to follow"
         task = _wait_task(bmc, location, poll_s)
         failed = _task_failed(task)
         if failed:
@@ -68,7 +70,7 @@ def _action(bmc: Device, path: str, body: dict, poll_s: float) -> tuple[bool, di
 
 def interconnect_check(bmc: Device) -> dict:
     chips = bmc.get(f"{SYSTEM}/Processors").get("Members", [])
-    ports = []
+    ports: list[str] = []
     for chip in chips:
         ports.extend(m["@odata.id"] for m in bmc.get(f"{chip['@odata.id']}/Ports")["Members"])
     with ThreadPoolExecutor(max_workers=4) as pool:

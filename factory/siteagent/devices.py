@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redfish
+from redfish.rest.v1 import HttpClient
 
 from factory import wire
 from factory.wire import OEM, FeedReading, ReportId, ReportKey
@@ -33,7 +34,7 @@ class Device:
         username: str,
         password: str,
         timeout: float = 10.0,
-        **extra,
+        **extra: object,
     ):
         self.kind = kind
         self.serial = serial
@@ -41,12 +42,12 @@ class Device:
         self.username = username
         self.password = password
         self.timeout = timeout
-        self.extra = extra
-        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self.extra = extra  # what the listing says beyond kind, serial, url: rack, position...
+        self._idle: queue.LifoQueue[HttpClient] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     @contextmanager
-    def client(self):
+    def client(self) -> Iterator[HttpClient]:
         """One of at most MAX_CONNECTIONS logged-in clients for this device."""
         with self._slots:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from django.conf import settings
 
@@ -55,5 +56,6 @@ def forget() -> None:
         _cache.clear()
 
 
-def metrics_for(categories) -> list[str]:
+def metrics_for(categories: Iterable[str]) -> list[str]:
+    """The chip metrics of ``categories`` (Category values), category by category."""
     return [metric for category in sorted(categories) for metric in CATEGORIES.get(category, ())]

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from factory import wire
+from factory.core.limits import json_depth_exceeds, too_deep_message, too_large
 from factory.inventory.models import Rack, UltraServer
 from factory.telemetry import codec, faults
 from factory.telemetry.choices import DeviceKind
@@ -72,6 +73,7 @@ SAMPLE_COPY_TYPES = (
 RULE_METRICS = (M.HEALTH, M.ECC_UNCORRECTED, M.LINK_DOWN_S, M.THROTTLE_S)
 MAX_SEQUENCE = 2**63 - 1  # PostgreSQL bigint
 MAX_SOURCE_LENGTH = wire.MAX_SOURCE_LENGTH
+REPORTS = wire.REPORTS
 
 
 class BatchRejected(Invalid):
@@ -115,14 +117,14 @@ class IngestResult:
     dropped_metrics: list[str] = field(default_factory=list)
     faults_opened: int = 0
 
-    def as_dict(self) -> dict:
-        return {
-            "accepted": self.accepted,
-            "replayed": self.replayed,
-            "chip_samples": self.chip_samples,
-            "dropped_metrics": self.dropped_metrics,
-            "faults_opened": self.faults_opened,
-        }
+    def as_dict(self) -> wire.IngestAnswer:
+        return wire.IngestAnswer(
+            accepted=self.accepted,
+            replayed=self.replayed,
+            chip_samples=self.chip_samples,
+            dropped_metrics=self.dropped_metrics,
+            faults_opened=self.faults_opened,
+        )
 
 
 def limits() -> Limits:
@@ -163,21 +165,23 @@ def _sequence(value: Any, where: str) -> int:
 def parse(body: bytes) -> list[tuple[str, dict]]:
     """Bytes → [(source, report)]; raises BatchRejected on any malformed part."""
     if len(body) > settings.TELEMETRY_MAX_BATCH_BYTES:
-        raise BatchRejected("reports", "too_large", "Batch too large; send smaller batches.")
+        raise too_large(len(body), settings.TELEMETRY_MAX_BATCH_BYTES)
+    if json_depth_exceeds(body, settings.JSON_MAX_DEPTH):
+        raise BatchRejected(REPORTS, "too_deep", too_deep_message(settings.JSON_MAX_DEPTH))
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BatchRejected("reports", "parse_error", f"Body is not JSON: {exc}") from None
-    reports = data.get("reports") if isinstance(data, dict) else None
+        raise BatchRejected(REPORTS, "parse_error", f"Body is not JSON: {exc}") from None
+    reports = data.get(REPORTS) if isinstance(data, dict) else None
     if not isinstance(reports, list) or not reports:
-        raise BatchRejected("reports", "required", "A non-empty list of MetricReports.")
+        raise BatchRejected(REPORTS, "required", "A non-empty list of MetricReports.")
     parsed = []
     for i, report in enumerate(reports):
         oem = report.get("Oem", {}).get(OEM) if isinstance(report, dict) else None
         source = oem.get(SOURCE) if isinstance(oem, dict) else None
         if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.{SOURCE}",
+                f"{REPORTS}[{i}].Oem.{OEM}.{SOURCE}",
                 "required",
                 f"Each report names its source device (1 to {MAX_SOURCE_LENGTH} characters).",
             )
@@ -186,7 +190,7 @@ def parse(body: bytes) -> list[tuple[str, dict]]:
 
 
 def _server_report(i: int, report: dict, server_id: int, chips: int) -> ServerReport:
-    where = f"reports[{i}]"
+    where = f"{REPORTS}[{i}]"
     values = report["Oem"][OEM].get(CHIPS)
     if not isinstance(values, dict) or not values:
         raise BatchRejected(
@@ -226,7 +230,7 @@ def _pack(i: int, report: ServerReport, allowed: frozenset[str], dropped: set[st
         except (TypeError, OverflowError):
             kind = "whole numbers" if wire.METRICS[metric].type.integral else "numbers"
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.{CHIPS}.{metric}", "invalid", f"Values must be {kind}."
+                f"{REPORTS}[{i}].Oem.{OEM}.{CHIPS}.{metric}", "invalid", f"Values must be {kind}."
             ) from None
     m = report.metrics
     power, temp, util, health = (
@@ -245,7 +249,7 @@ def _pack(i: int, report: ServerReport, allowed: frozenset[str], dropped: set[st
 
 
 def _device_report(i: int, source: str, report: dict) -> DeviceReport:
-    where = f"reports[{i}]"
+    where = f"{REPORTS}[{i}]"
     oem = report["Oem"][OEM]
     sequence = _sequence(report.get("ReportSequence"), f"{where}.ReportSequence")
     ts = _timestamp(report.get("Timestamp"), f"{where}.Timestamp")
@@ -480,14 +484,14 @@ def ingest(agent: SiteAgent, body: bytes, allowed_categories: frozenset[str]) ->
             pk, server_site, chips = servers[source]
             if server_site != site_id:
                 raise ForeignSource(
-                    f"reports[{i}]: {source} is not at this agent's site; nothing was stored."
+                    f"{REPORTS}[{i}]: {source} is not at this agent's site; nothing was stored."
                 )
             server_report = _server_report(i, report, pk, chips)
             _pack(i, server_report, allowed_categories, dropped)
             server_reports.append((source, server_report))
         elif CHIPS in report["Oem"][OEM]:
             raise BatchRejected(
-                f"reports[{i}].Oem.{OEM}.{SOURCE}",
+                f"{REPORTS}[{i}].Oem.{OEM}.{SOURCE}",
                 "unknown_source",
                 f"No UltraServer {source!r} at this site.",
             )

@@ -20,6 +20,8 @@ def site_layout(site: Site) -> wire.SiteLayout:
     for server in (
         UltraServer.objects.filter(rack__site=site).select_related("model").order_by("position")
     ):
+        if server.rack_id is None or server.position is None:
+            continue  # unplaced; the filter leaves none (rack and position are set together)
         servers.setdefault(server.rack_id, []).append(
             {
                 "serial": server.serial,

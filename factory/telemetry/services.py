@@ -13,13 +13,14 @@ from django.db.models import Avg, Count, Max, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from factory.inventory.choices import ChipHealth
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
 from factory.inventory.power import FeedCapacity, protected_budget
 from factory.inventory.selectors import MAX_POWER_W
 from factory.telemetry import codec
 from factory.telemetry.choices import DeviceKind, Resolution
 from factory.telemetry.models import DeviceReading, ServerRollup, ServerSample, ServerTelemetry
-from factory.wire import FeedReading
+from factory.wire import FeedReading, HealthCode, Metric
 
 ROLLUP_LOOKBACK: dict[str, dt.timedelta] = {
     Resolution.MINUTE: dt.timedelta(minutes=10),
@@ -100,14 +101,61 @@ def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict[str, int
 # --- read side -----------------------------------------------------------------------------
 
 
+#: The most points one series answer carries; past it the answer says where to go on.
+MAX_POINTS = 10_000
+
+#: A chip's reported health code (the wire's) by the name the API speaks (the inventory's).
+HEALTH_NAMES: dict[int, str] = {
+    HealthCode.OK: ChipHealth.OK.value,
+    HealthCode.DEGRADED: ChipHealth.DEGRADED.value,
+    HealthCode.FAILED: ChipHealth.FAILED.value,
+}
+
+
+def health_name(code: int | None) -> str | None:
+    """The name of a reported health code: ``ok``, ``degraded``, ``failed``. A code above
+    ``failed`` is read as failed, as the health rules and ``failed_chips`` read it; any other
+    code is ``unknown``; None: no reading."""
+    if code is None:
+        return None
+    if code > HealthCode.FAILED:
+        return ChipHealth.FAILED.value
+    return HEALTH_NAMES.get(code, ChipHealth.UNKNOWN.value)
+
+
+def _chip_values(metric: str, data: bytes | memoryview | None) -> list | None:
+    values = codec.unpack(metric, data)
+    if metric == Metric.HEALTH and values is not None:
+        return [health_name(v) for v in values]
+    return values
+
+
+@dataclass
+class Series:
+    """At most ``limit`` points from ``start``; ``truncated`` when more remain before the end,
+    and then ``next_start`` is the first one left out (ask again from there)."""
+
+    points: list[dict[str, Any]]
+    limit: int
+    truncated: bool
+    next_start: dt.datetime | None
+
+
 def series(
-    server: UltraServer, start: dt.datetime, end: dt.datetime, resolution: str, limit: int = 10_000
-) -> list[dict[str, Any]]:
+    server: UltraServer,
+    start: dt.datetime,
+    end: dt.datetime,
+    resolution: str,
+    limit: int = MAX_POINTS,
+) -> Series:
+    limit = max(1, min(limit, MAX_POINTS))
     if resolution == Resolution.RAW:
-        rows = ServerSample.objects.filter(ultraserver=server, ts__gte=start, ts__lt=end).order_by(
-            "ts"
-        )[:limit]
-        return [
+        rows = list(
+            ServerSample.objects.filter(ultraserver=server, ts__gte=start, ts__lt=end).order_by(
+                "ts"
+            )[: limit + 1]
+        )
+        points = [
             {
                 "ts": row.ts,
                 "power_w": row.power_total_w,
@@ -115,14 +163,18 @@ def series(
                 "temp_avg_c": row.temp_avg_c,
                 "utilization_avg": row.utilization_avg,
                 "failed_chips": row.failed_chips,
-                "chips": {m: codec.unpack(m, getattr(row, m)) for m in codec.METRICS},
+                "chips": {m: _chip_values(m, getattr(row, m)) for m in codec.METRICS},
             }
-            for row in rows
+            for row in rows[:limit]
         ]
-    rollups = ServerRollup.objects.filter(
-        ultraserver=server, resolution=resolution, bucket__gte=start, bucket__lt=end
-    ).order_by("bucket")[:limit]
-    return [
+        more = rows[limit].ts if len(rows) > limit else None
+        return Series(points, limit, more is not None, more)
+    rollups = list(
+        ServerRollup.objects.filter(
+            ultraserver=server, resolution=resolution, bucket__gte=start, bucket__lt=end
+        ).order_by("bucket")[: limit + 1]
+    )
+    points = [
         {
             "ts": row.bucket,
             "samples": row.samples,
@@ -133,20 +185,24 @@ def series(
             "utilization_avg": row.utilization_avg,
             "failed_chips": row.failed_chips_max,
         }
-        for row in rollups
+        for row in rollups[:limit]
     ]
+    more = rollups[limit].bucket if len(rollups) > limit else None
+    return Series(points, limit, more is not None, more)
 
 
 def chip_health(server: UltraServer) -> dict[str, Any]:
-    """Every chip now: the inventory's health verdict beside the latest sample's readings."""
+    """Every chip now: the inventory's health verdict (``health``, as in ``/chips/``) beside the
+    latest sample's readings, its reported health code by name (``reported_health``)."""
     latest = ServerTelemetry.objects.filter(ultraserver=server).first()
-    values = {m: codec.unpack(m, getattr(latest, m)) if latest else None for m in codec.METRICS}
+    values = {m: _chip_values(m, getattr(latest, m)) if latest else None for m in codec.METRICS}
     chips = []
     for chip in server.chips.all().order_by("index"):
         reading = {
             m: (column[chip.index] if column is not None and chip.index < len(column) else None)
             for m, column in values.items()
         }
+        reading["reported_health"] = reading.pop(Metric.HEALTH)
         chips.append(
             {
                 "index": chip.index,
@@ -233,7 +289,13 @@ def site_power(site: Site) -> dict[str, Any]:
             "budget_w": line.budget_w,
             "committed_w": line.committed_w,
             "drawn_w": line.drawn_w,
-            "feeds": line.readings,
+            "feeds": {
+                name: {
+                    "power_w": float(v.get(FeedReading.POWER_W, 0.0)),
+                    "up": bool(v.get(FeedReading.UP)),
+                }
+                for name, v in sorted(line.readings.items())
+            },
             "measured_at": line.measured_at,
         }
         for line in rack_power([site.pk])

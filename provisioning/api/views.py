@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -13,7 +13,8 @@ from factory.telemetry.faults import record as record_fault
 from factory.telemetry.models import Fault
 from provisioning import services
 from provisioning.api import serializers as s
-from provisioning.choices import WindowStatus
+from provisioning.choices import StepState, WindowStatus
+from provisioning.filtersets import FaultFilterSet, WorkflowFilterSet
 from provisioning.models import (
     CapacityFloor,
     FirmwareRelease,
@@ -22,8 +23,14 @@ from provisioning.models import (
     Notification,
     Workflow,
 )
-from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
+from tenants.api.base import (
+    AuditedModelViewSet,
+    ObjectResponseMixin,
+    ScopedViewSetMixin,
+    change_context,
+)
 from tenants.choices import PROVIDER_ROLES, Role
+from tenants.filters import query_params
 
 FIELD_HANDS = frozenset({Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN})
 
@@ -38,15 +45,26 @@ class WorkflowViewSet(
     """Deploy, rolling-upgrade and maintain workflows. Provider admins start and steer them; the
     site's tenant watches. A server already in an active workflow is a 409 naming it."""
 
-    queryset = Workflow.objects.select_related("site").annotate(
-        target_count=Count("targets"),
-        finished_count=Count("targets", filter=~Q(targets__state__in=["pending", "running"])),
-        failed_count=Count("targets", filter=Q(targets__state__in=["failed", "rolled-back"])),
-    )
+    queryset = Workflow.objects.select_related("site")
+    # Per-workflow counts over its targets: a join and a GROUP BY, left out of a list whose
+    # ?brief or ?fields shows none of them (a detail's ETag is of the full representation).
+    TARGET_COUNTS = {
+        "target_count": Count("targets"),
+        "finished_count": Count("targets", filter=~Q(targets__state__in=["pending", "running"])),
+        "failed_count": Count("targets", filter=Q(targets__state__in=["failed", "rolled-back"])),
+    }
     serializer_class = s.WorkflowSerializer
     tenant_fields = ("site__tenant",)
-    filterset_fields = ["kind", "state", "site"]
+    filterset_class = WorkflowFilterSet
     ordering_fields = ["created_at", "updated_at", "state"]
+    etag_on_create = True  # create answers with the detail representation
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        shown = self.requested_fields() if self.action == "list" else None
+        if shown is not None and not set(shown) & set(self.TARGET_COUNTS):
+            return queryset
+        return queryset.annotate(**self.TARGET_COUNTS)
 
     @property
     def write_roles(self):
@@ -61,10 +79,29 @@ class WorkflowViewSet(
 
     @extend_schema(
         request=s.WorkflowCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="The same as the body's idempotency_key (either, or both equal).",
+            )
+        ],
         responses={201: s.WorkflowDetailSerializer, 200: s.WorkflowDetailSerializer},
     )
     def create(self, request, *args, **kwargs):
-        body = s.WorkflowCreateSerializer(data=request.data, context={"request": request})
+        """Start a workflow. The same ``idempotency_key`` (or ``Idempotency-Key`` header)
+        returns the same workflow: 201 the first time, 200 with the same body after, even for
+        simultaneous requests."""
+        data = request.data
+        header = request.headers.get("Idempotency-Key")
+        if header is not None and isinstance(data, dict):
+            if data.get("idempotency_key") not in (None, header):
+                raise exceptions.ValidationError(
+                    {"idempotency_key": ["differs from the Idempotency-Key header"]}
+                )
+            data = {**data, "idempotency_key": header}
+        body = s.WorkflowCreateSerializer(data=data, context={"request": request})
         body.is_valid(raise_exception=True)
         workflow, created = services.create_workflow(
             body.validated_data["kind"],
@@ -74,8 +111,7 @@ class WorkflowViewSet(
             idempotency_key=body.validated_data.get("idempotency_key"),
             reason=body.validated_data["reason"],
         )
-        workflow = self.get_queryset().get(pk=workflow.pk)
-        return Response(s.WorkflowDetailSerializer(workflow).data, status=201 if created else 200)
+        return self.object_response(workflow, 201 if created else 200)
 
     def _act(self, fn, body_class=None):
         """``fn`` on the workflow, given the request body's fields (read by ``body_class``)."""
@@ -143,23 +179,35 @@ class WorkflowViewSet(
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
-    @extend_schema(responses=s.StepSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", enum=StepState.values, description="Only steps in it.")
+        ],
+        responses=s.StepSerializer(many=True),
+    )
+    @query_params("state", paginated=True)
     @action(detail=True, methods=["get"])
     def steps(self, request, pk=None):
         workflow = self.get_object()
         steps = workflow.steps.select_related("target").order_by("target_id", "seq")
         state = request.query_params.get("state")
         if state:
+            if state not in StepState.values:
+                raise exceptions.ValidationError(
+                    {"state": [exceptions.ErrorDetail(f"'{state}' is no step state", "invalid")]}
+                )
             steps = steps.filter(state=state)
         return self._page(steps, s.StepSerializer)
 
     @extend_schema(responses=s.TargetSerializer(many=True))
+    @query_params(paginated=True)
     @action(detail=True, methods=["get"])
     def targets(self, request, pk=None):
         workflow = self.get_object()
         return self._page(workflow.targets.select_related("ultraserver"), s.TargetSerializer)
 
     @extend_schema(responses=s.EventSerializer(many=True))
+    @query_params(paginated=True)
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         workflow = self.get_object()
@@ -173,7 +221,7 @@ class MaintenanceWindowViewSet(AuditedModelViewSet):
     queryset = MaintenanceWindow.objects.select_related("site")
     serializer_class = s.MaintenanceWindowSerializer
     tenant_fields = ("site__tenant",)
-    filterset_fields = ["site", "status"]
+    filterset_fields = ["site", "status", "name", "created_at"]
     ordering_fields = ["name", "created_at"]
 
     @property
@@ -222,7 +270,7 @@ class FirmwareReleaseViewSet(AuditedModelViewSet):
 
     queryset = FirmwareRelease.objects.all()
     serializer_class = s.FirmwareReleaseSerializer
-    filterset_fields = ["model", "baseline", "version"]
+    filterset_fields = ["model", "baseline", "version", "signed", "created_at"]
     ordering_fields = ["created_at", "version"]
 
 
@@ -239,20 +287,11 @@ class FaultViewSet(
     queryset = Fault.objects.select_related("site", "ultraserver")
     serializer_class = FaultRecordSerializer
     tenant_fields = ("site__tenant",)
-    filterset_fields = ["site", "ultraserver", "rule", "chip_index"]
+    filterset_class = FaultFilterSet
     ordering_fields = ["opened_at", "cleared_at"]
     write_roles = frozenset(
         {Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN, Role.TENANT_ADMIN, Role.TENANT_OPERATOR}
     )
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        flag = self.request.query_params.get("open")
-        if flag is not None:
-            if flag not in ("true", "false"):
-                raise exceptions.ValidationError({"open": ["Use true or false."]}, code="invalid")
-            queryset = queryset.filter(cleared_at__isnull=flag == "true")
-        return queryset
 
     @extend_schema(request=s.FaultSerializer, responses={201: s.FaultResultSerializer})
     def create(self, request):
@@ -269,6 +308,7 @@ class FaultViewSet(
                 change_context(request),
                 open_workflow=body.validated_data["open_workflow"],
             )
+        location = self.detail_url(fault.pk) if fault else None
         return Response(
             {
                 "ultraserver": server.pk,
@@ -278,6 +318,7 @@ class FaultViewSet(
                 "fault": fault.pk if fault else None,
             },
             status=201,
+            headers={"Location": location} if location else None,
         )
 
 
@@ -287,18 +328,18 @@ class NotificationViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Notification.objects.all()
     serializer_class = s.NotificationSerializer
     tenant_fields = ("tenant",)
-    filterset_fields = ["site", "kind", "workflow"]
+    filterset_fields = ["site", "kind", "workflow", "tenant", "created_at"]
     ordering_fields = ["created_at"]
 
 
-class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
+class JobRunViewSet(ObjectResponseMixin, viewsets.ReadOnlyModelViewSet):
     """Runs of the scheduled jobs (reconciler, health sweep, firmware compliance, stale
     agents): when, and how each went. Provider personnel only."""
 
     queryset = JobRun.objects.all()
     serializer_class = s.JobRunSerializer
     read_roles = PROVIDER_ROLES
-    filterset_fields = ["job", "outcome"]
+    filterset_fields = ["job", "outcome", "started_at", "finished_at"]
     ordering_fields = ["started_at"]
 
     @extend_schema(responses=s.JobRunSerializer(many=True))
@@ -307,4 +348,5 @@ class JobRunViewSet(viewsets.ReadOnlyModelViewSet):
         """The latest run of each job."""
         newest = JobRun.objects.filter(job=OuterRef("job")).order_by("-started_at")
         latest = JobRun.objects.filter(pk=Subquery(newest.values("pk")[:1])).order_by("job")
+        latest = self.filter_queryset(latest)
         return Response(s.JobRunSerializer(latest, many=True).data)

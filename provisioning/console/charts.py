@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -20,20 +21,23 @@ class Line:
     last: str
 
 
-def line(values: list[tuple[str, float]], width: int = 600, height: int = 120) -> Line | None:
-    """``values``: (label, value) in time order → a polyline scaled into the box."""
-    values = [(label, v) for label, v in values if v is not None]
-    if len(values) < 2:
+def line(
+    values: Sequence[tuple[str, float | None]], width: int = 600, height: int = 120
+) -> Line | None:
+    """``values``: (label, value) in time order → a polyline scaled into the box; a missing
+    value (None) is skipped."""
+    known = [(label, v) for label, v in values if v is not None]
+    if len(known) < 2:
         return None
-    low = min(v for _, v in values)
-    high = max(v for _, v in values)
+    low = min(v for _, v in known)
+    high = max(v for _, v in known)
     span = (high - low) or 1.0
-    step = width / (len(values) - 1)
+    step = width / (len(known) - 1)
     points = " ".join(
         f"{i * step:.1f},{height - (v - low) / span * (height - 10) - 5:.1f}"
-        for i, (_, v) in enumerate(values)
+        for i, (_, v) in enumerate(known)
     )
-    return Line(points, low, high, values[0][0], values[-1][0])
+    return Line(points, low, high, known[0][0], known[-1][0])
 
 
 def heat_class(metric: str, value: float | None, health: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from factory.inventory.models import Chip, Site, UltraServer
@@ -30,17 +30,17 @@ SITE_TENANT = ("tenant",)
 SERVER_TENANT = ("rack__site__tenant", "tenant")
 
 
-def sites_for(actor: Actor):
+def sites_for(actor: Actor) -> QuerySet[Site]:
     return scope_queryset(Site.objects.select_related("tenant"), actor, SITE_TENANT)
 
 
-def servers_for(actor: Actor):
+def servers_for(actor: Actor) -> QuerySet[UltraServer]:
     return scope_queryset(
         UltraServer.objects.select_related("model", "rack__site"), actor, SERVER_TENANT
     )
 
 
-def workflows_for(actor: Actor):
+def workflows_for(actor: Actor) -> QuerySet[Workflow]:
     return scope_queryset(Workflow.objects.select_related("site"), actor, ("site__tenant",))
 
 
@@ -50,7 +50,7 @@ def fleet(actor: Actor) -> list[dict]:
     power = defaultdict(list)
     for line in rack_power(ids):
         power[line.rack.site_id].append(line)
-    chips = defaultdict(dict)
+    chips: defaultdict[int, dict[str, int]] = defaultdict(dict)
     for site_id, health, n in (
         Chip.objects.filter(ultraserver__rack__site_id__in=ids)
         .values_list("ultraserver__rack__site_id", "health")
@@ -173,6 +173,7 @@ def server_page(server: UltraServer, metric: str) -> dict:
     temps = codec.unpack(Metric.TEMP_C, latest.temp_c) if latest else None
     utils = codec.unpack(Metric.UTILIZATION, latest.utilization) if latest else None
     chips = []
+    failed = 0
     for chip in server.chips.order_by("index").only("index", "health", "serial", "health_note"):
         temp = temps[chip.index] if temps and chip.index < len(temps) else None
         util = utils[chip.index] if utils and chip.index < len(utils) else None
@@ -182,6 +183,8 @@ def server_page(server: UltraServer, metric: str) -> dict:
             "temp": f"{temp:.0f}°" if temp is not None else "–",
             "util": f"{util * 100:.0f}%" if util is not None else "–",
         }[metric]
+        if chip.health == "failed":
+            failed += 1
         chips.append(
             {
                 "chip": chip,
@@ -225,7 +228,7 @@ def server_page(server: UltraServer, metric: str) -> dict:
     return {
         "latest": latest,
         "chips": chips,
-        "failed": sum(1 for c in chips if c["chip"].health == "failed"),
+        "failed": failed,
         "power_chart": power,
         "temp_chart": temperature,
         "lifecycle": lifecycle,
@@ -243,21 +246,25 @@ def workflow_rows(actor: Actor) -> dict:
     active = list(scoped.filter(state__in=ACTIVE_WORKFLOW_STATES).order_by("-created_at")[:50])
     recent = list(scoped.exclude(state__in=ACTIVE_WORKFLOW_STATES).order_by("-created_at")[:20])
     ids = [w.pk for w in active + recent]
-    counts = defaultdict(lambda: defaultdict(int))
+    counts: defaultdict[int, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
     for workflow_id, state, n in (
         WorkflowTarget.objects.filter(workflow_id__in=ids)
         .values_list("workflow_id", "state")
         .annotate(n=Count("pk"))
     ):
         counts[workflow_id][state] = n
-    batches = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    batches: defaultdict[int, defaultdict[int, defaultdict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(int))
+    )
     for workflow_id, batch, state, n in (
         WorkflowTarget.objects.filter(workflow_id__in=ids, batch__isnull=False)
         .values_list("workflow_id", "batch", "state")
         .annotate(n=Count("pk"))
     ):
         batches[workflow_id][batch][state] += n
-    domains = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    domains: defaultdict[int, defaultdict[str, defaultdict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(int))
+    )
     for workflow_id, rack, state, n in (
         WorkflowTarget.objects.filter(workflow_id__in=[w.pk for w in active])
         .values_list("workflow_id", "ultraserver__rack__name", "state")
@@ -265,7 +272,7 @@ def workflow_rows(actor: Actor) -> dict:
     ):
         domains[workflow_id][rack or "unracked"][state] += n
 
-    def row(workflow):
+    def row(workflow: Workflow) -> dict[str, object]:
         by_state = counts[workflow.pk]
         total = sum(by_state.values())
         done = sum(n for s, n in by_state.items() if s not in ("pending", "running"))
@@ -288,7 +295,7 @@ def workflow_rows(actor: Actor) -> dict:
     return {"active": [row(w) for w in active], "recent": [row(w) for w in recent]}
 
 
-def upgradable(site: Site):
+def upgradable(site: Site) -> QuerySet[UltraServer]:
     return (
         UltraServer.objects.filter(rack__site=site, lifecycle_state="in-service")
         .exclude(pk__in=WorkflowTarget.objects.filter(active=True).values("ultraserver_id"))

@@ -2,17 +2,24 @@ from django.contrib.auth import views as auth
 from django.urls import path
 
 from provisioning.console import views
+from provisioning.console.forms import ConsoleLoginForm
 
 app_name = "console"
 
 urlpatterns = [
     path(
         "login/",
-        auth.LoginView.as_view(template_name="console/login.html", next_page="console:fleet"),
+        auth.LoginView.as_view(
+            template_name="console/login.html",
+            authentication_form=ConsoleLoginForm,
+            next_page="console:fleet",
+        ),
         name="login",
     ),
     path("logout/", auth.LogoutView.as_view(next_page="console:login"), name="logout"),
     path("", views.fleet, name="fleet"),
+    path("tokens/", views.api_tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke/", views.revoke_api_token, name="revoke-token"),
     path("sites/<int:pk>/", views.site, name="site"),
     path("racks/<int:pk>/", views.rack, name="rack"),
     path("ultraservers/<int:pk>/", views.ultraserver, name="ultraserver"),

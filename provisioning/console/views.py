@@ -12,18 +12,19 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from factory.inventory.models import Rack
 from provisioning import services
 from provisioning.choices import WindowStatus, WorkflowKind
 from provisioning.console import selectors
-from provisioning.console.forms import StartUpgradeForm
+from provisioning.console.forms import ApiTokenForm, StartUpgradeForm
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tenants.access import Actor, actor_for, scope_queryset
 from tenants.choices import AuditSource, Role
-from tenants.django_errors import REFUSALS
+from tenants.django_errors import REFUSALS, add_to_form, as_domain_error
 from tenants.services.changes import ChangeContext
+from tenants.services.tokens import issue_token, revoke_token, tokens_of
 from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.core.rules import describe
 from tenants.sovereignty.models import (
@@ -275,3 +276,51 @@ def decide_window(request, pk: int, verb: str):
     services.decide_window(window, verb == "approve", _ctx(request))
     messages.success(request, f"Maintenance window “{window.name}”: {verb}d.")
     return redirect("console:sovereignty")
+
+
+# --- API tokens: each person their own -------------------------------------------------------
+
+
+@console_login
+@require_http_methods(["GET", "POST"])
+def api_tokens(request):
+    """List, create: the clear token is in this one response (never stored, never cached)."""
+    _actor(request)  # a person with no role has no use for a token: 403
+    form = ApiTokenForm(request.POST if request.method == "POST" else None)
+    issued = None
+    if form.is_bound and form.is_valid():
+        try:
+            token, clear = issue_token(request.user, _ctx(request), **form.cleaned_data)
+        except REFUSALS as refused:  # on the field it names
+            error = as_domain_error(refused)
+            assert error is not None
+            add_to_form(form, error)
+        else:
+            issued = {"token": token, "clear": clear}
+            form = ApiTokenForm()
+    response = _page(
+        request,
+        "console/tokens.html",
+        form=form,
+        issued=issued,
+        tokens=list(tokens_of(request.user)),
+    )
+    if issued:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@console_login
+@require_http_methods(["GET", "POST"])
+def revoke_api_token(request, pk: int):
+    """GET asks to confirm; POST revokes. Another person's token is not there (404)."""
+    _actor(request)
+    token = get_object_or_404(tokens_of(request.user), pk=pk)
+    if request.method == "POST":
+        if token.revoked_at is not None:
+            messages.info(request, f"Token “{token.name}” was already revoked.")
+        else:
+            revoke_token(token, _ctx(request))
+            messages.success(request, f"Token “{token.name}” ({token.prefix}…) revoked.")
+        return redirect("console:tokens")
+    return _page(request, "console/token_revoke.html", token=token)

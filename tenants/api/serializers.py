@@ -9,6 +9,7 @@ from tenants.services.tokens import MAX_DAYS
 class TenantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
+        brief_fields = ["name", "slug"]
         fields = ["id", "name", "slug", "kind", "country", "contact_email", "created_at"]
         read_only_fields = ["created_at"]
 
@@ -18,6 +19,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
+        brief_fields = ["occurred_at", "action", "object_type", "object_id"]
         fields = [
             "id",
             "occurred_at",
@@ -50,6 +52,15 @@ class ApiTokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scope = serializers.ChoiceField(choices=TokenScope.choices, default=TokenScope.WRITE)
     days = serializers.IntegerField(min_value=1, max_value=MAX_DAYS, required=False)
+
+
+class TokenLoginSerializer(ApiTokenCreateSerializer):
+    """A username and password exchanged for a new token (``POST /auth/token/``)."""
+
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(
+        max_length=1024, write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
 
 
 class IssuedApiTokenSerializer(ApiTokenSerializer):

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from tenants.api import views
@@ -7,4 +8,7 @@ router.register("tenants", views.TenantViewSet)
 router.register("audit-events", views.AuditEventViewSet)
 router.register("tokens", views.ApiTokenViewSet, basename="apitoken")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("auth/token/", views.TokenLoginView.as_view(), name="auth-token"),
+    *router.urls,
+]

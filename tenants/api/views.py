@@ -1,6 +1,9 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
 from tenants.api.permissions import OwnObjectPermission
@@ -10,11 +13,17 @@ from tenants.api.serializers import (
     AuditEventSerializer,
     IssuedApiTokenSerializer,
     TenantSerializer,
+    TokenLoginSerializer,
 )
 from tenants.choices import TENANT_ROLES, Role
 from tenants.filtersets import AuditEventFilterSet, TenantFilterSet
 from tenants.models import ApiToken, AuditEvent, Tenant
-from tenants.services.tokens import issue_token, revoke_token
+from tenants.services.tokens import (
+    issue_token,
+    issue_token_for_login,
+    revoke_token,
+    tokens_of,
+)
 
 
 class TenantViewSet(AuditedModelViewSet):
@@ -54,15 +63,72 @@ class ApiTokenViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ApiToken.objects.none()
-        return ApiToken.objects.filter(user=self.request.user)
+        return tokens_of(self.request.user)
 
     @extend_schema(request=ApiTokenCreateSerializer, responses={201: IssuedApiTokenSerializer})
     def create(self, request):
+        """Create a token (shown once). With a session, or with a write-scoped token: a token
+        creates none wider than itself, nor one that outlives it."""
         params = ApiTokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        token, clear = issue_token(request.user, change_context(request), **params.validated_data)
-        body = IssuedApiTokenSerializer(token, context={"clear_token": clear}).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        within = request.auth if isinstance(request.auth, ApiToken) else None
+        token, clear = issue_token(
+            request.user, change_context(request), within=within, **params.validated_data
+        )
+        return issued_response(request, token, clear)
 
     def perform_destroy(self, instance):
         revoke_token(instance, change_context(self.request))
+
+
+def issued_response(request, token: ApiToken, clear: str) -> Response:
+    """201 with the clear token (its one appearance, so never cached) and the token's absolute
+    URL in ``Location``."""
+    body = IssuedApiTokenSerializer(token, context={"clear_token": clear}).data
+    return Response(
+        body,
+        status=status.HTTP_201_CREATED,
+        headers={
+            "Location": reverse("apitoken-detail", args=[token.pk], request=request),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+class TokenLoginView(APIView):
+    """Log in: your username and password for a new API token of yours, shown once.
+
+    No other credential is read. After too many failed log-ins for a username from one address
+    (`LOGIN_MAX_FAILURES` within `LOGIN_LOCKOUT_SECONDS`) that username is refused from there
+    with 429 and `Retry-After` until the window has passed, even with the right password.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_token_create",
+        request=TokenLoginSerializer,
+        responses={
+            201: OpenApiResponse(
+                IssuedApiTokenSerializer,
+                description="The new token, shown only now; `Location` is its URL.",
+            ),
+            401: OpenApiResponse(_ERROR, description="Wrong username or password."),
+            403: OpenApiResponse(_ERROR, description="The person has no role."),
+            429: OpenApiResponse(
+                _ERROR, description="Too many failed log-ins; see the Retry-After header."
+            ),
+        },
+        auth=[],
+    )
+    def post(self, request):
+        params = TokenLoginSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        username, password = data.pop("username"), data.pop("password")
+        token, clear = issue_token_for_login(request._request, username, password, **data)
+        return issued_response(request, token, clear)

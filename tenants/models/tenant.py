@@ -7,6 +7,9 @@ from tenants.choices import TenantKind
 class Tenant(models.Model):
     """A customer: the owner of the premises that host an AI factory, and of its data."""
 
+    #: API filters on a relation to this model take an id or this (tenants.filters).
+    natural_key_field = "slug"
+
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=20, choices=TenantKind.choices)

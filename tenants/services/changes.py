@@ -7,9 +7,11 @@ written. Any error rolls all of it back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import models, transaction
 
@@ -29,6 +31,46 @@ class ChangeContext:
     request_id: str = ""
 
 
+@dataclass
+class Precondition:
+    """A check on one stored row, made once the change holds that row's lock."""
+
+    model: type[models.Model]
+    pk: Any
+    check: Callable[[models.Model], None]
+    checked: bool = False
+
+
+_PRECONDITIONS: ContextVar[tuple[Precondition, ...]] = ContextVar("preconditions", default=())
+
+
+@contextmanager
+def precondition(
+    instance: models.Model, check: Callable[[models.Model], None]
+) -> Iterator[Precondition]:
+    """While inside, ``save_object`` / ``delete_object`` call ``check(stored)`` on
+    ``instance``'s row as soon as they hold its lock, before anything is written (once, however
+    many changes the service makes). ``check`` raises (e.g. ``PreconditionFailed``) to refuse:
+    two writers that both expect the same version cannot both win. ``checked`` says whether
+    it ran."""
+    model = type(instance)._meta.concrete_model
+    assert model is not None  # a saved model's row
+    entry = Precondition(model, instance.pk, check)
+    token = _PRECONDITIONS.set((*_PRECONDITIONS.get(), entry))
+    try:
+        yield entry
+    finally:
+        _PRECONDITIONS.reset(token)
+
+
+def _check_preconditions(stored: models.Model) -> None:
+    for entry in _PRECONDITIONS.get():
+        model = stored._meta.concrete_model
+        if not entry.checked and entry.model is model and entry.pk == stored.pk:
+            entry.check(stored)
+            entry.checked = True
+
+
 def save_object(
     instance: M,
     ctx: ChangeContext,
@@ -44,6 +86,7 @@ def save_object(
         before = None
         if not creating:
             stored = type(instance)._base_manager.select_for_update().get(pk=instance.pk)
+            _check_preconditions(stored)
             before = audit.snapshot(stored)
         instance.full_clean()
         instance.save()
@@ -75,6 +118,7 @@ def delete_object(
         if callable(lock):
             lock()
         stored = type(instance)._base_manager.select_for_update().get(pk=instance.pk)
+        _check_preconditions(stored)
         if before_delete is not None:
             before_delete(stored)
         before = audit.snapshot(stored)

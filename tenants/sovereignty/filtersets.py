@@ -1,6 +1,4 @@
-import django_filters
-
-from tenants.filters import UtcDateTimeFilter
+from tenants.filters import FilterSet, UtcDateTimeFilter
 from tenants.sovereignty.models import (
     AccessRequest,
     DecisionRecord,
@@ -9,25 +7,47 @@ from tenants.sovereignty.models import (
 )
 
 
-class ProtectedAssetFilterSet(django_filters.FilterSet):
+class ProtectedAssetFilterSet(FilterSet):
     class Meta:
         model = ProtectedAsset
-        fields = ["tenant", "kind", "classification", "site"]
+        fields = ["tenant", "kind", "classification", "site", "name", "created_at", "updated_at"]
+        search_fields = ["name"]
 
 
-class RuleFilterSet(django_filters.FilterSet):
+class RuleFilterSet(FilterSet):
     class Meta:
         model = SovereigntyRule
-        fields = ["tenant", "kind", "status"]
+        fields = [
+            "tenant",
+            "kind",
+            "status",
+            "name",
+            "version",
+            "created_at",
+            "updated_at",
+            "activated_at",
+            "retired_at",
+        ]
+        search_fields = ["name"]
 
 
-class AccessRequestFilterSet(django_filters.FilterSet):
+class AccessRequestFilterSet(FilterSet):
     class Meta:
         model = AccessRequest
-        fields = ["tenant", "site", "person", "status"]
+        fields = [
+            "tenant",
+            "site",
+            "person",
+            "status",
+            "starts_at",
+            "ends_at",
+            "created_at",
+            "decided_at",
+        ]
+        search_fields = ["reason"]
 
 
-class DecisionRecordFilterSet(django_filters.FilterSet):
+class DecisionRecordFilterSet(FilterSet):
     since = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
@@ -42,4 +62,6 @@ class DecisionRecordFilterSet(django_filters.FilterSet):
             "principal",
             "tenant_id",
             "request_id",
+            "occurred_at",
         ]
+        search_fields = ["resource_repr", "principal", "actor_username"]

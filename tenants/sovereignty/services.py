@@ -220,7 +220,7 @@ def decision_context(site_id: int, asset_id: int | None = None) -> DecisionConte
     """Site and asset facts, jurisdictions and the tenant's compiled policies. On PostgreSQL one
     query reads all of it (the decision budget is 2 ms at p99); elsewhere the ORM, in a few."""
     if connection.vendor != "postgresql":
-        return _decision_context_orm(site_id, asset_id)
+        return decision_context_orm(site_id, asset_id)
     with connection.cursor() as cursor:
         cursor.execute(_CONTEXT_SQL, [asset_id, site_id])
         row = cursor.fetchone()
@@ -265,7 +265,11 @@ def decision_context(site_id: int, asset_id: int | None = None) -> DecisionConte
     return DecisionContext(site, asset, tenant_id, active_policies(tenant_id, fingerprint))
 
 
-def _decision_context_orm(site_id: int, asset_id: int | None) -> DecisionContext:
+def decision_context_orm(site_id: int, asset_id: int | None) -> DecisionContext:
+    """``decision_context`` through the ORM: what it answers off PostgreSQL.
+
+    Public because it is the reference the one-query path must agree with: a test compares the
+    two on PostgreSQL, where ``decision_context`` itself never takes this path."""
     site_model = ProtectedAsset._meta.get_field("site").related_model
     assert isinstance(site_model, type)  # a model class, not "self" nor None
     site = cast(SiteLike, site_model._default_manager.get(pk=site_id))

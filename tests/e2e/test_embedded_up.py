@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +55,14 @@ def get(url: str, token: str | None = None):
         return response.status, json.loads(response.read())
 
 
+def post(url: str, body: dict):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
 def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
     env = {
         k: v
@@ -87,7 +97,15 @@ def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
             assert time.monotonic() < deadline, Path(log.name).read_text()
             time.sleep(0.5)
         assert body["checks"] == {"database": "ok", "broker": "ok"}
-        token = subprocess.run(
+        # README's first API call: log in as a demo person for a token, then list.
+        status, issued = post(
+            f"{base}/api/v1/auth/token/",
+            {"username": "anna.schneider", "password": "factory-demo", "name": "laptop"},
+        )
+        assert status == 201 and issued["scope"] == "write"
+        _, sites = get(f"{base}/api/v1/sites/", issued["token"])
+        assert [s["code"] for s in sites["results"]] == ["FRA1"]  # bsia's own site
+        token = subprocess.run(  # the admin tool, for a provider admin
             [*manage, "issue_token", "admin"],
             env=env,
             cwd=ROOT,
@@ -97,6 +115,24 @@ def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
         ).stdout.strip()
         _, sites = get(f"{base}/api/v1/sites/", token)
         assert sorted(s["code"] for s in sites["results"]) == ["FRA1", "IAD1"]
+        # On SQLite too: numbers past 64 bits are never a 500 (its driver cannot bind them).
+        big = "99999999999999999999"
+        for path in (f"racks/?tenant={big}", f"racks/{big}/", f"chips/?index={big}"):
+            request = urllib.request.Request(f"{base}/api/v1/{path}")
+            request.add_header("Authorization", f"Bearer {token}")
+            try:
+                status = urllib.request.urlopen(request, timeout=5).status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            assert status in (200, 400, 404), (path, status)
+        # HEAD then GET on one kept-alive connection (gunicorn's gthread worker).
+        with requests.Session() as session:
+            for path in ("/healthz", "/api/v1/", "/admin/login/", "/console/login/"):
+                head, again = session.head(f"{base}{path}"), session.get(f"{base}{path}")
+                assert head.status_code == again.status_code == 200, path
+                assert head.content == b"" and again.content, path
+            pool = next(iter(session.adapters["http://"].poolmanager.pools._container.values()))
+            assert pool.num_connections == 1
         admin = urllib.request.urlopen(f"{base}/admin/login/", timeout=5)
         assert admin.status == 200
         # What people type first: / leads to the console's log-in, /api/v1/ lists the API.

@@ -1,4 +1,7 @@
-"""API test helpers: the error shape every 4xx must have, a client with a site agent's token."""
+"""API test helpers: the error shape every 4xx must have, a client with a site agent's token,
+tiny rate limits."""
+
+import uuid
 
 from rest_framework.test import APIClient
 
@@ -14,6 +17,15 @@ def assert_error_body(response, status: int):
     for error in body["errors"]:
         assert set(error) == {"field", "code", "message"}
     return body
+
+
+def rate_limits(settings, **rates: str) -> str:
+    """Set these ``RATE_LIMITS`` (e.g. ``token="3/hour"``) through pytest-django's ``settings``,
+    counted under a key prefix of this test's own (the shared Redis outlives test runs, whose
+    ids repeat). Returns the prefix."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, **rates}
+    settings.RATE_LIMIT_KEY_PREFIX = prefix = f"ratelimit-test-{uuid.uuid4().hex}"
+    return prefix
 
 
 def gateway(path: str, **params) -> str:

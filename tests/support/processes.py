@@ -141,8 +141,9 @@ def worker_process(env: dict, log: Path, name: str, concurrency: int = 2) -> Pro
 
 
 @contextmanager
-def gunicorn(env: dict, log: Path, workers: int = 2):
-    """gunicorn serving the test database (the test must be transactional to see its data)."""
+def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1):
+    """gunicorn serving the test database (the test must be transactional to see its data).
+    ``threads`` > 1: the gthread worker (what ``make up`` runs), which keeps connections alive."""
     port = free_port()
     server = Process(
         [
@@ -156,6 +157,7 @@ def gunicorn(env: dict, log: Path, workers: int = 2):
             "0",
             "--log-level",
             "warning",
+            *(["--threads", str(threads)] if threads > 1 else []),
         ],
         env,
         log,

@@ -63,7 +63,9 @@ class SiteAgentScheme(OpenApiAuthenticationExtension):
 
 
 class SiteAgentView(APIView):
-    """Base of every endpoint a site agent calls: its ``Agent`` credential, nothing else."""
+    """Base of every endpoint a site agent calls: its ``Agent`` credential, nothing else, and
+    the agents' rate limit (``RATE_LIMITS["agent"]``, far above a person's)."""
 
     authentication_classes = [SiteAgentAuthentication]
     permission_classes = [IsSiteAgent]
+    throttle_scope = "agent"

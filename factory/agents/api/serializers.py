@@ -9,6 +9,7 @@ class SiteAgentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SiteAgent
+        brief_fields = ["name", "site"]
         fields = [
             "id",
             "site",
@@ -36,6 +37,7 @@ class AgentCommandSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AgentCommand
+        brief_fields = ["kind", "state", "ultraserver"]
         fields = [
             "id",
             "site",

@@ -25,7 +25,7 @@ class SiteAgentViewSet(
     queryset = SiteAgent.objects.select_related("site")
     serializer_class = s.SiteAgentSerializer
     tenant_fields = ("site__tenant",)
-    filterset_fields = ["site"]
+    filterset_fields = ["site", "name", "last_seen_at", "revoked_at"]
     ordering_fields = ["name", "last_seen_at"]
 
     @extend_schema(responses={201: s.IssuedSiteAgentSerializer})
@@ -53,7 +53,7 @@ class AgentCommandViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     queryset = AgentCommand.objects.select_related("ultraserver")
     serializer_class = s.AgentCommandSerializer
     tenant_fields = ("site__tenant",)
-    filterset_fields = ["site", "ultraserver", "state", "kind"]
+    filterset_fields = ["site", "ultraserver", "state", "kind", "created_at", "completed_at"]
     ordering_fields = ["created_at", "completed_at"]
     read_roles = frozenset(Role)
 

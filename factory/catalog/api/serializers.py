@@ -6,6 +6,7 @@ from factory.catalog.models import ChipModel, UltraServerModel
 class ChipModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = ChipModel
+        brief_fields = ["name", "slug"]
         fields = [
             "id",
             "name",
@@ -42,6 +43,7 @@ class UltraServerModelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = UltraServerModel
+        brief_fields = ["name", "slug"]
         fields = [
             "id",
             "name",

@@ -14,6 +14,7 @@ class SiteSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Site
+        brief_fields = ["code", "name"]
         fields = [
             "id",
             "code",
@@ -41,6 +42,7 @@ class RackSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Rack
+        brief_fields = ["name", "site"]
         fields = [
             "id",
             "name",
@@ -76,6 +78,7 @@ class PowerFeedSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PowerFeed
+        brief_fields = ["name", "rack", "path"]
         fields = [
             "id",
             "name",
@@ -112,6 +115,7 @@ class UltraServerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = UltraServer
+        brief_fields = ["serial", "rack", "position"]
         fields = [
             "id",
             "serial",
@@ -138,6 +142,7 @@ class UltraServerSerializer(serializers.ModelSerializer):
 class ChipSerializer(serializers.ModelSerializer):
     class Meta:
         model = Chip
+        brief_fields = list(Chip.IDENTITY)
         fields = ["id", *Chip.IDENTITY, "health", "health_note", *Chip.COUNTERS, "updated_at"]
         read_only_fields = [*Chip.IDENTITY, *Chip.COUNTERS, "updated_at"]
 
@@ -161,9 +166,14 @@ class RackPowerSerializer(serializers.Serializer):
     paths_kw = serializers.DictField(child=serializers.FloatField())
 
 
-class CoolingSerializer(serializers.Serializer):
-    capacity_kw = serializers.FloatField(required=False)
-    contracted_kw = serializers.FloatField(required=False)
+class RackCoolingSerializer(serializers.Serializer):
+    capacity_kw = serializers.FloatField()
+    committed_kw = serializers.FloatField()
+    available_kw = serializers.FloatField()
+
+
+class SiteCoolingSerializer(serializers.Serializer):
+    contracted_kw = serializers.FloatField()
     committed_kw = serializers.FloatField()
     available_kw = serializers.FloatField()
 
@@ -180,7 +190,7 @@ class RackCapacitySerializer(HardwareTotalsSerializer):
     name = serializers.CharField()
     site = serializers.IntegerField()
     power = RackPowerSerializer()
-    cooling = CoolingSerializer()
+    cooling = RackCoolingSerializer()
 
 
 class SitePowerSerializer(serializers.Serializer):
@@ -195,4 +205,4 @@ class SiteCapacitySerializer(HardwareTotalsSerializer):
     code = serializers.CharField()
     racks = serializers.IntegerField()
     power = SitePowerSerializer()
-    cooling = CoolingSerializer()
+    cooling = SiteCoolingSerializer()

@@ -15,6 +15,7 @@ from factory.inventory.filtersets import (
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
 from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin
 from tenants.choices import Role
+from tenants.filters import query_params
 
 # The customer supplies space and power: its admins and operators keep its racks and feeds.
 CUSTOMER_FACILITY_WRITERS = frozenset(
@@ -35,6 +36,7 @@ class SiteViewSet(AuditedModelViewSet):
     tenant_fields = ("tenant",)
 
     @extend_schema(responses=s.SiteCapacitySerializer)
+    @query_params()
     @action(detail=True, methods=["get"])
     def capacity(self, request, pk=None):
         site = self.get_object()
@@ -50,6 +52,7 @@ class RackViewSet(AuditedModelViewSet):
     write_roles = CUSTOMER_FACILITY_WRITERS
 
     @extend_schema(responses=s.RackCapacitySerializer)
+    @query_params()
     @action(detail=True, methods=["get"])
     def capacity(self, request, pk=None):
         rack = self.get_object()

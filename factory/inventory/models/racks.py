@@ -11,6 +11,9 @@ from factory.inventory.power import shrink_shortfall
 
 
 class Rack(models.Model):
+    #: API filters on a relation to this model take an id or this (tenants.filters).
+    natural_key_field = "name"
+
     site = models.ForeignKey("inventory.Site", on_delete=models.PROTECT, related_name="racks")
     name = models.CharField(max_length=64, help_text="e.g. FRA1-R03")
     u_height = models.PositiveSmallIntegerField(

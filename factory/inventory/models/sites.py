@@ -20,6 +20,9 @@ def validate_time_zone(value: str) -> None:
 class Site(models.Model):
     """A customer's data center hall that hosts an AI factory."""
 
+    #: API filters on a relation to this model take an id or this (tenants.filters).
+    natural_key_field = "code"
+
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="sites")
     code = models.CharField(
         max_length=16,

@@ -13,6 +13,9 @@ class UltraServer(models.Model):
     """A rack-scale system of 64–144 accelerator chips, owned and run by the provider, placed in
     a customer's rack and allocated to that customer."""
 
+    #: API filters on a relation to this model take an id or this (tenants.filters).
+    natural_key_field = "serial"
+
     serial = models.CharField(max_length=64, unique=True)
     model = models.ForeignKey(
         "catalog.UltraServerModel", on_delete=models.PROTECT, related_name="ultraservers"

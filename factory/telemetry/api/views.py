@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from factory import wire
 from factory.agents.api.authentication import SiteAgentView
 from factory.agents.services import seen
 from factory.inventory.models import Site, UltraServer
@@ -20,6 +21,7 @@ from factory.telemetry.api import serializers as s
 from factory.telemetry.choices import Resolution
 from tenants.api.base import ScopedViewSetMixin
 from tenants.choices import PROVIDER_ROLES
+from tenants.filters import query_params
 
 DEFAULT_SPAN = {
     Resolution.RAW: dt.timedelta(minutes=10),
@@ -31,14 +33,14 @@ DEFAULT_SPAN = {
 class AgentTelemetryView(SiteAgentView):
     """A site agent's telemetry batch (MetricReports). All-or-nothing: a malformed report or
     another site's server rejects the whole batch; a replayed report is acknowledged and
-    ignored."""
+    ignored. A batch over ``TELEMETRY_MAX_BATCH_BYTES`` is a 413 before it is read; its rate
+    limit is its own, far above the rest of the agent gateway's."""
+
+    throttle_scope = "telemetry"
 
     @extend_schema(request=s.TelemetryBatchSerializer, responses=s.IngestResultSerializer)
     def post(self, request):
         agent = request.auth
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > settings.TELEMETRY_MAX_BATCH_BYTES:
-            raise ingest.BatchRejected("reports", "too_large", "Batch too large.")
         # The raw bytes, read once: request.body would apply the 2.5 MB form-upload limit, and
         # request.data would parse the JSON a second, slower way.
         body = request._request.read()
@@ -70,12 +72,12 @@ class AgentConfigView(SiteAgentView):
         categories = sorted(egress.allowed_categories(agent.site))
         seen(agent)
         return Response(
-            {
-                "site": agent.site.code,
-                "interval_seconds": settings.TELEMETRY_INTERVAL_SECONDS,
-                "telemetry_categories": categories,
-                "metrics": egress.metrics_for(categories),
-            }
+            wire.AgentConfig(
+                site=agent.site.code,
+                interval_seconds=settings.TELEMETRY_INTERVAL_SECONDS,
+                telemetry_categories=categories,
+                metrics=egress.metrics_for(categories),
+            )
         )
 
 
@@ -85,29 +87,39 @@ class UltraServerTelemetryViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
     queryset = UltraServer.objects.select_related("model", "rack__site")
     tenant_fields = ("rack__site__tenant", "tenant")
 
-    @extend_schema(parameters=[s.SeriesQuerySerializer], responses={200: dict})
+    @extend_schema(parameters=[s.SeriesQuerySerializer], responses=s.TelemetrySeriesSerializer)
+    @query_params(s.SeriesQuerySerializer)
     @action(detail=True, methods=["get"])
     def telemetry(self, request, pk=None):
+        """Per-server figures over time: raw samples (every chip's values too) or 1-minute /
+        1-hour roll-ups. At most `limit` (10,000) points: when more remain, `truncated` is
+        true and `next_start` is where to ask again."""
         server = self.get_object()
         query = s.SeriesQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         resolution = query.validated_data["resolution"]
         end = query.validated_data.get("end") or timezone.now()
         start = query.validated_data.get("start") or end - DEFAULT_SPAN[resolution]
-        points = services.series(server, start, end, resolution)
+        found = services.series(server, start, end, resolution, query.validated_data["limit"])
         return Response(
             {
                 "ultraserver": server.pk,
                 "resolution": resolution,
                 "start": start,
                 "end": end,
-                "points": points,
+                "limit": found.limit,
+                "truncated": found.truncated,
+                "next_start": found.next_start,
+                "points": found.points,
             }
         )
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=s.ChipHealthSerializer)
+    @query_params()
     @action(detail=True, methods=["get"], url_path="chip-health")
     def chip_health(self, request, pk=None):
+        """Every chip now: `health` is the inventory's verdict (as in `/chips/`),
+        `reported_health` what the chip last reported, beside its latest readings."""
         server = self.get_object()
         return Response(services.chip_health(server))
 
@@ -118,7 +130,8 @@ class SitePowerViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
     queryset = Site.objects.all()
     tenant_fields = ("tenant",)
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=s.SitePowerDrawSerializer)
+    @query_params()
     @action(detail=True, methods=["get"])
     def power(self, request, pk=None):
         return Response(services.site_power(self.get_object()))

@@ -3,12 +3,16 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource, TokenScope
+from tenants.errors import Invalid
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import MAX_DAYS, issue_token
 
 
 class Command(BaseCommand):
-    help = "Issue an API token for USERNAME and print it (it is stored hashed and shown only now)."
+    help = (
+        "Issue an API token for USERNAME and print it (it is stored hashed and shown only now). "
+        "An admin tool: people get their own with POST /api/v1/auth/token/ or in the console."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -27,6 +31,6 @@ class Command(BaseCommand):
             _, clear = issue_token(
                 user, ChangeContext(SYSTEM, AuditSource.COMMAND), name=name, scope=scope, days=days
             )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        except Invalid as exc:
+            raise CommandError(exc.message) from None
         self.stdout.write(clear)

@@ -13,6 +13,11 @@ from tenants.sovereignty.models import (
     TransferBasis,
 )
 
+#: The engine's actions, as the API names them (one enum in the schema: SovereigntyActionEnum).
+ACTIONS = [a.value for a in Action]
+#: What a what-if finds it would deny: an asset's placement or replica, or a standing access.
+WHAT_IF_SUBJECTS = ["asset", "access-request"]
+
 # The site model, without importing the inventory app (tenants must not depend on it).
 Site = ProtectedAsset._meta.get_field("site").related_model
 
@@ -37,6 +42,7 @@ class JurisdictionGroupSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JurisdictionGroup
+        brief_fields = ["code", "name"]
         fields = ["id", "tenant", "code", "name", "countries"]
 
 
@@ -47,6 +53,7 @@ class ProtectedAssetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ProtectedAsset
+        brief_fields = ["name", "kind"]
         fields = [
             "id",
             "tenant",
@@ -75,6 +82,7 @@ class RuleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SovereigntyRule
+        brief_fields = ["name", "kind", "status", "version"]
         fields = [
             "id",
             "tenant",
@@ -106,6 +114,7 @@ class TransferBasisSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TransferBasis
+        brief_fields = ["kind", "destination"]
         fields = ["id", "tenant", "kind", "destination", "reference", "valid_until", "created_at"]
         read_only_fields = ["created_at"]
 
@@ -119,6 +128,7 @@ class AccessRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AccessRequest
+        brief_fields = ["site", "person", "status"]
         fields = [
             "id",
             "tenant",
@@ -144,8 +154,15 @@ class AccessRequestSerializer(serializers.ModelSerializer):
 
 
 class DecisionRecordSerializer(serializers.ModelSerializer):
+    action = serializers.ChoiceField(choices=ACTIONS, read_only=True)
+    rule_ids = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="The deciding rules' @ids."
+    )
+    reasons = serializers.ListField(child=serializers.CharField(), read_only=True)
+
     class Meta:
         model = DecisionRecord
+        brief_fields = ["occurred_at", "action", "allowed"]
         fields = [
             "id",
             "occurred_at",
@@ -166,7 +183,7 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
 
 
 class EvaluateSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=[a.value for a in Action])
+    action = serializers.ChoiceField(choices=ACTIONS)
     site = site_field(help_text="Where the action happens (target, or telemetry source).")
     asset = ScopedPrimaryKeyRelatedField(
         queryset=ProtectedAsset.objects.all(), tenant_fields=("tenant",), required=False
@@ -176,11 +193,15 @@ class EvaluateSerializer(serializers.Serializer):
         queryset=get_user_model().objects.filter(memberships__tenant__isnull=True),
         required=False,
     )
-    from_country = serializers.CharField(max_length=2, required=False, default="")
+    from_country = serializers.CharField(max_length=2, required=False, allow_blank=True, default="")
     remote = serializers.BooleanField(required=False, default=False)
     destination = site_field(required=False, help_text="Telemetry destination site.")
-    telemetry_category = serializers.CharField(max_length=64, required=False, default="")
-    artifact_origin = serializers.CharField(max_length=64, required=False, default="")
+    telemetry_category = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default=""
+    )
+    artifact_origin = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default=""
+    )
     artifact_signed = serializers.BooleanField(required=False, default=False)
 
 
@@ -191,11 +212,11 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class WhatIfItemSerializer(serializers.Serializer):
-    type = serializers.CharField()
+    type = serializers.ChoiceField(choices=WHAT_IF_SUBJECTS)
     id = serializers.CharField()
     repr = serializers.CharField()
     site = serializers.IntegerField()
-    action = serializers.CharField()
+    action = serializers.ChoiceField(choices=ACTIONS)
     reasons = serializers.ListField(child=serializers.CharField())
 
 

@@ -38,7 +38,7 @@ def test_results_that_finish_together_share_a_request(live_server, tmp_path):
     ids = [
         agents.submit(site_id=site.pk, kind=RESET, ultraserver_id=server.pk).pk for _ in range(5)
     ]
-    sender = threading.Thread(target=agent._result_loop, daemon=True)
+    sender = threading.Thread(target=agent.result_loop, daemon=True)
     sender.start()
     try:
         assert agent.claim_once(wait_s=0) == 5

@@ -5,11 +5,14 @@ while the page watches. Screenshots of every page land in test-artifacts/console
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -293,3 +296,58 @@ def test_a_tenant_operator_cannot_open_another_tenants_site(demo, browser):
     assert tab.page.get_by_role("link", name="Start a rolling upgrade").count() == 0
     tab.shot("own-site")
     tab.close()
+
+
+def test_a_person_creates_an_api_token_sees_it_once_and_revokes_it(demo, browser):
+    base = demo["url"]
+    tab = Page(browser, base, "api-tokens")
+    tab.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page = tab.page
+    tab.login_with_keyboard("lea.fischer")  # bsia viewer: tokens are everyone's own
+    page.get_by_role("link", name="API tokens").click()
+    page.wait_for_url(re.compile(r".*/console/tokens/$"))
+    assert "You have no API tokens yet." in page.locator("main").inner_text()
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_label("Read only").check()
+    page.get_by_label("Expires after (days)").fill("7")
+    tab.shot("tokens-new")
+    page.get_by_role("button", name="Create token").click()
+    clear = page.locator("#new-token").input_value()
+    assert clear.startswith("afc_")
+    assert "shown only this once" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Copy token").click()
+    page.wait_for_function("document.getElementById('copy-status').textContent !== ''")
+    assert page.locator("#copy-status").inner_text() == "Copied."
+    assert page.evaluate("navigator.clipboard.readText()") == clear
+    tab.shot("tokens-created")
+
+    status, listed = api_get(f"{base}/api/v1/tokens/", clear)  # it works, read-only
+    assert status == 200 and [t["name"] for t in listed["results"]] == ["laptop"]
+    # Shown once: the page again lists it by its prefix only.
+    page.get_by_role("link", name="API tokens").click()
+    page.wait_for_url(re.compile(r".*/console/tokens/$"))
+    assert page.locator("#new-token").count() == 0 and clear not in page.content()
+    row = page.locator("table.tokens tbody tr")
+    assert row.count() == 1 and "laptop" in row.inner_text() and "active" in row.inner_text()
+
+    page.get_by_role("link", name="Revoke laptop").click()
+    page.wait_for_url(re.compile(r".*/console/tokens/\d+/revoke/$"))
+    tab.shot("tokens-revoke-confirm")
+    page.get_by_role("button", name="Yes, revoke “laptop”").click()
+    page.wait_for_url(re.compile(r".*/console/tokens/$"))
+    assert "revoked" in page.locator(".messages").inner_text()
+    assert "revoked" in page.locator("table.tokens tbody tr").inner_text()
+    assert page.get_by_role("link", name="Revoke laptop").count() == 0
+    tab.shot("tokens-revoked")
+    assert api_get(f"{base}/api/v1/tokens/", clear)[0] == 401
+    tab.only_talked_to(base)
+    tab.close()
+
+
+def api_get(url: str, token: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

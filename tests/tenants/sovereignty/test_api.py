@@ -394,7 +394,7 @@ def test_one_query_context_matches_the_orm_path(fleet, us_site):
     with CaptureQueriesContext(connection) as queries:
         fast = services.decision_context(site.pk, asset.pk)
     assert len(queries) == 1  # one round trip for every fact and the policy fingerprint
-    slow = services._decision_context_orm(site.pk, asset.pk)
+    slow = services.decision_context_orm(site.pk, asset.pk)
     assert (fast.site, fast.asset, fast.tenant_id) == (slow.site, slow.asset, slow.tenant_id)
     assert fast.policies is slow.policies  # same fingerprint, same cached compilation
     assert fast.site.jurisdictions == {"DE", "EU", "EEA", "DACH"}
