@@ -61,7 +61,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(gunicorn_url
         ],
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=3000,  # the generated lookups multiply the parameters it covers
         cwd=tmp_path,
     )
     output = result.stdout + result.stderr
