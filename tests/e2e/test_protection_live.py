@@ -13,7 +13,7 @@ from tenants.choices import Role
 from tests.support.fleet import client_for, make_person
 from tests.support.processes import app_env, gunicorn
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 LIMIT = 5
 
 
