@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("provisioning.api.urls")),
     path("", include("tenants.api.urls")),
     path("", include("tenants.sovereignty.api.urls")),
+    path("", include("tenants.events.api.urls")),
 ]
 
 urlpatterns = [

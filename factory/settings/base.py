@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "tenants",
     "tenants.sovereignty",
+    "tenants.events",
     "factory.core",
     "factory.catalog",
     "factory.inventory",
