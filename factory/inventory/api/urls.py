@@ -1,8 +1,8 @@
-from rest_framework.routers import SimpleRouter
-
 from factory.inventory.api import views
+from tenants.api.bulk import BulkRouter
 
-router = SimpleRouter(trailing_slash=True)
+# The list URLs also take PUT, PATCH and DELETE: bulk writes (tenants.api.bulk).
+router = BulkRouter(trailing_slash=True)
 router.register("sites", views.SiteViewSet)
 router.register("racks", views.RackViewSet)
 router.register("power-feeds", views.PowerFeedViewSet)

@@ -14,6 +14,7 @@ from factory.inventory.filtersets import (
 )
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
 from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin
+from tenants.api.bulk import BulkWriteMixin
 from tenants.choices import Role
 from tenants.filters import query_params
 
@@ -25,7 +26,7 @@ CUSTOMER_FACILITY_WRITERS = frozenset(
 CHIP_HEALTH_WRITERS = CUSTOMER_FACILITY_WRITERS | {Role.PROVIDER_TECHNICIAN}
 
 
-class SiteViewSet(AuditedModelViewSet):
+class SiteViewSet(BulkWriteMixin, AuditedModelViewSet):
     """Sites: customers' data center halls. Country and contracted power are contract facts, so
     only provider admins change them."""
 
@@ -34,6 +35,7 @@ class SiteViewSet(AuditedModelViewSet):
     filterset_class = SiteFilterSet
     ordering_fields = ["code", "name", "country", "status", "created_at"]
     tenant_fields = ("tenant",)
+    bulk_max_items = 100  # a customer has a few; each is checked against every time zone
 
     @extend_schema(responses=s.SiteCapacitySerializer)
     @query_params()
@@ -43,7 +45,7 @@ class SiteViewSet(AuditedModelViewSet):
         return Response(selectors.site_capacities([site])[site.pk])
 
 
-class RackViewSet(AuditedModelViewSet):
+class RackViewSet(BulkWriteMixin, AuditedModelViewSet):
     queryset = Rack.objects.select_related("site").prefetch_related("power_feeds")
     serializer_class = s.RackSerializer
     filterset_class = RackFilterSet
@@ -59,7 +61,7 @@ class RackViewSet(AuditedModelViewSet):
         return Response(selectors.rack_capacities([rack])[rack.pk])
 
 
-class PowerFeedViewSet(AuditedModelViewSet):
+class PowerFeedViewSet(BulkWriteMixin, AuditedModelViewSet):
     queryset = PowerFeed.objects.select_related("rack__site")
     serializer_class = s.PowerFeedSerializer
     filterset_class = PowerFeedFilterSet
@@ -71,7 +73,7 @@ class PowerFeedViewSet(AuditedModelViewSet):
         services.delete_power_feed(instance, ctx)
 
 
-class UltraServerViewSet(AuditedModelViewSet):
+class UltraServerViewSet(BulkWriteMixin, AuditedModelViewSet):
     """UltraServers: provider hardware on customer premises. Creating one creates its chips."""
 
     queryset = UltraServer.objects.select_related("model", "rack__site", "tenant")
@@ -79,12 +81,13 @@ class UltraServerViewSet(AuditedModelViewSet):
     filterset_class = UltraServerFilterSet
     ordering_fields = ["serial", "lifecycle_state", "position", "created_at", "last_heartbeat_at"]
     tenant_fields = ("rack__site__tenant", "tenant")
+    bulk_max_items = 100  # each new one brings its 64-144 chips
 
     def save_instance(self, instance, ctx):
         return services.save_ultraserver(instance, ctx)
 
 
-class ChipViewSet(AuditedModelViewSet):
+class ChipViewSet(BulkWriteMixin, AuditedModelViewSet):
     """Chips are created with their UltraServer; here they are read and their health set."""
 
     queryset = Chip.objects.select_related("ultraserver__rack__site")
