@@ -12,22 +12,9 @@ class ProvisioningConfig(AppConfig):
         command_finished.connect(_wake_step, dispatch_uid="provisioning.wake_step")
         fault_opened.connect(_open_maintenance, dispatch_uid="provisioning.open_maintenance")
         from factory.telemetry import metrics
+        from provisioning import metrics as workflow_metrics
 
-        metrics.register(_workflow_metrics)
-
-
-def _workflow_metrics():
-    from django.db.models import Count
-    from prometheus_client.core import GaugeMetricFamily
-
-    from provisioning.models import Workflow
-
-    family = GaugeMetricFamily(
-        "factory_workflows", "Workflows by kind and state.", labels=["kind", "state"]
-    )
-    for row in Workflow.objects.values("kind", "state").annotate(n=Count("pk")):
-        family.add_metric([row["kind"], row["state"]], row["n"])
-    yield family
+        metrics.register(workflow_metrics.collect)
 
 
 def _open_maintenance(sender, faults, **kwargs) -> None:

@@ -36,6 +36,10 @@ _DESCRIPTIONS = {
     "429": "Over the rate limit; `Retry-After` says when to try again.",
 }
 _UNSAFE = {"post", "put", "patch", "delete"}
+RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def add_error_responses(result, generator, request, public):
@@ -50,13 +54,14 @@ def add_error_responses(result, generator, request, public):
             if method in _UNSAFE:
                 codes += ["409", "413"]
             for code in codes:
-                operation["responses"].setdefault(
-                    code,
-                    {
-                        "description": _DESCRIPTIONS[code],
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    },
+                response = operation["responses"].setdefault(
+                    code, {"description": _DESCRIPTIONS[code]}
                 )
+                # A view's own words for a refusal (its description) keep the one body.
+                response.setdefault(
+                    "content",
+                    {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                )
+                if code == "429":
+                    response.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER)
     return result

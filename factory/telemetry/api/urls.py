@@ -12,5 +12,6 @@ urlpatterns = [
     path(wire.TELEMETRY_PATH, views.AgentTelemetryView.as_view(), name="agent-telemetry"),
     path(wire.EVENTS_PATH, views.AgentEventsView.as_view(), name="agent-events"),
     path(wire.CONFIG_PATH, views.AgentConfigView.as_view(), name="agent-config"),
+    path("metrics/", views.TenantMetricsView.as_view(), name="tenant-metrics"),
     *router.urls,
 ]

@@ -5,6 +5,7 @@ import datetime as dt
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework import viewsets
@@ -19,8 +20,10 @@ from factory.inventory.models import Site, UltraServer
 from factory.telemetry import egress, events, ingest, metrics, services
 from factory.telemetry.api import serializers as s
 from factory.telemetry.choices import Resolution
+from tenants.access import actor_for
 from tenants.api.base import ScopedViewSetMixin
 from tenants.choices import PROVIDER_ROLES
+from tenants.errors import DomainError
 from tenants.filters import query_params
 
 DEFAULT_SPAN = {
@@ -44,7 +47,12 @@ class AgentTelemetryView(SiteAgentView):
         # The raw bytes, read once: request.body would apply the 2.5 MB form-upload limit, and
         # request.data would parse the JSON a second, slower way.
         body = request._request.read()
-        result = ingest.ingest(agent, body, egress.allowed_categories(agent.site))
+        try:
+            result = ingest.ingest(agent, body, egress.allowed_categories(agent.site))
+        except DomainError as refusal:
+            metrics.count_rejected(agent.site.code, refusal)
+            raise
+        metrics.count_ingest(agent.site.code, result.accepted, result.replayed)
         seen(agent)
         return Response(result.as_dict())
 
@@ -137,7 +145,20 @@ class SitePowerViewSet(ScopedViewSetMixin, viewsets.GenericViewSet):
         return Response(services.site_power(self.get_object()))
 
 
-class MetricsView(APIView):
+class ExpositionView(APIView):
+    """Answers with the Prometheus text format whatever ``Accept`` says (a scraper asks for
+    ``text/plain`` or OpenMetrics, which no API renderer offers); a refusal is the JSON error
+    body, never a 406. Scrapes read the database, so they have a rate budget of their own
+    (``RATE_LIMITS["metrics"]``, per token) and the database families are cached per scope
+    (``METRICS_CACHE_SECONDS``)."""
+
+    throttle_scope = "metrics"
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)
+
+
+class MetricsView(ExpositionView):
     """Prometheus exposition of the fleet. Provider personnel's tokens only (a Prometheus
     ``bearer_token``): it spans every tenant."""
 
@@ -146,3 +167,22 @@ class MetricsView(APIView):
     @extend_schema(responses={(200, "text/plain"): str})
     def get(self, request):
         return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+class TenantMetricsView(ExpositionView):
+    """Prometheus exposition of what the token's owner may see, scoped as the API's lists are:
+    a tenant's people get the series of their own sites, servers, chips, faults, workflows and
+    telemetry batches; provider personnel get everything `/metrics` shows. Scrape it with the
+    token as Prometheus's `bearer_token`."""
+
+    @extend_schema(
+        operation_id="metrics_scoped",
+        responses={(200, "text/plain"): OpenApiTypes.STR},
+        description="The Prometheus text exposition format, whatever `Accept` asks for. The "
+        "series read from the database are refreshed at most every 10 s "
+        "(`METRICS_CACHE_SECONDS`); scrapes have their own rate limit per token (60 a minute by "
+        "default), apart from the token's API budget.",
+    )
+    def get(self, request):
+        scope = metrics.Scope(actor_for(request.user))
+        return HttpResponse(metrics.exposition(scope), content_type=CONTENT_TYPE_LATEST)
