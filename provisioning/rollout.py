@@ -22,12 +22,11 @@ from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, PowerFeed, Site, UltraServer
 from provisioning.choices import (
     FINISHED_TARGET_STATES,
-    FINISHED_WORKFLOW_STATES,
     StepState,
     TargetState,
     WorkflowState,
 )
-from provisioning.history import event
+from provisioning.history import event, set_state
 from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowTarget
 from provisioning.queue import queue_steps
 from provisioning.windows import Window, is_open, next_opening
@@ -46,17 +45,6 @@ def approved_windows(site: Site) -> list[Window]:
         )
         for w in MaintenanceWindow.objects.filter(site=site, status="approved")
     ]
-
-
-def _set_state(workflow: Workflow, state: str, reason: str, kind: str | None = None) -> None:
-    workflow.state = state
-    workflow.state_reason = reason[:1000]
-    fields = ["state", "state_reason", "updated_at"]
-    if state in FINISHED_WORKFLOW_STATES:
-        workflow.finished_at = timezone.now()
-        fields.append("finished_at")
-    workflow.save(update_fields=fields)
-    event(workflow.pk, kind or f"workflow-{state}", reason or state)
 
 
 def advance(workflow_id: int) -> str:
@@ -93,15 +81,19 @@ def advance(workflow_id: int) -> str:
         running = counts[TargetState.RUNNING]
         if finished == total:
             if workflow.state == WorkflowState.CANCELLING:
-                _set_state(workflow, WorkflowState.CANCELLED, workflow.state_reason or "cancelled")
+                set_state(
+                    workflow, WorkflowState.CANCELLED, reason=workflow.state_reason or "cancelled"
+                )
             elif failed:
-                _set_state(
+                set_state(
                     workflow,
                     WorkflowState.FAILED,
-                    f"{failed} of {total} UltraServers failed (real state verified for each)",
+                    reason=f"{failed} of {total} UltraServers failed "
+                    "(real state verified for each)",
                 )
             else:
-                _set_state(workflow, WorkflowState.SUCCEEDED, f"all {total} UltraServers done")
+                done = f"all {total} UltraServers done"
+                set_state(workflow, WorkflowState.SUCCEEDED, reason=done)
             return workflow.state
         if workflow.state != WorkflowState.RUNNING:
             return workflow.state
@@ -112,10 +104,10 @@ def advance(workflow_id: int) -> str:
         if (max_failures is not None and failed - base > max_failures) or (
             max_pct is not None and failed > 0 and 100.0 * (failed - base) / total > max_pct
         ):
-            _set_state(
+            set_state(
                 workflow,
                 WorkflowState.PAUSED,
-                f"failure budget exceeded: {failed} of {total} failed "
+                reason=f"failure budget exceeded: {failed} of {total} failed "
                 f"(budget {max_failures} or {max_pct}%); paused itself",
                 kind="budget-exceeded",
             )
@@ -130,7 +122,7 @@ def advance(workflow_id: int) -> str:
                 workflow.save(update_fields=["batch_finished_at", "updated_at"])
                 gate = health_gate(workflow)
                 if gate:
-                    _set_state(workflow, WorkflowState.PAUSED, gate, kind="health-gate")
+                    set_state(workflow, WorkflowState.PAUSED, reason=gate, kind="health-gate")
                     return workflow.state
             soak = float(spec.get("soak_seconds", 0))
             if (now - workflow.batch_finished_at).total_seconds() < soak:

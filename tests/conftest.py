@@ -17,5 +17,5 @@ def _drop_unconsumed_hints():
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE)
     client.close()

@@ -231,7 +231,7 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
     from django.utils import timezone
 
     from tenants.sovereignty.models import AccessRequest, ProtectedAsset, SovereigntyRule
-    from tenants.sovereignty.services import activate_rule, save_asset
+    from tenants.sovereignty.services import activate_rule, request_access, save_asset
 
     fra = Site.objects.get(code="FRA1")
     fra.accreditations = ["vs-nfd", "bsi-c5", "customer-hsm"]
@@ -315,7 +315,7 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
         ctx,
     )
     now = timezone.now()
-    save_object(
+    request_access(
         AccessRequest(
             tenant=bsia,
             site=fra,

@@ -3,14 +3,20 @@
 A new fault on a server sets its maintenance flag and, after commit, announces itself with
 the ``fault_opened`` signal; the workflow engine (which this app may not import) listens and
 opens a maintain workflow. Its health sweep catches any the signal missed.
+
+Every fault opened and every fault resolved is an event of the site's tenant
+(``fault.opened``, ``fault.resolved``), written here, in the transaction that opens or clears
+it: ``_open`` and ``_clear`` are the only places that do either.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -22,6 +28,8 @@ from factory.telemetry.rules import Finding
 from factory.wire import FaultRule
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource
+from tenants.events.kinds import EventKind, timestamp
+from tenants.events.services import emit
 from tenants.services.changes import ChangeContext, save_object
 
 log = logging.getLogger(__name__)
@@ -59,13 +67,67 @@ def _open(site_id: int, candidates: list[Fault]) -> list[Fault]:
             new.append(fault)
     if not new:
         return []
-    # A concurrent batch may open the same key: the partial unique index keeps one.
-    Fault.objects.bulk_create(new, ignore_conflicts=True)
-    return list(
-        Fault.objects.filter(
-            site_id=site_id, key__in=[f.key for f in new], cleared_at__isnull=True
-        ).select_related("ultraserver")
-    )
+    created = []
+    with transaction.atomic(savepoint=False):  # the caller's transaction, when there is one
+        for fault in new:
+            # A concurrent batch may open the same key: the partial unique index keeps its
+            # fault, and that batch (not this one) flags the server and tells the tenant.
+            try:
+                with transaction.atomic():
+                    fault.save(force_insert=True)
+            except IntegrityError:
+                continue
+            created.append(fault.pk)
+        opened = list(
+            Fault.objects.filter(pk__in=created)
+            .select_related("site", "ultraserver")
+            .order_by("pk")
+        )
+        for fault in opened:
+            data = _event_data(fault)
+            emit(EventKind.FAULT_OPENED, fault, tenant=fault.site.tenant_id, data=data)
+    return opened
+
+
+def _event_data(fault: Fault, **more: Any) -> dict[str, Any]:
+    server = fault.ultraserver
+    return {
+        "rule": fault.rule,
+        "detail": fault.detail,
+        "site": fault.site.code,
+        "server": server.serial if server is not None else None,
+        "chip": fault.chip_index,
+        "opened_at": timestamp(fault.opened_at),
+        **more,
+    }
+
+
+def _clear(faults: QuerySet[Fault], reason: str) -> int:
+    """Clear the open faults among ``faults``, each one a ``fault.resolved`` event. Rows are
+    locked first: of two clearing the same fault at once, the second finds it cleared and says
+    nothing."""
+    reason = reason[:200]
+    with transaction.atomic(savepoint=False):  # ingest's own transaction, when there is one
+        closing = list(
+            faults.filter(cleared_at__isnull=True)
+            .select_for_update(of=("self",))
+            .select_related("site", "ultraserver")
+        )
+        if not closing:
+            return 0
+        now = timezone.now()
+        Fault.objects.filter(pk__in=[f.pk for f in closing]).update(
+            cleared_at=now, cleared_reason=reason
+        )
+        for fault in closing:
+            fault.cleared_at, fault.cleared_reason = now, reason
+            emit(
+                EventKind.FAULT_RESOLVED,
+                fault,
+                tenant=fault.site.tenant_id,
+                data=_event_data(fault, reason=reason, cleared_at=timestamp(now)),
+            )
+    return len(closing)
 
 
 def raise_findings(
@@ -149,19 +211,13 @@ def record(server: UltraServer, rule: str, detail: str, chip: int | None = None)
 def clear_keys(site_id: int, keys: list[str], reason: str) -> int:
     if not keys:
         return 0
-    return Fault.objects.filter(site_id=site_id, key__in=keys, cleared_at__isnull=True).update(
-        cleared_at=timezone.now(), cleared_reason=reason[:200]
-    )
+    return _clear(Fault.objects.filter(site_id=site_id, key__in=keys), reason)
 
 
 def clear_keys_everywhere(site_ids: Iterable[int], key: str, reason: str) -> int:
-    return Fault.objects.filter(
-        site_id__in=list(site_ids), key=key, cleared_at__isnull=True
-    ).update(cleared_at=timezone.now(), cleared_reason=reason[:200])
+    return _clear(Fault.objects.filter(site_id__in=list(site_ids), key=key), reason)
 
 
 def clear_server(server_id: int, reason: str) -> int:
     """Back in service after maintenance: the server's faults are closed."""
-    return Fault.objects.filter(ultraserver_id=server_id, cleared_at__isnull=True).update(
-        cleared_at=timezone.now(), cleared_reason=reason[:200]
-    )
+    return _clear(Fault.objects.filter(ultraserver_id=server_id), reason)

@@ -1,6 +1,7 @@
 """The event kinds customers see (pure: the CLI, webhook receivers and the schema agree on these
 strings). Dotted ``<subject>.<what happened>``; a kind is never renamed, only added."""
 
+import datetime as dt
 from enum import StrEnum
 
 
@@ -14,6 +15,10 @@ class EventKind(StrEnum):
     MAINTENANCE_WINDOW_REQUESTED = "maintenance_window.requested"
     MAINTENANCE_WINDOW_DECIDED = "maintenance_window.decided"
     WEBHOOK_DISABLED = "webhook.disabled"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
 
 
 EVENT_KIND_LABELS: dict[EventKind, str] = {
@@ -26,4 +31,17 @@ EVENT_KIND_LABELS: dict[EventKind, str] = {
     EventKind.MAINTENANCE_WINDOW_REQUESTED: "Maintenance window requested",
     EventKind.MAINTENANCE_WINDOW_DECIDED: "Maintenance window decided",
     EventKind.WEBHOOK_DISABLED: "Webhook subscription disabled",
+    EventKind.WEBHOOK_CREATED: "Webhook subscription created",
+    EventKind.WEBHOOK_UPDATED: "Webhook subscription changed",
+    EventKind.WEBHOOK_DELETED: "Webhook subscription deleted",
+    EventKind.WEBHOOK_SECRET_ROTATED: "Webhook secret rotated",
 }
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    """A time in an event's ``data``, written as the API writes times: ISO 8601 in UTC, ``Z``."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat().replace("+00:00", "Z")

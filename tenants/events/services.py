@@ -7,12 +7,18 @@ subscriber will not be sent, nor a delivery of a change that was rolled back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
+import structlog
+from celery import current_app
+from django.db import models, transaction
 
+from tenants.events.delivery import DELIVER_TASK
 from tenants.events.kinds import EventKind
 from tenants.events.models import Event, WebhookDelivery, WebhookSubscription
+
+logger = structlog.get_logger(__name__)
 
 
 def _tenant_id(tenant: models.Model | int | None) -> int | None:
@@ -38,7 +44,7 @@ def emit(
         subject_name=(name if name is not None else str(subject))[:200],
         data=data or {},
     )
-    fan_out(event)
+    wake_deliveries([d.pk for d in fan_out(event)])
     return event
 
 
@@ -53,6 +59,26 @@ def fan_out(event: Event) -> list[WebhookDelivery]:
         if s.wants(event.kind)
     ]
     return WebhookDelivery.objects.bulk_create(deliveries)
+
+
+def hint_deliveries(delivery_ids: Iterable[int]) -> None:
+    """Send one ``events.deliver_webhook`` hint per delivery, by task name (the project's
+    Celery app; this layer imports no task module). A lost hint is logged, never raised: the
+    sweep finds every due delivery in the database anyway."""
+    for delivery_id in delivery_ids:
+        try:
+            current_app.send_task(DELIVER_TASK, args=[delivery_id], ignore_result=True)
+        except Exception as exc:  # the broker is a hint channel, not the truth
+            logger.warning(
+                "webhook hint lost; the sweep will send it", delivery=delivery_id, error=str(exc)
+            )
+
+
+def wake_deliveries(delivery_ids: list[int]) -> None:
+    """Hint the workers once the emitting transaction has committed (before, a worker would
+    not see the rows; after a rollback there is nothing to send)."""
+    if delivery_ids:
+        transaction.on_commit(lambda: hint_deliveries(delivery_ids))
 
 
 def event_payload(event: Event) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
@@ -36,13 +36,17 @@ def _json_safe(value: Any) -> Any:
 
 
 def snapshot(instance: models.Model) -> dict[str, Any]:
-    """The stored values of an object's own fields, JSON-safe, minus secrets."""
+    """The stored values of an object's own fields, JSON-safe, minus secrets (``audit_exclude``)
+    and with the partly secret ones cut down (``audit_redact``: field name → function)."""
     exclude: Collection[str] = getattr(instance, "audit_exclude", frozenset())
+    redact: Mapping[str, Callable[[Any], Any]] = getattr(instance, "audit_redact", {})
     values: dict[str, Any] = {}
     for f in instance._meta.concrete_fields:
         if f.name in exclude or f.attname in exclude:
             continue
         value = getattr(instance, f.attname)
+        if f.name in redact and value:
+            value = redact[f.name](value)
         if isinstance(f, models.DecimalField) and value is not None:
             # As stored ("2500.0"), not as typed ("2500"): before and after compare equal.
             value = format_number(decimal.Decimal(value), f.max_digits, f.decimal_places)

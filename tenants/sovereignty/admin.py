@@ -1,6 +1,8 @@
 from django.contrib import admin
 
 from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from tenants.errors import Denied
+from tenants.sovereignty import services
 from tenants.sovereignty.models import (
     AccessRequest,
     DecisionRecord,
@@ -44,7 +46,12 @@ class SovereigntyRuleAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
+class AccessRequestAdmin(AuditedModelAdmin):
+    """A request made here is made as through the API: by the provider, for the site's tenant,
+    saved by ``request_access`` (validated, audited, and announced to the tenant by an
+    ``access_request.created`` event). Deciding is the tenant's, through the API; a request is
+    part of the lockbox's record, so it is never changed or deleted here."""
+
     list_display = [
         "site",
         "person",
@@ -55,10 +62,28 @@ class AccessRequestAdmin(admin.ModelAdmin):
         "decided_by",
     ]
     list_filter = ["status", "tenant"]
-    readonly_fields = ["status", "decided_by", "decided_at"]
+    fields = ["site", "person", "reason", "starts_at", "ends_at"]
+    readonly_fields = ["tenant", "requested_by", "status", "decided_by", "decided_at"]
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is None else [*self.readonly_fields, *self.fields]
 
     def has_change_permission(self, request, obj=None):
         return False  # approval is the tenant's, through the API
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.requested_by = request.user
+            obj.tenant_id = obj.site.tenant_id
+        super().save_model(request, obj, form, change)
+
+    def save_instance(self, obj, ctx):
+        if ctx.actor.provider_role is None:
+            raise Denied("Only the provider requests access.", code="role")
+        return services.request_access(obj, ctx)
 
 
 @admin.register(DecisionRecord)

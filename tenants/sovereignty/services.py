@@ -21,6 +21,8 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from tenants.errors import Conflict, Denied, FieldError, Invalid
+from tenants.events.kinds import EventKind, timestamp
+from tenants.events.services import emit
 from tenants.services.changes import ChangeContext, save_object
 from tenants.sovereignty.core import cedar
 from tenants.sovereignty.core.model import (
@@ -550,6 +552,36 @@ def retire_rule(rule: SovereigntyRule, ctx: ChangeContext) -> SovereigntyRule:
         return save_object(rule, ctx)
 
 
+def _announce_access(kind: EventKind, access: AccessRequest, **more: Any) -> None:
+    """The tenant's event about one of its access requests (in the caller's transaction)."""
+    site, person = access.site.code, access.person.get_username()
+    emit(
+        kind,
+        access,
+        tenant=access.tenant_id,
+        name=f"{person} @ {site} {access.starts_at:%Y-%m-%d %H:%M}",
+        data={
+            "site": site,
+            "person": person,
+            "requested_by": access.requested_by.get_username(),
+            "reason": access.reason,
+            "starts_at": timestamp(access.starts_at),
+            "ends_at": timestamp(access.ends_at),
+            "status": access.status,
+            **more,
+        },
+    )
+
+
+def request_access(access: AccessRequest, ctx: ChangeContext) -> AccessRequest:
+    """The provider asks for a person's access to a tenant's site: saved (validated, audited)
+    and announced to the tenant (``access_request.created``), in one transaction."""
+    with transaction.atomic():
+        access = save_object(access, ctx)
+        _announce_access(EventKind.ACCESS_REQUEST_CREATED, access)
+    return access
+
+
 def decide_access(
     access: AccessRequest, approve: bool, user: User, ctx: ChangeContext
 ) -> AccessRequest:
@@ -565,7 +597,9 @@ def decide_access(
             )
         access.status = AccessRequestStatus.APPROVED if approve else AccessRequestStatus.REJECTED
         access.decided_by, access.decided_at = user, timezone.now()
-        return save_object(access, ctx)
+        access = save_object(access, ctx)
+        _announce_access(EventKind.ACCESS_REQUEST_DECIDED, access, decided_by=user.get_username())
+    return access
 
 
 def what_if(draft: SovereigntyRule) -> dict[str, Any]:

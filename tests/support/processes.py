@@ -116,7 +116,17 @@ def app_env(redis_url: str, **extra) -> dict:
     }
 
 
-def worker_process(env: dict, log: Path, name: str, concurrency: int = 2) -> Process:
+def worker_process(
+    env: dict,
+    log: Path,
+    name: str,
+    concurrency: int = 2,
+    queues: tuple[str, ...] | None = None,
+) -> Process:
+    """A Celery worker consuming ``queues``: by default both the workflows' queue and the
+    webhooks' (as the test settings name them), so that every hint a test sends is taken."""
+    if queues is None:
+        queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE)
     return Process(
         [
             str(BIN / "celery"),
@@ -129,6 +139,8 @@ def worker_process(env: dict, log: Path, name: str, concurrency: int = 2) -> Pro
             "prefork",
             "--concurrency",
             str(concurrency),
+            "-Q",
+            ",".join(queues),
             "-n",
             f"{name}@%h",
             "--without-gossip",

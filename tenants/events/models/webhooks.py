@@ -2,16 +2,21 @@
 
 A delivery row is written in the same transaction as its event (``services.emit``), so an event
 that committed is never without its deliveries: a broker or worker crash only delays them. The
-worker leases a due delivery (``leased_until``) before calling out; a worker killed mid-call
-leaves a lease that expires, and the sweep sends it again. Receivers see at least once and
-de-duplicate on the delivery id header; ``delivered_at`` is written once.
+worker leases a due delivery (``leased_until``, ``lease_token``) before calling out; a worker
+killed mid-call leaves a lease that expires, and the sweep sends it again. Receivers see at
+least once and de-duplicate on the delivery id header; ``delivered_at`` is written once.
+Delivery mechanics: ``tenants.events.webhooks``; its pure rules: ``tenants.events.delivery``.
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from tenants.events import delivery as rules
 from tenants.events.choices import DeliveryState
+from tenants.events.destinations import destination_policy
+from tenants.events.kinds import EventKind
 
 
 class WebhookSubscription(models.Model):
@@ -20,8 +25,10 @@ class WebhookSubscription(models.Model):
     )
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500)
-    #: The HMAC-SHA256 key. Kept in the clear because signing needs it; shown once at creation.
+    #: The HMAC-SHA256 key. Kept in the clear because signing needs it; shown once at creation
+    #: (and once at each rotation), never in the audit log.
     secret = models.CharField(max_length=128, editable=False)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: Event kinds to send; empty means every kind.
     kinds = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
@@ -42,6 +49,11 @@ class WebhookSubscription(models.Model):
             )
         ]
 
+    audit_exclude = frozenset({"secret"})
+    #: The audit log keeps ``scheme://host:port/…`` and a fingerprint: a path or query may be a
+    #: credential (Slack's, Teams').
+    audit_redact = {"url": rules.redacted_url}
+
     def __str__(self) -> str:
         return self.name
 
@@ -51,6 +63,24 @@ class WebhookSubscription(models.Model):
 
     def wants(self, kind: str) -> bool:
         return not self.kinds or kind in self.kinds
+
+    def clean(self) -> None:
+        errors: dict[str, ValidationError] = {}
+        if self.url:
+            problem = rules.url_problem(self.url, destination_policy())
+            if problem:
+                errors["url"] = ValidationError(problem[1], code=problem[0])
+        kinds = rules.kinds_problem(self.kinds, [k.value for k in EventKind])
+        if kinds:
+            errors["kinds"] = ValidationError(kinds, code="invalid_kind")
+        if self.tenant_id and self.name:
+            taken = type(self).objects.filter(tenant_id=self.tenant_id, name=self.name)
+            if taken.exclude(pk=self.pk).exists():
+                errors["name"] = ValidationError(
+                    "the tenant already has a webhook of this name", code="unique"
+                )
+        if errors:
+            raise ValidationError(errors)
 
 
 class WebhookDelivery(models.Model):
@@ -64,6 +94,13 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     leased_until = models.DateTimeField(null=True, blank=True)
+    #: Which claim holds the lease: a worker finishing after its lease was taken over records
+    #: its attempt but leaves the outcome to the holder.
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    #: Counted in the subscription's ``consecutive_failures``: it gave up (each delivery once).
+    has_failed = models.BooleanField(default=False, editable=False)
+    #: ``attempts`` when it was last redelivered: the attempt cap counts from there.
+    requeued_after_attempts = models.PositiveIntegerField(default=0, editable=False)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -79,7 +116,7 @@ class WebhookDelivery(models.Model):
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due")]
 
     def __str__(self) -> str:
-        return f"{self.subscription} ← {self.event}"
+        return f"delivery {self.pk} of event {self.event_id} to {self.subscription_id}"
 
     @property
     def owning_tenant_id(self) -> int | None:

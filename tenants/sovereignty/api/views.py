@@ -128,7 +128,7 @@ class AccessRequestViewSet(AuditedModelViewSet):
         instance = AccessRequest(
             **data, tenant_id=data["site"].tenant_id, requested_by=self.request.user
         )
-        serializer.instance = self.save_instance(instance, change_context(self.request))
+        serializer.instance = services.request_access(instance, change_context(self.request))
 
     def _decide(self, request, new_status):
         access = self.get_object()

@@ -1,5 +1,6 @@
-"""Run the whole control plane in one terminal: web (gunicorn), Celery worker and Celery beat,
-plus, for each site with UltraServers, its simulated hardware and a site agent.
+"""Run the whole control plane in one terminal: web (gunicorn), Celery worker (the workflows'
+queue and the webhooks') and Celery beat, plus, for each site with UltraServers, its simulated
+hardware and a site agent.
 
 Used by ``make up`` on the embedded default (SQLite + filesystem broker). Ctrl-C, or any one
 process dying, stops all of them.
@@ -122,11 +123,15 @@ class Command(BaseCommand):
                 f"{host}:{port}",
                 "--workers",
                 "2",
+                # Twice the per-process cap on watch streams (EVENTS_WATCH_MAX_PER_PROCESS), so
+                # open streams never take every thread from the rest of the API.
                 "--threads",
-                "4",
+                "8",
                 "--access-logfile",
                 "-",
             ],
+            # Both queues, the workflows' and the webhook deliveries' (the compose file gives
+            # webhooks a worker of their own; here one process keeps the demo small).
             "worker": [
                 os.path.join(bin_dir, "celery"),
                 "-A",
@@ -136,6 +141,8 @@ class Command(BaseCommand):
                 "INFO",
                 "--concurrency",
                 "2",
+                "-Q",
+                f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.WEBHOOK_QUEUE}",
                 "--without-gossip",
                 "--without-mingle",
             ],

@@ -1,0 +1,70 @@
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+
+from tenants.events.choices import EventKindChoice
+from tenants.events.models import Event
+
+DATA_HELP = (
+    "What happened, by kind (free-form; keys are only ever added). "
+    "`fault.opened`, `fault.resolved`: `rule`, `detail`, `site`, `server` (serial or null), "
+    "`chip` (index or null), `opened_at`; resolved also `reason`, `cleared_at`. "
+    "`workflow.created`: `workflow_kind`, `state`, `site`, `targets`, `reason`, `created_by`. "
+    "`workflow.state_changed`: `from`, `to`, `workflow_kind`, `reason`. "
+    "`access_request.created`, `access_request.decided`: `site`, `person`, `requested_by`, "
+    "`reason`, `starts_at`, `ends_at`, `status`; decided also `decided_by`. "
+    "`maintenance_window.requested`, `maintenance_window.decided`: `site`, `name`, `weekdays`, "
+    "`start_time`, `duration_minutes`, `status`; requested also `change` (`created` or "
+    "`changed`), decided also `decided_by`. "
+    "`webhook.created`, `webhook.updated`, `webhook.deleted`, `webhook.secret_rotated`: "
+    "`destination` (`scheme://host:port/…`, never the path or query), `by`; created also "
+    "`kinds`, `is_active`; updated also `changed` (field names), `is_active` and, when the URL "
+    "changed, `previous_destination`. `webhook.disabled`: `reason`, `destination`, "
+    "`consecutive_failures`, `delivery`, `last_status_code`."
+)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "description": DATA_HELP})
+class EventDataField(serializers.JSONField):
+    """The event's ``data``: an object whose keys depend on the kind."""
+
+
+@extend_schema_serializer(component_name="LogEventSubject")
+class EventSubjectSerializer(serializers.Serializer):
+    type = serializers.CharField(
+        source="subject_type", read_only=True, help_text="What it happened to, e.g. `workflow`."
+    )
+    id = serializers.CharField(
+        source="subject_id", read_only=True, help_text="Its id, as text (`17`)."
+    )
+    name = serializers.CharField(
+        source="subject_name", read_only=True, help_text="Its name when it happened."
+    )
+
+
+# "Event" in the schema is a workflow's history entry (provisioning); this is the log's.
+@extend_schema_serializer(component_name="LogEvent")
+class EventSerializer(serializers.ModelSerializer):
+    """An event: the same JSON as the watch stream's ``data`` and a webhook's body
+    (``tenants.events.services.event_payload``)."""
+
+    id = serializers.IntegerField(
+        source="sequence",
+        read_only=True,
+        help_text="The event's place in the log, in commit order: `after=` and "
+        "`Last-Event-ID` take it.",
+    )
+    kind = serializers.ChoiceField(choices=EventKindChoice.choices, read_only=True)
+    tenant = serializers.CharField(
+        source="tenant.slug",
+        read_only=True,
+        allow_null=True,
+        help_text="The tenant's slug; null for the provider's own events.",
+    )
+    subject = EventSubjectSerializer(source="*", read_only=True)
+    data = EventDataField(read_only=True)
+
+    class Meta:
+        model = Event
+        brief_fields = ["kind", "occurred_at"]
+        fields = ["id", "kind", "occurred_at", "tenant", "subject", "data"]
+        read_only_fields = fields
