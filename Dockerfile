@@ -41,4 +41,6 @@ RUN pip install . \
 USER factory
 
 EXPOSE 8000
-CMD ["gunicorn", "factory.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# gthread: each event watch stream (server-sent events) holds a thread, not a whole worker.
+CMD ["gunicorn", "factory.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", \
+     "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"]

@@ -48,6 +48,7 @@ class StartUpgradeForm(SpecForm):
     ultraservers = forms.ModelMultipleChoiceField(
         queryset=UltraServer.objects.select_related("rack__site").order_by("serial"),
         widget=forms.SelectMultiple(attrs={"size": 15}),
+        required=False,  # none chosen: the service's refusal, as in the API and the console
     )
 
 
@@ -158,6 +159,10 @@ class MaintenanceWindowAdmin(AuditedModelAdmin):
     list_display = ["name", "site", "weekdays", "start_time", "duration_minutes", "status"]
     list_filter = ["status", "site"]
     readonly_fields = ["status", "proposed_by", "decided_by", "decided_at"]
+
+    def save_instance(self, obj, ctx):
+        """Proposed, like one from the API: a changed window goes back for approval."""
+        return services.propose_window(obj, ctx)
 
 
 @admin.register(CapacityFloor)

@@ -1,7 +1,7 @@
 """Filters of the workflow API's lists (NetBox-style lookups, ``tenants.filters``)."""
 
 from factory.telemetry.models import Fault
-from provisioning.models import Workflow
+from provisioning.models import Step, Workflow
 from tenants.filters import FilterSet, boolean_filter
 
 
@@ -28,3 +28,11 @@ class FaultFilterSet(FilterSet):
         model = Fault
         fields = ["site", "ultraserver", "rule", "chip_index", "opened_at", "cleared_at"]
         search_fields = ["detail"]
+
+
+class StepFilterSet(FilterSet):
+    """A workflow's steps (``/workflows/{id}/steps/``)."""
+
+    class Meta:
+        model = Step
+        fields = ["state"]

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from django import forms
 
 from provisioning.workflows.params import Param, ParamSet, Value
-from tenants.django_errors import add_to_form, as_domain_error
+from tenants.django_errors import refuse_on_form
 
 
 def _number_attrs(param: Param) -> dict[str, Any]:
@@ -77,8 +77,5 @@ class SpecForm(forms.Form):
         or Django's ``ValidationError``, ...): ``spec.batch_size`` on the field ``batch_size``, a
         name in ``renamed`` (e.g. ``targets`` → ``ultraservers``) on that field, the rest on the
         form (prefixed with the name they carry)."""
-        error = as_domain_error(exc)
-        if error is None:  # not a refusal: a bug
-            raise exc
         spec = {f"spec.{name}": name for name in self.fields}
-        add_to_form(self, error, {**spec, **(renamed or {})})
+        refuse_on_form(self, exc, {**spec, **(renamed or {})})

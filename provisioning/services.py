@@ -15,6 +15,7 @@ from django.utils import timezone
 from factory.inventory import lifecycle
 from factory.inventory.models import Site, UltraServer
 from factory.inventory.services import transition
+from provisioning import history
 from provisioning.choices import (
     ACTIVE_WORKFLOW_STATES,
     StepState,
@@ -23,7 +24,7 @@ from provisioning.choices import (
     WorkflowKind,
     WorkflowState,
 )
-from provisioning.history import event
+from provisioning.history import event, set_state
 from provisioning.models import (
     CapacityFloor,
     FirmwareRelease,
@@ -37,9 +38,11 @@ from provisioning.queue import queue_advance, queue_step
 from provisioning.workflows import definition_for
 from provisioning.workflows.params import ParamError, ParamSet, Value
 from provisioning.workflows.upgrade import UPGRADABLE
-from tenants.errors import Conflict, DomainError
+from tenants.errors import Conflict, DomainError, FieldError, Invalid
+from tenants.events.kinds import EventKind
+from tenants.events.services import emit
 from tenants.services import audit
-from tenants.services.changes import ChangeContext
+from tenants.services.changes import ChangeContext, check_preconditions, save_object
 from tenants.sovereignty import services as sovereignty
 
 DEPLOYABLE = frozenset({lifecycle.PLANNED, lifecycle.INSTALL_FAILED})
@@ -70,19 +73,20 @@ def _checked(
     params: ParamSet, data: object, field: str = "", *, partial: bool = False
 ) -> dict[str, Value]:
     """``data`` checked against a declaration (a kind's spec, a manual step's input): the one
-    place that does. Defaults are filled in unless ``partial``. Refused: a ValidationError
-    naming each field at fault under ``field`` (``spec.batch_size``), so that every front door
-    (API, admin, console) shows the same errors on the same fields."""
+    place that does. Defaults are filled in unless ``partial``. Refused: ``Invalid`` naming
+    each field at fault under ``field`` (``spec.batch_size``), so that every front door (API,
+    admin, console) shows the same errors on the same fields."""
     if not isinstance(data, Mapping):
-        raise _invalid(field or "__all__", "invalid", "must be an object of named values")
+        raise Invalid("must be an object of named values", field=field or None)
     try:
         return params.clean(data, partial=partial)
     except ParamError as exc:
-        errors: dict[str, list[ValidationError]] = {}
-        for problem in exc.problems:
-            name = f"{field}.{problem.name}" if field else problem.name
-            errors.setdefault(name, []).append(ValidationError(problem.message, code=problem.code))
-        raise ValidationError(errors) from exc
+        raise Invalid(
+            errors=[
+                FieldError(f"{field}.{p.name}" if field else p.name, p.code, p.message)
+                for p in exc.problems
+            ]
+        ) from exc
 
 
 def _holders_message(server_ids: Iterable[int]) -> str:
@@ -300,11 +304,11 @@ def _create_workflow(
                 for target, server in zip(targets, servers, strict=True)
                 for i, step in enumerate(definition.plan(workflow, server))
             )
-            event(
-                workflow.pk,
-                "created",
+            history.created(
+                workflow,
                 f"{kind} of {len(servers)} UltraServers at {site.code}"
                 + ("" if start else " (proposed; starts when approved)"),
+                targets=len(servers),
                 actor=ctx.actor.username,
             )
             if start:
@@ -331,7 +335,11 @@ def _same_request(existing: Workflow, kind: str, servers: Iterable[UltraServer])
 
 
 def _locked(workflow: Workflow) -> Workflow:
-    return Workflow.objects.select_for_update().select_related("site").get(pk=workflow.pk)
+    """The workflow's row, locked; a precondition the caller set on it (the request's
+    ``If-Match``) is checked now, against the row as it is under the lock."""
+    locked = Workflow.objects.select_for_update().select_related("site").get(pk=workflow.pk)
+    check_preconditions(locked)
+    return locked
 
 
 def _refuse(workflow: Workflow, verb: str) -> Conflict:
@@ -348,28 +356,30 @@ def pause(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow:
         wf = _locked(workflow)
         if wf.state != WorkflowState.RUNNING:
             raise _refuse(wf, "pause")
-        wf.state, wf.state_reason = (
+        set_state(
+            wf,
             WorkflowState.PAUSED,
-            reason or f"paused by {ctx.actor.username}",
+            reason=reason or f"paused by {ctx.actor.username}",
+            kind="paused",
+            actor=ctx.actor.username,
         )
-        wf.save(update_fields=["state", "state_reason", "updated_at"])
-        event(wf.pk, "paused", wf.state_reason, actor=ctx.actor.username)
     return wf
 
 
+#: What a resume may change: the failure budget, nothing else of the spec.
+RESUME_PARAMS = ("max_failures", "max_failure_pct")
+
+
 def resume(
-    workflow: Workflow,
-    ctx: ChangeContext,
-    *,
-    max_failures: int | None = None,
-    max_failure_pct: float | None = None,
+    workflow: Workflow, ctx: ChangeContext, budget: Mapping[str, object] | None = None
 ) -> Workflow:
     """Resume a paused workflow. Failures so far count as acknowledged: the budget applies to
-    new ones (optionally a new budget, checked against the kind's declared spec)."""
-    wanted = {"max_failures": max_failures, "max_failure_pct": max_failure_pct}
-    budget = _checked(
-        definition_for(workflow.kind).spec_params,
-        {name: value for name, value in wanted.items() if value is not None},
+    new ones. ``budget``: optionally a new one (some of ``RESUME_PARAMS``), as sent, checked
+    against the kind's declared spec; any other key is refused, naming it."""
+    declared = definition_for(workflow.kind).spec_params
+    new_budget = _checked(
+        ParamSet(*(declared[name] for name in RESUME_PARAMS if name in declared)),
+        {} if budget is None else budget,
         partial=True,
     )
     with transaction.atomic():
@@ -377,12 +387,18 @@ def resume(
         if wf.state != WorkflowState.PAUSED:
             raise _refuse(wf, "resume")
         failed = wf.targets.filter(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK]).count()
-        wf.spec = {**wf.spec, **budget, "failures_acknowledged": failed}
+        wf.spec = {**wf.spec, **new_budget, "failures_acknowledged": failed}
         if wf.batch_finished_at is not None:
             wf.batch_finished_at = timezone.now() - dt.timedelta(days=1)  # gate passed
-        wf.state, wf.state_reason = WorkflowState.RUNNING, ""
-        wf.save(update_fields=["state", "state_reason", "spec", "batch_finished_at", "updated_at"])
-        event(wf.pk, "resumed", f"resumed by {ctx.actor.username}", actor=ctx.actor.username)
+        set_state(
+            wf,
+            WorkflowState.RUNNING,
+            reason="",
+            kind="resumed",
+            message=f"resumed by {ctx.actor.username}",
+            actor=ctx.actor.username,
+            fields=["spec", "batch_finished_at"],
+        )
         queue_advance(wf.pk)
     return wf
 
@@ -398,10 +414,13 @@ def cancel(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow
         pending = wf.targets.filter(state=TargetState.PENDING)
         Step.objects.filter(target__in=pending).update(state=StepState.SKIPPED)
         pending.update(state=TargetState.SKIPPED, active=False, finished_at=timezone.now())
-        wf.state = WorkflowState.CANCELLING
-        wf.state_reason = reason or f"cancelled by {ctx.actor.username}"
-        wf.save(update_fields=["state", "state_reason", "updated_at"])
-        event(wf.pk, "cancelling", wf.state_reason, actor=ctx.actor.username)
+        set_state(
+            wf,
+            WorkflowState.CANCELLING,
+            reason=reason or f"cancelled by {ctx.actor.username}",
+            kind="cancelling",
+            actor=ctx.actor.username,
+        )
         queue_advance(wf.pk)
     return wf
 
@@ -422,9 +441,15 @@ def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
                 code="held_by_workflow",
                 field="targets",
             ) from exc
-        wf.state, wf.started_at = WorkflowState.RUNNING, timezone.now()
-        wf.save(update_fields=["state", "started_at", "updated_at"])
-        event(wf.pk, "started", f"started by {ctx.actor.username}", actor=ctx.actor.username)
+        wf.started_at = timezone.now()
+        set_state(
+            wf,
+            WorkflowState.RUNNING,
+            kind="started",
+            message=f"started by {ctx.actor.username}",
+            actor=ctx.actor.username,
+            fields=["started_at"],
+        )
         queue_advance(wf.pk)
     return wf
 
@@ -441,15 +466,17 @@ def provide_input(
     ``data.<name>``."""
     definition = definition_for(workflow.kind)
     manual = definition.manual_step(step_name)
-    if manual is None or manual.inputs is None:
+    if manual is None:
         names = ", ".join(definition.manual_steps) or "none"
         raise _invalid(
             "step",
             "not_manual",
             f"{step_name!r} takes no input; manual steps of a {workflow.kind}: {names}",
         )
+    assert manual.inputs is not None  # manual_step() is a step that declares its inputs
     data = _checked(manual.inputs, data, "data")
     with transaction.atomic():
+        _locked(workflow)  # steered one at a time; the request's If-Match is checked here
         steps = Step.objects.select_for_update().filter(workflow=workflow, name=step_name)
         if server_id is not None:
             steps = steps.filter(target__ultraserver_id=server_id)
@@ -482,6 +509,7 @@ def record_part_replacement(
     workflow: Workflow, server: UltraServer, ctx: ChangeContext, **fields: Any
 ) -> PartReplacement:
     with transaction.atomic():
+        _locked(workflow)  # steered one at a time; the request's If-Match is checked here
         if not workflow.targets.filter(ultraserver=server).exists():
             raise _invalid(
                 "ultraserver", "not_a_target", f"{server.serial} is not in workflow #{workflow.pk}"
@@ -535,6 +563,37 @@ def report_fault(
 # --- Maintenance windows -------------------------------------------------------------------
 
 
+def _window_data(window: MaintenanceWindow) -> dict[str, Any]:
+    return {
+        "site": window.site.code,
+        "name": window.name,
+        "weekdays": list(window.weekdays),
+        "start_time": window.start_time.isoformat(),
+        "duration_minutes": window.duration_minutes,
+        "status": window.status,
+    }
+
+
+def propose_window(window: MaintenanceWindow, ctx: ChangeContext) -> MaintenanceWindow:
+    """The provider proposes a window, or changes one, which sends it back for approval:
+    saved through the audited front door and announced to the site's tenant
+    (``maintenance_window.requested``), in one transaction."""
+    with transaction.atomic():
+        change = "created" if window.pk is None else "changed"
+        if window.pk is None:
+            window.proposed_by = ctx.actor.username
+        window.status, window.decided_by, window.decided_at = WindowStatus.PROPOSED, "", None
+        window = save_object(window, ctx)
+        emit(
+            EventKind.MAINTENANCE_WINDOW_REQUESTED,
+            window,
+            tenant=window.site.tenant_id,
+            name=f"{window.site.code}: {window.name}",
+            data={**_window_data(window), "change": change},
+        )
+    return window
+
+
 def decide_window(
     window: MaintenanceWindow, approve: bool, ctx: ChangeContext
 ) -> MaintenanceWindow:
@@ -553,6 +612,13 @@ def decide_window(
         window.decided_at = timezone.now()
         window.save(update_fields=["status", "decided_by", "decided_at"])
         audit.record_change(ctx, window, before)
+        emit(
+            EventKind.MAINTENANCE_WINDOW_DECIDED,
+            window,
+            tenant=window.site.tenant_id,
+            name=f"{window.site.code}: {window.name}",
+            data={**_window_data(window), "decided_by": window.decided_by},
+        )
     if approve:
         for wf_id in Workflow.objects.filter(
             site=window.site, state=WorkflowState.RUNNING

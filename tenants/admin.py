@@ -2,7 +2,11 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from tenants.forms import AdminLoginForm
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant, User
+
+# A locked-out username is told so on the admin's log-in page too (tenants.forms).
+admin.site.login_form = AdminLoginForm
 
 
 class MembershipInline(admin.TabularInline):

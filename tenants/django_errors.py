@@ -24,7 +24,14 @@ from tenants.errors import Conflict, Denied, DomainError, FieldError, Invalid, N
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFUSALS", "add_to_form", "as_domain_error", "field_errors", "from_validation_error"]
+__all__ = [
+    "REFUSALS",
+    "add_to_form",
+    "as_domain_error",
+    "field_errors",
+    "from_validation_error",
+    "refuse_on_form",
+]
 
 #: Every exception ``as_domain_error`` reads as a refusal, for an ``except`` clause.
 REFUSALS: tuple[type[Exception], ...] = (
@@ -105,3 +112,14 @@ def add_to_form(
         else:
             text = f"{reason.field}: {reason.message}" if reason.field else reason.message
             form.add_error(None, ValidationError(text, code=reason.code))
+
+
+def refuse_on_form(
+    form: BaseForm, refused: BaseException, renamed: Mapping[str, str] | None = None
+) -> None:
+    """Show a service's refusal (any of ``REFUSALS``) on ``form``, as ``add_to_form`` does.
+    Anything else is not a refusal but a bug: raised again."""
+    error = as_domain_error(refused)
+    if error is None:
+        raise refused
+    add_to_form(form, error, renamed)

@@ -23,7 +23,8 @@
   (``unknown_filter``), an unknown ``ordering`` field a 400 naming ``ordering``
   (``unknown_ordering``). Pagination parameters and ``RESERVED_QUERY_PARAMS`` are always known.
 - An action that reads query parameters of its own declares them with ``@query_params(...)``;
-  the list's filterset does not apply to it.
+  the list's filterset does not apply to it. One that lists other objects (a workflow's steps)
+  declares their ``FilterSet`` there and applies it with ``filter_for_action``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django_filters.filters import BaseCSVFilter
 from django_filters.rest_framework import DjangoFilterBackend
+from django_filters.utils import translate_validation
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import filters as drf_filters
 from rest_framework.settings import api_settings
@@ -429,19 +431,41 @@ class FilterSet(django_filters.FilterSet):
 
 
 def query_params(*declared: str | type, paginated: bool = False) -> Callable[[Any], Any]:
-    """Declare the query parameters an action reads itself: names, or serializer classes whose
-    fields they are; ``paginated``: it pages its answer (the paginator's parameters too). Such
-    an action accepts these and the reserved ones, and no filterset or ordering applies to it."""
+    """Declare the query parameters an action reads itself: names, serializer classes whose
+    fields they are, or a ``FilterSet`` of what it lists (its filters, documented in the
+    schema; the action applies it with ``filter_for_action``); ``paginated``: it pages its
+    answer (the paginator's parameters too). Such an action accepts these and the reserved
+    ones, and the view's own filterset and ordering do not apply to it."""
     names: set[str] = set()
+    filterset: type[django_filters.FilterSet] | None = None
     for item in declared:
-        names |= {item} if isinstance(item, str) else set(item().fields)
+        if isinstance(item, str):
+            names.add(item)
+        elif isinstance(item, type) and issubclass(item, django_filters.FilterSet):
+            filterset = item
+            names |= set(item.base_filters)
+        else:
+            names |= set(item().fields)
 
     def decorate(func: Any) -> Any:
         func.query_params = frozenset(names)
         func.query_params_paginated = paginated
+        func.query_filterset = filterset
         return func
 
     return decorate
+
+
+def filter_for_action(view: Any, queryset: QuerySet) -> QuerySet:
+    """``queryset`` filtered by the ``FilterSet`` the view's action declared with
+    ``@query_params``: a bad value is a 400 naming the parameter, as on any list."""
+    filterset_class = getattr(_handler(view), "query_filterset", None)
+    if filterset_class is None:
+        raise ImproperlyConfigured(f"{view.action}: no FilterSet declared with @query_params")
+    filterset = filterset_class(view.request.query_params, queryset=queryset, request=view.request)
+    if not filterset.is_valid():
+        raise translate_validation(filterset.errors)
+    return filterset.qs
 
 
 def _handler(view: Any) -> Any:
@@ -528,7 +552,9 @@ class FilterBackend(DjangoFilterBackend):
 
     def get_filterset_class(self, view: Any, queryset: QuerySet | None = None) -> Any:
         if action_query_params(view) is not None:
-            return None  # the action reads its own parameters (and documents them)
+            # The action reads its own parameters (and documents them), or filters what it
+            # lists with the FilterSet it declared: that one is in the schema.
+            return getattr(_handler(view), "query_filterset", None)
         return super().get_filterset_class(view, queryset)
 
     def filter_queryset(self, request: Any, queryset: QuerySet, view: Any) -> QuerySet:

@@ -38,6 +38,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from factory.core import throttling
 from factory.core.limits import BIGINT_MAX, BIGINT_MIN, out_of_range_params
 from tenants.access import actor_for
 from tenants.django_errors import as_domain_error
@@ -117,7 +118,10 @@ def _last_resort(exc: BaseException, request: Any) -> DomainError | None:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    error = as_domain_error(exc) or _last_resort(exc, context.get("request"))
+    request = context.get("request")
+    if isinstance(exc, exceptions.AuthenticationFailed) and request is not None:
+        exc = throttling.refused_credential(request, exc)  # past its budget: a 429
+    error = as_domain_error(exc) or _last_resort(exc, request)
     if error is not None:
         set_rollback()
         return Response(error.as_dict(), status=error.status, headers=_headers_of(error))

@@ -9,7 +9,13 @@ IETF draft's ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`
 the window ends), set by ``RateLimitHeadersMiddleware``.
 
 A view picks its budget with ``throttle_scope`` (the agent gateway's ``agent``; telemetry ingest
-its own ``telemetry``); otherwise the credential decides: ``token``, ``user`` or ``anon``.
+its own ``telemetry``; the metrics scrapes ``metrics``); otherwise the credential decides:
+``token``, ``user`` or ``anon``.
+
+A refused credential (401: an unknown, expired, revoked or malformed token) is answered before
+any throttle runs, so it is counted on its own (``refused_credential``, called by the API's
+exception handler): per client address, in the ``refused`` budget. Past it, the answer is a 429
+with ``Retry-After`` instead of another 401. A valid credential is never counted there.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ _WHOSE = {
     "agent": "this site agent",
     "telemetry": "this site agent's telemetry",
     "anon": "this client address",
+    "refused": "refused credentials from this client address",
+    "metrics": "this credential's metrics scrapes",
 }
 
 
@@ -91,6 +99,44 @@ def _count(key: str, window: int) -> int:
         except ValueError:  # expired between add and incr: start the window again
             continue
     return 1
+
+
+def _spend(request: Any, scope: str, ident: str) -> RateLimit | None:
+    """Count ``request`` against ``scope``'s budget for ``ident``: where it now stands (also
+    kept for ``RateLimitHeadersMiddleware``) if that is past the budget, else None. None too if
+    the scope is not limited or the cache cannot count: then it is served, not refused."""
+    rate = parse_rate(settings.RATE_LIMITS.get(scope))
+    if rate is None:
+        return None
+    limit, window = rate
+    now = time.time()
+    start = int(now // window) * window
+    try:
+        count = _count(f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{ident}:{start}", window)
+    except Exception:  # the cache is down: serve rather than refuse everyone
+        logger.warning("rate limit cache unavailable; request not counted", exc_info=True)
+        return None
+    reset = max(1, math.ceil(start + window - now))
+    state = RateLimit(scope, limit, window, max(0, limit - count), reset)
+    request._request.rate_limit = state  # for RateLimitHeadersMiddleware
+    return state if count > limit else None
+
+
+def _throttled(state: RateLimit) -> exceptions.Throttled:
+    whose = _WHOSE.get(state.scope, state.scope)
+    return exceptions.Throttled(
+        wait=state.reset,
+        detail=f"Rate limit of {state.limit} requests per {state.window} s for {whose} exceeded.",
+        code="throttled",
+    )
+
+
+def refused_credential(request: Any, refusal: exceptions.APIException) -> exceptions.APIException:
+    """The answer to a request whose credential was refused: ``refusal`` (the 401) while its
+    client address is within the ``refused`` budget, a 429 past it."""
+    ident = f"addr:{CredentialRateThrottle().get_ident(request)}"
+    over = _spend(request, "refused", ident)
+    return refusal if over is None else _throttled(over)
 
 
 class CredentialRateThrottle(BaseThrottle):
@@ -109,28 +155,9 @@ class CredentialRateThrottle(BaseThrottle):
         return scope or "anon", f"addr:{self.get_ident(request)}"
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        scope, ident = self.scope_and_ident(request, view)
-        rate = parse_rate(settings.RATE_LIMITS.get(scope))
-        if rate is None:
-            return True
-        limit, window = rate
-        now = time.time()
-        start = int(now // window) * window
-        try:
-            count = _count(f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{ident}:{start}", window)
-        except Exception:  # the cache is down: serve rather than refuse everyone
-            logger.warning("rate limit cache unavailable; request not counted", exc_info=True)
-            return True
-        reset = max(1, math.ceil(start + window - now))
-        state = RateLimit(scope, limit, window, max(0, limit - count), reset)
-        request._request.rate_limit = state  # for RateLimitHeadersMiddleware
-        if count > limit:
-            whose = _WHOSE.get(scope, scope)
-            raise exceptions.Throttled(
-                wait=reset,
-                detail=f"Rate limit of {limit} requests per {window} s for {whose} exceeded.",
-                code="throttled",
-            )
+        over = _spend(request, *self.scope_and_ident(request, view))
+        if over is not None:
+            raise _throttled(over)
         return True
 
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: a HEAD answer is the GET answer without its body, whoever made it.
     "factory.core.middleware.HeadWithoutBodyMiddleware",
+    "factory.core.metrics.RequestMetricsMiddleware",  # every answer counted and timed by route
     "factory.core.middleware.RequestIdMiddleware",
     # A body over its limit (REQUEST_MAX_BODY_BYTES, REQUEST_BODY_LIMITS) is a 413, unread.
     "factory.core.middleware.RequestBodyLimitMiddleware",
@@ -143,6 +144,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Webhook deliveries (``events.*``) have their own queue and workers: a slow receiver never
+# holds a worker the workflow engine needs. Every worker names its queues with -Q.
+WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
+CELERY_TASK_QUEUES = {
+    name: {"exchange": name, "routing_key": name}
+    for name in (CELERY_TASK_DEFAULT_QUEUE, WEBHOOK_QUEUE)
+}
+CELERY_TASK_ROUTES = {"events.*": {"queue": WEBHOOK_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
@@ -254,20 +263,26 @@ SPECTACULAR_SETTINGS = {
         "ResolutionEnum": "factory.telemetry.choices.Resolution",
         "SovereigntyActionEnum": "tenants.sovereignty.api.serializers.ACTIONS",
         "WhatIfSubjectEnum": "tenants.sovereignty.api.serializers.WHAT_IF_SUBJECTS",
+        "EventKindEnum": "tenants.events.choices.EventKindChoice",
     },
 }
 
 # --- Protection: rate limits, request limits ---------------------------------------------------
 # Requests per fixed window ("N/s", "N/min", "N/hour", "N/day", "N/10s"; "off": none) for each
 # API token, each session's user, each site agent (its gateway calls; telemetry ingest has its
-# own, larger budget) and each anonymous client address. Counted in RATE_LIMIT_CACHE: Redis
-# when REDIS_URL is set, so every web worker shares one count.
+# own, larger budget) and each anonymous client address; "refused": the refused credentials
+# (401s: unknown, expired or revoked tokens) of each client address, past which they are 429s.
+# Counted in RATE_LIMIT_CACHE: Redis when REDIS_URL is set, so every web worker shares one count.
 RATE_LIMITS = {
     "token": os.environ.get("RATE_LIMIT_TOKEN", "1200/min"),
     "user": os.environ.get("RATE_LIMIT_USER", "1200/min"),
     "agent": os.environ.get("RATE_LIMIT_AGENT", "12000/min"),
     "telemetry": os.environ.get("RATE_LIMIT_TELEMETRY", "60000/min"),
     "anon": os.environ.get("RATE_LIMIT_ANON", "300/min"),
+    "refused": os.environ.get("RATE_LIMIT_REFUSED", "60/min"),
+    # /metrics and /api/v1/metrics/, per token: a scrape reads the database (cached for
+    # METRICS_CACHE_SECONDS per scope), so it has a budget of its own, apart from "token".
+    "metrics": os.environ.get("RATE_LIMIT_METRICS", "60/min"),
 }
 RATE_LIMIT_CACHE = "default"
 RATE_LIMIT_KEY_PREFIX = os.environ.get("RATE_LIMIT_KEY_PREFIX", "ratelimit")
@@ -276,6 +291,10 @@ REQUEST_MAX_BODY_BYTES = int(os.environ.get("REQUEST_MAX_BODY_BYTES", str(1024 *
 REQUEST_BODY_LIMITS = {f"{wire.API_ROOT}{wire.TELEMETRY_PATH}": TELEMETRY_MAX_BATCH_BYTES}
 # JSON request bodies nested deeper than this are refused (400 too_deep) before parsing.
 JSON_MAX_DEPTH = int(os.environ.get("JSON_MAX_DEPTH", "64"))
+# A metrics scrape's database-read families are kept this long per scope in the default cache
+# (shared by every web process with Redis), so scrapers cost at most one read per scope per
+# period; the in-process counters are always read live. 0: no cache.
+METRICS_CACHE_SECONDS = float(os.environ.get("METRICS_CACHE_SECONDS", "10"))
 
 # --- Tokens -----------------------------------------------------------------------------------
 API_TOKEN_DEFAULT_DAYS = int(os.environ.get("API_TOKEN_DEFAULT_DAYS", "90"))
@@ -284,6 +303,62 @@ API_TOKEN_DEFAULT_DAYS = int(os.environ.get("API_TOKEN_DEFAULT_DAYS", "90"))
 # (429 in the API) until the window has passed.
 LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
 LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+
+# --- The events' watch stream (tenants.events.stream) -------------------------------------------
+# Each open stream reads the log this often, and sends a ": keepalive" comment after this long
+# without an event. Each stream holds a web thread: run gunicorn with the gthread worker.
+EVENTS_WATCH_POLL_SECONDS = float(os.environ.get("EVENTS_WATCH_POLL_SECONDS", "1"))
+EVENTS_WATCH_KEEPALIVE_SECONDS = float(os.environ.get("EVENTS_WATCH_KEEPALIVE_SECONDS", "15"))
+# Open streams at once (tenants.events.slots; past a cap a 429 with Retry-After): per API token
+# (a session: per user), per tenant (all its people), and per web process (keep it under the
+# process's --threads, so the rest of the API always has threads; 0: no cap). The first two are
+# counted in Redis (REDIS_URL) under this key prefix, with leases a killed worker cannot leak.
+EVENTS_WATCH_MAX_PER_TOKEN = int(os.environ.get("EVENTS_WATCH_MAX_PER_TOKEN", "4"))
+EVENTS_WATCH_MAX_PER_TENANT = int(os.environ.get("EVENTS_WATCH_MAX_PER_TENANT", "16"))
+EVENTS_WATCH_MAX_PER_PROCESS = int(os.environ.get("EVENTS_WATCH_MAX_PER_PROCESS", "4"))
+EVENTS_WATCH_KEY_PREFIX = os.environ.get("EVENTS_WATCH_KEY_PREFIX", "eventstreams")
+# An open stream checks its token (not revoked, not expired) and its person's membership again
+# this often, and ends when they no longer hold.
+EVENTS_WATCH_RECHECK_SECONDS = float(os.environ.get("EVENTS_WATCH_RECHECK_SECONDS", "15"))
+
+# --- Webhooks (tenants.events.webhooks) ---------------------------------------------------------
+# One attempt, start to end (resolving, connecting, TLS, sending, the answer), is abandoned past
+# the deadline ("too_slow"), however slowly a receiver drips bytes; the connect and read timeouts
+# bound each step within it. A claimed delivery's lease is at least the deadline plus 10 s, so
+# a slow receiver is never called twice at once; a worker lost mid-call is noticed after it.
+WEBHOOK_ATTEMPT_DEADLINE_SECONDS = float(os.environ.get("WEBHOOK_ATTEMPT_DEADLINE_SECONDS", "15"))
+WEBHOOK_LEASE_SECONDS = float(os.environ.get("WEBHOOK_LEASE_SECONDS", "60"))
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT_SECONDS", "5"))
+WEBHOOK_READ_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_READ_TIMEOUT_SECONDS", "10"))
+# Retries: base * factor**(n-1) seconds after the n-th failed attempt (±20 %), at most max;
+# after WEBHOOK_MAX_ATTEMPTS attempts the delivery fails. 10 s, 1 min, 6 min, 36 min, 3.6 h, 6 h…
+WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "10"))
+WEBHOOK_RETRY_FACTOR = float(os.environ.get("WEBHOOK_RETRY_FACTOR", "6"))
+WEBHOOK_RETRY_MAX_SECONDS = float(os.environ.get("WEBHOOK_RETRY_MAX_SECONDS", "21600"))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "12"))
+# A subscription is disabled (with a notice) after this many consecutive deliveries gave up
+# (each after its WEBHOOK_MAX_ATTEMPTS attempts); a delivery that succeeds resets the count.
+WEBHOOK_DISABLE_AFTER_FAILURES = int(os.environ.get("WEBHOOK_DISABLE_AFTER_FAILURES", "10"))
+# Destinations (the SSRF stance, tenants.events.delivery.DestinationPolicy): the control
+# plane's own services are always refused (the hosts of DATABASES, CELERY_BROKER_URL, REDIS_URL
+# and CACHES, this host, and WEBHOOK_DENIED_HOSTS: comma-separated names of the deployment's
+# other hosts, e.g. its web service; tenants.events.destinations); so are link-local,
+# 0.0.0.0/8, multicast and reserved addresses, and the networks in WEBHOOK_DENIED_NETWORKS
+# (comma-separated CIDRs: the control plane's own networks). Loopback only when allowed
+# (tests); private networks allowed by default (a customer's receivers sit on its premises).
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", False)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", True)
+WEBHOOK_DENIED_NETWORKS = env_list("WEBHOOK_DENIED_NETWORKS", "")
+WEBHOOK_DENIED_HOSTS = env_list("WEBHOOK_DENIED_HOSTS", "")
+# CA bundle (a path) for https receivers with a private CA; empty: certifi's, as requests.
+WEBHOOK_CA_BUNDLE = os.environ.get("WEBHOOK_CA_BUNDLE", "")
+
+# --- Email (notices such as a disabled webhook) ------------------------------------------------
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "10"))  # a hung mail server holds no worker
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ai-factory@localhost")
 
 # --- Logging (structlog renders; stdlib carries) -----------------------------------------------
 LOG_JSON = env_bool("LOG_JSON", False)

@@ -21,9 +21,18 @@ STORAGES = {
 # Hints queued by in-process tests land on a queue of this checkout's own, which only this
 # checkout's test workers consume: a developer's worker on the shared Redis never sees them.
 CELERY_TASK_DEFAULT_QUEUE = f"factory-test-{_checkout}"
+WEBHOOK_QUEUE = f"factory-test-{_checkout}-webhooks"
+CELERY_TASK_QUEUES = {
+    name: {"exchange": name, "routing_key": name}
+    for name in (CELERY_TASK_DEFAULT_QUEUE, WEBHOOK_QUEUE)
+}
+CELERY_TASK_ROUTES = {"events.*": {"queue": WEBHOOK_QUEUE}}
 # The suite (Schemathesis, end-to-end runs) makes many requests on one token: counted, but never
 # refused, unless the environment sets a rate. Rate-limit tests set tiny rates and their own
 # RATE_LIMIT_KEY_PREFIX (tests/support/api.py: rate_limits).
 RATE_LIMITS = {
     scope: os.environ.get(f"RATE_LIMIT_{scope.upper()}", "1000000/min") for scope in RATE_LIMITS
 }
+# A scrape reads the test's own rows, never an earlier test's cached ones (the metrics tests
+# that are about the cache turn it on).
+METRICS_CACHE_SECONDS = float(os.environ.get("METRICS_CACHE_SECONDS", "0"))

@@ -205,23 +205,13 @@ class PauseSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
-@extend_schema_field({"type": "number"})
-class UncheckedNumber(serializers.Field):
-    """A value handed to the service as sent: the kind's declared spec is its only check, so
-    ``"5"`` is refused here exactly as it is in ``spec`` (no DRF coercion in between)."""
-
-    def to_internal_value(self, data: object) -> object:
-        return data
-
-    def to_representation(self, value: object) -> object:
-        return value
-
-
 class ResumeSerializer(serializers.Serializer):
-    """A new failure budget, optionally (checked against the kind's declared spec)."""
+    """A new failure budget, optionally: the schema of ``resume/``'s body. The view reads no
+    field of it: the body goes to ``services.resume`` as sent, which checks it against the
+    kind's declared spec (``"5"`` is refused as it is in ``spec``; any other key by name)."""
 
-    max_failures = UncheckedNumber(required=False)
-    max_failure_pct = UncheckedNumber(required=False)
+    max_failures = serializers.IntegerField(required=False)
+    max_failure_pct = serializers.FloatField(required=False)
 
 
 class InputSerializer(serializers.Serializer):

@@ -13,8 +13,7 @@ from factory.telemetry.faults import record as record_fault
 from factory.telemetry.models import Fault
 from provisioning import services
 from provisioning.api import serializers as s
-from provisioning.choices import StepState, WindowStatus
-from provisioning.filtersets import FaultFilterSet, WorkflowFilterSet
+from provisioning.filtersets import FaultFilterSet, StepFilterSet, WorkflowFilterSet
 from provisioning.models import (
     CapacityFloor,
     FirmwareRelease,
@@ -25,17 +24,19 @@ from provisioning.models import (
 )
 from tenants.api.base import (
     AuditedModelViewSet,
+    ConditionalWritesMixin,
     ObjectResponseMixin,
     ScopedViewSetMixin,
     change_context,
 )
 from tenants.choices import PROVIDER_ROLES, Role
-from tenants.filters import query_params
+from tenants.filters import filter_for_action, query_params
 
 FIELD_HANDS = frozenset({Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN})
 
 
 class WorkflowViewSet(
+    ConditionalWritesMixin,
     ScopedViewSetMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -43,10 +44,13 @@ class WorkflowViewSet(
     viewsets.GenericViewSet,
 ):
     """Deploy, rolling-upgrade and maintain workflows. Provider admins start and steer them; the
-    site's tenant watches. A server already in an active workflow is a 409 naming it."""
+    site's tenant watches. A server already in an active workflow is a 409 naming it. Steering
+    (pause, resume, cancel, start, input, parts) honours ``If-Match``: a stale version is a
+    412, checked again under the workflow's row lock."""
 
     queryset = Workflow.objects.select_related("site")
-    # Per-workflow counts over its targets: a join and a GROUP BY, left out of a list whose
+    # Per-workflow counts over its targets: a join and a GROUP BY, made only where the
+    # workflow's representation is read (``_shows_counts``), and left out of a list whose
     # ?brief or ?fields shows none of them (a detail's ETag is of the full representation).
     TARGET_COUNTS = {
         "target_count": Count("targets"),
@@ -59,12 +63,25 @@ class WorkflowViewSet(
     ordering_fields = ["created_at", "updated_at", "state"]
     etag_on_create = True  # create answers with the detail representation
 
+    # Steering honours If-Match; these answer with the workflow (and its ETag).
+    object_actions = frozenset({"pause", "resume", "cancel", "start"})
+    conditional_actions = object_actions | {"provide_input", "parts"}
+    SHOWN_BY = object_actions | {"list", "retrieve", "create"}
+
+    def _shows_counts(self) -> bool:
+        """Whether this action reads the workflow's representation: to show it, or to check
+        an ``If-Match`` against its ETag. A workflow's steps, targets and history do not."""
+        if self.action == "list":
+            shown = self.requested_fields()
+            return shown is None or bool(set(shown) & set(self.TARGET_COUNTS))
+        request = getattr(self, "request", None)
+        return self.action in self.SHOWN_BY or (
+            request is not None and "If-Match" in request.headers
+        )
+
     def get_queryset(self):
         queryset = super().get_queryset()
-        shown = self.requested_fields() if self.action == "list" else None
-        if shown is not None and not set(shown) & set(self.TARGET_COUNTS):
-            return queryset
-        return queryset.annotate(**self.TARGET_COUNTS)
+        return queryset.annotate(**self.TARGET_COUNTS) if self._shows_counts() else queryset
 
     @property
     def write_roles(self):
@@ -113,15 +130,23 @@ class WorkflowViewSet(
         )
         return self.object_response(workflow, 201 if created else 200)
 
-    def _act(self, fn, body_class=None):
-        """``fn`` on the workflow, given the request body's fields (read by ``body_class``)."""
-        fields = {}
+    def _steer(self, fn, *args, **kwargs):
+        """``fn(workflow, ctx, *args, **kwargs)``, a service that locks the workflow's row: a
+        stale ``If-Match`` is a 412, checked before and again under that lock."""
+        workflow = self.get_object()
+        expected = self.request.headers.get("If-Match")
+        self.check_if_match(workflow, expected)
+        with self.if_match_under_lock(workflow, expected):
+            return fn(workflow, change_context(self.request), *args, **kwargs)
+
+    def _act(self, fn, body_class=None, **kwargs):
+        """``fn`` on the workflow, given the request body's fields (read by ``body_class``);
+        answered with the workflow as ``GET`` shows it, and its ETag."""
         if body_class is not None:
             body = body_class(data=self.request.data)
             body.is_valid(raise_exception=True)
-            fields = body.validated_data
-        workflow = fn(self.get_object(), change_context(self.request), **fields)
-        return Response(s.WorkflowDetailSerializer(self.get_queryset().get(pk=workflow.pk)).data)
+            kwargs.update(body.validated_data)
+        return self.object_response(self._steer(fn, **kwargs))
 
     @extend_schema(request=s.PauseSerializer, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -131,7 +156,10 @@ class WorkflowViewSet(
     @extend_schema(request=s.ResumeSerializer, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._act(services.resume, s.ResumeSerializer)
+        """Resume a paused workflow, optionally with a new failure budget. The body goes to
+        the service as sent: it checks it against the kind's declared spec, and refuses any
+        other key by name."""
+        return self._act(services.resume, budget=request.data)
 
     @extend_schema(request=s.PauseSerializer, responses=s.WorkflowDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -149,17 +177,16 @@ class WorkflowViewSet(
         """Give a waiting manual step what it needs: ``dispatch`` a technician
         (``{"technician": <user id>, "from_country": "DE"}``), or ``repair`` with
         ``{"no_parts_needed": true}``."""
-        workflow = self.get_object()
         body = s.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        step = services.provide_input(
-            workflow,
-            body.validated_data["step"],
-            body.validated_data.get("ultraserver"),
-            body.validated_data["data"],
-            change_context(request),
-        )
-        return Response(s.StepSerializer(step).data)
+
+        def provide(workflow, ctx):
+            data = body.validated_data
+            return services.provide_input(
+                workflow, data["step"], data.get("ultraserver"), data["data"], ctx
+            )
+
+        return Response(s.StepSerializer(self._steer(provide)).data)
 
     @extend_schema(
         request=s.PartReplacementSerializer, responses={201: s.PartReplacementSerializer}
@@ -167,37 +194,27 @@ class WorkflowViewSet(
     @action(detail=True, methods=["post"])
     def parts(self, request, pk=None):
         """Record a replaced part (and its RMA) on one of the workflow's servers."""
-        workflow = self.get_object()
         body = s.PartReplacementSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         fields = dict(body.validated_data)
         server = fields.pop("ultraserver")
-        part = services.record_part_replacement(workflow, server, change_context(request), **fields)
-        return Response(s.PartReplacementSerializer(part).data, status=201)
+
+        def record(workflow, ctx):
+            return services.record_part_replacement(workflow, server, ctx, **fields)
+
+        return Response(s.PartReplacementSerializer(self._steer(record)).data, status=201)
 
     def _page(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("state", enum=StepState.values, description="Only steps in it.")
-        ],
-        responses=s.StepSerializer(many=True),
-    )
-    @query_params("state", paginated=True)
+    @extend_schema(responses=s.StepSerializer(many=True))
+    @query_params(StepFilterSet, paginated=True)
     @action(detail=True, methods=["get"])
     def steps(self, request, pk=None):
         workflow = self.get_object()
         steps = workflow.steps.select_related("target").order_by("target_id", "seq")
-        state = request.query_params.get("state")
-        if state:
-            if state not in StepState.values:
-                raise exceptions.ValidationError(
-                    {"state": [exceptions.ErrorDetail(f"'{state}' is no step state", "invalid")]}
-                )
-            steps = steps.filter(state=state)
-        return self._page(steps, s.StepSerializer)
+        return self._page(filter_for_action(self, steps), s.StepSerializer)
 
     @extend_schema(responses=s.TargetSerializer(many=True))
     @query_params(paginated=True)
@@ -231,10 +248,7 @@ class MaintenanceWindowViewSet(AuditedModelViewSet):
         return frozenset({Role.PROVIDER_ADMIN})
 
     def save_instance(self, instance, ctx):
-        if instance.pk is None:
-            instance.proposed_by = ctx.actor.username
-        instance.status, instance.decided_by, instance.decided_at = WindowStatus.PROPOSED, "", None
-        return super().save_instance(instance, ctx)
+        return services.propose_window(instance, ctx)
 
     def _decide(self, approve: bool):
         # write_roles for these actions is tenant-admin alone: the object permission check in

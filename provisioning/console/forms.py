@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth.forms import AuthenticationForm
-from django.core.exceptions import ValidationError
 
 from provisioning.forms import SpecForm
 from provisioning.models import FirmwareRelease
 from provisioning.workflows.upgrade import UPGRADE_PARAMS
 from tenants.choices import TokenScope
-from tenants.services import logins
+from tenants.forms import LockoutAuthenticationForm
 from tenants.services.tokens import MAX_DAYS
 
 
@@ -66,25 +63,11 @@ class ApiTokenForm(forms.Form):
         self.fields["days"].initial = settings.API_TOKEN_DEFAULT_DAYS
 
 
-class ConsoleLoginForm(AuthenticationForm):
-    """Django's log-in form; while the username is locked out from this address (too many
-    failed log-ins, ``tenants.services.logins``) it says so instead of checking the password."""
+class ConsoleLoginForm(LockoutAuthenticationForm):
+    """The log-in form in the console's words; a locked-out username is told so, as in the
+    admin (``tenants.forms``)."""
 
     error_messages = {
-        **AuthenticationForm.error_messages,
+        **LockoutAuthenticationForm.error_messages,
         "invalid_login": "Your username and password did not match.",
-        "locked_out": "Too many failed log-ins for this username: try again in %(minutes)s.",
     }
-
-    def clean(self) -> dict[str, Any]:
-        username = self.cleaned_data.get("username")
-        if username and self.request is not None:
-            wait = logins.locked_for(username, logins.client_address(self.request))
-            if wait:
-                minutes = max(1, math.ceil(wait / 60))
-                raise ValidationError(
-                    self.error_messages["locked_out"],
-                    code="locked_out",
-                    params={"minutes": f"{minutes} minute{'s' if minutes != 1 else ''}"},
-                )
-        return super().clean()

@@ -22,7 +22,7 @@ from provisioning.console.forms import ApiTokenForm, StartUpgradeForm
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tenants.access import Actor, actor_for, scope_queryset
 from tenants.choices import AuditSource, Role
-from tenants.django_errors import REFUSALS, add_to_form, as_domain_error
+from tenants.django_errors import REFUSALS, refuse_on_form
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import issue_token, revoke_token, tokens_of
 from tenants.sovereignty import services as sovereignty
@@ -149,22 +149,18 @@ def start_upgrade(request):
         .select_related("model")
         .order_by("model__name", "-version")
     )
-    errors: list[str] = []
     posted = request.method == "POST" and site is not None
     form = StartUpgradeForm(request.POST if posted else None, releases=releases)
-    if posted:
+    if posted and form.is_valid():
         chosen = [s for s in servers if str(s.pk) in request.POST.getlist("servers")]
-        if not chosen:
-            errors.append("Choose at least one UltraServer.")
-        if form.is_valid() and not errors:
-            try:
-                workflow, _ = services.create_workflow(
-                    WorkflowKind.UPGRADE, chosen, _ctx(request), spec=form.spec()
-                )
-                messages.success(request, f"Rolling upgrade #{workflow.pk} started.")
-                return redirect("console:workflows")
-            except REFUSALS as refused:  # on the fields it names, the rest above the form
-                form.refused(refused)
+        try:  # none chosen: the service says so, as it does to the API and the admin
+            workflow, _ = services.create_workflow(
+                WorkflowKind.UPGRADE, chosen, _ctx(request), spec=form.spec()
+            )
+            messages.success(request, f"Rolling upgrade #{workflow.pk} started.")
+            return redirect("console:workflows")
+        except REFUSALS as refused:  # on the fields it names, the rest above the form
+            form.refused(refused)
     return _page(
         request,
         "console/start_upgrade.html",
@@ -172,7 +168,7 @@ def start_upgrade(request):
         site=site,
         servers=servers,
         form=form,
-        errors=[*errors, *form.non_field_errors()],
+        errors=form.non_field_errors(),
     )
 
 
@@ -282,7 +278,7 @@ def decide_window(request, pk: int, verb: str):
 
 
 @console_login
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def api_tokens(request):
     """List, create: the clear token is in this one response (never stored, never cached)."""
     _actor(request)  # a person with no role has no use for a token: 403
@@ -292,9 +288,7 @@ def api_tokens(request):
         try:
             token, clear = issue_token(request.user, _ctx(request), **form.cleaned_data)
         except REFUSALS as refused:  # on the field it names
-            error = as_domain_error(refused)
-            assert error is not None
-            add_to_form(form, error)
+            refuse_on_form(form, refused)
         else:
             issued = {"token": token, "clear": clear}
             form = ApiTokenForm()
@@ -311,7 +305,7 @@ def api_tokens(request):
 
 
 @console_login
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def revoke_api_token(request, pk: int):
     """GET asks to confirm; POST revokes. Another person's token is not there (404)."""
     _actor(request)

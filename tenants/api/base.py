@@ -3,9 +3,10 @@ object responses automation relies on.
 
 - Every object response (detail ``GET``, create, update) carries an ``ETag``
   (``tenants.api.conditional``); ``If-None-Match`` on a detail ``GET`` is a 304, ``If-Match``
-  on ``PUT``/``PATCH``/``DELETE`` a 412 unless it names the current version (checked again under
-  the row lock the write takes). Without ``If-Match`` a write has no precondition.
-- Every 201 carries the created object's absolute URL in ``Location``.
+  on ``PUT``/``PATCH``/``DELETE`` (and on an action that changes the object, e.g. a workflow's
+  ``pause/``) a 412 unless it names the current version (checked again under the row lock the
+  write takes). Without ``If-Match`` a write has no precondition.
+- Every 201 of a ``create`` carries the created object's absolute URL in ``Location``.
 - ``GET`` lists and details take ``?brief`` (``id``, ``url``, ``display`` and the serializer's
   ``Meta.brief_fields``) or ``?fields=a,b`` (only those; an unknown one is a 400 naming it);
   a list then fetches no prefetched relation that the chosen fields do not show.
@@ -246,7 +247,8 @@ class ObjectResponseMixin:
                     response = HttpResponseNotModified()
                 response["ETag"] = etag
         elif (
-            response.status_code == status.HTTP_201_CREATED
+            self.action == "create"  # a 201 of another action (parts/) made no object of ours
+            and response.status_code == status.HTTP_201_CREATED
             and "Location" not in response
             and isinstance(data, dict)
             and "id" in data
@@ -278,37 +280,14 @@ class ScopedViewSetMixin(ObjectResponseMixin):
         return scope_queryset(queryset, self.actor, self.tenant_fields)
 
 
-class AuditedModelViewSet(ScopedViewSetMixin, viewsets.ModelViewSet):
-    """CRUD through the change services: validated by the model, audited, all-or-nothing."""
+class ConditionalWritesMixin:
+    """``If-Match`` on writes: a stale version is a 412, checked early and again under the
+    write's row lock. ``update`` and ``destroy`` use it, and so may a custom action that changes
+    the object: it names itself in ``conditional_actions`` (documented with ``If-Match`` and the
+    412), and in ``object_actions`` if it answers with ``object_response`` (and so an ETag)."""
 
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
-
-    def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        self.perform_create(serializer)
-        return self.object_response(serializer.instance, status.HTTP_201_CREATED)
-
-    def update(self, request, *args, **kwargs):
-        partial = kwargs.pop("partial", False)
-        instance = self.get_object()
-        expected = request.headers.get("If-Match")
-        self.check_if_match(instance, expected)  # a stale version is a 412 whatever the body
-        serializer = self.get_serializer(instance, data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        with self.if_match_under_lock(instance, expected):
-            self.perform_update(serializer)
-        return self.object_response(serializer.instance)
-
-    def destroy(self, request, *args, **kwargs):
-        instance = self.get_object()
-        expected = request.headers.get("If-Match")
-        self.check_if_match(instance, expected)
-        with self.if_match_under_lock(instance, expected):
-            self.perform_destroy(instance)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    # --- If-Match -------------------------------------------------------------------------------
+    conditional_actions: frozenset[str] = frozenset()
+    object_actions: frozenset[str] = frozenset()
 
     def _refuse_stale(self, expected: str) -> PreconditionFailed:
         return PreconditionFailed(
@@ -351,6 +330,37 @@ class AuditedModelViewSet(ScopedViewSetMixin, viewsets.ModelViewSet):
             logger.warning(
                 "if_match_not_checked_under_lock", view=type(self).__name__, pk=instance.pk
             )
+
+
+class AuditedModelViewSet(ConditionalWritesMixin, ScopedViewSetMixin, viewsets.ModelViewSet):
+    """CRUD through the change services: validated by the model, audited, all-or-nothing."""
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        return self.object_response(serializer.instance, status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        partial = kwargs.pop("partial", False)
+        instance = self.get_object()
+        expected = request.headers.get("If-Match")
+        self.check_if_match(instance, expected)  # a stale version is a 412 whatever the body
+        serializer = self.get_serializer(instance, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        with self.if_match_under_lock(instance, expected):
+            self.perform_update(serializer)
+        return self.object_response(serializer.instance)
+
+    def destroy(self, request, *args, **kwargs):
+        instance = self.get_object()
+        expected = request.headers.get("If-Match")
+        self.check_if_match(instance, expected)
+        with self.if_match_under_lock(instance, expected):
+            self.perform_destroy(instance)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def save_instance(self, instance, ctx: ChangeContext):
         """Override to call a domain service (e.g. one that creates chips with a server)."""

@@ -103,6 +103,10 @@ class ObjectAutoSchema(AutoSchema):
             params += [IF_NONE_MATCH, _etag([200])]
         elif action in _WRITES and self._conditional_writes():
             params += [IF_MATCH] + ([_etag([200])] if action != "destroy" else [])
+        elif action in getattr(self.view, "conditional_actions", ()):
+            params.append(IF_MATCH)
+            if action in getattr(self.view, "object_actions", ()):
+                params.append(_etag([200]))
         elif action == "create":
             if self._conditional_writes() or getattr(self.view, "etag_on_create", False):
                 params.append(_etag([200, 201]))
@@ -118,7 +122,9 @@ class ObjectAutoSchema(AutoSchema):
         responses = operation.setdefault("responses", {})
         if action == "retrieve":
             responses.setdefault("304", NOT_MODIFIED)
-        elif action in _WRITES and self._conditional_writes():
+        elif (action in _WRITES and self._conditional_writes()) or action in getattr(
+            self.view, "conditional_actions", ()
+        ):
             responses.setdefault("412", PRECONDITION_FAILED)
         return operation
 

@@ -44,6 +44,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiToken
+        brief_fields = ["name", "prefix", "is_active"]
         fields = ["id", *ApiToken.SHOWN, "is_active"]
         read_only_fields = fields
 

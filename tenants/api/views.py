@@ -5,7 +5,13 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
+from tenants.api import conditional
+from tenants.api.base import (
+    AuditedModelViewSet,
+    ObjectResponseMixin,
+    ScopedViewSetMixin,
+    change_context,
+)
 from tenants.api.permissions import OwnObjectPermission
 from tenants.api.serializers import (
     ApiTokenCreateSerializer,
@@ -48,17 +54,20 @@ class AuditEventViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class ApiTokenViewSet(
+    ObjectResponseMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Your own API tokens. Creating one shows it once; deleting one revokes it."""
+    """Your own API tokens. Creating one shows it once; deleting one revokes it. A detail
+    has its ETag (``If-None-Match`` is a 304); lists and details take ``?brief``/``?fields``."""
 
     serializer_class = ApiTokenSerializer
     permission_classes = [OwnObjectPermission]
     ordering_fields = ["created_at", "expires_at"]
     write_roles = frozenset(Role)
+    etag_on_create = True  # issued_response: the ETag of the token as GET shows it
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -82,14 +91,16 @@ class ApiTokenViewSet(
 
 
 def issued_response(request, token: ApiToken, clear: str) -> Response:
-    """201 with the clear token (its one appearance, so never cached) and the token's absolute
-    URL in ``Location``."""
+    """201 with the clear token (its one appearance, so never cached), the token's absolute
+    URL in ``Location`` and its ``ETag`` (of the token as ``GET`` shows it, without the clear
+    token)."""
     body = IssuedApiTokenSerializer(token, context={"clear_token": clear}).data
     return Response(
         body,
         status=status.HTTP_201_CREATED,
         headers={
             "Location": reverse("apitoken-detail", args=[token.pk], request=request),
+            "ETag": conditional.entity_tag(token, ApiTokenSerializer(token).data),
             "Cache-Control": "no-store",
         },
     )

@@ -36,5 +36,10 @@ class ApiToken(models.Model):
         return self.revoked_at is None and self.expires_at > timezone.now()
 
     @property
-    def owning_tenant_id(self) -> None:
-        return None
+    def owning_tenant_id(self) -> int | None:
+        """The tenant whose audit log shows this token's events: its owner's, when they belong
+        to exactly one tenant. A provider person's tokens, and those of a person in several
+        tenants (no one of which may see the others), belong to none: the provider's log."""
+        memberships = self.user.memberships.filter(tenant__isnull=False)
+        tenants = list(memberships.values_list("tenant_id", flat=True)[:2])
+        return tenants[0] if len(tenants) == 1 else None

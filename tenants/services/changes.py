@@ -63,7 +63,10 @@ def precondition(
         _PRECONDITIONS.reset(token)
 
 
-def _check_preconditions(stored: models.Model) -> None:
+def check_preconditions(stored: models.Model) -> None:
+    """Run the preconditions on ``stored``'s row, which the caller has just locked: what
+    ``save_object`` and ``delete_object`` do, for a service that locks and writes a row
+    itself (a workflow's pause, resume, cancel)."""
     for entry in _PRECONDITIONS.get():
         model = stored._meta.concrete_model
         if not entry.checked and entry.model is model and entry.pk == stored.pk:
@@ -86,7 +89,7 @@ def save_object(
         before = None
         if not creating:
             stored = type(instance)._base_manager.select_for_update().get(pk=instance.pk)
-            _check_preconditions(stored)
+            check_preconditions(stored)
             before = audit.snapshot(stored)
         instance.full_clean()
         instance.save()
@@ -118,7 +121,7 @@ def delete_object(
         if callable(lock):
             lock()
         stored = type(instance)._base_manager.select_for_update().get(pk=instance.pk)
-        _check_preconditions(stored)
+        check_preconditions(stored)
         if before_delete is not None:
             before_delete(stored)
         before = audit.snapshot(stored)

@@ -51,6 +51,16 @@ def locked_for(username: str, address: str) -> int | None:
     return math.ceil(left) if left > 0 else None
 
 
+def lockout_message(wait: int) -> str:
+    """What a locked-out person is told, wherever they log in (API, console, admin): the wait
+    in whole minutes, rounded up."""
+    minutes = max(1, math.ceil(wait / 60))
+    return (
+        f"Too many failed log-ins for this username: try again in {minutes} "
+        f"minute{'s' if minutes != 1 else ''}."
+    )
+
+
 def record_failure(username: str, address: str) -> int:
     """Count one failed log-in; returns the failures in the current window."""
     key = _key(username, address)

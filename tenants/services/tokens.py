@@ -126,13 +126,7 @@ def issue_token_for_login(
 
 
 def _locked_out(wait: int) -> TooManyRequests:
-    minutes = max(1, math.ceil(wait / 60))
-    return TooManyRequests(
-        f"Too many failed log-ins for this username; try again in {minutes} "
-        f"minute{'s' if minutes != 1 else ''}.",
-        code="login_locked_out",
-        retry_after=wait,
-    )
+    return TooManyRequests(logins.lockout_message(wait), code="login_locked_out", retry_after=wait)
 
 
 def tokens_of(user: User) -> QuerySet[ApiToken]:

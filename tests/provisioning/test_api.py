@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from factory import wire
 from factory.agents import services as agents
@@ -262,3 +263,152 @@ def test_agent_claim_and_result_reject_bad_input(fleet):
     url = gateway(wire.RESULT_PATH, command_id=command.pk)
     assert assert_error_body(alpha.post(url, {"result": {}}), 400)["errors"][0]["field"] == "ok"
     assert AgentCommand.objects.get(pk=command.pk).state == "claimed"
+
+
+def test_a_replaced_part_is_201_with_no_location_of_another_resource(fleet, releases):
+    """``parts/`` records a part replacement, which has no URL of its own: its 201 names none
+    (not the workflow list's ``/workflows/<the part's id>/``)."""
+    server = put_in_service(fleet.servers["alpha"])
+    workflow = services_report(server)
+    response = fleet.client("technician").post(
+        f"/api/v1/workflows/{workflow.pk}/parts/",
+        {"ultraserver": server.pk, "part": "chip 4", "rma_number": "RMA-1"},
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["part"] == "chip 4"
+    assert "Location" not in response
+
+
+STEER = [
+    ("pause", {"reason": "holiday"}, "running", "paused"),
+    ("resume", {}, "paused", "running"),
+    ("cancel", {}, "running", "cancelling"),
+    ("start", {}, "proposed", "running"),
+]
+
+
+def workflow_in(state: str, servers) -> Workflow:
+    from provisioning import services
+
+    spec = {"firmware_version": "2.0"}
+    workflow, _ = services.create_workflow(
+        "upgrade", servers, CTX, spec=spec, start=state != "proposed"
+    )
+    if state == "paused":
+        services.pause(workflow, CTX)
+    return workflow
+
+
+@pytest.mark.parametrize(("verb", "body", "before", "after"), STEER, ids=[s[0] for s in STEER])
+def test_steering_answers_with_the_workflow_and_its_etag(
+    fleet, in_service, verb, body, before, after
+):
+    client = fleet.client("provider_admin")
+    workflow = workflow_in(before, in_service[:2])
+    url = f"/api/v1/workflows/{workflow.pk}/"
+    response = client.post(url + f"{verb}/", body)
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == after
+    shown = client.get(url)
+    assert response.json() == shown.json()  # as GET shows it, counts and progress included
+    assert response["ETag"] == shown["ETag"]
+
+
+@pytest.mark.parametrize(("verb", "body", "before", "after"), STEER, ids=[s[0] for s in STEER])
+def test_steering_honours_if_match(fleet, in_service, verb, body, before, after):
+    client = fleet.client("provider_admin")
+    workflow = workflow_in(before, in_service[:2])
+    url = f"/api/v1/workflows/{workflow.pk}/"
+    etag = client.get(url)["ETag"]
+    stale = assert_error_body(client.post(url + f"{verb}/", body, HTTP_IF_MATCH='"stale"'), 412)
+    assert (stale["code"], stale["errors"][0]["field"]) == ("etag_mismatch", "If-Match")
+    workflow.refresh_from_db()
+    assert workflow.state == before  # nothing done
+    done = client.post(url + f"{verb}/", body, HTTP_IF_MATCH=etag)
+    assert done.status_code == 200 and done.json()["state"] == after
+    # The version it acted on is gone: acting on it again is refused before anything else.
+    assert_error_body(client.post(url + f"{verb}/", body, HTTP_IF_MATCH=etag), 412)
+
+
+def test_if_match_on_steering_is_checked_under_the_workflows_row_lock(
+    fleet, in_service, monkeypatch
+):
+    """Without the early check, the one the service makes once it holds the workflow's lock
+    still refuses a stale version: for pause/resume/cancel/start and for input and parts."""
+    from tenants.api.base import ConditionalWritesMixin
+
+    monkeypatch.setattr(ConditionalWritesMixin, "check_if_match", lambda self, instance, e: None)
+    client = fleet.client("provider_admin")
+    workflow = workflow_in("running", in_service[:1])
+    url = f"/api/v1/workflows/{workflow.pk}/"
+    assert_error_body(client.post(url + "pause/", {}, HTTP_IF_MATCH='"stale"'), 412)
+    workflow.refresh_from_db()
+    assert workflow.state == "running"
+    assert client.post(url + "pause/", {}, HTTP_IF_MATCH=client.get(url)["ETag"]).status_code == 200
+
+    maintain = services_report(in_service[1])
+    url = f"/api/v1/workflows/{maintain.pk}/"
+    technician = fleet.client("technician")
+    dispatch = {"step": "dispatch", "data": {"technician": 1, "from_country": "DE"}}
+    assert_error_body(technician.post(url + "input/", dispatch, HTTP_IF_MATCH='"stale"'), 412)
+    assert Step.objects.get(workflow=maintain, name="dispatch").input == {}
+    part = {"ultraserver": in_service[1].pk, "part": "fan"}
+    assert_error_body(technician.post(url + "parts/", part, HTTP_IF_MATCH='"stale"'), 412)
+    assert not maintain.part_replacements.exists()
+    etag = technician.get(url)["ETag"]
+    assert technician.post(url + "input/", dispatch, HTTP_IF_MATCH=etag).status_code == 200
+    assert technician.post(url + "parts/", part, HTTP_IF_MATCH=etag).status_code == 201
+
+
+def counted(send) -> tuple[int, int]:
+    """The status of ``send()``'s answer, and how many of its queries counted targets."""
+    with CaptureQueriesContext(connection) as queries:
+        response = send()
+    return response.status_code, sum('"target_count"' in q["sql"] for q in queries)
+
+
+def test_only_the_answers_that_show_a_workflow_count_its_targets(fleet, in_service):
+    client = fleet.client("provider_admin")
+    workflow = workflow_in("running", in_service[:2])
+    url = f"/api/v1/workflows/{workflow.pk}/"
+    client.get(url)  # the token's first use is written down once
+    for sub in ("steps/", "targets/", "history/", "steps/?state=pending"):
+        assert counted(lambda sub=sub: client.get(url + sub)) == (200, 0), sub
+    assert counted(lambda: client.get(url)) == (200, 1)
+    assert counted(lambda: client.get("/api/v1/workflows/")) == (200, 1)
+    # pause: the workflow read once to act on, and once more to answer with
+    assert counted(lambda: client.post(url + "pause/", {})) == (200, 2)
+
+
+def test_a_workflows_steps_take_the_step_filters(fleet, in_service):
+    client = fleet.client("provider_admin")
+    workflow = workflow_in("running", in_service[:2])
+    steps = f"/api/v1/workflows/{workflow.pk}/steps/"
+    everything = client.get(steps).json()["count"]
+    pending = client.get(steps, {"state": "pending"}).json()["count"]
+    not_pending = client.get(steps, {"state__n": "pending"}).json()["count"]
+    assert everything == pending + not_pending and pending > 0
+    either = client.get(steps, {"state__in": "pending,ready"}).json()["count"]
+    assert either >= pending
+    bad = assert_error_body(client.get(steps, {"state": "sleeping"}), 400)
+    assert bad["errors"][0]["field"] == "state"
+    unknown = assert_error_body(client.get(steps, {"kind": "upgrade"}), 400)
+    assert (unknown["code"], unknown["errors"][0]["field"]) == ("unknown_filter", "kind")
+
+
+def test_the_schema_documents_if_match_and_the_etag_of_steering(fleet):
+    schema = fleet.client("alpha_viewer").get("/api/schema/?format=json").json()
+    paths = schema["paths"]
+    for verb in ("pause", "resume", "cancel", "start", "input", "parts"):
+        operation = paths[f"/api/v1/workflows/{{id}}/{verb}/"]["post"]
+        headers = {(p["name"], p["in"]) for p in operation["parameters"]}
+        assert ("If-Match", "header") in headers and "412" in operation["responses"], verb
+        shows_workflow = verb not in ("input", "parts")
+        answer = operation["responses"]["201" if verb == "parts" else "200"]
+        assert ("ETag" in answer.get("headers", {})) is shows_workflow, verb
+    resume = paths["/api/v1/workflows/{id}/resume/"]["post"]["requestBody"]["content"]
+    body = resume["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert set(schema["components"]["schemas"][body]["properties"]) == {
+        "max_failures",
+        "max_failure_pct",
+    }

@@ -7,7 +7,6 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from provisioning import services
 from provisioning.models import Step, Workflow
-from provisioning.workflows import definition_for
 from tenants.errors import Conflict, Denied, Invalid
 from tenants.models import AuditEvent
 from tests.support.api import assert_error_body
@@ -124,13 +123,23 @@ def test_admin_and_console_show_every_refusal_alike(
 def test_the_spec_is_stored_with_its_declared_defaults(fleet, in_service):
     given = {"firmware_version": "2.0", "batch_size": 3}
     workflow, _ = services.create_workflow("upgrade", in_service[:1], CTX, spec=given)
+    workflow.refresh_from_db()
     assert workflow.spec == {
-        **definition_for("upgrade").spec_params.clean(given),
+        "firmware_version": "2.0",
+        "batch_size": 3,  # given; the rest are the upgrade's declared defaults
+        "canary_size": 1,
+        "max_unavailable_per_domain": 1,
+        "soak_seconds": 300,
+        "health_gate_max_failed_chips": 0,
+        "max_failures": 1,
+        "max_failure_pct": 10.0,
+        "rollback": True,
+        "command_timeout_seconds": 900,
+        "poll_seconds": 30.0,
         # read from the release, never taken from the caller
         "firmware_origin": "https://firmware.provider.example",
         "firmware_signed": True,
     }
-    assert (workflow.spec["batch_size"], workflow.spec["soak_seconds"]) == (3, 300)
 
 
 @pytest.mark.parametrize(
@@ -184,6 +193,31 @@ def test_a_new_failure_budget_on_resume_is_checked_by_the_declaration(fleet, in_
     assert client.post(url, {"max_failures": 3}).status_code == 200
     workflow.refresh_from_db()
     assert workflow.state == "running" and workflow.spec["max_failures"] == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"batch_size": 5}, "batch_size"),  # declared in the spec, but not a budget
+        ({"max_failures": 3, "bogus": 1}, "bogus"),
+        ({"max_failures": 3, "failures_acknowledged": 0}, "failures_acknowledged"),
+    ],
+    ids=["spec-not-budget", "unknown", "internal"],
+)
+def test_resume_refuses_an_unknown_key_naming_it(fleet, in_service, body, field):
+    workflow, _ = services.create_workflow(
+        "upgrade", in_service[:1], CTX, spec={"firmware_version": "2.0"}
+    )
+    services.pause(workflow, CTX)
+    spec = Workflow.objects.get(pk=workflow.pk).spec
+    response = fleet.client("provider_admin").post(f"/api/v1/workflows/{workflow.pk}/resume/", body)
+    error = assert_error_body(response, 400)
+    assert [(e["field"], e["code"]) for e in error["errors"]] == [(field, "unknown")], error
+    assert error["message"] == (
+        f"{field} is not a parameter here; known: max_failures, max_failure_pct"
+    )
+    workflow.refresh_from_db()
+    assert (workflow.state, workflow.spec) == ("paused", spec)  # nothing changed
 
 
 def test_the_api_schema_describes_the_spec_from_the_declarations(fleet):

@@ -21,6 +21,7 @@ SCHEDULED = {
     "stale-agent detection": "provisioning.detect_stale_agents",
     "telemetry roll-up": "provisioning.telemetry_rollup",
     "telemetry retention": "provisioning.telemetry_retention",
+    "webhook sweep": "events.sweep_webhooks",  # tenants/events/migrations/0003
 }
 
 
@@ -77,6 +78,8 @@ def test_messages_sent_under_the_old_module_path_names_still_run():
     """A message queued before the rename (or sent by the previous release mid-deploy) is not
     dropped as unregistered: the old name runs the same function as the stable one."""
     legacy_names = importlib.import_module("provisioning.tasks").LEGACY_NAMES
+    migration = importlib.import_module("provisioning.migrations.0005_stable_task_names")
+    assert legacy_names == migration.RENAMES  # every name the beat rows ever carried
     assert legacy_names["provisioning.tasks.run_steps"] == queue.RUN_STEPS
     assert len(legacy_names) == 10
     for legacy, stable in legacy_names.items():

@@ -114,7 +114,7 @@ def test_failure_budget_pauses_the_rollout(in_service, agent, hw):
     assert "failure budget exceeded" in workflow.state_reason
     assert workflow.targets.filter(state="pending").count() == 3  # nothing new started
 
-    services.resume(workflow, CTX, max_failures=5)
+    services.resume(workflow, CTX, {"max_failures": 5})
     workflow = drive(workflow, agent, hw)
     assert workflow.state == "failed"
     assert workflow.targets.filter(state="succeeded").count() == 4

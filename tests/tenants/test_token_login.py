@@ -151,6 +151,32 @@ def test_failed_logins_lock_the_username_out_from_that_address(fleet, anon, addr
     assert console.status_code == 200 and "Too many failed log-ins" in console.content.decode()
 
 
+def test_the_admin_login_says_a_username_is_locked_out(fleet, address, settings):
+    """The admin's log-in page, like the console's, says why the right password is refused
+    (not Django's "enter the correct username and password")."""
+    settings.LOGIN_MAX_FAILURES = 2
+    admin = Client(REMOTE_ADDR=address)
+    form = {"username": "padmin", "password": "guess", "next": "/admin/"}
+    for _ in range(2):
+        page = admin.post("/admin/login/", form).content.decode()
+        assert "Please enter the correct username and password" in page
+        assert "Too many failed log-ins" not in page
+    locked = admin.post("/admin/login/", {**form, "password": PASSWORD})
+    assert locked.status_code == 200
+    assert (
+        "Too many failed log-ins for this username: try again in 15 minutes."
+        in locked.content.decode()
+    )
+    assert "_auth_user_id" not in admin.session
+    # The same words the API's 429 says; from another address the right password works.
+    api = login(APIClient(REMOTE_ADDR=address), "padmin")
+    assert assert_error_body(api, 429)["message"] in locked.content.decode()
+    elsewhere = Client(REMOTE_ADDR="192.0.2.9").post(
+        "/admin/login/", {**form, "password": PASSWORD}
+    )
+    assert elsewhere.status_code == 302 and elsewhere["Location"] == "/admin/"
+
+
 def test_the_lockout_ends_with_its_window_and_a_success_starts_the_count_afresh(
     fleet, anon, settings, monkeypatch
 ):

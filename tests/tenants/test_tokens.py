@@ -93,3 +93,59 @@ def test_person_without_any_role_is_403(db):
     nobody = get_user_model().objects.create_user("nobody")
     response = client_for(nobody).get("/api/v1/sites/")
     assert response.status_code == 403
+
+
+def test_tokens_have_object_responses_like_every_other_object(fleet):
+    client = fleet.client("alpha_operator")
+    created = client.post("/api/v1/tokens/", {"name": "pipeline", "scope": "read", "days": 7})
+    assert created.status_code == 201, created.content
+    url = created["Location"]
+    shown = client.get(url)
+    etag = shown["ETag"]
+    assert etag.startswith('"') and created["ETag"] == etag  # the token as GET shows it
+    assert "token" not in shown.json()
+    not_modified = client.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    brief = client.get(url + "?brief=true").json()
+    assert set(brief) == {"id", "url", "display", "name", "prefix", "is_active"}
+    assert brief["url"] == url
+    rows = client.get("/api/v1/tokens/?fields=id,name").json()["results"]
+    assert rows and all(list(row) == ["id", "name"] for row in rows)
+    assert client.delete(url).status_code == 204
+    revoked = client.get(url, HTTP_IF_NONE_MATCH=etag)  # revoking is a new version
+    assert revoked.status_code == 200 and revoked["ETag"] != etag
+
+
+def test_token_events_carry_their_owners_tenant(fleet):
+    """A tenant's people read their tenant's audit log: their tokens' issue and revoke are in
+    it. A provider person's, or a person's of several tenants, are in the provider's only."""
+    from tenants.models import Membership
+    from tenants.services.changes import save_object
+    from tenants.services.tokens import issue_token, revoke_token
+    from tests.support.fleet import CTX
+
+    def events(token):
+        found = AuditEvent.objects.filter(object_type="tenants.apitoken", object_id=str(token.pk))
+        return [(e.action, e.tenant_id) for e in found.order_by("id")]
+
+    operator = fleet.people["alpha_operator"]
+    token, _ = issue_token(operator, CTX, name="pipeline")
+    revoke_token(token, CTX)
+    assert events(token) == [("create", fleet.alpha.pk), ("update", fleet.alpha.pk)]
+    seen = fleet.client("alpha_admin").get(
+        f"/api/v1/audit-events/?object_type=tenants.apitoken&object_id={token.pk}"
+    )
+    assert sorted(e["action"] for e in seen.json()["results"]) == ["create", "update"]
+    assert (
+        fleet.client("beta_admin")
+        .get(f"/api/v1/audit-events/?object_type=tenants.apitoken&object_id={token.pk}")
+        .json()["results"]
+        == []
+    )
+
+    provider, _ = issue_token(fleet.people["provider_admin"], CTX, name="ops")
+    assert events(provider) == [("create", None)]
+    both = fleet.people["beta_viewer"]
+    save_object(Membership(user=both, tenant=fleet.alpha, role="tenant-viewer"), CTX)
+    shared, _ = issue_token(both, CTX, name="shared")
+    assert events(shared) == [("create", None)]

@@ -11,10 +11,13 @@ import wsgiref.util
 
 import orjson
 import pytest
+from django.conf import settings
 from django.core.cache import caches
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.http import FileResponse
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from factory import wire
@@ -25,6 +28,7 @@ from factory.inventory.api.views import RackViewSet
 from factory.siteagent.agent import MAX_BATCH_REPORTS
 from factory.telemetry import egress
 from factory.wire import Metric
+from tenants.models import ApiToken
 from tests.support.api import assert_error_body, gateway, rate_limits
 from tests.support.telemetry import agent_client, post, server_report
 
@@ -68,6 +72,35 @@ def test_a_token_over_its_rate_is_429_with_retry_after_and_ratelimit_headers(fle
     assert refused["RateLimit-Reset"] == refused["Retry-After"]
     # Each token has its own budget, even the same person's.
     assert fleet.client("alpha_viewer").get(RACKS).status_code == 200
+
+
+def test_refused_tokens_from_one_address_are_429_past_their_budget(fleet, settings):
+    """A 401 comes before any throttle: unknown, revoked or made-up tokens are counted per
+    client address on their own, and past that budget answered 429 with Retry-After. A valid
+    token is never counted there, nor refused for it, from that address or any other."""
+    rate_limits(settings, refused="3/hour")
+    here, elsewhere = "198.51.100.7", "198.51.100.8"
+    guesser = APIClient(REMOTE_ADDR=here)
+    guesser.credentials(HTTP_AUTHORIZATION="Bearer afc_made-up")
+    answers = [guesser.get(RACKS) for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 401]
+    assert answers[0]["RateLimit-Limit"] == "3" and answers[2]["RateLimit-Remaining"] == "0"
+    refused = guesser.get(RACKS)
+    body = assert_error_body(refused, 429)
+    assert body["code"] == "throttled" and "refused credentials" in body["message"]
+    assert 1 <= int(refused["Retry-After"]) <= 3600
+    malformed = APIClient(REMOTE_ADDR=here)
+    malformed.credentials(HTTP_AUTHORIZATION="Bearer two parts")
+    assert assert_error_body(malformed.get(RACKS), 429)["code"] == "throttled"
+    # A valid token from the same address: served, and not counted.
+    valid = fleet.client("alpha_viewer")
+    valid.defaults["REMOTE_ADDR"] = here
+    for _ in range(4):
+        assert valid.get(RACKS).status_code == 200
+    # Another address has a budget of its own.
+    other = APIClient(REMOTE_ADDR=elsewhere)
+    other.credentials(HTTP_AUTHORIZATION="Bearer afc_made-up")
+    assert assert_error_body(other.get(RACKS), 401)["code"] == "invalid_token"
 
 
 def test_counts_are_kept_in_the_shared_cache(fleet, settings):
@@ -330,7 +363,9 @@ def test_numbers_past_64_bits_are_never_a_500(fleet, url):
 
 def wsgi(method: str, path: str, **environ) -> tuple[str, dict[str, str], bytes]:
     """One request through the WSGI application, as gunicorn calls it (the test client drops
-    HEAD bodies itself, so it cannot tell)."""
+    HEAD bodies itself, so it cannot tell). Like the test client, it leaves the database
+    connection open: closing it at the request's start or end would end the test's
+    transaction, and every later query in it (a token's look-up) would be a 500."""
     env = {"REQUEST_METHOD": method, "wsgi.input": io.BytesIO(b""), **environ}
     path, _, query = path.partition("?")
     env.update(PATH_INFO=path, QUERY_STRING=query)
@@ -340,25 +375,56 @@ def wsgi(method: str, path: str, **environ) -> tuple[str, dict[str, str], bytes]
     def start_response(status, headers, exc_info=None):
         answer["status"], answer["headers"] = status, dict(headers)
 
-    chunks = WSGIHandler()(env, start_response)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
-        body = b"".join(chunks)
+        chunks = WSGIHandler()(env, start_response)
+        try:
+            body = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
     finally:
-        getattr(chunks, "close", lambda: None)()
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return answer["status"], answer["headers"], body
+
+
+def session_cookie(person) -> str:
+    client = Client()
+    client.force_login(person)
+    name = settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}"
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/healthz", "/readyz", RACKS, "/api/v1/", "/console/login/", "/admin/login/", "/nowhere"],
+    [
+        "/healthz",
+        "/readyz",
+        RACKS,
+        "/api/v1/",
+        "/console/login/",
+        "/admin/login/",
+        "/nowhere",
+        # console pages of a logged-in person that also take a POST
+        "/console/tokens/",
+        "/console/tokens/{token}/revoke/",
+    ],
 )
 def test_head_is_the_get_answer_without_its_body(fleet, path):
+    person = fleet.people["alpha_viewer"]
     _, token = fleet.client("alpha_viewer")._credentials["HTTP_AUTHORIZATION"].split()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    if path.startswith("/console/tokens/"):
+        auth["HTTP_COOKIE"] = session_cookie(person)
+        path = path.format(token=ApiToken.objects.filter(user=person).get().pk)
     get_status, get_headers, get_body = wsgi("GET", path, **auth)
     status, headers, body = wsgi("HEAD", path, **auth)
     assert body == b""
     assert status == get_status
+    assert int(status[:3]) < 500, (status, get_body[:300])
+    if path.startswith("/console/tokens/"):
+        assert status.startswith("200"), status  # the page itself, not the log-in or a 405
     assert int(headers["Content-Length"]) == len(get_body) > 0
     assert headers["Content-Type"] == get_headers["Content-Type"]
     assert set(headers) == set(get_headers)

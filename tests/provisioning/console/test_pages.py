@@ -126,7 +126,7 @@ def test_a_bad_upgrade_form_says_why_and_starts_nothing(client, demo):
     form = {"site": fra.pk, "servers": servers, "firmware_version": "2026.11.0"}
     for bad, says in (
         ({"batch_size": "lots"}, "Enter a whole number."),
-        ({"servers": []}, "Choose at least one UltraServer."),
+        ({"servers": []}, "targets: the selection matches no UltraServers"),  # the service's
         ({"firmware_version": ""}, "firmware_version is required"),
     ):
         response = client.post("/console/workflows/new-upgrade/", {**form, **bad})

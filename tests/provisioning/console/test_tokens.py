@@ -75,21 +75,35 @@ def test_creating_shows_the_token_once_and_audits_it(client, fleet):
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("data", "field", "message"),
     [
-        ({"name": "x", "scope": "write", "days": "0"}, "greater than or equal to 1"),
-        ({"name": "x", "scope": "write", "days": "367"}, "less than or equal to 366"),
-        ({"name": "x", "scope": "root", "days": "7"}, "Select a valid choice"),
-        ({"name": "", "scope": "read", "days": "7"}, "This field is required"),
+        ({"days": "0"}, "days", "greater than or equal to 1"),
+        ({"days": "-3"}, "days", "greater than or equal to 1"),
+        ({"days": "367"}, "days", "less than or equal to 366"),
+        ({"days": "99999999999999999999"}, "days", "less than or equal to 366"),
+        ({"days": "ten"}, "days", "Enter a whole number."),
+        ({"days": "1.5"}, "days", "Enter a whole number."),
+        ({"days": ""}, "days", "This field is required."),
+        ({"scope": "root"}, "scope", "Select a valid choice"),
+        ({"name": ""}, "name", "This field is required."),
+        (
+            {"name": "n" * 101},
+            "name",
+            "Ensure this value has at most 100 characters (it has 101).",
+        ),
     ],
 )
-def test_bad_input_is_shown_on_the_form_and_creates_nothing(client, fleet, data, message):
+def test_bad_input_is_shown_on_the_form_and_creates_nothing(client, fleet, data, field, message):
     as_(client, fleet, "alpha_admin")
-    response = client.post(PAGE, data)
+    before = AuditEvent.objects.count()
+    response = client.post(PAGE, {"name": "x", "scope": "write", "days": "7", **data})
     assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == [field] and any(message in m for m in errors[field]), errors
     page = response.content.decode()
     assert message in page and 'class="error"' in page and 'id="new-token"' not in page
-    assert not ApiToken.objects.exists()
+    assert not ApiToken.objects.filter(user=fleet.people["alpha_admin"]).exists()
+    assert AuditEvent.objects.count() == before
 
 
 def test_revoking_asks_first_then_revokes_and_audits(client, fleet):
