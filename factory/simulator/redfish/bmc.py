@@ -1,21 +1,26 @@
-"""The Redfish subset each simulated device serves, as plain dicts by URI.
-
-Types and versions are those of DMTF's 2025.4 schema bundle (``../shared/redfish/csdl``), which
-``redfish_service_validator`` checks them against. Long operations (SimpleUpdate, burn-in)
-answer 202 with a Task to poll, as real BMCs do.
-"""
+"""A simulated UltraServer's BMC: the system, its accelerators and HBM, chassis power, firmware
+banks, tasks and the per-chip MetricReport. Long operations (SimpleUpdate, burn-in) answer 202
+with a Task to poll, as real BMCs do."""
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
 from factory import wire
-from factory.simulator.devices import Bmc, Cdu, RackPdu, Site, Task
+from factory.simulator.devices import Bmc, Site, Task
 from factory.simulator.hardware import HEALTH_NAMES
-from factory.wire import OEM, Metric, OemAction, ReportKey, SystemOem
+from factory.simulator.redfish.common import (
+    ROOT,
+    HttpError,
+    Tree,
+    collection,
+    link,
+    now_iso,
+    resource,
+    service,
+    service_root,
+    status,
+)
+from factory.wire import OEM, Metric, OemAction, SystemOem
 
-ROOT = wire.REDFISH_ROOT
 SYSTEM = wire.SYSTEM_PATH
 CHASSIS = f"{ROOT}/Chassis/UltraServer"
 REPORT_ID = wire.ReportId.CHIPS.value
@@ -35,115 +40,6 @@ METRIC_PROPERTY = {
     Metric.THROTTLE_S: "ProcessorMetrics#/ThrottleDurationSeconds",
     Metric.HEALTH: "#/Status/Health",
 }
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def error_body(message: str) -> dict:
-    return {
-        "error": {
-            "code": "Base.1.0.GeneralError",
-            "message": message,
-            "@Message.ExtendedInfo": [],
-        }
-    }
-
-
-def _link(path: str) -> dict:
-    return {"@odata.id": path}
-
-
-def _now_iso() -> str:
-    # Milliseconds: two samples a second apart can fall in the same wall-clock second.
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _collection(path: str, type_name: str, name: str, members: list[str]) -> dict:
-    return {
-        "@odata.id": path,
-        "@odata.type": f"#{type_name}.{type_name}",
-        "Name": name,
-        "Members@odata.count": len(members),
-        "Members": [_link(m) for m in members],
-    }
-
-
-def _resource(path: str, type_: str, id_: str, name: str, **fields: object) -> dict:
-    return {"@odata.id": path, "@odata.type": f"#{type_}", "Id": id_, "Name": name, **fields}
-
-
-def _status(health: str = "OK", state: str = "Enabled") -> dict:
-    return {"State": state, "Health": health}
-
-
-def _service(path: str, type_: str, name: str, **fields: object) -> dict:
-    """A BMC service resource (update, task, telemetry): enabled and healthy."""
-    id_ = type_.rsplit(".", 1)[-1]
-    return _resource(path, type_, id_, name, ServiceEnabled=True, Status=_status(), **fields)
-
-
-def service_root(device_uuid: str, **links: str) -> dict:
-    return _resource(
-        ROOT,
-        "ServiceRoot.v1_20_0.ServiceRoot",
-        "RootService",
-        "Root Service",
-        RedfishVersion="1.21.0",
-        UUID=device_uuid,
-        SessionService=_link(f"{ROOT}/SessionService"),
-        Links={"Sessions": _link(f"{ROOT}/SessionService/Sessions")},
-        **{name: _link(f"{ROOT}/{target}") for name, target in links.items()},
-    )
-
-
-def session_resource(path: str) -> dict | None:
-    """Basic authentication only: the session service exists (Redfish requires the link) and
-    holds no sessions."""
-    if path == f"{ROOT}/SessionService":
-        return _resource(
-            path,
-            "SessionService.v1_2_0.SessionService",
-            "SessionService",
-            "Session Service",
-            ServiceEnabled=False,
-            SessionTimeout=600,
-            Status=_status(state="Disabled"),
-            Sessions=_link(f"{path}/Sessions"),
-        )
-    if path == f"{ROOT}/SessionService/Sessions":
-        return _collection(path, "SessionCollection", "Sessions", [])
-    return None
-
-
-class Tree:
-    """A device's resources; subclasses map URIs to payloads and handle actions."""
-
-    def __init__(self, site: Site):
-        self.site = site
-        self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory-sim:{self.name}"))
-
-    name = "device"
-
-    def get(self, path: str) -> dict:
-        path = path.rstrip("/") or "/"
-        if path in ("/redfish", "/redfish/"):
-            return {"v1": f"{ROOT}/"}
-        with self.site.lock:
-            body = session_resource(path) or self.resource(path)
-        if body is None:
-            raise HttpError(404, f"no resource at {path}")
-        return body
-
-    def resource(self, path: str) -> dict | None:
-        raise NotImplementedError
-
-    def post(self, path: str, body: dict) -> tuple[int, dict, dict]:
-        raise HttpError(405, f"no action at {path}")
 
 
 class BmcTree(Tree):
@@ -166,13 +62,13 @@ class BmcTree(Tree):
                 TelemetryService="TelemetryService",
             )
         if path == f"{ROOT}/Systems":
-            return _collection(path, "ComputerSystemCollection", "Systems", [SYSTEM])
+            return collection(path, "ComputerSystemCollection", "Systems", [SYSTEM])
         if path == f"{ROOT}/Chassis":
-            return _collection(path, "ChassisCollection", "Chassis", [CHASSIS])
+            return collection(path, "ChassisCollection", "Chassis", [CHASSIS])
         if path == SYSTEM:
             return self.system()
         if path == CHASSIS:
-            return _resource(
+            return resource(
                 path,
                 "Chassis.v1_28_0.Chassis",
                 "UltraServer",
@@ -181,29 +77,29 @@ class BmcTree(Tree):
                 SerialNumber=bmc.serial,
                 Model=bmc.spec.family,
                 PowerState="On" if bmc.powered else "Off",
-                Status=_status(),
-                PowerSubsystem=_link(f"{path}/PowerSubsystem"),
-                Links={"ComputerSystems": [_link(SYSTEM)]},
+                Status=status(),
+                PowerSubsystem=link(f"{path}/PowerSubsystem"),
+                Links={"ComputerSystems": [link(SYSTEM)]},
             )
         if path == f"{CHASSIS}/PowerSubsystem":
-            return _resource(
+            return resource(
                 path,
                 "PowerSubsystem.v1_1_3.PowerSubsystem",
                 "PowerSubsystem",
                 "Power",
-                Status=_status(),
+                Status=status(),
                 CapacityWatts=float(bmc.spec.overhead_w + bmc.spec.chips * bmc.spec.chip_max_w),
                 Allocation={"AllocatedWatts": round(bmc.power_w, 1)},
             )
         if path == f"{SYSTEM}/Processors":
-            return _collection(
+            return collection(
                 path,
                 "ProcessorCollection",
                 "Accelerators",
                 [wire.chip_path(c.index) for c in bmc.chips],
             )
         if path == f"{SYSTEM}/Memory":
-            return _collection(
+            return collection(
                 path, "MemoryCollection", "HBM", [f"{path}/HBM{c.index}" for c in bmc.chips]
             )
         if path.startswith(wire.CHIP_PREFIX):
@@ -221,7 +117,7 @@ class BmcTree(Tree):
     def system(self) -> dict:
         bmc = self.bmc
         failed = sum(1 for c in bmc.chips if c.health == 2)
-        return _resource(
+        return resource(
             SYSTEM,
             "ComputerSystem.v1_27_0.ComputerSystem",
             "UltraServer",
@@ -230,12 +126,12 @@ class BmcTree(Tree):
             SerialNumber=bmc.serial,
             Model=bmc.spec.family,
             PowerState="On" if bmc.powered else "Off",
-            Status=_status("Critical" if failed else "OK"),
+            Status=status("Critical" if failed else "OK"),
             BiosVersion=bmc.firmware_active,
             ProcessorSummary={"Count": len(bmc.chips)},
-            Processors=_link(f"{SYSTEM}/Processors"),
-            Memory=_link(f"{SYSTEM}/Memory"),
-            Links={"Chassis": [_link(CHASSIS)]},
+            Processors=link(f"{SYSTEM}/Processors"),
+            Memory=link(f"{SYSTEM}/Memory"),
+            Links={"Chassis": [link(CHASSIS)]},
             Actions={
                 "#ComputerSystem.Reset": {
                     "target": f"{SYSTEM}/Actions/ComputerSystem.Reset",
@@ -276,7 +172,7 @@ class BmcTree(Tree):
         chip, spec = self.bmc.chips[index], self.bmc.spec
         base = wire.chip_path(index)
         if tail == "":
-            return _resource(
+            return resource(
                 base,
                 "Processor.v1_22_0.Processor",
                 f"Chip{index}",
@@ -284,13 +180,13 @@ class BmcTree(Tree):
                 ProcessorType=spec.processor_type,
                 Model=spec.family,
                 SerialNumber=f"{self.bmc.serial}-C{index:03d}",
-                Status=_status(HEALTH_NAMES[chip.health]),
-                EnvironmentMetrics=_link(f"{base}/EnvironmentMetrics"),
-                Ports=_link(f"{base}/Ports"),
-                Links={"Memory": [_link(f"{SYSTEM}/Memory/HBM{index}")]},
+                Status=status(HEALTH_NAMES[chip.health]),
+                EnvironmentMetrics=link(f"{base}/EnvironmentMetrics"),
+                Ports=link(f"{base}/Ports"),
+                Links={"Memory": [link(f"{SYSTEM}/Memory/HBM{index}")]},
             )
         if tail == "EnvironmentMetrics":
-            return _resource(
+            return resource(
                 f"{base}/{tail}",
                 "EnvironmentMetrics.v1_5_0.EnvironmentMetrics",
                 "EnvironmentMetrics",
@@ -300,7 +196,7 @@ class BmcTree(Tree):
                 EnergyJoules={"Reading": round(chip.energy_j, 1)},
             )
         if tail == "Ports":
-            return _collection(
+            return collection(
                 f"{base}/Ports",
                 "PortCollection",
                 "Links",
@@ -311,7 +207,7 @@ class BmcTree(Tree):
             if n >= spec.links_per_chip:
                 return None
             up = chip.links_down_until[n] <= self.site.now
-            return _resource(
+            return resource(
                 f"{base}/{tail}",
                 "Port.v1_18_0.Port",
                 f"Link{n}",
@@ -319,7 +215,7 @@ class BmcTree(Tree):
                 PortType="InterswitchPort",
                 LinkStatus="LinkUp" if up else "LinkDown",
                 LinkState="Enabled",
-                Status=_status("OK" if up else "Warning"),
+                Status=status("OK" if up else "Warning"),
             )
         return None
 
@@ -331,7 +227,7 @@ class BmcTree(Tree):
         chip, spec = self.bmc.chips[index], self.bmc.spec
         base = f"{SYSTEM}/Memory/HBM{index}"
         if tail == "":
-            return _resource(
+            return resource(
                 base,
                 "Memory.v1_23_0.Memory",
                 f"HBM{index}",
@@ -339,11 +235,11 @@ class BmcTree(Tree):
                 MemoryType="DRAM",
                 MemoryDeviceType="HBM3",
                 CapacityMiB=int(spec.hbm_gb * 1024),
-                Status=_status("Critical" if chip.ecc_uncorrected else "OK"),
-                Metrics=_link(f"{base}/MemoryMetrics"),
+                Status=status("Critical" if chip.ecc_uncorrected else "OK"),
+                Metrics=link(f"{base}/MemoryMetrics"),
             )
         if tail == "MemoryMetrics":
-            return _resource(
+            return resource(
                 f"{base}/{tail}",
                 "MemoryMetrics.v1_8_0.MemoryMetrics",
                 "MemoryMetrics",
@@ -360,11 +256,11 @@ class BmcTree(Tree):
         bmc = self.bmc
         base = f"{ROOT}/UpdateService"
         if path == base:
-            return _service(
+            return service(
                 path,
                 "UpdateService.v1_17_0.UpdateService",
                 "Update Service",
-                FirmwareInventory=_link(f"{base}/FirmwareInventory"),
+                FirmwareInventory=link(f"{base}/FirmwareInventory"),
                 Actions={
                     "#UpdateService.SimpleUpdate": {
                         "target": f"{base}/Actions/UpdateService.SimpleUpdate",
@@ -374,28 +270,28 @@ class BmcTree(Tree):
             )
         if path == f"{base}/FirmwareInventory":
             members = [f"{path}/Active"] + ([f"{path}/Inactive"] if bmc.firmware_inactive else [])
-            return _collection(path, "SoftwareInventoryCollection", "Firmware", members)
+            return collection(path, "SoftwareInventoryCollection", "Firmware", members)
         for bank, version in (("Active", bmc.firmware_active), ("Inactive", bmc.firmware_inactive)):
             if path == f"{base}/FirmwareInventory/{bank}" and version:
-                return _resource(
+                return resource(
                     path,
                     "SoftwareInventory.v1_13_0.SoftwareInventory",
                     bank,
                     f"{bank} firmware bank",
                     Version=version,
                     Updateable=True,
-                    Status=_status(state="Enabled" if bank == "Active" else "StandbySpare"),
+                    Status=status(state="Enabled" if bank == "Active" else "StandbySpare"),
                 )
         return None
 
     def task_resource(self, path: str) -> dict | None:
         base = f"{ROOT}/TaskService"
         if path == base:
-            return _service(
-                path, "TaskService.v1_3_0.TaskService", "Task Service", Tasks=_link(f"{base}/Tasks")
+            return service(
+                path, "TaskService.v1_3_0.TaskService", "Task Service", Tasks=link(f"{base}/Tasks")
             )
         if path == f"{base}/Tasks":
-            return _collection(
+            return collection(
                 path, "TaskCollection", "Tasks", [f"{path}/{t}" for t in self.bmc.tasks]
             )
         task = self.bmc.tasks.get(path.rsplit("/", 1)[-1])
@@ -408,7 +304,7 @@ class BmcTree(Tree):
             state, status = "Running", "OK"
         else:
             state, status = ("Completed", "OK") if task.ok else ("Exception", "Critical")
-        body = _resource(
+        body = resource(
             path,
             "Task.v1_7_4.Task",
             task.id,
@@ -432,14 +328,14 @@ class BmcTree(Tree):
     def telemetry_resource(self, path: str) -> dict | None:
         base = f"{ROOT}/TelemetryService"
         if path == base:
-            return _service(
+            return service(
                 path,
                 "TelemetryService.v1_4_1.TelemetryService",
                 "Telemetry Service",
-                MetricReports=_link(f"{base}/MetricReports"),
+                MetricReports=link(f"{base}/MetricReports"),
             )
         if path == f"{base}/MetricReports":
-            return _collection(
+            return collection(
                 path, "MetricReportCollection", "Metric reports", [f"{path}/{REPORT_ID}"]
             )
         if path == f"{base}/MetricReports/{REPORT_ID}":
@@ -448,7 +344,7 @@ class BmcTree(Tree):
 
     def metric_report(self, path: str) -> dict:
         """Every chip's sample in one report: what the agent polls, one GET per BMC."""
-        stamp = _now_iso()
+        stamp = now_iso()
         values = []
         for chip in self.bmc.chips:
             prefix = wire.chip_path(chip.index)
@@ -461,7 +357,7 @@ class BmcTree(Tree):
                         "MetricProperty": f"{prefix}/{METRIC_PROPERTY[metric]}",
                     }
                 )
-        return _resource(
+        return resource(
             path,
             "MetricReport.v1_5_2.MetricReport",
             REPORT_ID,
@@ -511,120 +407,3 @@ class BmcTree(Tree):
     def _accepted(self, task: Task) -> tuple[int, dict, dict]:
         location = f"{ROOT}/TaskService/Tasks/{task.id}"
         return 202, self._task_body(location, task), {"Location": location}
-
-
-class PduTree(Tree):
-    """A rack's PDUs: one PowerDistribution per feed path, each with its mains circuit."""
-
-    def __init__(self, site: Site, pdu: RackPdu):
-        self.pdu = pdu
-        self.name = pdu.serial
-        super().__init__(site)
-
-    def resource(self, path: str) -> dict | None:
-        pdu, now = self.pdu, self.site.now
-        base = f"{ROOT}/PowerEquipment"
-        if path == ROOT:
-            return service_root(self.uuid, PowerEquipment="PowerEquipment")
-        if path == base:
-            return _resource(
-                path,
-                "PowerEquipment.v1_2_3.PowerEquipment",
-                "PowerEquipment",
-                "Power equipment",
-                Status=_status(),
-                RackPDUs=_link(wire.RACK_PDUS_PATH),
-            )
-        if path == wire.RACK_PDUS_PATH:
-            return _collection(
-                path,
-                "PowerDistributionCollection",
-                "Rack PDUs",
-                [f"{path}/{feed}" for feed in pdu.feeds],
-            )
-        for feed in pdu.feeds:
-            unit = f"{wire.RACK_PDUS_PATH}/{feed}"
-            up = pdu.feed_up(feed, now)
-            if path == unit:
-                return _resource(
-                    path,
-                    "PowerDistribution.v1_6_0.PowerDistribution",
-                    feed,
-                    f"Rack PDU {feed}",
-                    EquipmentType="RackPDU",
-                    Model="Simulated PDU",
-                    SerialNumber=f"{pdu.serial}-{feed}",
-                    Status=_status("OK" if up else "Critical"),
-                    Mains=_link(f"{unit}/Mains"),
-                    Metrics=_link(f"{unit}/Metrics"),
-                )
-            if path == f"{unit}/Mains":
-                return _collection(path, "CircuitCollection", "Mains", [f"{unit}/{wire.PDU_MAINS}"])
-            if path == f"{unit}/{wire.PDU_MAINS}":
-                return _resource(
-                    path,
-                    "Circuit.v1_9_0.Circuit",
-                    "AC1",
-                    f"Mains of {feed}",
-                    CircuitType="Mains",
-                    PhaseWiringType="ThreePhase5Wire",
-                    NominalVoltage="AC400V",
-                    PowerState="On" if up else "Off",
-                    Status=_status("OK" if up else "Critical"),
-                    PowerWatts={"Reading": round(pdu.load_w[feed], 1)},
-                    Voltage={"Reading": pdu.voltage if up else 0.0},
-                )
-            if path == f"{unit}/Metrics":
-                return _resource(
-                    path,
-                    "PowerDistributionMetrics.v1_4_0.PowerDistributionMetrics",
-                    "Metrics",
-                    f"Metrics of {feed}",
-                    PowerWatts={"Reading": round(pdu.load_w[feed], 1)},
-                    EnergykWh={"Reading": round(pdu.energy_j[feed] / 3.6e6, 3)},
-                )
-        return None
-
-
-class CduTree(Tree):
-    """The site's coolant distribution unit (ThermalEquipment/CDUs)."""
-
-    def __init__(self, site: Site, cdu: Cdu):
-        self.cdu = cdu
-        self.name = cdu.serial
-        super().__init__(site)
-
-    def resource(self, path: str) -> dict | None:
-        cdu = self.cdu
-        base = f"{ROOT}/ThermalEquipment"
-        if path == ROOT:
-            return service_root(self.uuid, ThermalEquipment="ThermalEquipment")
-        if path == base:
-            return _resource(
-                path,
-                "ThermalEquipment.v1_2_0.ThermalEquipment",
-                "ThermalEquipment",
-                "Thermal equipment",
-                Status=_status(),
-                CDUs=_link(f"{base}/CDUs"),
-            )
-        if path == f"{base}/CDUs":
-            return _collection(path, "CoolingUnitCollection", "CDUs", [wire.CDU_PATH])
-        if path == wire.CDU_PATH:
-            hot = cdu.supply_c > cdu.nominal_c + 5
-            return _resource(
-                path,
-                "CoolingUnit.v1_5_0.CoolingUnit",
-                "1",
-                f"CDU {cdu.serial}",
-                EquipmentType="CDU",
-                Status=_status("Warning" if hot else "OK"),
-                CoolingCapacityWatts=2_000_000,
-                Oem={
-                    OEM: {
-                        ReportKey.SUPPLY_TEMPERATURE: round(cdu.supply_c, 2),
-                        ReportKey.HEAT_LOAD: round(cdu.heat_w, 1),
-                    }
-                },
-            )
-        return None
