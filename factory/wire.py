@@ -415,6 +415,7 @@ class EventKind(StrEnum):
     LINK_DOWN = "link-down"
     FEED_LOSS = "feed-loss"
     COOLANT_EXCURSION = "coolant-excursion"
+    LEAK = "leak"  # coolant at a LeakDetector (tray, rack or CDU): the most urgent fault
 
 
 class FaultRule(StrEnum):

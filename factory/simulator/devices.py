@@ -287,6 +287,11 @@ class Cdu:
         return sum(s.power_w for s in self.servers)
 
 
+#: Told of every fault a device records, as it happens (the device's event log and
+#: EventService listen here), with the site lock held: keep it short.
+FaultListener = Callable[[Fault], None]
+
+
 @dataclass
 class Site:
     """Every simulated device of a site, advanced together on one clock."""
@@ -297,16 +302,26 @@ class Site:
     cdus: dict[str, Cdu]
     now: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    listeners: list[FaultListener] = field(default_factory=list)
+
+    def _announce(self, device: Bmc | RackPdu | Cdu, before: int) -> None:
+        for fault in device.events[before:]:
+            for listener in self.listeners:
+                listener(fault)
 
     def advance(self, dt: float) -> None:
         with self.lock:
             self.now += dt
-            for cdu in self.cdus.values():
-                cdu.tick(self.now, dt)
-            for pdu in self.pdus.values():
-                pdu.tick(self.now, dt)
-            for bmc in self.bmcs.values():
-                bmc.tick(self.now, dt)
+            devices: list[Bmc | RackPdu | Cdu] = [
+                *self.cdus.values(),
+                *self.pdus.values(),
+                *self.bmcs.values(),
+            ]
+            for device in devices:
+                before = len(device.events)
+                device.tick(self.now, dt)
+                if len(device.events) > before:
+                    self._announce(device, before)
 
     def inject(
         self,
@@ -324,7 +339,9 @@ class Site:
             device = self.bmcs.get(target) or self.pdus.get(target) or self.cdus.get(target)
             if device is None:
                 raise KeyError(target)
+            before = len(device.events)
             device.apply_fault(fault, self.now)
+            self._announce(device, before)
         return fault
 
 
