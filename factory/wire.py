@@ -542,6 +542,7 @@ class LayoutServer(TypedDict):
     family: str  # a simulator system spec: the catalog model slug's first word
     position: int
     firmware: NotRequired[str]
+    flavour: NotRequired[str]  # the simulated BMC's vendor flavour (factory.simulator.flavours)
 
 
 class LayoutRack(TypedDict):

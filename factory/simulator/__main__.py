@@ -21,6 +21,8 @@ from typing import Any
 
 from factory.simulator.devices import build_site
 from factory.simulator.faults import KINDS, FaultRates
+from factory.simulator.flavours import DEFAULT as DEFAULT_FLAVOUR
+from factory.simulator.flavours import FLAVOURS
 from factory.simulator.hardware import SPECS
 from factory.simulator.server import SiteServer
 from factory.wire import DeviceKind, SiteLayout
@@ -73,6 +75,12 @@ def parser() -> argparse.ArgumentParser:
         default="trn3",
         help="system model for --demo/--device (default trn3, 144 chips)",
     )
+    p.add_argument(
+        "--flavour",
+        choices=sorted(FLAVOURS),
+        default=DEFAULT_FLAVOUR.name,
+        help="the BMCs' vendor flavour for --demo/--device (a layout names its own per server)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument(
         "--advertise-host",
@@ -115,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         layout = demo_layout(family=args.family)
     else:
         layout = single_device_layout(args.device, args.family)
+    if not args.layout:
+        for rack in layout["racks"]:
+            for server_layout in rack["servers"]:
+                server_layout["flavour"] = args.flavour
     site = build_site(
         layout,
         seed=args.seed,

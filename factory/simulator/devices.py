@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from factory import wire
 from factory.simulator.faults import Fault, FaultInjector, FaultRates
+from factory.simulator.flavours import DEFAULT as DEFAULT_FLAVOUR
+from factory.simulator.flavours import FLAVOURS, Flavour
 from factory.simulator.hardware import (
     HEALTH_DEGRADED,
     HEALTH_FAILED,
@@ -58,8 +60,10 @@ class Bmc:
         flash_seconds: float = 20.0,
         flash_failure_rate: float = 0.02,
         burn_in_seconds: float = 10.0,
+        flavour: Flavour = DEFAULT_FLAVOUR,
     ):
         self.serial = serial
+        self.flavour = flavour
         self.spec: SystemSpec = SPECS[family]
         self.rack = rack
         self.position = position
@@ -372,6 +376,7 @@ def build_site(
                 flash_seconds=flash_seconds,
                 flash_failure_rate=flash_failure_rate,
                 burn_in_seconds=burn_in_seconds,
+                flavour=FLAVOURS[s.get("flavour") or DEFAULT_FLAVOUR.name],
             )
             for s in rack["servers"]
         ]

@@ -46,7 +46,7 @@ class BmcTree(Tree):
     def __init__(self, site: Site, bmc: Bmc):
         self.bmc = bmc
         self.name = bmc.serial
-        super().__init__(site)
+        super().__init__(site, bmc.flavour)
 
     # --- GET ---------------------------------------------------------------------------------
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from factory import wire
 from factory.simulator.devices import Site
+from factory.simulator.flavours import DEFAULT as DEFAULT_FLAVOUR
+from factory.simulator.flavours import Flavour
 
 ROOT = wire.REDFISH_ROOT
 SYSTEM = wire.SYSTEM_PATH
@@ -102,11 +106,24 @@ def session_resource(path: str) -> dict | None:
     return None
 
 
-class Tree:
-    """A device's resources; subclasses map URIs to payloads and handle actions."""
+@dataclass
+class Stream:
+    """A GET answered by a stream, not a document (the EventService's server-sent events):
+    the server writes ``content_type`` and then each chunk as it comes, until the iterator
+    ends or the client goes away (then ``close`` runs)."""
 
-    def __init__(self, site: Site):
+    chunks: Iterator[bytes]
+    content_type: str = "text/event-stream"
+    close: Callable[[], None] = lambda: None
+
+
+class Tree:
+    """A device's resources; subclasses map URIs to payloads and handle actions. ``flavour``
+    says which vendor's variant of the standard the device serves."""
+
+    def __init__(self, site: Site, flavour: Flavour = DEFAULT_FLAVOUR):
         self.site = site
+        self.flavour = flavour
         self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory-sim:{self.name}"))
 
     name = "device"
