@@ -177,6 +177,21 @@ class HardwareState:
     CABLED: Final = "cabled"
     POWER_STATE: Final = "power_state"  # Redfish PowerState: On / Off
     KEYS: Final = (FIRMWARE_VERSION, INACTIVE_FIRMWARE_VERSION, DRAINED, CABLED, POWER_STATE)
+    #: Optional beside KEYS: ``{component: version}`` read from UpdateService/FirmwareInventory,
+    #: one entry per FirmwareComponent (an agent that cannot read it leaves it out).
+    FIRMWARE_INVENTORY: Final = "firmware_inventory"
+
+
+class FirmwareComponent(StrEnum):
+    """The parts of an UltraServer that carry their own firmware: what a firmware bundle names
+    and verification reads back (``HardwareState.FIRMWARE_INVENTORY``)."""
+
+    BMC = "bmc"
+    BIOS = "bios"  # the system firmware (UEFI): ComputerSystem.BiosVersion
+    NIC = "nic"
+    ACCELERATOR_TRAY = "accelerator-tray"
+    SWITCH_TRAY = "switch-tray"
+    POWER_SHELF = "power-shelf"
 
 
 class BurnInResult:
