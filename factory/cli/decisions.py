@@ -30,27 +30,20 @@ def _decide(session: Session, collection: str, object_id: str, verb: str, fmt: s
     emit(session.client().post(f"{collection}{object_id}/{verb}/"), fmt)
 
 
+def _decision(group: click.Group, name: str, collection: str, verb: str, help: str) -> None:
+    """``factoryctl <group> <name> ID``: POST the decision ``verb`` on object ID."""
+
+    @group.command(name, help=help)
+    @click.argument("object_id", metavar="ID")
+    @OUTPUT_OPTION
+    @pass_session
+    def decide(session: Session, object_id: str, fmt: str) -> None:
+        _decide(session, collection, object_id, verb, fmt)
+
+
 @click.group()
 def access() -> None:
     """Approve or deny the provider's requests for access to a site (a tenant-admin's call)."""
-
-
-@access.command("approve")
-@click.argument("object_id", metavar="ID")
-@OUTPUT_OPTION
-@pass_session
-def approve_access(session: Session, object_id: str, fmt: str) -> None:
-    """Approve access request ID."""
-    _decide(session, ACCESS_REQUESTS, object_id, "approve", fmt)
-
-
-@access.command("deny")
-@click.argument("object_id", metavar="ID")
-@OUTPUT_OPTION
-@pass_session
-def deny_access(session: Session, object_id: str, fmt: str) -> None:
-    """Deny (reject) access request ID."""
-    _decide(session, ACCESS_REQUESTS, object_id, "reject", fmt)
 
 
 @click.group()
@@ -58,22 +51,10 @@ def window() -> None:
     """Approve or reject the maintenance windows the provider proposes (tenant-admins)."""
 
 
-@window.command("approve")
-@click.argument("object_id", metavar="ID")
-@OUTPUT_OPTION
-@pass_session
-def approve_window(session: Session, object_id: str, fmt: str) -> None:
-    """Approve maintenance window ID."""
-    _decide(session, WINDOWS, object_id, "approve", fmt)
-
-
-@window.command("reject")
-@click.argument("object_id", metavar="ID")
-@OUTPUT_OPTION
-@pass_session
-def reject_window(session: Session, object_id: str, fmt: str) -> None:
-    """Reject maintenance window ID."""
-    _decide(session, WINDOWS, object_id, "reject", fmt)
+_decision(access, "approve", ACCESS_REQUESTS, "approve", "Approve access request ID.")
+_decision(access, "deny", ACCESS_REQUESTS, "reject", "Deny (reject) access request ID.")
+_decision(window, "approve", WINDOWS, "approve", "Approve maintenance window ID.")
+_decision(window, "reject", WINDOWS, "reject", "Reject maintenance window ID.")
 
 
 @click.group()

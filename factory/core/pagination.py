@@ -72,6 +72,17 @@ def _term(order: Any) -> tuple[str, bool] | None:
     return None
 
 
+def _pageable_term(order: object) -> tuple[str, bool]:
+    """An ordering term a cursor can page by (a field path and its direction), or the refusal."""
+    term = _term(order)
+    if term is None:
+        raise _invalid_cursor(
+            "this list's ordering cannot be paged by cursor; use limit and offset",
+            code="cursor_unsupported",
+        )
+    return term
+
+
 def _expand(
     model: type[models.Model], path: str, descending: bool, depth: int = 0
 ) -> list[SortKey]:
@@ -105,13 +116,7 @@ def _expand(
             return [SortKey(path, descending)]  # by the key it holds, as ``order_by`` does
         keys: list[SortKey] = []
         for order in ordering:
-            term = _term(order)
-            if term is None:
-                raise _invalid_cursor(
-                    "this list's ordering cannot be paged by cursor; use limit and offset",
-                    code="cursor_unsupported",
-                )
-            name, desc = term
+            name, desc = _pageable_term(order)
             keys += _expand(model, f"{path}__{name}", descending != desc, depth + 1)
         return keys
     return [SortKey(path, descending)]
@@ -126,13 +131,7 @@ def sort_keys(queryset: QuerySet) -> list[SortKey]:
     )
     keys: list[SortKey] = []
     for order in ordering:
-        term = _term(order)
-        if term is None:
-            raise _invalid_cursor(
-                "this list's ordering cannot be paged by cursor; use limit and offset",
-                code="cursor_unsupported",
-            )
-        keys += _expand(model, *term)
+        keys += _expand(model, *_pageable_term(order))
     pk = model._meta.pk.name
     unique: list[SortKey] = []
     for key in keys:
