@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -27,7 +25,14 @@ from tenants.services.changes import save_object
 from tenants.sovereignty.models import AccessRequest
 from tests.factory.cli.ctl import Ctl, finished
 from tests.support.fleet import CTX, build_fleet, make_rack, make_server
-from tests.support.processes import Process, app_env, gunicorn, wait_for, worker_process
+from tests.support.processes import (
+    app_env,
+    gunicorn,
+    site_agent,
+    site_simulator,
+    wait_for,
+    worker_process,
+)
 from tests.support.workflows import always_open, make_releases, put_in_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -39,50 +44,6 @@ def tail_of(*logs: Path, lines: int = 15) -> str:
         for log in logs
         if log.exists()
     )
-
-
-def simulator(layout: Path, devices: Path, log: Path) -> Process:
-    return Process(
-        [
-            sys.executable,
-            "-m",
-            "factory.simulator",
-            "--layout",
-            str(layout),
-            "--devices-out",
-            str(devices),
-            "--fault-scale",
-            "0",
-            "--flash-seconds",
-            "2",
-            "--flash-failure-rate",
-            "0",
-            "--tick",
-            "0.5",
-        ],
-        dict(os.environ),
-        log,
-    ).start()
-
-
-def site_agent(url: str, devices: Path, token: str, tmp_path: Path) -> Process:
-    return Process(
-        [
-            sys.executable,
-            "-m",
-            "factory.siteagent",
-            "--control-plane",
-            url,
-            "--devices",
-            str(devices),
-            "--outbox",
-            str(tmp_path / "outbox.sqlite3"),
-            "--interval",
-            "1",
-        ],
-        {**os.environ, "FACTORY_AGENT_TOKEN": token},
-        tmp_path / "agent.log",
-    ).start()
 
 
 def test_factoryctl_lists_starts_an_upgrade_watches_it_to_the_end_and_approves(tmp_path):
@@ -114,7 +75,7 @@ def test_factoryctl_lists_starts_an_upgrade_watches_it_to_the_end_and_approves(t
     env = app_env(settings.REDIS_URL)
     logs = [tmp_path / n for n in ("gunicorn.log", "worker.log", "simulator.log", "agent.log")]
     worker = worker_process(env, logs[1], "cli-e2e")
-    hardware = simulator(layout, devices, logs[2])
+    hardware = site_simulator(layout, devices, logs[2])
     hints = Celery(broker=settings.REDIS_URL)
     hints.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
     stop = threading.Event()
@@ -130,7 +91,9 @@ def test_factoryctl_lists_starts_an_upgrade_watches_it_to_the_end_and_approves(t
     try:
         with gunicorn(env, logs[0], workers=2, threads=4) as url:
             wait_for(devices.exists, 30, "the simulator's device list")
-            agent = site_agent(url, devices, agent_token, tmp_path)
+            agent = site_agent(
+                url, devices, agent_token, tmp_path / "outbox.sqlite3", tmp_path / "agent.log"
+            )
             ticker.start()
 
             provider = Ctl(tmp_path / "provider", url)

@@ -5,8 +5,6 @@ commands run through Redfish, and cutting the control plane off loses and duplic
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import urllib.request
 from itertools import pairwise
@@ -21,7 +19,15 @@ from factory.telemetry.layout import site_layout
 from factory.telemetry.models import Fault, ServerSample, TelemetrySource
 from factory.wire import CommandKind, CommandParam, EventKind, FaultRule, HardwareState
 from tests.support.fleet import make_rack, make_server
-from tests.support.processes import BIN, Process, app_env, free_port, wait_for
+from tests.support.processes import (
+    BIN,
+    Process,
+    app_env,
+    free_port,
+    site_agent,
+    site_simulator,
+    wait_for,
+)
 from tests.support.telemetry import CTX
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -74,27 +80,7 @@ def test_site_hardware_agent_and_control_plane(fleet, tmp_path):
     layout.write_text(json.dumps(site_layout(site)))
     devices = tmp_path / "devices.json"
 
-    simulator = Process(
-        [
-            sys.executable,
-            "-m",
-            "factory.simulator",
-            "--layout",
-            str(layout),
-            "--devices-out",
-            str(devices),
-            "--fault-scale",
-            "0",
-            "--flash-seconds",
-            "2",
-            "--flash-failure-rate",
-            "0",
-            "--tick",
-            "0.5",
-        ],
-        dict(os.environ),
-        tmp_path / "simulator.log",
-    ).start()
+    simulator = site_simulator(layout, devices, tmp_path / "simulator.log")
     port = free_port()
     env = app_env(settings.REDIS_URL, TELEMETRY_INTERVAL_SECONDS="1")
     web = control_plane(env, port, tmp_path / "web.log")
@@ -102,23 +88,13 @@ def test_site_hardware_agent_and_control_plane(fleet, tmp_path):
     try:
         wait_for(devices.exists, 15, "simulator device list")
         listing = json.loads(devices.read_text())
-        agent = Process(
-            [
-                sys.executable,
-                "-m",
-                "factory.siteagent",
-                "--control-plane",
-                f"http://127.0.0.1:{port}",
-                "--devices",
-                str(devices),
-                "--outbox",
-                str(tmp_path / "outbox.sqlite3"),
-                "--interval",
-                "1",
-            ],
-            {**os.environ, "FACTORY_AGENT_TOKEN": token},
+        agent = site_agent(
+            f"http://127.0.0.1:{port}",
+            devices,
+            token,
+            tmp_path / "outbox.sqlite3",
             tmp_path / "agent.log",
-        ).start()
+        )
 
         # Telemetry flows, from every BMC.
         wait_for(

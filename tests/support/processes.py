@@ -92,6 +92,57 @@ class Process:
         return bool(self.proc) and self.proc.poll() is None
 
 
+def site_simulator(layout: Path, devices: Path, log: Path, *extra: str) -> Process:
+    """A site's simulated hardware from ``layout``, faults off, quick flashes; it writes its
+    device list to ``devices`` for the agent."""
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "factory.simulator",
+            "--layout",
+            str(layout),
+            "--devices-out",
+            str(devices),
+            "--fault-scale",
+            "0",
+            "--flash-seconds",
+            "2",
+            "--flash-failure-rate",
+            "0",
+            "--tick",
+            "0.5",
+            *extra,
+        ],
+        dict(os.environ),
+        log,
+    ).start()
+
+
+def site_agent(
+    url: str, devices: Path, token: str, outbox: Path, log: Path, *extra: str
+) -> Process:
+    """A site agent reporting every second to the control plane at ``url``."""
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "factory.siteagent",
+            "--control-plane",
+            url,
+            "--devices",
+            str(devices),
+            "--outbox",
+            str(outbox),
+            "--interval",
+            "1",
+            *extra,
+        ],
+        {**os.environ, "FACTORY_AGENT_TOKEN": token},
+        log,
+    ).start()
+
+
 def redis_process(port: int, log: Path) -> Process:
     redis = shutil.which("redis-server") or "/usr/bin/redis-server"
     process = Process(
