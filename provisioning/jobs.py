@@ -18,7 +18,7 @@ from factory.agents.models import SiteAgent
 from factory.inventory import lifecycle
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Site, UltraServer
-from factory.telemetry import faults
+from factory.telemetry import faults, ingest
 from factory.telemetry import services as telemetry
 from factory.telemetry.choices import Resolution
 from factory.telemetry.rules import Finding
@@ -239,10 +239,14 @@ def detect_stale_agents() -> dict:
         faults.clear_keys_everywhere(
             live, faults.site_key(FaultRule.AGENT_SILENT, "agent"), "agent heard from again"
         )
+    # A live agent that sends nothing for some servers: their telemetry is stale (ingest checks
+    # this too, but only for an agent that posts).
+    stale = sum(ingest.check_freshness(site_id)[0] for site_id in sorted(live))
     return {
         "silent_sites": silent,
         "servers_marked_unreachable": marked,
         "faults_opened": opened,
+        "stale_telemetry_faults_opened": stale,
     }
 
 
@@ -257,5 +261,6 @@ def telemetry_rollup() -> dict:
 
 @recorded("telemetry-retention")
 def telemetry_retention() -> dict:
-    """Raw samples and roll-ups past their retention, deleted."""
-    return telemetry.expire()
+    """Raw samples and roll-ups past their retention, deleted; and the watermarks of agent
+    epochs not heard from for a week."""
+    return {**telemetry.expire(), "epochs_forgotten": ingest.forget_epochs()}
