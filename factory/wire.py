@@ -42,6 +42,7 @@ MAX_RESULTS: Final = 100  # results per POST agent/commands/results/
 MAX_ERROR_LENGTH: Final = 1000  # characters of a command's error kept
 MAX_EVENTS: Final = 1000  # events per POST agent/events/
 MAX_SOURCE_LENGTH: Final = 80  # a report's or event's source (a device serial)
+MAX_EPOCH_LENGTH: Final = 64  # a report's ReportEpoch (the agent's numbering identity)
 
 
 def authorization(token: str) -> str:
@@ -119,7 +120,9 @@ REPORTS: Final = "reports"  # TelemetryBatch's key, read from the raw body (no s
 
 
 class IngestAnswer(TypedDict):
-    accepted: int
+    accepted: int  # reports stored
+    #: Reports acknowledged without storing them: numbered at or below their epoch's watermark
+    #: (seen before), or a sample of the same server and Timestamp already stored.
     replayed: int
     chip_samples: int
     dropped_metrics: list[str]
@@ -165,6 +168,7 @@ class CommandParam:
     QUICK: Final = "quick"  # a short burn-in (health check) rather than the full one
     RACK: Final = "rack"  # where an install-check expects the server (for the technician)
     POSITION: Final = "position"
+    COMPONENT: Final = "component"  # a FirmwareComponent to flash (SimpleUpdate Targets)
 
 
 class HardwareState:
@@ -214,6 +218,7 @@ class CommandSpec:
     params: tuple[str, ...] = ()  # every parameter it takes
     required: tuple[str, ...] = ()  # those it cannot do without
     result: tuple[str, ...] = ()  # the keys of its result when it succeeds
+    optional: tuple[str, ...] = ()  # keys a result may carry beside those (an agent may not)
 
 
 COMMANDS: Final[Mapping[CommandKind, CommandSpec]] = MappingProxyType(
@@ -222,23 +227,27 @@ COMMANDS: Final[Mapping[CommandKind, CommandSpec]] = MappingProxyType(
             "Confirm installed and cabled",
             params=(CommandParam.RACK, CommandParam.POSITION),
             result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
         ),
         CommandKind.FLASH_FIRMWARE: CommandSpec(
             "Flash firmware (SimpleUpdate)",
-            params=(CommandParam.VERSION, CommandParam.ORIGIN),
+            params=(CommandParam.VERSION, CommandParam.ORIGIN, CommandParam.COMPONENT),
             required=(CommandParam.VERSION,),
             result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
         ),
         CommandKind.ACTIVATE_BANK: CommandSpec(
             "Boot the other firmware bank (rollback)",
             params=(CommandParam.VERSION,),
             required=(CommandParam.VERSION,),
             result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
         ),
         CommandKind.RESET: CommandSpec(
             "Reset (ComputerSystem.Reset)",
             params=(CommandParam.RESET_TYPE,),
             result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
         ),
         CommandKind.BURN_IN: CommandSpec(
             "Run burn-in", params=(CommandParam.QUICK,), result=BurnInResult.KEYS
@@ -246,10 +255,20 @@ COMMANDS: Final[Mapping[CommandKind, CommandSpec]] = MappingProxyType(
         CommandKind.INTERCONNECT_CHECK: CommandSpec(
             "Validate interconnect", result=InterconnectResult.KEYS
         ),
-        CommandKind.DRAIN: CommandSpec("Drain workloads", result=HardwareState.KEYS),
-        CommandKind.UNDRAIN: CommandSpec("Return to scheduling", result=HardwareState.KEYS),
+        CommandKind.DRAIN: CommandSpec(
+            "Drain workloads",
+            result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
+        ),
+        CommandKind.UNDRAIN: CommandSpec(
+            "Return to scheduling",
+            result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
+        ),
         CommandKind.QUERY_STATE: CommandSpec(
-            "Read the real hardware state", result=HardwareState.KEYS
+            "Read the real hardware state",
+            result=HardwareState.KEYS,
+            optional=(HardwareState.FIRMWARE_INVENTORY,),
         ),
     }
 )
@@ -270,12 +289,17 @@ def firmware_version_of(image_uri: str) -> str:
 # --- Telemetry: Redfish MetricReports, per-chip values in the OEM section -------------------
 # A standard MetricValues entry per chip and metric would be 1.1 million JSON objects a second
 # for a million chips; instead a BMC's report carries one list per metric, one value per chip.
-# Each source numbers its reports (ReportSequence from 1); a repeated number is a replay.
+# Each source numbers its reports (ReportSequence from 1) within the agent's numbering epoch
+# (Oem.AIFactory.ReportEpoch: random, new whenever an agent opens its outbox, so a lost or
+# restored outbox or a second agent never reuses numbers the control plane has seen); a number
+# at or below the epoch's highest is a replay. Reports without ReportEpoch come from agents
+# older than epochs (epoch ""); a batch that carries it on one report carries it on all.
 #
 #   {"reports": [{"@odata.type": "#MetricReport.v1_5_2.MetricReport", "Id": "ChipMetrics",
 #                 "ReportSequence": "42", "Timestamp": "2026-11-28T10:00:00.000Z",
 #                 "MetricValues": [],
 #                 "Oem": {"AIFactory": {"Source": "FRA1-TRN3-0101",
+#                                       "ReportEpoch": "9f2c41d07ab3e615",
 #                                       "Chips": {"power_w": [...], "temp_c": [...], ...}}}},
 #                {"Id": "PduMetrics", "ReportSequence": "7", "Timestamp": "...",
 #                 "Oem": {"AIFactory": {"Source": "FRA1-R01-PDU",
@@ -298,6 +322,7 @@ class ReportKey:
     """Keys of a report's ``Oem[OEM]``: Source and one of Chips, Feeds, SupplyTemperature."""
 
     SOURCE: Final = "Source"  # device serial, 1..MAX_SOURCE_LENGTH characters
+    EPOCH: Final = "ReportEpoch"  # the numbering epoch, 0..MAX_EPOCH_LENGTH characters
     CHIPS: Final = "Chips"  # {metric: [value per chip]}
     FEEDS: Final = "Feeds"  # {feed name: {FeedReading.POWER_W, FeedReading.UP}}
     SUPPLY_TEMPERATURE: Final = "SupplyTemperatureCelsius"  # CDU (also the CDU's own Oem)
@@ -444,7 +469,9 @@ class FaultRule(StrEnum):
     FEED_LOSS = "feed-loss"
     COOLANT_EXCURSION = "coolant-excursion"
     AGENT_SILENT = "agent-silent"
+    TELEMETRY_STALE = "telemetry-stale"  # a server silent while its site's agent reports
     REPORTED = "reported"
+    LEAK = "leak"  # coolant at a LeakDetector: critical, isolates at once (ISOLATING_RULES)
 
 
 FAULT_RULE_LABELS: Final[Mapping[FaultRule, str]] = MappingProxyType(
@@ -456,9 +483,34 @@ FAULT_RULE_LABELS: Final[Mapping[FaultRule, str]] = MappingProxyType(
         FaultRule.FEED_LOSS: "Power feed lost",
         FaultRule.COOLANT_EXCURSION: "Coolant supply too warm",
         FaultRule.AGENT_SILENT: "Site agent silent",
+        FaultRule.TELEMETRY_STALE: "Server telemetry stopped",
         FaultRule.REPORTED: "Reported by a person",
+        FaultRule.LEAK: "Coolant leak",
     }
 )
+
+
+class Severity(StrEnum):
+    """How urgent a fault is, for people and their tools (``fault.opened``'s ``severity``)."""
+
+    CRITICAL = "critical"  # act now, without waiting for a window or a person
+    MAJOR = "major"  # out of service until repaired
+    MINOR = "minor"  # degraded; judged by the rules over time
+
+
+#: Severity by rule; a rule not named here is MAJOR (``severity_of``).
+FAULT_RULE_SEVERITY: Final[Mapping[str, Severity]] = MappingProxyType(
+    {FaultRule.LEAK: Severity.CRITICAL, FaultRule.THERMAL_THROTTLE: Severity.MINOR}
+)
+#: Rules whose fault on a server powers it off at once through the agent (``RESET`` with
+#: ``ISOLATION_RESET_TYPE``), before any drain, window or person: coolant must not reach live
+#: electronics (HARDWARE.md, leaks).
+ISOLATING_RULES: Final = frozenset({FaultRule.LEAK})
+ISOLATION_RESET_TYPE: Final = "ForceOff"  # Redfish ResetType: the BMC cuts power, no OS shutdown
+
+
+def severity_of(rule: str) -> Severity:
+    return FAULT_RULE_SEVERITY.get(rule, Severity.MAJOR)
 
 
 # --- The Redfish OEM extension: what the agent reads from and asks of a BMC -----------------
@@ -535,6 +587,14 @@ def rack_of_pdu(source: str) -> str:
     return source.removesuffix(PDU_SUFFIX)
 
 
+class DeviceTls(TypedDict, total=False):
+    """A device's trust: the site's CA bundle (a path on the agent's host), or the pinned
+    SHA-256 of its certificate's DER (``sha256:<hex>``)."""
+
+    ca: str
+    pin: str
+
+
 class Device(TypedDict):
     """One entry of the simulator's ``/sim/devices``, the agent's ``--devices`` list."""
 
@@ -544,6 +604,7 @@ class Device(TypedDict):
     rack: NotRequired[str]
     position: NotRequired[int]
     feeds: NotRequired[list[str]]
+    tls: NotRequired[DeviceTls]  # how the agent trusts an https:// device
 
 
 class DeviceListing(TypedDict):
@@ -558,6 +619,7 @@ class LayoutServer(TypedDict):
     position: int
     firmware: NotRequired[str]
     flavour: NotRequired[str]  # the simulated BMC's vendor flavour (factory.simulator.flavours)
+    firmware_components: NotRequired[dict[str, str]]  # FirmwareComponent -> version
 
 
 class LayoutRack(TypedDict):
@@ -572,3 +634,4 @@ class SiteLayout(TypedDict):
 
     site: str
     racks: list[LayoutRack]
+    flavour: NotRequired[str]  # the simulated PDUs' and CDU's vendor flavour

@@ -222,10 +222,26 @@ def complete_many(agent: SiteAgent, results: list[CommandResult]) -> list[AgentC
             done.append(command)
             finished.append(command)
         update_rows(AgentCommand, finished, ["state", "result", "error", "late", "completed_at"])
+        _record_firmware_inventory(finished, now)
         if finished:
             notice = [(c.id, c.requested_by) for c in finished]
             transaction.on_commit(lambda: command_finished.send(AgentCommand, finished=notice))
     return done
+
+
+def _record_firmware_inventory(finished: list[AgentCommand], now: dt.datetime) -> None:
+    """Every result that read the hardware state back (query-state, install-check, flash, …)
+    and carries the BMC's firmware inventory updates the server's per-component versions:
+    here, where all results arrive, so no caller can forget it."""
+    from factory.inventory.services import record_firmware_inventory
+
+    readings = []
+    for command in finished:
+        inventory = (command.result or {}).get(wire.HardwareState.FIRMWARE_INVENTORY)
+        if command.ultraserver_id is not None and isinstance(inventory, dict):
+            readings.append((command.ultraserver_id, inventory))
+    if readings:
+        record_firmware_inventory(readings, now)
 
 
 def expire_overdue(now: dt.datetime | None = None) -> int:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from factory.inventory import services
-from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Rack, Site, UltraServer
 from tenants.admin_base import AuditedModelAdmin, ReadOnlyInline
 
 
@@ -17,6 +17,15 @@ class ChipInline(ReadOnlyInline):
     model = Chip
     show_change_link = True
     fields = ["index", "serial", "health", *Chip.COUNTERS, "updated_at"]
+
+
+class FirmwareInline(ReadOnlyInline):
+    """The firmware each component last reported (read from the BMC, never edited)."""
+
+    model = ComponentFirmware
+    fields = ["component", "version", "observed_at"]
+    verbose_name = "component firmware (as last read)"
+    verbose_name_plural = "firmware inventory (as last read)"
 
 
 @admin.register(Site)
@@ -76,8 +85,14 @@ class UltraServerAdmin(AuditedModelAdmin):
     list_filter = ["lifecycle_state", "in_maintenance", "model", "rack__site", "tenant"]
     search_fields = ["serial", "rack__name", "firmware_version"]
     list_select_related = ["model", "rack", "tenant"]
-    readonly_fields = ["last_heartbeat_at", "created_at", "updated_at"]
-    inlines = [ChipInline]
+    readonly_fields = [
+        "last_heartbeat_at",
+        "isolated_since",
+        "isolation_reason",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [FirmwareInline, ChipInline]
 
     def save_instance(self, obj, ctx):
         return services.save_ultraserver(obj, ctx)

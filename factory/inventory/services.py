@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import transaction
 
+from factory import wire
 from factory.inventory import lifecycle
-from factory.inventory.models import Chip, PowerFeed, UltraServer
+from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, UltraServer
 from factory.inventory.models.power import budget_problem_without
 from tenants.errors import Conflict
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, delete_object, save_object
+
+log = logging.getLogger(__name__)
 
 
 def _create_chips(server: UltraServer, creating: bool) -> None:
@@ -94,3 +100,37 @@ def _refuse_if_budget_breaks(feed: PowerFeed) -> None:
 def delete_power_feed(feed: PowerFeed, ctx: ChangeContext) -> None:
     """Remove a feed, unless the rack's load would then exceed what the remaining feeds carry."""
     delete_object(feed, ctx, before_delete=_refuse_if_budget_breaks)
+
+
+_COMPONENTS = frozenset(wire.FirmwareComponent)
+
+
+def record_firmware_inventory(
+    readings: Iterable[tuple[int, Mapping[str, object]]], observed_at: dt.datetime
+) -> int:
+    """Store each server's ``{component: version}`` as read from its BMC (a command result's
+    ``HardwareState.FIRMWARE_INVENTORY``): one row per server and component, the latest read
+    winning. A component outside the contract is skipped and logged rather than refused: the
+    command result that carries it is already the truth about the command."""
+    rows: dict[tuple[int, str], ComponentFirmware] = {}
+    for server_id, inventory in readings:
+        for component, version in inventory.items():
+            if component not in _COMPONENTS or not isinstance(version, str) or not version:
+                log.warning(
+                    "firmware inventory of server %s: %r=%r skipped", server_id, component, version
+                )
+                continue
+            rows[(server_id, component)] = ComponentFirmware(
+                ultraserver_id=server_id,
+                component=component,
+                version=version[:64],
+                observed_at=observed_at,
+            )
+    if rows:
+        ComponentFirmware.objects.bulk_create(
+            list(rows.values()),
+            update_conflicts=True,
+            unique_fields=["ultraserver", "component"],
+            update_fields=["version", "observed_at"],
+        )
+    return len(rows)

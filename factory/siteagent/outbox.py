@@ -1,17 +1,32 @@
 """The agent's durable outbox (SQLite): reports wait here until the control plane has them.
 
-Sequence numbers per source live here too, so a restarted agent goes on counting where it
-stopped; the control plane treats a report at or below a source's last sequence as a replay.
+Reports are numbered per source within a numbering epoch: a random identity chosen each time
+the outbox is opened (kept in it, and stamped on every report as ``ReportEpoch``), numbers from
+1. The control plane keeps a watermark per (source, epoch) and treats a report at or below its
+epoch's as a replay. So a report that waited in the outbox across a restart keeps the epoch and
+number it was sent with (a resend is still a replay), while nothing numbered after a restart,
+a deleted or restored outbox, or by a second agent of the site can collide with numbers the
+control plane has seen: no new report is ever taken for a replay. The cost is one watermark
+row per source and start, which the control plane prunes once unused.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Mapping
 
 from factory.wire import OEM, Event, ReportKey
+
+#: Where a report carries its epoch (a JSON path for SQLite's json functions).
+_EPOCH_PATH = f"$.Oem.{OEM}.{ReportKey.EPOCH}"
+
+
+def new_epoch() -> str:
+    """A numbering epoch: 64 random bits, so two agents or two starts never share one."""
+    return secrets.token_hex(8)
 
 
 class Outbox:
@@ -31,14 +46,43 @@ class Outbox:
         self.lock = threading.Lock()
         self.max_reports = max_reports
         self.dropped = 0
+        self.epoch = self._begin_epoch()
+
+    def _begin_epoch(self) -> str:
+        """A new numbering epoch for this run, numbers from 1 again. Reports still waiting
+        keep theirs; those of an outbox older than epochs are marked as the legacy epoch ("")
+        their numbers belong to."""
+        epoch = new_epoch()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "epoch TEXT NOT NULL)"
+            )
+            if self.db.execute("SELECT epoch FROM identity").fetchone() is None:
+                self.db.execute(
+                    "UPDATE report SET body = json_set(body, ?, '') "
+                    "WHERE json_extract(body, ?) IS NULL",
+                    (_EPOCH_PATH, _EPOCH_PATH),
+                )
+            self.db.execute("INSERT OR REPLACE INTO identity (id, epoch) VALUES (1, ?)", (epoch,))
+            self.db.execute("DELETE FROM sequence")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return epoch
 
     def add_reports(self, reports: list[dict]) -> None:
-        """Number each report for its source and store them, in one transaction."""
+        """Number each report for its source in this run's epoch and store them, in one
+        transaction."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for report in reports:
-                    source = report["Oem"][OEM][ReportKey.SOURCE]
+                    oem = report["Oem"][OEM]
+                    source = oem[ReportKey.SOURCE]
+                    oem[ReportKey.EPOCH] = self.epoch
                     row = self.db.execute(
                         "SELECT last FROM sequence WHERE source = ?", (source,)
                     ).fetchone()

@@ -1,5 +1,5 @@
 """Discrete events from a site agent → faults, through the same one-open-per-subject path as
-the telemetry rules."""
+the telemetry rules. A leak's fault isolates its server at once (``isolation``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from factory.inventory.models import UltraServer
-from factory.telemetry import faults
+from factory.telemetry import faults, isolation
 from factory.telemetry.rules import Finding
 from factory.wire import EventKind, FaultRule
 from tenants.errors import Denied, Invalid
@@ -24,6 +24,7 @@ RULE_FOR_EVENT = {
     EventKind.LINK_DOWN: FaultRule.LINK_DOWN,
     EventKind.FEED_LOSS: FaultRule.FEED_LOSS,
     EventKind.COOLANT_EXCURSION: FaultRule.COOLANT_EXCURSION,
+    EventKind.LEAK: FaultRule.LEAK,
 }
 
 
@@ -60,8 +61,17 @@ def record_events(agent: SiteAgent, events: list[dict]) -> int:
                 field=f"events[{i}].source",
             )
         detail = event.get("message") or f"{event['kind']} reported by {event['source']}"
+        if rule == FaultRule.LEAK and server is None:
+            # A rack's or a CDU's detector: each server it cools gets a leak fault of its own.
+            cooled = isolation.cooled_by(agent.site_id, event["source"])
+            where = f"leak at {event['source']}, which cools this server: {detail}"
+            server_findings += [(pk, Finding(rule, where)) for pk in cooled]
+            if cooled:
+                continue
         if server is not None:
-            server_findings.append((server.pk, Finding(rule, detail, event.get("chip"))))
+            # A leak is the whole server's (it is powered off whole): one fault, whatever tray.
+            chip = None if rule == FaultRule.LEAK else event.get("chip")
+            server_findings.append((server.pk, Finding(rule, detail, chip)))
         else:
             site_findings.append(
                 Finding(rule, detail, subject=event.get("feed") or event["source"])

@@ -2,7 +2,8 @@
 
 A new fault on a server sets its maintenance flag and, after commit, announces itself with
 the ``fault_opened`` signal; the workflow engine (which this app may not import) listens and
-opens a maintain workflow. Its health sweep catches any the signal missed.
+opens a maintain workflow. Its health sweep catches any the signal missed. A leak does not
+wait for that: ``isolation`` powers its server off in the transaction that opens the fault.
 
 Every fault opened and every fault resolved is an event of the site's tenant
 (``fault.opened``, ``fault.resolved``), written here, in the transaction that opens or clears
@@ -23,9 +24,10 @@ from django.utils import timezone
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, UltraServer
 from factory.inventory.services import transition
+from factory.telemetry import isolation
 from factory.telemetry.models import Fault
 from factory.telemetry.rules import Finding
-from factory.wire import FaultRule
+from factory.wire import ISOLATING_RULES, FaultRule, severity_of
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource
 from tenants.events.kinds import EventKind, timestamp
@@ -40,6 +42,10 @@ RULES_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 fault_opened = Signal()
 
 CHIP_RULES = frozenset({FaultRule.CHIP_DOWN, FaultRule.ECC_UNCORRECTABLE})
+#: Server faults that say only that the server is not heard from: recorded and told to the
+#: tenant, but the server is not flagged for maintenance (no maintain workflow drains it for a
+#: BMC that stopped answering the agent); they clear when its telemetry comes back.
+WATCH_RULES = frozenset({FaultRule.TELEMETRY_STALE})
 
 
 def server_key(rule: str, server_id: int, chip: int | None) -> str:
@@ -93,6 +99,7 @@ def _event_data(fault: Fault, **more: Any) -> dict[str, Any]:
     server = fault.ultraserver
     return {
         "rule": fault.rule,
+        "severity": severity_of(fault.rule).value,
         "detail": fault.detail,
         "site": fault.site.code,
         "server": server.serial if server is not None else None,
@@ -127,6 +134,7 @@ def _clear(faults: QuerySet[Fault], reason: str) -> int:
                 tenant=fault.site.tenant_id,
                 data=_event_data(fault, reason=reason, cleared_at=timestamp(now)),
             )
+        isolation.lift(closing)
     return len(closing)
 
 
@@ -149,11 +157,13 @@ def raise_findings(
         for f in site_findings
     ]
     opened = _open(site_id, candidates)
-    on_servers = [f for f in opened if f.ultraserver_id]
+    on_servers = [f for f in opened if f.ultraserver_id and f.rule not in WATCH_RULES]
     flagged = set()
     for fault in on_servers:
         flag_server(fault, flag=fault.ultraserver_id not in flagged)
         flagged.add(fault.ultraserver_id)
+    # A leak powers its server off now, in this transaction: no drain, window or person first.
+    isolation.isolate([f for f in on_servers if f.rule in ISOLATING_RULES])
     if on_servers:
         transaction.on_commit(lambda: _announce(on_servers))
     return len(opened)

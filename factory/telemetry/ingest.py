@@ -4,30 +4,44 @@ The wire format (``factory.wire``, with an example there; what ``python -m facto
 sends) is a list of Redfish MetricReports, a server's per-chip values in the report's OEM
 section as one list per metric.
 
-Each source numbers its reports; a report at or below the highest sequence already stored for
-that source is a replay: acknowledged, not stored again. A batch that is malformed anywhere, or
-names a server of another site, stores nothing.
+Each source numbers its reports within its agent's numbering epoch (``ReportEpoch``; "" for
+agents older than epochs); a report at or below the highest sequence already accepted for that
+source and epoch is a replay: acknowledged, not stored again. A new agent, a restarted one or a
+second one for the site numbers in a new epoch, so its reports are never taken for replays.
+Whatever the numbering, a server's sample at a device Timestamp already stored is a duplicate,
+not stored again (a unique index and ``ON CONFLICT DO NOTHING``). A batch that is malformed
+anywhere, or names a server of another site, stores nothing. Every report and chip sample is
+counted by outcome (``metrics``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
 from factory import wire
 from factory.core.limits import json_depth_exceeds, too_deep_message, too_large
+from factory.inventory import lifecycle
 from factory.inventory.models import Rack, UltraServer
-from factory.telemetry import codec, faults
+from factory.telemetry import codec, faults, metrics
 from factory.telemetry.choices import DeviceKind
-from factory.telemetry.models import DeviceReading, ServerSample, ServerTelemetry, TelemetrySource
+from factory.telemetry.models import (
+    DeviceReading,
+    Fault,
+    ServerSample,
+    ServerTelemetry,
+    TelemetrySource,
+)
 from factory.telemetry.rules import (
     Finding,
     Limits,
@@ -35,7 +49,7 @@ from factory.telemetry.rules import (
     coolant_findings,
     feed_findings,
 )
-from tenants.errors import Denied, Invalid
+from tenants.errors import Denied, DomainError, Invalid
 
 if TYPE_CHECKING:
     from factory.agents.models import SiteAgent
@@ -43,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OEM = wire.OEM
 SOURCE, CHIPS, FEEDS = wire.ReportKey.SOURCE, wire.ReportKey.CHIPS, wire.ReportKey.FEEDS
+EPOCH = wire.ReportKey.EPOCH
+LEGACY_EPOCH = ""  # reports of agents older than epochs
 SUPPLY, HEAT = wire.ReportKey.SUPPLY_TEMPERATURE, wire.ReportKey.HEAT_LOAD
 POWER_W, UP = wire.FeedReading.POWER_W, wire.FeedReading.UP
 FAILED = int(wire.HealthCode.FAILED)
@@ -73,7 +89,12 @@ SAMPLE_COPY_TYPES = (
 RULE_METRICS = (M.HEALTH, M.ECC_UNCORRECTED, M.LINK_DOWN_S, M.THROTTLE_S)
 MAX_SEQUENCE = 2**63 - 1  # PostgreSQL bigint
 MAX_SOURCE_LENGTH = wire.MAX_SOURCE_LENGTH
+MAX_EPOCH_LENGTH = wire.MAX_EPOCH_LENGTH
 REPORTS = wire.REPORTS
+#: Watermarks of epochs not heard from for this long are forgotten (``forget_epochs``): their
+#: agent is gone, and a late report of one is still kept out by the duplicate rule.
+EPOCH_RETENTION = dt.timedelta(days=7)
+STALE = wire.FaultRule.TELEMETRY_STALE
 
 
 class BatchRejected(Invalid):
@@ -91,6 +112,8 @@ class ForeignSource(Denied):
 
 @dataclass
 class ServerReport:
+    source: str
+    epoch: str
     sequence: int
     ts: dt.datetime
     server_id: int
@@ -103,6 +126,7 @@ class ServerReport:
 @dataclass
 class DeviceReport:
     source: str
+    epoch: str
     sequence: int
     ts: dt.datetime
     kind: str
@@ -111,20 +135,32 @@ class DeviceReport:
 
 @dataclass
 class IngestResult:
-    accepted: int = 0
-    replayed: int = 0
-    chip_samples: int = 0
+    accepted: int = 0  # reports stored
+    replayed: int = 0  # at or below their epoch's watermark
+    duplicate: int = 0  # new in their epoch, but that sample (server, Timestamp) is stored
+    chip_samples: int = 0  # stored
+    replayed_chip_samples: int = 0
+    duplicate_chip_samples: int = 0
     dropped_metrics: list[str] = field(default_factory=list)
     faults_opened: int = 0
 
     def as_dict(self) -> wire.IngestAnswer:
+        """The agent's answer: to it a duplicate is one more report it need not send again."""
         return wire.IngestAnswer(
             accepted=self.accepted,
-            replayed=self.replayed,
+            replayed=self.replayed + self.duplicate,
             chip_samples=self.chip_samples,
             dropped_metrics=self.dropped_metrics,
             faults_opened=self.faults_opened,
         )
+
+
+@dataclass
+class _Refused:
+    """What a refused batch held, as far as it was read (for the rejected counters)."""
+
+    reports: int = 0
+    chip_samples: int = 0
 
 
 def limits() -> Limits:
@@ -162,8 +198,9 @@ def _sequence(value: Any, where: str) -> int:
     return number
 
 
-def parse(body: bytes) -> list[tuple[str, dict]]:
-    """Bytes → [(source, report)]; raises BatchRejected on any malformed part."""
+def parse(body: bytes, refused: _Refused | None = None) -> list[tuple[str, str, dict]]:
+    """Bytes → [(source, epoch, report)]; raises BatchRejected on any malformed part (and
+    notes in ``refused`` how many reports the batch held, once that is known)."""
     if len(body) > settings.TELEMETRY_MAX_BATCH_BYTES:
         raise too_large(len(body), settings.TELEMETRY_MAX_BATCH_BYTES)
     if json_depth_exceeds(body, settings.JSON_MAX_DEPTH):
@@ -175,7 +212,10 @@ def parse(body: bytes) -> list[tuple[str, dict]]:
     reports = data.get(REPORTS) if isinstance(data, dict) else None
     if not isinstance(reports, list) or not reports:
         raise BatchRejected(REPORTS, "required", "A non-empty list of MetricReports.")
+    if refused is not None:
+        refused.reports = len(reports)
     parsed = []
+    unnumbered: list[int] = []  # reports without an epoch
     for i, report in enumerate(reports):
         oem = report.get("Oem", {}).get(OEM) if isinstance(report, dict) else None
         source = oem.get(SOURCE) if isinstance(oem, dict) else None
@@ -185,11 +225,32 @@ def parse(body: bytes) -> list[tuple[str, dict]]:
                 "required",
                 f"Each report names its source device (1 to {MAX_SOURCE_LENGTH} characters).",
             )
-        parsed.append((source, report))
+        assert isinstance(oem, dict)  # a source was found in it
+        epoch = oem.get(EPOCH)
+        if epoch is None:
+            unnumbered.append(i)
+            epoch = LEGACY_EPOCH
+        elif not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH:
+            raise BatchRejected(
+                f"{REPORTS}[{i}].Oem.{OEM}.{EPOCH}",
+                "invalid",
+                f"ReportEpoch is a string of at most {MAX_EPOCH_LENGTH} characters.",
+            )
+        parsed.append((source, epoch, report))
+    # An agent that numbers in epochs stamps every report (a legacy one: "" explicitly); one
+    # report without is a broken agent whose numbers would be judged against the wrong epoch.
+    if unnumbered and len(unnumbered) < len(parsed):
+        raise BatchRejected(
+            f"{REPORTS}[{unnumbered[0]}].Oem.{OEM}.{EPOCH}",
+            "epoch_required",
+            "Other reports of this batch carry a ReportEpoch; every report must.",
+        )
     return parsed
 
 
-def _server_report(i: int, report: dict, server_id: int, chips: int) -> ServerReport:
+def _server_report(
+    i: int, source: str, epoch: str, report: dict, server_id: int, chips: int
+) -> ServerReport:
     where = f"{REPORTS}[{i}]"
     values = report["Oem"][OEM].get(CHIPS)
     if not isinstance(values, dict) or not values:
@@ -210,6 +271,8 @@ def _server_report(i: int, report: dict, server_id: int, chips: int) -> ServerRe
                 f"Expected one value for each of the server's {chips} chips.",
             )
     return ServerReport(
+        source=source,
+        epoch=epoch,
         sequence=_sequence(report.get("ReportSequence"), f"{where}.ReportSequence"),
         ts=_timestamp(report.get("Timestamp"), f"{where}.Timestamp"),
         server_id=server_id,
@@ -248,7 +311,7 @@ def _pack(i: int, report: ServerReport, allowed: frozenset[str], dropped: set[st
     )
 
 
-def _device_report(i: int, source: str, report: dict) -> DeviceReport:
+def _device_report(i: int, source: str, epoch: str, report: dict) -> DeviceReport:
     where = f"{REPORTS}[{i}]"
     oem = report["Oem"][OEM]
     sequence = _sequence(report.get("ReportSequence"), f"{where}.ReportSequence")
@@ -266,7 +329,7 @@ def _device_report(i: int, source: str, report: dict) -> DeviceReport:
                 "invalid",
                 "Feeds: {feed name: {power_w: number, up: bool}}.",
             )
-        return DeviceReport(source, sequence, ts, DeviceKind.PDU, {"feeds": feeds})
+        return DeviceReport(source, epoch, sequence, ts, DeviceKind.PDU, {"feeds": feeds})
     supply = oem.get(SUPPLY)
     if not isinstance(supply, int | float) or isinstance(supply, bool):
         raise BatchRejected(
@@ -277,6 +340,7 @@ def _device_report(i: int, source: str, report: dict) -> DeviceReport:
     heat = oem.get(HEAT)
     return DeviceReport(
         source,
+        epoch,
         sequence,
         ts,
         DeviceKind.CDU,
@@ -290,85 +354,138 @@ def _device_report(i: int, source: str, report: dict) -> DeviceReport:
 # --- storing -------------------------------------------------------------------------------
 
 
-def _accept_sequences(site_id: int, wanted: dict[str, list[int]]) -> dict[str, int]:
-    """Lock each source's watermark and move it past this batch; returns the old watermarks
-    (a report is new when its sequence is above its source's old watermark). Sources are
-    locked in name order, so concurrent batches of one site cannot deadlock."""
-    sources = sorted(wanted)
-    highest = [max(wanted[source]) for source in sources]
+Stream = tuple[str, str]  # (source, epoch): what one watermark counts
+
+
+def _accept_sequences(site_id: int, wanted: dict[Stream, list[int]]) -> dict[Stream, int]:
+    """Lock each (source, epoch) watermark and move it past this batch; returns the old
+    watermarks (a report is new when its sequence is above its stream's old watermark).
+    Streams are locked in (source, epoch) order, so concurrent batches of one site cannot
+    deadlock. Three statements whatever the batch."""
     if connection.vendor != "postgresql":
         return _accept_sequences_portable(site_id, wanted)
+    streams = sorted(wanted)
+    sources = [source for source, _ in streams]
+    epochs = [epoch for _, epoch in streams]
+    highest = [max(wanted[stream]) for stream in streams]
     table = TelemetrySource._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (site_id, source, last_sequence, updated_at) "
-            "SELECT %s, source, 0, now() FROM unnest(%s::text[]) AS source "
-            "ON CONFLICT (site_id, source) DO NOTHING",
-            [site_id, sources],
+            f"INSERT INTO {table} (site_id, source, epoch, last_sequence, updated_at) "
+            "SELECT %s, w.source, w.epoch, 0, now() "
+            "FROM unnest(%s::text[], %s::text[]) AS w(source, epoch) "
+            "ON CONFLICT (site_id, source, epoch) DO NOTHING",
+            [site_id, sources, epochs],
         )
         cursor.execute(
-            f"SELECT source, last_sequence FROM {table} WHERE site_id = %s "
-            "AND source = ANY(%s::text[]) ORDER BY source FOR UPDATE",
-            [site_id, sources],
+            f"SELECT t.source, t.epoch, t.last_sequence FROM {table} AS t "
+            "JOIN unnest(%s::text[], %s::text[]) AS w(source, epoch) "
+            "ON t.source = w.source AND t.epoch = w.epoch "
+            "WHERE t.site_id = %s ORDER BY t.source, t.epoch FOR UPDATE OF t",
+            [sources, epochs, site_id],
         )
-        old = dict(cursor.fetchall())
+        old = {(source, epoch): last for source, epoch, last in cursor.fetchall()}
+        # Every stream heard is touched (updated_at: when it was last heard, for pruning).
         cursor.execute(
-            f"UPDATE {table} AS t SET last_sequence = w.last, updated_at = now() "
-            "FROM unnest(%s::text[], %s::bigint[]) AS w(source, last) "
-            "WHERE t.site_id = %s AND t.source = w.source AND t.last_sequence < w.last",
-            [sources, highest, site_id],
+            f"UPDATE {table} AS t SET last_sequence = GREATEST(t.last_sequence, w.last), "
+            "updated_at = now() "
+            "FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS w(source, epoch, last) "
+            "WHERE t.site_id = %s AND t.source = w.source AND t.epoch = w.epoch",
+            [sources, epochs, highest, site_id],
         )
     return old
 
 
-def _accept_sequences_portable(site_id: int, wanted: dict[str, list[int]]) -> dict[str, int]:
+def _accept_sequences_portable(site_id: int, wanted: dict[Stream, list[int]]) -> dict[Stream, int]:
     TelemetrySource.objects.bulk_create(
-        [TelemetrySource(site_id=site_id, source=s, last_sequence=0) for s in wanted],
+        [
+            TelemetrySource(site_id=site_id, source=source, epoch=epoch, last_sequence=0)
+            for source, epoch in wanted
+        ],
         ignore_conflicts=True,
     )
-    rows = list(
-        TelemetrySource.objects.select_for_update()
-        .filter(site_id=site_id, source__in=list(wanted))
-        .order_by("source")
-        .values_list("pk", "source", "last_sequence")
-    )
-    old = {source: last for _, source, last in rows}
-    changed = [
-        TelemetrySource(
-            pk=pk,
-            site_id=site_id,
-            source=source,
-            last_sequence=max(wanted[source]),
-            updated_at=timezone.now(),
-        )
-        for pk, source, last in rows
-        if max(wanted[source]) > last
+    rows = [
+        row
+        for row in TelemetrySource.objects.select_for_update()
+        .filter(site_id=site_id, source__in=sorted({source for source, _ in wanted}))
+        .order_by("source", "epoch")
+        .values_list("pk", "source", "epoch", "last_sequence")
+        if (row[1], row[2]) in wanted
     ]
-    if changed:
-        TelemetrySource.objects.bulk_update(changed, ["last_sequence", "updated_at"])
+    old = {(source, epoch): last for _, source, epoch, last in rows}
+    now = timezone.now()
+    TelemetrySource.objects.bulk_update(
+        [
+            TelemetrySource(
+                pk=pk,
+                site_id=site_id,
+                source=source,
+                epoch=epoch,
+                last_sequence=max(last, *wanted[(source, epoch)]),
+                updated_at=now,
+            )
+            for pk, source, epoch, last in rows
+        ],
+        ["last_sequence", "updated_at"],
+    )
     return old
 
 
-def _copy_samples(reports: list[ServerReport]) -> None:
+def forget_epochs(now: dt.datetime | None = None) -> int:
+    """Watermarks of streams not heard from for ``EPOCH_RETENTION``, deleted (an agent's every
+    start leaves one per source). Returns how many."""
+    cutoff = (now or timezone.now()) - EPOCH_RETENTION
+    deleted, _ = TelemetrySource.objects.filter(updated_at__lt=cutoff).delete()
+    return deleted
+
+
+def _insert_samples(reports: list[ServerReport]) -> list[ServerReport]:
+    """Store each report's sample unless one of the same server and Timestamp is stored
+    already (or earlier in the batch): one set-based statement whatever the batch. Returns
+    the reports stored."""
     rows = [
         (r.server_id, r.ts, r.chips, *(r.packed[m] for m in codec.METRICS), *r.aggregates)
         for r in reports
     ]
     if connection.vendor != "postgresql":
-        ServerSample.objects.bulk_create(
-            [ServerSample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in rows],
-            batch_size=200,
-        )
-        return
+        return _insert_samples_portable(reports, rows)
     table = ServerSample._meta.db_table
+    arrays = ", ".join(f"%b::{t}[]" for t in SAMPLE_COPY_TYPES)
     connection.ensure_connection()
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        statement = f"COPY {table} ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        with raw.copy(statement) as copy:
-            copy.set_types(SAMPLE_COPY_TYPES)
-            for row in rows:
-                copy.write_row(row)
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(SAMPLE_COLUMNS)}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT (ultraserver_id, ts) DO NOTHING RETURNING ultraserver_id, ts",
+            [list(column) for column in zip(*rows, strict=True)],
+            binary=True,
+        )
+        inserted = set(cursor.fetchall())
+    stored = []
+    for r in reports:
+        key = (r.server_id, r.ts)
+        if key in inserted:
+            inserted.discard(key)  # a second report of that sample in the batch is a duplicate
+            stored.append(r)
+    return stored
+
+
+def _insert_samples_portable(reports: list[ServerReport], rows: list[tuple]) -> list[ServerReport]:
+    existing = set(
+        ServerSample.objects.filter(
+            ultraserver_id__in={r.server_id for r in reports}, ts__in={r.ts for r in reports}
+        ).values_list("ultraserver_id", "ts")
+    )
+    stored, new_rows = [], []
+    for r, row in zip(reports, rows, strict=True):
+        if (r.server_id, r.ts) not in existing:
+            existing.add((r.server_id, r.ts))
+            stored.append(r)
+            new_rows.append(row)
+    ServerSample.objects.bulk_create(
+        [ServerSample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in new_rows],
+        batch_size=200,
+    )
+    return stored
 
 
 LATEST_COLUMNS = (
@@ -465,30 +582,53 @@ def _store_latest(
 
 def ingest(agent: SiteAgent, body: bytes, allowed_categories: frozenset[str]) -> IngestResult:
     """Store one batch from ``agent``. Raises BatchRejected (400) or ForeignSource (403) with
-    nothing stored."""
-    parsed = parse(body)
+    nothing stored. Counts its reports and chip samples by outcome, or by the refusal's
+    reason; then, at most once per report interval per site, looks for servers gone silent
+    while this agent reports (``check_freshness``)."""
+    site = agent.site.code
+    refused = _Refused()
+    try:
+        result = _ingest(agent, body, allowed_categories, refused)
+    except DomainError as refusal:
+        metrics.count_refused_reports(site, refusal.code, refused.reports, refused.chip_samples)
+        raise
+    metrics.count_reports(
+        site,
+        stored=(result.accepted, result.chip_samples),
+        replayed=(result.replayed, result.replayed_chip_samples),
+        duplicate=(result.duplicate, result.duplicate_chip_samples),
+    )
+    _check_freshness_now_and_then(agent.site_id)
+    return result
+
+
+def _ingest(
+    agent: SiteAgent, body: bytes, allowed_categories: frozenset[str], refused: _Refused
+) -> IngestResult:
+    parsed = parse(body, refused)
     site_id = agent.site_id
-    sources = {source for source, _ in parsed}
+    sources = {source for source, _, _ in parsed}
     servers = {
         serial: (pk, server_site, chips)
         for serial, pk, server_site, chips in UltraServer.objects.filter(
             serial__in=sources
         ).values_list("serial", "pk", "rack__site_id", "model__chip_count")
     }
+    refused.chip_samples = sum(servers[source][2] for source, _, _ in parsed if source in servers)
     result = IngestResult()
-    server_reports: list[tuple[str, ServerReport]] = []
+    server_reports: list[ServerReport] = []
     device_reports: list[DeviceReport] = []
     dropped: set[str] = set()
-    for i, (source, report) in enumerate(parsed):
+    for i, (source, epoch, report) in enumerate(parsed):
         if source in servers:
             pk, server_site, chips = servers[source]
             if server_site != site_id:
                 raise ForeignSource(
                     f"{REPORTS}[{i}]: {source} is not at this agent's site; nothing was stored."
                 )
-            server_report = _server_report(i, report, pk, chips)
+            server_report = _server_report(i, source, epoch, report, pk, chips)
             _pack(i, server_report, allowed_categories, dropped)
-            server_reports.append((source, server_report))
+            server_reports.append(server_report)
         elif CHIPS in report["Oem"][OEM]:
             raise BatchRejected(
                 f"{REPORTS}[{i}].Oem.{OEM}.{SOURCE}",
@@ -496,25 +636,33 @@ def ingest(agent: SiteAgent, body: bytes, allowed_categories: frozenset[str]) ->
                 f"No UltraServer {source!r} at this site.",
             )
         else:
-            device_reports.append(_device_report(i, source, report))
+            device_reports.append(_device_report(i, source, epoch, report))
     result.dropped_metrics = sorted(dropped)
 
-    wanted: dict[str, list[int]] = {}
-    for source, r in server_reports:
-        wanted.setdefault(source, []).append(r.sequence)
-    for d in device_reports:
-        wanted.setdefault(d.source, []).append(d.sequence)
+    wanted: dict[Stream, list[int]] = {}
+    numbering: list[ServerReport | DeviceReport] = [*server_reports, *device_reports]
+    for r in numbering:
+        wanted.setdefault((r.source, r.epoch), []).append(r.sequence)
     received = timezone.now()
     with transaction.atomic():
         watermark = _accept_sequences(site_id, wanted)
-        fresh = [r for source, r in server_reports if r.sequence > watermark.get(source, 0)]
-        fresh_devices = [d for d in device_reports if d.sequence > watermark.get(d.source, 0)]
+
+        def new(r: ServerReport | DeviceReport) -> bool:
+            return r.sequence > watermark.get((r.source, r.epoch), 0)
+
+        numbered = [r for r in server_reports if new(r)]
+        fresh_devices = [d for d in device_reports if new(d)]
+        fresh = _insert_samples(numbered) if numbered else []
         result.accepted = len(fresh) + len(fresh_devices)
-        result.replayed = len(parsed) - result.accepted
+        result.duplicate = len(numbered) - len(fresh)
+        result.replayed = len(parsed) - len(numbered) - len(fresh_devices)
         result.chip_samples = sum(r.chips for r in fresh)
+        result.duplicate_chip_samples = sum(r.chips for r in numbered) - result.chip_samples
+        result.replayed_chip_samples = sum(r.chips for r in server_reports) - sum(
+            r.chips for r in numbered
+        )
         findings: list[tuple[int, Finding]] = []
         if fresh:
-            _copy_samples(fresh)
             previous = _previous(sorted({r.server_id for r in fresh}))
             rule_limits = limits()
             outages: dict[int, list | None] = {}
@@ -529,6 +677,72 @@ def ingest(agent: SiteAgent, body: bytes, allowed_categories: frozenset[str]) ->
         site_findings = _store_devices(site_id, fresh_devices)
         result.faults_opened = faults.raise_findings(site_id, findings, site_findings)
     return result
+
+
+# --- freshness: a server silent while its site's agent reports ----------------------------
+
+
+def stale_after() -> dt.timedelta:
+    """How long a server may send nothing, while its agent reports, before it is a fault:
+    ``TELEMETRY_STALE_AFTER_SECONDS``, or six report intervals (at least 30 s)."""
+    configured = getattr(settings, "TELEMETRY_STALE_AFTER_SECONDS", None)
+    seconds = (
+        float(configured)
+        if configured
+        else max(30.0, 6 * float(settings.TELEMETRY_INTERVAL_SECONDS))
+    )
+    return dt.timedelta(seconds=seconds)
+
+
+def check_freshness(site_id: int, now: dt.datetime | None = None) -> tuple[int, int]:
+    """A ``telemetry-stale`` fault on each server of the site that has reported before but
+    not for ``stale_after()`` (decommissioned servers aside); cleared on those whose samples
+    came back. Call it only for a site whose agent is heard from (ingest does, for the agent
+    that posts): a silent agent is the ``agent-silent`` fault instead. Returns (opened,
+    cleared). A fixed number of queries when nothing changes."""
+    now = now or timezone.now()
+    limit = stale_after()
+    silent = dict(
+        ServerTelemetry.objects.filter(
+            ultraserver__rack__site_id=site_id, received_at__lt=now - limit
+        )
+        .exclude(ultraserver__lifecycle_state=lifecycle.DECOMMISSIONED)
+        .values_list("ultraserver_id", "received_at")
+    )
+    flagged = set(
+        Fault.objects.filter(
+            site_id=site_id, rule=STALE, cleared_at__isnull=True, ultraserver__isnull=False
+        ).values_list("ultraserver_id", flat=True)
+    )
+    findings = [
+        (
+            server_id,
+            Finding(
+                STALE,
+                f"no telemetry for {(now - at).total_seconds():.0f} s "
+                f"(limit {limit.total_seconds():.0f} s) while the site agent reports",
+            ),
+        )
+        for server_id, at in sorted(silent.items())
+        if server_id not in flagged
+    ]
+    back = [faults.server_key(STALE, server_id, None) for server_id in flagged - silent.keys()]
+    with transaction.atomic():
+        opened = faults.raise_findings(site_id, findings, []) if findings else 0
+        cleared = faults.clear_keys(site_id, back, "telemetry arrives again")
+    return opened, cleared
+
+
+def _check_freshness_now_and_then(site_id: int) -> None:
+    """``check_freshness`` at most once per report interval per site, whichever web process
+    takes the batch (a key in the shared cache). Best effort: a check that fails is logged and
+    the batch, already stored, is still acknowledged."""
+    period = max(1, math.ceil(float(settings.TELEMETRY_INTERVAL_SECONDS)))
+    try:
+        if cache.add(f"telemetry-freshness:{site_id}", 1, timeout=period):
+            check_freshness(site_id)
+    except Exception:
+        log.exception("telemetry freshness check of site %s failed", site_id)
 
 
 def _store_devices(site_id: int, reports: list[DeviceReport]) -> list[Finding]:

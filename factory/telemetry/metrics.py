@@ -132,20 +132,63 @@ INGEST_REJECTED = Counter(
 )
 INGEST_REPORTS = Counter(
     "factory_telemetry_ingest_reports",
-    "Reports in accepted batches, by site and outcome (stored, or replayed: seen before).",
+    "Reports in accepted batches, by site and outcome: stored; replayed (numbered at or below "
+    "its source's and agent epoch's highest: sent before); duplicate (new in its epoch, but a "
+    "sample of that server at that Timestamp is stored: another agent's, or an outbox's "
+    "restored). None of them is lost: a report not stored was already there.",
     ["site", "outcome"],
     registry=process.REGISTRY,
 )
+INGEST_CHIP_SAMPLES = Counter(
+    "factory_telemetry_ingest_chip_samples",
+    "Chip samples (one chip's metrics at one instant) in accepted batches, by site and outcome "
+    "(stored, replayed, duplicate: as for the reports).",
+    ["site", "outcome"],
+    registry=process.REGISTRY,
+)
+INGEST_REJECTED_REPORTS = Counter(
+    "factory_telemetry_ingest_rejected_reports",
+    "Reports in refused batches (nothing of such a batch is stored), by site and the error "
+    "code of the refusal (malformed: invalid, required, wrong_length...; other_site, "
+    "unknown_source, epoch_required). A batch refused before its reports were read counts none.",
+    ["site", "reason"],
+    registry=process.REGISTRY,
+)
+INGEST_REJECTED_CHIP_SAMPLES = Counter(
+    "factory_telemetry_ingest_rejected_chip_samples",
+    "Chip samples in refused batches, by site and reason: those of the servers the batch "
+    "names, once they were looked up (a batch refused while it is parsed counts none).",
+    ["site", "reason"],
+    registry=process.REGISTRY,
+)
+OUTCOMES = ("stored", "replayed", "duplicate")
 
 
-def count_ingest(site: str, accepted: int, replayed: int) -> None:
+def count_ingest(site: str, *_counted_by_ingest: int) -> None:
+    """One batch accepted. Its reports and chip samples are counted by ingest itself
+    (``count_reports``), which tells replays from duplicates."""
     INGEST_ACCEPTED.labels(site).inc()
-    INGEST_REPORTS.labels(site, "stored").inc(accepted)
-    INGEST_REPORTS.labels(site, "replayed").inc(replayed)
+
+
+def count_reports(
+    site: str, *, stored: tuple[int, int], replayed: tuple[int, int], duplicate: tuple[int, int]
+) -> None:
+    """An accepted batch's (reports, chip samples) by outcome; every outcome's series exists
+    from the first batch on, so a rate over it is 0 rather than absent."""
+    for outcome, (reports, chip_samples) in zip(
+        OUTCOMES, (stored, replayed, duplicate), strict=True
+    ):
+        INGEST_REPORTS.labels(site, outcome).inc(reports)
+        INGEST_CHIP_SAMPLES.labels(site, outcome).inc(chip_samples)
 
 
 def count_rejected(site: str, refusal: DomainError) -> None:
     INGEST_REJECTED.labels(site, refusal.code).inc()
+
+
+def count_refused_reports(site: str, reason: str, reports: int, chip_samples: int) -> None:
+    INGEST_REJECTED_REPORTS.labels(site, reason).inc(reports)
+    INGEST_REJECTED_CHIP_SAMPLES.labels(site, reason).inc(chip_samples)
 
 
 # --- read from the database -------------------------------------------------------------------

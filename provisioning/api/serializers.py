@@ -150,11 +150,23 @@ class ProgressSerializer(serializers.Serializer):
     percent = serializers.FloatField()
 
 
+class BundleSerializer(serializers.Serializer):
+    model = serializers.SlugField(help_text="The UltraServer model the release is for.")
+    version = serializers.CharField()
+    components = serializers.DictField(
+        child=serializers.CharField(), help_text="Component → the version verification expects."
+    )
+
+
 class WorkflowDetailSerializer(WorkflowSerializer):
     progress = serializers.SerializerMethodField()
+    firmware_bundle = serializers.SerializerMethodField(
+        help_text="The firmware release it installs, per model of its targets, with the "
+        "component versions its verification checks (empty for workflows that install none)."
+    )
 
     class Meta(WorkflowSerializer.Meta):
-        fields = [*WorkflowSerializer.Meta.fields, "progress"]
+        fields = [*WorkflowSerializer.Meta.fields, "progress", "firmware_bundle"]
         read_only_fields = fields
 
     @extend_schema_field(ProgressSerializer)
@@ -162,6 +174,22 @@ class WorkflowDetailSerializer(WorkflowSerializer):
         from provisioning.services import progress
 
         return progress(workflow)
+
+    @extend_schema_field(BundleSerializer(many=True))
+    def get_firmware_bundle(self, workflow) -> list[dict]:
+        version = (workflow.spec or {}).get("firmware_version")
+        if not version:
+            return []
+        releases = FirmwareRelease.objects.filter(
+            version=version,
+            model__in=UltraServer.objects.filter(workflow_targets__workflow=workflow).values(
+                "model"
+            ),
+        ).select_related("model")
+        return [
+            {"model": r.model.slug, "version": r.version, "components": r.components}
+            for r in releases.order_by("model__slug")
+        ]
 
 
 class TargetSerializer(serializers.ModelSerializer):
@@ -276,7 +304,16 @@ class FirmwareReleaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = FirmwareRelease
         brief_fields = ["model", "version"]
-        fields = ["id", "model", "version", "origin", "signed", "baseline", "created_at"]
+        fields = [
+            "id",
+            "model",
+            "version",
+            "origin",
+            "signed",
+            "baseline",
+            "components",
+            "created_at",
+        ]
         read_only_fields = ["created_at"]
 
 

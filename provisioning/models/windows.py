@@ -5,7 +5,25 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from factory.wire import FirmwareComponent
 from provisioning.choices import WindowStatus
+
+
+def validate_components(value) -> None:
+    """A bundle's ``{component: version}``: components of the wire contract, versions named."""
+    if not isinstance(value, dict):
+        raise ValidationError("an object of component → version", code="invalid_components")
+    known = set(FirmwareComponent)
+    for component, version in value.items():
+        if component not in known:
+            raise ValidationError(
+                f"unknown component {component!r}; one of {', '.join(sorted(known))}",
+                code="unknown_component",
+            )
+        if not isinstance(version, str) or not 1 <= len(version) <= 64:
+            raise ValidationError(
+                f"the version of {component} is 1–64 characters", code="invalid_version"
+            )
 
 
 def validate_weekdays(value) -> None:
@@ -88,6 +106,13 @@ class FirmwareRelease(models.Model):
     origin = models.CharField(max_length=200, help_text="Where the image comes from.")
     signed = models.BooleanField(default=True)
     baseline = models.BooleanField(default=False)
+    components = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_components],
+        help_text="The bundle's version of each component it carries ({component: version}); "
+        "an upgrade's verification reads each back from the BMC's firmware inventory.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

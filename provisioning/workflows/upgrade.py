@@ -9,7 +9,7 @@ from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
 from factory.inventory.models import UltraServer
 from factory.wire import CommandParam, HardwareState
-from provisioning.models import Workflow
+from provisioning.models import FirmwareRelease, Workflow
 from provisioning.outcomes import Done, Fail, Outcome
 from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepRun, StepSpec
 from provisioning.workflows.common import (
@@ -97,6 +97,26 @@ class UpgradeFlash(FlashFirmware):
 
     def plan_input(self, workflow: Workflow, server: UltraServer) -> dict:
         return {"from_version": server.firmware_version}
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        """As a flash, then the bundle's components: when the agent read the BMC's firmware
+        inventory back, every component the release names must run the release's version
+        (a bundle can report the new version while one tray kept its old firmware). Without
+        an inventory the running version is all there is to check."""
+        inventory = result.get(HardwareState.FIRMWARE_INVENTORY)
+        if isinstance(inventory, dict):
+            release = FirmwareRelease.objects.filter(
+                model_id=run.server.model_id, version=self.version(run)
+            ).first()
+            for component, wanted in sorted((release.components if release else {}).items()):
+                found = inventory.get(component)
+                if found != wanted:
+                    return Fail(
+                        f"{run.server.serial}: component {component} runs {found!r}, not "
+                        f"{wanted!r} of firmware {self.version(run)}",
+                        verified_state=result,
+                    )
+        return super().on_success(run, result)
 
 
 class Restore(Undrain):

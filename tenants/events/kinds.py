@@ -8,6 +8,7 @@ from enum import StrEnum
 class EventKind(StrEnum):
     FAULT_OPENED = "fault.opened"
     FAULT_RESOLVED = "fault.resolved"
+    SERVER_ISOLATED = "server.isolated"  # powered off at once by a critical fault (a leak)
     WORKFLOW_CREATED = "workflow.created"
     WORKFLOW_STATE_CHANGED = "workflow.state_changed"
     ACCESS_REQUEST_CREATED = "access_request.created"
@@ -24,6 +25,7 @@ class EventKind(StrEnum):
 EVENT_KIND_LABELS: dict[EventKind, str] = {
     EventKind.FAULT_OPENED: "Fault opened",
     EventKind.FAULT_RESOLVED: "Fault resolved",
+    EventKind.SERVER_ISOLATED: "UltraServer isolated",
     EventKind.WORKFLOW_CREATED: "Workflow created",
     EventKind.WORKFLOW_STATE_CHANGED: "Workflow state changed",
     EventKind.ACCESS_REQUEST_CREATED: "Access requested",

@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from factory.catalog.models import UltraServerModel
-from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Rack, Site, UltraServer
 from factory.inventory.power import FeedCapacity, protected_budget
 from tenants.api.base import ScopedPrimaryKeyRelatedField
 from tenants.models import Tenant
@@ -97,6 +97,13 @@ class PowerFeedSerializer(serializers.ModelSerializer):
         return round(feed.capacity_watts / 1000, 3)
 
 
+class ComponentFirmwareSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ComponentFirmware
+        fields = ["component", "version", "observed_at"]
+        read_only_fields = fields
+
+
 class UltraServerSerializer(serializers.ModelSerializer):
     model = serializers.PrimaryKeyRelatedField(queryset=UltraServerModel.objects.all())
     model_name = serializers.CharField(source="model.name", read_only=True)
@@ -112,6 +119,13 @@ class UltraServerSerializer(serializers.ModelSerializer):
         queryset=Tenant.objects.all(), tenant_fields=("id",), required=False, allow_null=True
     )
     chip_count = serializers.IntegerField(source="model.chip_count", read_only=True)
+    firmware_inventory = ComponentFirmwareSerializer(
+        source="firmware_components",
+        many=True,
+        read_only=True,
+        help_text="Per component, the firmware version its BMC last reported (read back with "
+        "every command that reads the hardware state).",
+    )
 
     class Meta:
         model = UltraServer
@@ -132,11 +146,20 @@ class UltraServerSerializer(serializers.ModelSerializer):
             "runtime_version",
             "in_maintenance",
             "fault_reason",
+            "isolated_since",
+            "isolation_reason",
+            "firmware_inventory",
             "last_heartbeat_at",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["last_heartbeat_at", "created_at", "updated_at"]
+        read_only_fields = [
+            "isolated_since",
+            "isolation_reason",
+            "last_heartbeat_at",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class ChipSerializer(serializers.ModelSerializer):

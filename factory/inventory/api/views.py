@@ -76,7 +76,9 @@ class PowerFeedViewSet(BulkWriteMixin, AuditedModelViewSet):
 class UltraServerViewSet(BulkWriteMixin, AuditedModelViewSet):
     """UltraServers: provider hardware on customer premises. Creating one creates its chips."""
 
-    queryset = UltraServer.objects.select_related("model", "rack__site", "tenant")
+    queryset = UltraServer.objects.select_related("model", "rack__site", "tenant").prefetch_related(
+        "firmware_components"
+    )
     serializer_class = s.UltraServerSerializer
     filterset_class = UltraServerFilterSet
     ordering_fields = ["serial", "lifecycle_state", "position", "created_at", "last_heartbeat_at"]

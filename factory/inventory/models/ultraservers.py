@@ -54,6 +54,13 @@ class UltraServer(models.Model):
         blank=True,
         help_text="Set when the site's agent has gone silent; cleared when it reports again.",
     )
+    isolated_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Powered off at once by a critical fault (a leak); cleared when the fault is.",
+    )
+    isolation_reason = models.CharField(max_length=500, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -181,6 +181,7 @@ class FaultSerializer(serializers.ModelSerializer):
     ultraserver_serial = serializers.CharField(
         source="ultraserver.serial", read_only=True, default=None
     )
+    severity = serializers.SerializerMethodField(help_text="critical, major or minor (by rule).")
 
     class Meta:
         model = Fault
@@ -193,9 +194,13 @@ class FaultSerializer(serializers.ModelSerializer):
             "ultraserver_serial",
             "chip_index",
             "rule",
+            "severity",
             "detail",
             "opened_at",
             "cleared_at",
             "cleared_reason",
         ]
         read_only_fields = fields
+
+    def get_severity(self, fault: Fault) -> str:
+        return wire.severity_of(fault.rule).value

@@ -41,10 +41,13 @@ class ServerSample(PackedChipMetrics):
     chips = models.PositiveSmallIntegerField()
 
     class Meta:
-        indexes = [
-            models.Index(fields=["ultraserver", "ts"], name="sample_server_ts"),
-            models.Index(fields=["ts"], name="sample_ts"),
+        # One sample per server and device Timestamp, whatever numbered it: a second agent or
+        # a restarted one never stores the same sample twice (ingest inserts ON CONFLICT DO
+        # NOTHING). Also the index of a server's series.
+        constraints = [
+            models.UniqueConstraint(fields=["ultraserver", "ts"], name="sample_unique_server_ts")
         ]
+        indexes = [models.Index(fields=["ts"], name="sample_ts")]
 
     def __str__(self):
         return f"{self.ultraserver_id}@{self.ts:%Y-%m-%d %H:%M:%S}"

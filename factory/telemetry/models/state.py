@@ -1,5 +1,6 @@
 from django.db import models
 
+from factory import wire
 from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models.samples import PackedChipMetrics
 
@@ -50,18 +51,24 @@ class DeviceReading(models.Model):
 
 
 class TelemetrySource(models.Model):
-    """The highest report sequence accepted from one device of a site: a replayed or repeated
-    report is at or below it, and is acknowledged and ignored."""
+    """The highest report sequence accepted from one device of a site in one numbering epoch
+    (an agent's run; "" for agents older than epochs): a replayed or repeated report is at or
+    below it, and is acknowledged and ignored. Forgotten a week after it was last heard
+    (``ingest.forget_epochs``)."""
 
     site = models.ForeignKey("inventory.Site", on_delete=models.CASCADE, related_name="+")
     source = models.CharField(max_length=80)
+    epoch = models.CharField(max_length=wire.MAX_EPOCH_LENGTH, blank=True, default="")
     last_sequence = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="When it was last heard.")
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["site", "source"], name="source_unique_per_site")
+            models.UniqueConstraint(
+                fields=["site", "source", "epoch"], name="source_epoch_unique_per_site"
+            )
         ]
+        indexes = [models.Index(fields=["updated_at"], name="source_heard")]
 
     def __str__(self):
-        return f"{self.source} #{self.last_sequence}"
+        return f"{self.source}/{self.epoch or '-'} #{self.last_sequence}"

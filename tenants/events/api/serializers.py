@@ -6,8 +6,11 @@ from tenants.events.models import Event
 
 DATA_HELP = (
     "What happened, by kind (free-form; keys are only ever added). "
-    "`fault.opened`, `fault.resolved`: `rule`, `detail`, `site`, `server` (serial or null), "
-    "`chip` (index or null), `opened_at`; resolved also `reason`, `cleared_at`. "
+    "`fault.opened`, `fault.resolved`: `rule`, `severity` (`critical`, `major`, `minor`), "
+    "`detail`, `site`, `server` (serial or null), `chip` (index or null), `opened_at`; "
+    "resolved also `reason`, `cleared_at`. "
+    "`server.isolated` (a leak powered a server off at once): `server`, `site`, `fault`, "
+    "`rule`, `severity`, `detail`, `action`, `reset_type`, `command`, `isolated_at`. "
     "`workflow.created`: `workflow_kind`, `state`, `site`, `targets`, `reason`, `created_by`. "
     "`workflow.state_changed`: `from`, `to`, `workflow_kind`, `reason`. "
     "`access_request.created`, `access_request.decided`: `site`, `person`, `requested_by`, "
