@@ -2,14 +2,14 @@
 #
 # `site` (docker build --target site): what runs at a customer's site, without the control
 # plane: the site agent and the simulated site hardware. Nothing but the wire contract
-# (factory/wire.py), their own code, and their two dependencies; no Django, no secrets.
+# (factory/wire.py), their own code, and their three dependencies; no Django, no secrets.
 FROM python:3.11-slim AS site
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 # The same version ranges as pyproject.toml's (a test keeps them equal).
-RUN pip install "redfish>=3.2,<4" "requests>=2.32,<3" \
+RUN pip install "cryptography>=44,<51" "requests>=2.32,<3" "urllib3>=2.2,<3" \
     && useradd --system --home /app site \
     && mkdir -p /sim /var/lib/agent && chown site /sim /var/lib/agent
 # (/sim and /var/lib/agent: the simulated site's layout and the site agent's outbox, as volumes)

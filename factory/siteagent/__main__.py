@@ -6,6 +6,11 @@
 The token is the site's agent credential (``manage.py issue_agent_token SITE`` or
 ``POST /api/v1/site-agents/``); it may also come from ``FACTORY_AGENT_TOKEN``. ``--devices``
 is a JSON file or URL listing the site's devices (the simulator serves one at /sim/devices).
+
+Devices are reached over HTTPS and verified: a device's ``tls`` entry in the listing
+(``{"ca": path}`` or ``{"pin": "sha256:<hex>"}``), else ``--pin SERIAL=sha256:<hex>``, else
+``--ca-bundle`` (the site's CA), else the system's CAs. Plain HTTP only for a device whose
+listed URL is ``http://``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import urllib.request
@@ -26,9 +32,19 @@ from factory.siteagent.devices import Device
 from factory.siteagent.outbox import Outbox
 
 
-def load_devices(source: str, username: str, password: str) -> list[Device]:
+def load_devices(
+    source: str,
+    username: str,
+    password: str,
+    *,
+    ca_bundle: str | None = None,
+    pins: dict[str, str] | None = None,
+) -> list[Device]:
+    """The listing's devices, each with its trust: its own ``tls`` entry, else its pin, else
+    the site's CA bundle."""
     if source.startswith(("http://", "https://")):
-        with urllib.request.urlopen(source, timeout=10) as response:
+        context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
+        with urllib.request.urlopen(source, timeout=10, context=context) as response:
             listing: wire.DeviceListing = json.load(response)
     else:
         with open(source) as f:
@@ -37,6 +53,11 @@ def load_devices(source: str, username: str, password: str) -> list[Device]:
     devices = []
     for d in listing["devices"]:
         extra: dict[str, Any] = {k: v for k, v in d.items() if k not in required}
+        if "tls" not in extra:
+            if d["serial"] in (pins or {}):
+                extra["tls"] = {"pin": (pins or {})[d["serial"]]}
+            elif ca_bundle:
+                extra["tls"] = {"ca": ca_bundle}
         devices.append(Device(d["kind"], d["serial"], d["url"], username, password, **extra))
     return devices
 
@@ -61,13 +82,39 @@ def main(argv: list[str] | None = None) -> int:
         default="https://artifacts.invalid/firmware",
         help="where the BMCs fetch firmware images (inside the site)",
     )
+    p.add_argument("--ca-bundle", help="the site's CA certificates (PEM) to verify devices by")
+    p.add_argument(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="SERIAL=sha256:HEX",
+        help="trust exactly this certificate for one device (repeatable)",
+    )
+    p.add_argument(
+        "--no-sse", action="store_true", help="poll only; do not hold devices' event streams"
+    )
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if not args.token:
         p.error("--token or FACTORY_AGENT_TOKEN is required")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("redfish").setLevel(logging.WARNING)  # one line per request otherwise
-    devices = load_devices(args.devices, args.device_username, args.device_password)
+    pins = {}
+    for pin in args.pin:
+        serial, sep, value = pin.partition("=")
+        if not sep:
+            p.error(f"--pin {pin}: SERIAL=sha256:HEX")
+        pins[serial] = value
+    try:
+        devices = load_devices(
+            args.devices,
+            args.device_username,
+            args.device_password,
+            ca_bundle=args.ca_bundle,
+            pins=pins,
+        )
+    except ValueError as exc:
+        p.error(f"--devices: {exc}")
     agent = Agent(
         control_plane=args.control_plane,
         token=args.token,
@@ -75,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         outbox=Outbox(args.outbox),
         interval_s=args.interval,
         image_base=args.image_base,
+        sse=not args.no_sse,
     ).start()
     logging.getLogger("factory.siteagent").info(
         "agent up: %d devices, control plane %s", len(devices), args.control_plane

@@ -14,8 +14,10 @@ import requests
 
 from factory import wire
 from factory.siteagent.commands import execute
-from factory.siteagent.devices import POLLERS, Device, DeviceError
+from factory.siteagent.devices import POLLERS, Device, DeviceError, chip_report
+from factory.siteagent.faults import ChipWatch, LeakWatch
 from factory.siteagent.outbox import Outbox
+from factory.siteagent.sse import EventStream
 from factory.wire import OEM, FeedReading, ReportKey
 
 log = logging.getLogger("factory.siteagent")
@@ -44,6 +46,7 @@ class Agent:
         image_base: str = "https://artifacts.invalid/firmware",
         task_poll_s: float = 1.0,
         claim_wait_s: float = 20.0,
+        sse: bool = True,
     ):
         self.base = control_plane.rstrip("/")
         self.devices = devices
@@ -70,19 +73,66 @@ class Agent:
         }
         self.results: queue.Queue[wire.BatchOutcome] = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent")
+        # Push: each device's event stream (if it has one); polling stands in where not.
+        self.wake = threading.Event()  # an event is waiting: the push loop sends it now
+        self.sse = sse
+        self.streams: dict[str, EventStream] = {}
+        self.chip_watch = {serial: ChipWatch() for serial in self.bmcs}
+        self.leak_watch = {d.serial: LeakWatch() for d in devices if d.kind != wire.DeviceKind.PDU}
+        self.pushed_at: dict[str, float] = {}  # a BMC's last MetricReport over its stream
 
     # --- devices → outbox ----------------------------------------------------------------
 
+    def streaming(self, device: Device) -> bool:
+        """Whether the device's event stream is open now (else polling finds its faults)."""
+        stream = self.streams.get(device.serial)
+        return stream is not None and stream.live
+
+    def add_events(self, events: list[wire.Event]) -> None:
+        """Events into the outbox, and the push loop woken to send them at once."""
+        for event in events:
+            self.outbox.add_event(event)
+        if events:
+            self.stats["events"] = self.stats.get("events", 0) + len(events)
+            self.wake.set()
+
+    def _pushed_report(self, device: Device, body: dict) -> None:
+        """A BMC's MetricReport over its stream: stands in for that interval's poll."""
+        if device.kind != wire.DeviceKind.BMC or body.get("Id") != wire.ReportId.CHIPS:
+            return
+        report = chip_report(device.serial, body)
+        self._chip_events(device, report)
+        self.outbox.add_reports([report])
+        self.stats["polled"] += 1
+        self.pushed_at[device.serial] = time.monotonic()
+
+    def _chip_events(self, device: Device, report: dict) -> None:
+        events = self.chip_watch[device.serial].see(report)
+        if not self.streaming(device):
+            self.add_events(events)
+
     def poll_once(self) -> int:
         def poll(device: Device) -> dict | None:
+            pushed = self.pushed_at.get(device.serial)
+            if pushed is not None and time.monotonic() - pushed < self.interval_s:
+                return None  # its stream brought this interval's report
             try:
-                return POLLERS[device.kind](device)
+                report = POLLERS[device.kind](device)
+                if device.serial in self.leak_watch and not self.streaming(device):
+                    self.add_events(
+                        self.leak_watch[device.serial].poll(device, report["Timestamp"], True)
+                    )
+                return report
             except (DeviceError, KeyError, ValueError, IndexError) as exc:
                 self.stats["poll_errors"] += 1
                 log.warning("poll %s failed: %s", device.serial, exc)
                 return None
 
-        reports = [r for r in self.pool.map(poll, self.devices) if r is not None]
+        polled = list(zip(self.devices, self.pool.map(poll, self.devices), strict=True))
+        reports = [r for _, r in polled if r is not None]
+        for device, report in polled:
+            if report is not None and device.serial in self.chip_watch:
+                self._chip_events(device, report)
         for report in reports:
             self._events_from(report)
         if reports:
@@ -97,15 +147,19 @@ class Agent:
         for feed, reading in (oem.get(ReportKey.FEEDS) or {}).items():
             was = self.feed_state.get(feed, True)
             self.feed_state[feed] = reading[FeedReading.UP]
-            if was and not reading[FeedReading.UP]:
-                self.outbox.add_event(
-                    wire.Event(
-                        source=oem[ReportKey.SOURCE],
-                        kind=wire.EventKind.FEED_LOSS,
-                        feed=feed,
-                        message=f"power feed {feed} lost",
-                        timestamp=report["Timestamp"],
-                    )
+            source = oem[ReportKey.SOURCE]
+            device = next((d for d in self.devices if d.serial == source), None)
+            if was and not reading[FeedReading.UP] and not (device and self.streaming(device)):
+                self.add_events(
+                    [
+                        wire.Event(
+                            source=source,
+                            kind=wire.EventKind.FEED_LOSS,
+                            feed=feed,
+                            message=f"power feed {feed} lost",
+                            timestamp=report["Timestamp"],
+                        )
+                    ]
                 )
 
     def _poll_loop(self) -> None:
@@ -209,11 +263,15 @@ class Agent:
     def _push_loop(self) -> None:
         backoff = 1.0
         while not self.stop.is_set():
+            self.wake.clear()
+            # Events first: a fault must not queue behind a backlog of telemetry.
+            if self.outbox.oldest_events(1):
+                self._push_events()
             if self.push_once():
                 backoff = 1.0
-                self.stop.wait(min(1.0, self.interval_s))
+                self.wake.wait(min(1.0, self.interval_s))
             else:
-                self.stop.wait(backoff)
+                self.wake.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
     # --- commands ------------------------------------------------------------------------
@@ -326,11 +384,27 @@ class Agent:
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    def start_streams(self) -> None:
+        """An event stream per device that offers one (each its own thread)."""
+        for device in self.devices:
+            if device.serial not in self.streams:
+                self.streams[device.serial] = EventStream(
+                    device, self.add_events, self._pushed_report, stop=self.stop
+                ).start()
+
     def start(self) -> Agent:
+        if self.sse:
+            self.start_streams()
         for target in (self._poll_loop, self._push_loop, self._command_loop, self.result_loop):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         return self
 
     def shutdown(self) -> None:
+        """Stop the loops and streams, and delete each device's session (a BMC has few)."""
         self.stop.set()
+        self.wake.set()
+        for stream in self.streams.values():
+            stream.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        for device in self.devices:
+            device.close()

@@ -1,75 +1,337 @@
-"""Commands from the control plane, carried out on the BMC through Redfish.
+"""Commands from the control plane, carried out on the BMC through standard Redfish.
 
 Each returns ``(ok, result, error)``; the parameters and result keys of each command kind are
 the wire contract's (``factory.wire.COMMANDS``), which the workflow steps read.
+
+Nothing here assumes one vendor's URIs: the system, its reset and OEM actions, the update
+service and its firmware inventory are found from the service root, an OEM action by its name
+under ``Actions.Oem`` (``#<namespace>.Drain``), and a long operation is followed through its
+task monitor (DSP0266 §12.2) to the Task that tells its true outcome.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from factory import wire
-from factory.siteagent.devices import Device, DeviceError
-from factory.wire import OEM, CommandKind, CommandParam, HardwareState, OemAction, SystemOem
+from factory.siteagent.devices import Answer, Device, DeviceError
+from factory.wire import (
+    OEM,
+    CommandKind,
+    CommandParam,
+    FirmwareComponent,
+    HardwareState,
+    OemAction,
+    SystemOem,
+)
 
 TASK_TIMEOUT_S = 1800.0
+#: Retry-After is the device's wish; a wait outside these bounds is clamped to them.
+MIN_WAIT_S, MAX_WAIT_S = 0.05, 60.0
 SYSTEM = wire.SYSTEM_PATH
+TERMINAL = ("Completed", "Exception", "Killed", "Cancelled", "Interrupted", "Suspended")
 # Commands that change the state and answer with it (HardwareState), by the action they take.
 STATE_ACTIONS: dict[str, OemAction] = {
     CommandKind.DRAIN: OemAction.DRAIN,
     CommandKind.UNDRAIN: OemAction.UNDRAIN,
 }
 
+#: Which FirmwareComponent a FirmwareInventory entry is, by words in its SoftwareId, Id or Name
+#: (lower case, letters and digits only), first match wins: the one place vendors' names map.
+FIRMWARE_NAMES: tuple[tuple[FirmwareComponent, tuple[str, ...]], ...] = (
+    (FirmwareComponent.BMC, ("bmc", "manager", "baseboardmanagement")),
+    (FirmwareComponent.BIOS, ("bios", "uefi", "systemfirmware", "hostfirmware", "systemrom")),
+    (FirmwareComponent.NIC, ("nic", "networkadapter", "ethernet", "networkinterface")),
+    (FirmwareComponent.SWITCH_TRAY, ("switchtray", "switch", "fabric")),
+    (FirmwareComponent.ACCELERATOR_TRAY, ("acceleratortray", "accelerator", "gpu", "tray")),
+    (FirmwareComponent.POWER_SHELF, ("powershelf", "psu", "powersupply", "power")),
+)
+#: Words that mark a standby image (the other A/B bank), beside ``Status.State`` StandbySpare.
+STANDBY_WORDS = ("inactive", "standby", "backup", "secondary", "bankb", "recovery")
+
+
+def _squash(text: object) -> str:
+    return "".join(c for c in str(text or "").lower() if c.isalnum())
+
+
+def firmware_component(entry: Mapping[str, object]) -> FirmwareComponent | None:
+    """The component a SoftwareInventory entry is the firmware of, or None: a SoftwareId
+    ending in a component's name, else the first FIRMWARE_NAMES word in its SoftwareId, Id
+    or Name (in that order: the vendor's id says more than a display name)."""
+    software_id = _squash(entry.get("SoftwareId"))
+    for component in FirmwareComponent:
+        if software_id.endswith(_squash(component.value)):
+            return component
+    for key in ("SoftwareId", "Id", "Name"):
+        words = _squash(entry.get(key))
+        for component, names in FIRMWARE_NAMES:
+            if words and any(name in words for name in names):
+                return component
+    return None
+
+
+def is_standby(entry: Mapping[str, object]) -> bool:
+    status = entry.get("Status")
+    state = status.get("State") if isinstance(status, dict) else ""
+    words = " ".join(_squash(entry.get(k)) for k in ("Id", "Name"))
+    return state == "StandbySpare" or any(w in words for w in STANDBY_WORDS)
+
+
+# --- discovery ---------------------------------------------------------------------------
+
+
+def _link(body: Mapping[str, object], name: str) -> str | None:
+    value = body.get(name)
+    if isinstance(value, dict) and isinstance(value.get("@odata.id"), str):
+        return value["@odata.id"]
+    return None
+
+
+def _discover(bmc: Device, key: str, find: Callable[[], str]) -> str:
+    """A URI found once per device and kept (the service's layout does not change)."""
+    cached = bmc.discovered.get(key)
+    if cached is None:
+        cached = find()
+        bmc.discovered[key] = cached
+    return cached
+
+
+def system_uri(bmc: Device) -> str:
+    def find() -> str:
+        root = bmc.get(wire.REDFISH_ROOT)
+        systems = _link(root, "Systems")
+        if systems:
+            members = bmc.get(systems).get("Members") or []
+            if members:
+                return str(members[0]["@odata.id"])
+        return SYSTEM
+
+    return _discover(bmc, "system", find)
+
+
+def update_service_uri(bmc: Device) -> str:
+    return _discover(
+        bmc,
+        "update",
+        lambda: (
+            _link(bmc.get(wire.REDFISH_ROOT), "UpdateService")
+            or f"{wire.REDFISH_ROOT}/UpdateService"
+        ),
+    )
+
+
+def oem_actions(system: Mapping[str, object]) -> dict[str, tuple[str, str]]:
+    """``{action name: (namespace, target)}`` of the system's ``Actions.Oem`` (``#Ns.Drain``
+    directly, or nested one level under a namespace)."""
+    found: dict[str, tuple[str, str]] = {}
+    actions = system.get("Actions") or {}
+    oem = actions.get("Oem") if isinstance(actions, dict) else None
+
+    def walk(entries: Mapping[str, object]) -> None:
+        for key, value in entries.items():
+            if not isinstance(value, dict):
+                continue
+            if key.startswith("#") and isinstance(value.get("target"), str):
+                namespace, _, name = key[1:].rpartition(".")
+                found[name] = (namespace, value["target"])
+            elif not key.startswith("#"):
+                walk(value)
+
+    if isinstance(oem, dict):
+        walk(oem)
+    return found
+
+
+def oem_action(bmc: Device, action: OemAction) -> tuple[str, str]:
+    """The namespace and target of an OEM action, by its name; a DeviceError if the device
+    has none (it cannot do that)."""
+    found = oem_actions(bmc.get(system_uri(bmc))).get(action.value)
+    if found is None:
+        raise DeviceError(f"{bmc.serial}: the system offers no OEM action {action.value}")
+    return found
+
+
+def oem_section(body: Mapping[str, object], namespace: str | None = None) -> dict:
+    """A resource's ``Oem`` section: the given namespace's, else ours, else the only one."""
+    oem = body.get("Oem")
+    if not isinstance(oem, dict) or not oem:
+        return {}
+    for name in (namespace, OEM):
+        if name and isinstance(oem.get(name), dict):
+            return oem[name]
+    sections = [v for v in oem.values() if isinstance(v, dict)]
+    return sections[0] if len(sections) == 1 else {}
+
+
+# --- state -------------------------------------------------------------------------------
+
+
+def firmware_inventory(bmc: Device) -> list[dict]:
+    """Every SoftwareInventory entry of the update service's FirmwareInventory."""
+    service = bmc.get(update_service_uri(bmc))
+    inventory = _link(service, "FirmwareInventory")
+    if not inventory:
+        return []
+    members = bmc.get(inventory).get("Members") or []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda m: bmc.get(m["@odata.id"]), members))
+
 
 def query_state(bmc: Device) -> dict:
-    system = bmc.get(SYSTEM)
-    oem = (system.get("Oem") or {}).get(OEM, {})
-    return {
+    system = bmc.get(system_uri(bmc))
+    namespaces = {ns for ns, _ in oem_actions(system).values()}
+    oem = oem_section(system, next(iter(namespaces), None))
+    state: dict[str, object] = {
         HardwareState.FIRMWARE_VERSION: system.get("BiosVersion", ""),
         HardwareState.INACTIVE_FIRMWARE_VERSION: oem.get(SystemOem.INACTIVE_FIRMWARE_VERSION, ""),
         HardwareState.DRAINED: bool(oem.get(SystemOem.DRAINED)),
         HardwareState.CABLED: bool(oem.get(SystemOem.CABLED)),
         HardwareState.POWER_STATE: system.get("PowerState", ""),
     }
+    try:
+        entries = firmware_inventory(bmc)
+    except DeviceError:
+        return state  # no inventory to read: the OEM property stands
+    inventory, standby = inventory_versions(entries)
+    if inventory:
+        state[HardwareState.FIRMWARE_INVENTORY] = inventory
+    if FirmwareComponent.BIOS in standby or None in standby:
+        state[HardwareState.INACTIVE_FIRMWARE_VERSION] = standby.get(
+            FirmwareComponent.BIOS, standby.get(None, "")
+        )
+    return state
 
 
-def _wait_task(bmc: Device, location: str, poll_s: float) -> dict:
-    deadline = time.monotonic() + TASK_TIMEOUT_S
-    while time.monotonic() < deadline:
-        task = bmc.get(location)
-        if task.get("TaskState") in ("Completed", "Exception", "Killed", "Cancelled"):
-            return task
-        time.sleep(poll_s)
-    raise DeviceError(f"{bmc.serial}: task {location} did not finish")
+def inventory_versions(
+    entries: Iterable[Mapping[str, object]],
+) -> tuple[dict[str, str], dict[FirmwareComponent | None, str]]:
+    """``({component: running version}, {component or None: standby version})``: the A/B
+    bank's standby image is the system firmware's (BIOS) when the entry names no component."""
+    running: dict[str, str] = {}
+    standby: dict[FirmwareComponent | None, str] = {}
+    for entry in entries:
+        version = entry.get("Version")
+        if not isinstance(version, str):
+            continue
+        component = firmware_component(entry)
+        if is_standby(entry):
+            standby.setdefault(component, version)
+        elif component is not None:
+            running.setdefault(component.value, version)
+    return running, standby
 
 
-def _task_failed(task: dict) -> str | None:
-    if task.get("TaskState") == "Completed" and task.get("TaskStatus") == "OK":
+def inventory_target(bmc: Device, component: str) -> str:
+    """The FirmwareInventory URI of a component's running image (SimpleUpdate ``Targets``)."""
+    wanted = FirmwareComponent(component)
+    for entry in firmware_inventory(bmc):
+        if firmware_component(entry) == wanted and not is_standby(entry):
+            return str(entry["@odata.id"])
+    raise DeviceError(f"{bmc.serial}: no firmware component {component} in FirmwareInventory")
+
+
+# --- long operations ---------------------------------------------------------------------
+
+
+def _is_task(body: Mapping[str, object]) -> bool:
+    return "TaskState" in body or "#Task." in str(body.get("@odata.type", ""))
+
+
+def _wait(answer: Answer, poll_s: float, deadline: float) -> None:
+    wished = answer.retry_after()
+    wait = min(max(poll_s if wished is None else wished, MIN_WAIT_S), MAX_WAIT_S)
+    time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
+
+
+def _task_failed(task: Mapping[str, object]) -> str | None:
+    if task.get("TaskState") == "Completed" and task.get("TaskStatus", "OK") in ("OK", "Warning"):
         return None
-    messages = "; ".join(m.get("Message", "") for m in task.get("Messages", []))
-    return messages or f"task ended {task.get('TaskState')}"
+    listed = task.get("Messages")
+    messages = "; ".join(
+        str(m.get("Message", ""))
+        for m in (listed if isinstance(listed, list) else [])
+        if isinstance(m, dict)
+    )
+    return messages or f"task ended {task.get('TaskState')} ({task.get('TaskStatus')})"
 
 
-def _action(bmc: Device, path: str, body: dict, poll_s: float) -> tuple[bool, dict, str]:
-    status, payload, headers = bmc.post(path, body)
-    if status == 202:
-        location = headers.get("Location") or headers.get("location") or payload.get("@odata.id")
-        if not isinstance(location, str) or not location:
-            return False, {}, f"{path}: accepted, but no task to follow"
-        task = _wait_task(bmc, location, poll_s)
-        failed = _task_failed(task)
-        if failed:
-            return False, {}, failed
-        return True, (task.get("Oem") or {}).get(OEM, {}), ""
-    if status in (200, 204):
-        return True, payload, ""
-    message = (payload.get("error") or {}).get("message") or f"HTTP {status}"
-    return False, {}, f"{path}: {message}"
+def _finish_task(bmc: Device, task_uri: str, poll_s: float, deadline: float) -> dict:
+    """The Task once terminal (a monitor may finish a moment before its Task says so)."""
+    while True:
+        answer = bmc.request("GET", task_uri)
+        if answer.status != 200:
+            raise DeviceError(f"{bmc.serial}: task {task_uri} answered {answer.status}")
+        if answer.body.get("TaskState") in TERMINAL or time.monotonic() >= deadline:
+            return answer.body
+        _wait(answer, poll_s, deadline)
+
+
+def follow(
+    bmc: Device, accepted: Answer, poll_s: float, timeout_s: float = TASK_TIMEOUT_S
+) -> tuple[bool, dict, str]:
+    """Follow a 202: poll the task monitor at ``Location`` honouring ``Retry-After`` until it
+    answers other than 202, then read the Task (from the 202 body's or the monitor's
+    ``@odata.id``) for the true outcome. Also takes a service that puts the Task itself at
+    ``Location`` and answers 200 with its TaskState while running (older firmware)."""
+    location = accepted.headers.get("Location") or accepted.body.get("@odata.id")
+    if not isinstance(location, str) or not location:
+        return False, {}, "accepted, but no task monitor to follow"
+    task_uri = accepted.body.get("@odata.id") if _is_task(accepted.body) else None
+    deadline = time.monotonic() + timeout_s
+    answer = accepted
+    while True:
+        _wait(answer, poll_s, deadline)
+        if time.monotonic() >= deadline:
+            return False, {}, f"task monitor {location} did not finish in {timeout_s:.0f} s"
+        answer = bmc.request("GET", location)
+        if answer.status == 202:
+            if _is_task(answer.body):
+                task_uri = answer.body.get("@odata.id") or task_uri
+            continue
+        if answer.status == 200 and _is_task(answer.body):
+            task_uri = answer.body.get("@odata.id") or location
+            if answer.body.get("TaskState") not in TERMINAL:
+                continue  # the Task itself at Location, still running
+            task = answer.body
+            break
+        if answer.status in (200, 204):
+            if not task_uri:
+                return True, answer.body, ""  # the operation's own answer: done
+            task = _finish_task(bmc, str(task_uri), poll_s, deadline)
+            break
+        if answer.status == 404 and task_uri:
+            task = _finish_task(bmc, str(task_uri), poll_s, deadline)  # monitor gone: ask Task
+            break
+        # The operation's error response: it failed; its Task says why, where there is one.
+        why = answer.message()
+        if task_uri:
+            with contextlib.suppress(DeviceError):
+                why = _task_failed(_finish_task(bmc, str(task_uri), poll_s, deadline)) or why
+        return False, {}, why
+    failed = _task_failed(task)
+    if failed:
+        return False, {}, failed
+    return True, task, ""
+
+
+def _action(
+    bmc: Device, path: str, body: dict, poll_s: float, namespace: str | None = None
+) -> tuple[bool, dict, str]:
+    """POST an action; the result is its OEM section (the Task's, for a long operation)."""
+    answer = bmc.request("POST", path, body)
+    if answer.status == 202:
+        ok, final, error = follow(bmc, answer, poll_s)
+        return ok, oem_section(final, namespace) if ok else {}, error and f"{path}: {error}"
+    if answer.status in (200, 204):
+        return True, answer.body, ""
+    return False, {}, f"{path}: {answer.message()}"
 
 
 def interconnect_check(bmc: Device) -> dict:
-    chips = bmc.get(f"{SYSTEM}/Processors").get("Members", [])
+    chips = bmc.get(f"{system_uri(bmc)}/Processors").get("Members", [])
     ports: list[str] = []
     for chip in chips:
         ports.extend(m["@odata.id"] for m in bmc.get(f"{chip['@odata.id']}/Ports")["Members"])
@@ -82,6 +344,36 @@ def interconnect_check(bmc: Device) -> dict:
     }
 
 
+def flash(
+    bmc: Device, params: Mapping[str, object], image_base: str, poll_s: float
+) -> tuple[bool, dict, str]:
+    service = bmc.get(update_service_uri(bmc))
+    simple = (service.get("Actions") or {}).get("#UpdateService.SimpleUpdate") or {}
+    target = simple.get("target") or wire.SIMPLE_UPDATE_PATH
+    image = wire.firmware_image_uri(
+        image_base,
+        str(params.get(CommandParam.ORIGIN, "unknown")),
+        str(params[CommandParam.VERSION]),
+    )
+    body: dict[str, object] = {"ImageURI": image}
+    allowed = simple.get("TransferProtocol@Redfish.AllowableValues")
+    if image.startswith("https://") and (allowed is None or "HTTPS" in allowed):
+        body["TransferProtocol"] = "HTTPS"
+    component = params.get(CommandParam.COMPONENT)
+    if component:
+        body["Targets"] = [inventory_target(bmc, str(component))]
+    return _action(bmc, target, body, poll_s)
+
+
+def reset(bmc: Device, reset_type: str, poll_s: float) -> tuple[bool, dict, str]:
+    system = bmc.get(system_uri(bmc))
+    action = (system.get("Actions") or {}).get("#ComputerSystem.Reset") or {}
+    allowed = action.get("ResetType@Redfish.AllowableValues")
+    if allowed is not None and reset_type not in allowed:
+        return False, {}, f"ResetType {reset_type} is not one of {', '.join(allowed)}"
+    return _action(bmc, action.get("target") or wire.RESET_PATH, {"ResetType": reset_type}, poll_s)
+
+
 def execute(
     bmc: Device, kind: str, params: dict, *, image_base: str, poll_s: float = 1.0
 ) -> tuple[bool, dict, str]:
@@ -89,36 +381,23 @@ def execute(
         if kind in (CommandKind.QUERY_STATE, CommandKind.INSTALL_CHECK):
             return True, query_state(bmc), ""
         if kind == CommandKind.FLASH_FIRMWARE:
-            image = wire.firmware_image_uri(
-                image_base, params.get(CommandParam.ORIGIN, "unknown"), params[CommandParam.VERSION]
-            )
-            ok, _, error = _action(
-                bmc,
-                wire.SIMPLE_UPDATE_PATH,
-                {"ImageURI": image, "TransferProtocol": "HTTPS"},
-                poll_s,
-            )
+            ok, _, error = flash(bmc, params, image_base, poll_s)
             return ok, query_state(bmc), error
         if kind == CommandKind.ACTIVATE_BANK:
+            namespace, target = oem_action(bmc, OemAction.ACTIVATE_BANK)
             ok, _, error = _action(
-                bmc,
-                wire.oem_action_path(OemAction.ACTIVATE_BANK),
-                {wire.ACTIVATE_BANK_VERSION: params[CommandParam.VERSION]},
-                poll_s,
+                bmc, target, {wire.ACTIVATE_BANK_VERSION: params[CommandParam.VERSION]}, poll_s
             )
             return ok, query_state(bmc), error
         if kind == CommandKind.RESET:
-            ok, _, error = _action(
-                bmc,
-                wire.RESET_PATH,
-                {"ResetType": params.get(CommandParam.RESET_TYPE, "ForceRestart")},
-                poll_s,
-            )
+            ok, _, error = reset(bmc, params.get(CommandParam.RESET_TYPE, "ForceRestart"), poll_s)
             return ok, query_state(bmc), error
         if kind == CommandKind.BURN_IN:
-            return _action(bmc, wire.oem_action_path(OemAction.BURN_IN), {}, poll_s)
+            namespace, target = oem_action(bmc, OemAction.BURN_IN)
+            return _action(bmc, target, {}, poll_s, namespace)
         if kind in STATE_ACTIONS:
-            ok, _, error = _action(bmc, wire.oem_action_path(STATE_ACTIONS[kind]), {}, poll_s)
+            _, target = oem_action(bmc, STATE_ACTIONS[kind])
+            ok, _, error = _action(bmc, target, {}, poll_s)
             return ok, query_state(bmc), error
         if kind == CommandKind.INTERCONNECT_CHECK:
             return True, interconnect_check(bmc), ""
@@ -126,4 +405,6 @@ def execute(
         return False, {}, str(exc)
     except KeyError as exc:
         return False, {}, f"missing parameter {exc}"
+    except ValueError as exc:  # a component that is no FirmwareComponent
+        return False, {}, f"bad parameter: {exc}"
     return False, {}, f"unknown command {kind}"

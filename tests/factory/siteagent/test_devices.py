@@ -14,7 +14,7 @@ def test_the_contract_tells_the_devices_own_keys_from_its_extras_at_run_time():
     """Only if ``NotRequired`` is read at run time (no postponed annotations in the wire
     module) does the agent know which keys are extras."""
     assert wire.Device.__required_keys__ == {"kind", "serial", "url"}
-    assert wire.Device.__optional_keys__ == {"rack", "position", "feeds"}
+    assert wire.Device.__optional_keys__ == {"rack", "position", "feeds", "tls"}
 
 
 def test_the_agent_keeps_each_devices_extras(tmp_path):
