@@ -138,6 +138,9 @@ class Event(TypedDict):
     feed: NotRequired[str]
     message: NotRequired[str]
     timestamp: str  # ISO 8601 with zone
+    #: What the source is (a DeviceKind): a leak at a CDU isolates what it cools even before
+    #: the control plane has any reading of that CDU.
+    device_kind: NotRequired[str]
 
 
 class EventBatch(TypedDict):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from factory import wire
@@ -23,6 +23,7 @@ from factory.agents.choices import CommandState
 from factory.agents.models import AgentCommand, SiteAgent
 from factory.agents.signals import command_finished
 from factory.core.bulk import update_rows
+from factory.inventory.lifecycle import InvalidTransition
 from tenants.errors import Conflict, FieldError, Invalid
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
@@ -104,6 +105,47 @@ def check_params(kind: str, params: Mapping[str, object]) -> None:
         raise Invalid(errors=reasons, code=reasons[0].code)
 
 
+#: What may still be sent to an isolated server (its leak fault open): the power-off itself,
+#: and the reads that change nothing. Anything else could power it back on under a leak.
+READS_WHILE_ISOLATED = frozenset({wire.CommandKind.QUERY_STATE, wire.CommandKind.INSTALL_CHECK})
+
+
+def allowed_while_isolated(kind: str, params: Mapping[str, object]) -> bool:
+    if kind in READS_WHILE_ISOLATED:
+        return True
+    return (
+        kind == wire.CommandKind.RESET
+        and params.get(wire.CommandParam.RESET_TYPE) == wire.ISOLATION_RESET_TYPE
+    )
+
+
+class ServerIsolated(InvalidTransition):
+    """409 ``isolated``: the server is powered off under a critical fault (a leak) and takes no
+    command that could power it on until the fault is cleared. An ``InvalidTransition`` (its
+    state allows no such change), so a workflow step that asks records it as that server's
+    failure rather than retrying."""
+
+    def __init__(self, ultraserver_id: int, kind: str) -> None:
+        from factory.inventory.models import UltraServer
+
+        serial, since, reason = (
+            UltraServer.objects.filter(pk=ultraserver_id)
+            .values_list("serial", "isolated_since", "isolation_reason")
+            .first()
+        ) or (str(ultraserver_id), None, "")
+        allowed = ", ".join(sorted(READS_WHILE_ISOLATED))
+        Conflict.__init__(
+            self,
+            f"UltraServer {serial} is isolated since {since:%Y-%m-%d %H:%M:%S}Z ({reason}): "
+            f"{kind} refused; only the {wire.ISOLATION_RESET_TYPE} reset, {allowed} are sent "
+            "until its fault is cleared"
+            if since
+            else f"UltraServer {serial} is isolated: {kind} refused",
+            code="isolated",
+            field="ultraserver",
+        )
+
+
 def submit(
     *,
     site_id: int,
@@ -118,10 +160,12 @@ def submit(
 
     Refused (``Invalid``) unless its parameters are those of the contract's ``CommandSpec``:
     none it does not take, none it cannot do without (absent or None). An agent would only fail
-    it later, at the site."""
+    it later, at the site. Refused (``ServerIsolated``, 409 ``isolated``) for an isolated server
+    unless ``allowed_while_isolated``: checked in the statement that queues it, so a server
+    being isolated at the same moment gets no command queued behind its power-off."""
     params = params or {}
     check_params(kind, params)
-    return AgentCommand.objects.create(
+    command = AgentCommand(
         site_id=site_id,
         ultraserver_id=ultraserver_id,
         kind=kind,
@@ -129,6 +173,41 @@ def submit(
         timeout_seconds=timeout_seconds,
         requested_by=requested_by,
     )
+    if ultraserver_id is None or allowed_while_isolated(kind, params):
+        command.save(force_insert=True)
+    elif not _insert_unless_isolated(command, ultraserver_id):
+        raise ServerIsolated(ultraserver_id, kind)
+    return command
+
+
+def _insert_unless_isolated(command: AgentCommand, ultraserver_id: int) -> bool:
+    """INSERT the command unless its server is isolated, in one statement (no read first: a
+    batch of workflow steps reads in a fixed number of statements). False if refused."""
+    from factory.inventory.models import UltraServer
+
+    def column(field: object) -> str:
+        return connection.ops.quote_name(str(getattr(field, "column", "")))
+
+    fields = AgentCommand._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(command, add=True), connection) for f in fields]
+    server = UltraServer._meta
+    table, servers = (connection.ops.quote_name(m.db_table) for m in (AgentCommand._meta, server))
+    # PostgreSQL types a SELECT's bare parameters as text; SQLite must not cast (its CAST to
+    # a datetime column's type is a number).
+    typed = connection.vendor == "postgresql"
+    placeholders = [f"CAST(%s AS {f.db_type(connection)})" if typed else "%s" for f in fields]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(column(f) for f in fields)}) "
+        f"SELECT {', '.join(placeholders)} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {servers} WHERE {column(server.pk)} = %s "
+        f"AND {column(server.get_field('isolated_since'))} IS NOT NULL)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, ultraserver_id])
+        inserted = cursor.rowcount == 1
+    if inserted:
+        command._state.adding, command._state.db = False, connection.alias
+    return inserted
 
 
 def _claim_now(agent: SiteAgent, limit: int) -> list[AgentCommand]:
@@ -245,11 +324,22 @@ def _record_firmware_inventory(finished: list[AgentCommand], now: dt.datetime) -
 
 
 def expire_overdue(now: dt.datetime | None = None) -> int:
-    """Claimed commands whose result is overdue become ``expired``; never re-queued."""
+    """Claimed commands whose result is overdue become ``expired``; never re-queued. Whoever
+    asked is told, after the commit, as for a result (``command_finished``): an isolation
+    whose power-off is lost sends it again."""
     now = now or timezone.now()
-    return AgentCommand.objects.filter(state=CommandState.CLAIMED, result_due_at__lt=now).update(
-        state=CommandState.EXPIRED
-    )
+    with transaction.atomic():
+        overdue = list(
+            AgentCommand.objects.select_for_update(skip_locked=True)
+            .filter(state=CommandState.CLAIMED, result_due_at__lt=now)
+            .values_list("pk", "requested_by")
+        )
+        expired = AgentCommand.objects.filter(
+            pk__in=[pk for pk, _ in overdue], state=CommandState.CLAIMED
+        ).update(state=CommandState.EXPIRED)
+        if overdue:
+            transaction.on_commit(lambda: command_finished.send(AgentCommand, finished=overdue))
+    return expired
 
 
 def cancel_queued(command_ids: Iterable[uuid.UUID | str]) -> int:

@@ -50,9 +50,23 @@ def save_ultraserver(server: UltraServer, ctx: ChangeContext) -> UltraServer:
     Lifecycle changes must follow the whitelist (409 naming the current state)."""
     with transaction.atomic():
         if server.pk is not None:
-            UltraServer.objects.select_for_update().filter(pk=server.pk).exists()
+            # Fields only the system sets come from the locked row, not from an instance read
+            # before it: an isolation recorded meanwhile is not undone by a stale save.
+            stored = (
+                UltraServer.objects.select_for_update()
+                .filter(pk=server.pk)
+                .values(*SYSTEM_MANAGED)
+                .first()
+            )
+            for name, value in (stored or {}).items():
+                setattr(server, name, value)
         _refuse_invalid_transition(server)
         return save_object(server, ctx, after_save=_create_chips)
+
+
+#: UltraServer fields no API or admin save changes: set by isolation, heartbeats and the
+#: stale-agent job through their own paths.
+SYSTEM_MANAGED = ("isolated_since", "isolation_reason", "unreachable_since", "last_heartbeat_at")
 
 
 def transition(

@@ -5,3 +5,11 @@ class TelemetryConfig(AppConfig):
     name = "factory.telemetry"
     label = "telemetry"
     verbose_name = "Telemetry and health"
+
+    def ready(self) -> None:
+        from factory.agents.signals import command_finished
+        from factory.telemetry import isolation
+
+        command_finished.connect(
+            isolation.on_command_finished, dispatch_uid="telemetry.settle_isolation"
+        )

@@ -63,11 +63,18 @@ def record_events(agent: SiteAgent, events: list[dict]) -> int:
         detail = event.get("message") or f"{event['kind']} reported by {event['source']}"
         if rule == FaultRule.LEAK and server is None:
             # A rack's or a CDU's detector: each server it cools gets a leak fault of its own.
-            cooled = isolation.cooled_by(agent.site_id, event["source"])
+            cooled = isolation.cooled_by(agent.site_id, event["source"], event.get("device_kind"))
             where = f"leak at {event['source']}, which cools this server: {detail}"
-            server_findings += [(pk, Finding(rule, where)) for pk in cooled]
+            server_findings += [(pk, Finding(rule, where)) for pk in cooled or ()]
             if cooled:
                 continue
+            # Still critical (a leak), as a site fault: say why nothing was powered off.
+            detail = (
+                f"{detail} (source {event['source']!r} is not a known rack, PDU or CDU: "
+                "nothing isolated)"
+                if cooled is None
+                else f"{detail} (no powered server is cooled by it: nothing isolated)"
+            )
         if server is not None:
             # A leak is the whole server's (it is powered off whole): one fault, whatever tray.
             chip = None if rule == FaultRule.LEAK else event.get("chip")

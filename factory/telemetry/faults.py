@@ -228,6 +228,14 @@ def clear_keys_everywhere(site_ids: Iterable[int], key: str, reason: str) -> int
     return _clear(Fault.objects.filter(site_id__in=list(site_ids), key=key), reason)
 
 
+def clear_isolating(server_id: int, reason: str) -> int:
+    """The server's leak (isolating) faults closed: the repair is done, so its isolation lifts
+    (``isolation.lift``) and it may be powered on again."""
+    return _clear(
+        Fault.objects.filter(ultraserver_id=server_id, rule__in=list(ISOLATING_RULES)), reason
+    )
+
+
 def clear_server(server_id: int, reason: str) -> int:
     """Back in service after maintenance: the server's faults are closed."""
     return _clear(Fault.objects.filter(ultraserver_id=server_id), reason)

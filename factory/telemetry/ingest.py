@@ -27,6 +27,7 @@ import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from factory import wire
@@ -95,6 +96,8 @@ REPORTS = wire.REPORTS
 #: agent is gone, and a late report of one is still kept out by the duplicate rule.
 EPOCH_RETENTION = dt.timedelta(days=7)
 STALE = wire.FaultRule.TELEMETRY_STALE
+#: PostgreSQL text cannot hold it: refused when parsed, naming the field, not by the database.
+NUL = "\x00"
 
 
 class BatchRejected(Invalid):
@@ -225,16 +228,20 @@ def parse(body: bytes, refused: _Refused | None = None) -> list[tuple[str, str, 
                 "required",
                 f"Each report names its source device (1 to {MAX_SOURCE_LENGTH} characters).",
             )
+        if NUL in source:
+            raise BatchRejected(
+                f"{REPORTS}[{i}].Oem.{OEM}.{SOURCE}", "invalid", "A source holds no NUL character."
+            )
         assert isinstance(oem, dict)  # a source was found in it
         epoch = oem.get(EPOCH)
         if epoch is None:
             unnumbered.append(i)
             epoch = LEGACY_EPOCH
-        elif not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH:
+        elif not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH or NUL in epoch:
             raise BatchRejected(
                 f"{REPORTS}[{i}].Oem.{OEM}.{EPOCH}",
                 "invalid",
-                f"ReportEpoch is a string of at most {MAX_EPOCH_LENGTH} characters.",
+                f"ReportEpoch is a string of at most {MAX_EPOCH_LENGTH} characters, no NUL.",
             )
         parsed.append((source, epoch, report))
     # An agent that numbers in epochs stamps every report (a legacy one: "" explicitly); one
@@ -441,8 +448,10 @@ def forget_epochs(now: dt.datetime | None = None) -> int:
 
 def _insert_samples(reports: list[ServerReport]) -> list[ServerReport]:
     """Store each report's sample unless one of the same server and Timestamp is stored
-    already (or earlier in the batch): one set-based statement whatever the batch. Returns
-    the reports stored."""
+    already (or earlier in the batch): one set-based statement whatever the batch. Rows go in
+    (server, Timestamp) order, so two agents' batches at once take the unique index's locks in
+    the same order and cannot deadlock. Returns the reports stored."""
+    reports = sorted(reports, key=lambda r: (r.server_id, r.ts))
     rows = [
         (r.server_id, r.ts, r.chips, *(r.packed[m] for m in codec.METRICS), *r.aggregates)
         for r in reports
@@ -556,7 +565,7 @@ def _store_latest(
             if (outage := outages.get(r.server_id)) is None
             else codec.pack("link_outage_s", outage),
         )
-        for r in newest.values()
+        for r in sorted(newest.values(), key=lambda r: r.server_id)  # lock order: no deadlock
     ]
     table = ServerTelemetry._meta.db_table
     if connection.vendor != "postgresql":
@@ -699,13 +708,21 @@ def check_freshness(site_id: int, now: dt.datetime | None = None) -> tuple[int, 
     not for ``stale_after()`` (decommissioned servers aside); cleared on those whose samples
     came back. Call it only for a site whose agent is heard from (ingest does, for the agent
     that posts): a silent agent is the ``agent-silent`` fault instead. Returns (opened,
-    cleared). A fixed number of queries when nothing changes."""
+    cleared). A fixed number of queries when nothing changes.
+
+    Silent is judged against what the agents have delivered, not only against the clock: a
+    server is stale only if its newest sample is also ``stale_after()`` older than the newest
+    sample delivered for the site. After an outage the outbox's backlog arrives oldest first,
+    in batches of a fraction of one interval: a server not yet in the delivered part of the
+    backlog is behind, not silent."""
     now = now or timezone.now()
     limit = stale_after()
+    site_rows = ServerTelemetry.objects.filter(ultraserver__rack__site_id=site_id)
+    delivered = site_rows.aggregate(newest=Max("ts"))["newest"]
+    if delivered is None:
+        return 0, 0
     silent = dict(
-        ServerTelemetry.objects.filter(
-            ultraserver__rack__site_id=site_id, received_at__lt=now - limit
-        )
+        site_rows.filter(received_at__lt=now - limit, ts__lt=delivered - limit)
         .exclude(ultraserver__lifecycle_state=lifecycle.DECOMMISSIONED)
         .values_list("ultraserver_id", "received_at")
     )

@@ -16,6 +16,13 @@ The sovereignty engine decides which people may touch a site's hardware; here no
 The BMC powers itself off on the control plane's word, so nothing is asked of the engine, and
 the audit log records the command as the system's, requested by the fault (``fault:<id>``).
 
+Pending until confirmed: the server's ``isolation_reason`` begins "power-off pending" until the
+agent reports the power-off done ("powered off"). A power-off that fails or expires is sent
+again (``settle``, on ``command_finished``), up to ``POWER_OFF_ATTEMPTS``, and the fault's
+detail says the isolation is not confirmed. While isolated, the command queue refuses the
+server everything but the power-off and reads (``agents.submit``: 409 ``isolated``), so no
+workflow step can power it back on before its fault is cleared.
+
 Which servers: a leak reported by a server's BMC (a tray's or manifold's LeakDetector) isolates
 that server; one at a rack or a CDU isolates every server it cools (``cooled_by``), each with a
 leak fault of its own, so each is repaired, returned and un-isolated on its own.
@@ -23,10 +30,14 @@ leak fault of its own, so each is repaired, returned and un-isolated on its own.
 
 from __future__ import annotations
 
+import logging
+
+from django.db import transaction
 from django.utils import timezone
 
 from factory import wire
 from factory.agents import services as agents
+from factory.agents.choices import OPEN_STATES, CommandState
 from factory.agents.models import AgentCommand
 from factory.catalog.choices import Cooling
 from factory.inventory import lifecycle
@@ -40,18 +51,34 @@ from tenants.events.services import emit
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
 
+log = logging.getLogger(__name__)
 ISOLATION_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 #: How long the agent has to cut the power; a power-off is seconds on any BMC.
 POWER_OFF_TIMEOUT_SECONDS = 120
+#: Power-offs per isolation: the first, and re-sent while one fails or expires, up to this.
+POWER_OFF_ATTEMPTS = 3
+#: The isolation's status, first in the server's ``isolation_reason``.
+PENDING, CONFIRMED, NOT_CONFIRMED_STATUS = (
+    "power-off pending",
+    "powered off",
+    "power-off not confirmed",
+)
+#: Between a fault's detail and the note on its unconfirmed isolation.
+NOT_CONFIRMED = " | isolation not confirmed: "
 
 
-def cooled_by(site_id: int, source: str) -> list[int]:
-    """The servers a leak at ``source`` (not a server's own BMC) puts at risk: a rack's
-    detector (the rack, or its PDUs' source) → the servers in that rack; a CDU → the servers
-    of the rack it is recorded with, or, for a CDU of the whole site (as the simulated site's
-    is), every server in a liquid-cooled rack there. Unknown sources put none at risk: their
-    leak is a site fault, not a reason to power off a hall. Planned and decommissioned servers
-    have no power to cut."""
+def cooled_by(site_id: int, source: str, device_kind: str | None = None) -> list[int] | None:
+    """The servers a leak at ``source`` (not a server's own BMC) puts at risk, or None when
+    the source is unknown (its leak stays a site fault: nothing tells which servers it is near).
+
+    - A rack's detector (the rack, or its PDUs' source) → the servers in that rack.
+    - A CDU (the event says ``device_kind`` cdu, or the site has a CDU reading from that
+      source) → the servers of the rack its reading is recorded with; otherwise, fail safe,
+      every server in a liquid-cooled rack at the site. The inventory has no CDU → rack map
+      yet, and a CDU's first leak can come before its first reading (or egress may keep its
+      readings at the site), so an unplaced CDU is taken to cool the whole liquid loop.
+
+    Planned and decommissioned servers have no power to cut."""
     servers = UltraServer.objects.filter(rack__site_id=site_id).exclude(
         lifecycle_state__in=[lifecycle.PLANNED, lifecycle.DECOMMISSIONED]
     )
@@ -62,9 +89,9 @@ def cooled_by(site_id: int, source: str) -> list[int]:
         cdu = DeviceReading.objects.filter(
             site_id=site_id, source=source, kind=wire.DeviceKind.CDU
         ).first()
-        if cdu is None:
-            return []
-        if cdu.rack_id is not None:
+        if cdu is None and device_kind != wire.DeviceKind.CDU:
+            return None
+        if cdu is not None and cdu.rack_id is not None:
             servers = servers.filter(rack_id=cdu.rack_id)
         else:
             servers = servers.filter(rack__cooling_type=Cooling.LIQUID)
@@ -78,7 +105,8 @@ def requested_by(fault: Fault) -> str:
 
 def isolate(opened: list[Fault]) -> list[AgentCommand]:
     """Power off the server of each newly opened isolating fault; ``opened`` are faults this
-    transaction created (``faults._open``), with ``site`` loaded. Returns the commands sent."""
+    transaction created (``faults._open``), with ``site`` loaded. Returns the commands sent.
+    The isolation is pending until the power-off succeeds (``settle``)."""
     sent = []
     for fault in opened:
         if fault.rule not in wire.ISOLATING_RULES or fault.ultraserver_id is None:
@@ -88,25 +116,15 @@ def isolate(opened: list[Fault]) -> list[AgentCommand]:
             .select_related("rack__site")
             .get(pk=fault.ultraserver_id)
         )
-        command = agents.submit(
-            site_id=fault.site_id,
-            kind=wire.CommandKind.RESET,
-            ultraserver_id=server.pk,
-            params={wire.CommandParam.RESET_TYPE: wire.ISOLATION_RESET_TYPE},
-            timeout_seconds=POWER_OFF_TIMEOUT_SECONDS,
-            requested_by=requested_by(fault),
-        )
-        audit.record_change(ISOLATION_CTX, command, None)
+        command = _power_off(fault, server)
         now = timezone.now()
-        label = wire.FAULT_RULE_LABELS.get(wire.FaultRule(fault.rule), fault.rule)
-        reason = f"{label} (fault #{fault.pk}): {fault.detail}"[:500]
         transition_locked(
             server,
             server.lifecycle_state,
             ISOLATION_CTX,
             fields={
                 "isolated_since": server.isolated_since or now,
-                "isolation_reason": reason,
+                "isolation_reason": _reason(PENDING, fault),
                 "in_maintenance": True,
             },
         )
@@ -129,6 +147,116 @@ def isolate(opened: list[Fault]) -> list[AgentCommand]:
         )
         sent.append(command)
     return sent
+
+
+def _power_off(fault: Fault, server: UltraServer) -> AgentCommand:
+    command = agents.submit(
+        site_id=fault.site_id,
+        kind=wire.CommandKind.RESET,
+        ultraserver_id=server.pk,
+        params={wire.CommandParam.RESET_TYPE: wire.ISOLATION_RESET_TYPE},
+        timeout_seconds=POWER_OFF_TIMEOUT_SECONDS,
+        requested_by=requested_by(fault),
+    )
+    audit.record_change(ISOLATION_CTX, command, None)
+    return command
+
+
+def _reason(status: str, fault: Fault) -> str:
+    label = wire.FAULT_RULE_LABELS.get(wire.FaultRule(fault.rule), fault.rule)
+    base = fault.detail.split(NOT_CONFIRMED, 1)[0]
+    return f"{status}: {label} (fault #{fault.pk}): {base}"[:500]
+
+
+def _note(fault: Fault, note: str | None) -> None:
+    """The fault's detail says whether its isolation is confirmed (``note`` None: it is)."""
+    base = fault.detail.split(NOT_CONFIRMED, 1)[0]
+    detail = base if note is None else f"{base[:300]}{NOT_CONFIRMED}{note}"[:500]
+    if detail != fault.detail:
+        Fault.objects.filter(pk=fault.pk).update(detail=detail)
+        fault.detail = detail
+
+
+def on_command_finished(
+    sender: object, finished: list[tuple[object, str]], **kwargs: object
+) -> None:
+    """``command_finished`` receiver: settle the isolations whose power-off just finished or
+    expired. A hint after the commit; a failure here is logged, never the agent's error."""
+    ids = [str(command_id) for command_id, asked_by in finished if asked_by.startswith("fault:")]
+    if not ids:
+        return
+    try:
+        settle(ids)
+    except Exception:
+        log.exception("isolation power-offs %s not settled", ids)
+
+
+def settle(command_ids: list[str]) -> int:
+    """For each finished power-off of an isolation: succeeded → the isolation is confirmed;
+    failed or expired → sent again, up to ``POWER_OFF_ATTEMPTS`` in all, the fault's detail
+    saying the isolation is not confirmed (and, once they are spent, that the power must be cut
+    by hand). Returns how many power-offs were sent again."""
+    resent = 0
+    with transaction.atomic():
+        commands = list(
+            AgentCommand.objects.filter(
+                pk__in=command_ids,
+                kind=wire.CommandKind.RESET,
+                requested_by__startswith="fault:",
+                ultraserver__isnull=False,
+            ).order_by("ultraserver_id", "created_at")
+        )
+        for command in commands:
+            fault = (
+                Fault.objects.select_for_update(of=("self",))
+                .select_related("site")
+                .filter(pk=int(command.requested_by.split(":", 1)[1]))
+                .first()
+            )
+            if fault is None or fault.cleared_at is not None:
+                continue
+            server = (
+                UltraServer.objects.select_for_update(of=("self",))
+                .select_related("rack__site")
+                .get(pk=command.ultraserver_id)
+            )
+            if server.isolated_since is None:
+                continue
+            tries = list(
+                AgentCommand.objects.filter(
+                    ultraserver=server,
+                    kind=wire.CommandKind.RESET,
+                    requested_by=requested_by(fault),
+                ).values_list("state", "error")
+            )
+            if any(state == CommandState.SUCCEEDED for state, _ in tries):
+                _note(fault, None)
+                _set_reason(server, _reason(CONFIRMED, fault))
+                continue
+            if any(state in OPEN_STATES for state, _ in tries):
+                continue  # a re-sent power-off is still on its way
+            why = f"{command.state}" + (f" ({command.error})" if command.error else "")
+            if len(tries) < POWER_OFF_ATTEMPTS:
+                _power_off(fault, server)
+                resent += 1
+                _note(
+                    fault,
+                    f"power-off {len(tries)} of {POWER_OFF_ATTEMPTS} {why}; sent again",
+                )
+            else:
+                _note(
+                    fault,
+                    f"all {POWER_OFF_ATTEMPTS} power-offs failed, the last {why}; "
+                    "cut its power by hand",
+                )
+                _set_reason(server, _reason(NOT_CONFIRMED_STATUS, fault))
+    return resent
+
+
+def _set_reason(server: UltraServer, reason: str) -> None:
+    transition_locked(
+        server, server.lifecycle_state, ISOLATION_CTX, fields={"isolation_reason": reason}
+    )
 
 
 def lift(cleared: list[Fault]) -> int:

@@ -164,7 +164,7 @@ INGEST_REJECTED_CHIP_SAMPLES = Counter(
 OUTCOMES = ("stored", "replayed", "duplicate")
 
 
-def count_ingest(site: str, *_counted_by_ingest: int) -> None:
+def count_ingest(site: str) -> None:
     """One batch accepted. Its reports and chip samples are counted by ingest itself
     (``count_reports``), which tells replays from duplicates."""
     INGEST_ACCEPTED.labels(site).inc()

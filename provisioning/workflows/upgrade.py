@@ -23,6 +23,8 @@ from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
 from provisioning.workflows.params import Param, ParamSet
 
 UPGRADABLE = frozenset({lifecycle.READY, lifecycle.IN_SERVICE})
+#: How the agent reports a component whose inventory entries disagree: ``mixed:v1,v2``.
+MIXED = "mixed:"
 
 UPGRADE_PARAMS = ParamSet(
     replace(
@@ -101,16 +103,26 @@ class UpgradeFlash(FlashFirmware):
     def on_success(self, run: StepRun, result: dict) -> Outcome:
         """As a flash, then the bundle's components: when the agent read the BMC's firmware
         inventory back, every component the release names must run the release's version
-        (a bundle can report the new version while one tray kept its old firmware). Without
-        an inventory the running version is all there is to check."""
-        inventory = result.get(HardwareState.FIRMWARE_INVENTORY)
-        if isinstance(inventory, dict):
-            release = FirmwareRelease.objects.filter(
-                model_id=run.server.model_id, version=self.version(run)
-            ).first()
-            for component, wanted in sorted((release.components if release else {}).items()):
+        (a bundle can report the new version while one tray kept its old firmware). For
+        a release that names components, a result without an inventory fails verification:
+        an unread component is not a verified one. A component whose entries disagree comes
+        as ``mixed:v1,v2`` (the agent's word for it), which no bundle version is."""
+        release = FirmwareRelease.objects.filter(
+            model_id=run.server.model_id, version=self.version(run)
+        ).first()
+        components = release.components if release else {}
+        if components:
+            inventory = result.get(HardwareState.FIRMWARE_INVENTORY)
+            if not isinstance(inventory, dict):
+                return Fail(
+                    f"{run.server.serial}: the result carries no {HardwareState.FIRMWARE_INVENTORY}"
+                    f"; firmware {self.version(run)} names components "
+                    f"({', '.join(sorted(components))}) that cannot be verified without it",
+                    verified_state=result,
+                )
+            for component, wanted in sorted(components.items()):
                 found = inventory.get(component)
-                if found != wanted:
+                if found != wanted or str(found).startswith(MIXED):
                     return Fail(
                         f"{run.server.serial}: component {component} runs {found!r}, not "
                         f"{wanted!r} of firmware {self.version(run)}",

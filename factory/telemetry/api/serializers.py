@@ -37,6 +37,11 @@ class AgentEventSerializer(serializers.Serializer):
     feed = serializers.CharField(max_length=64, required=False, allow_blank=True)
     message = serializers.CharField(max_length=500, required=False, allow_blank=True)
     timestamp = serializers.DateTimeField()
+    device_kind = serializers.ChoiceField(
+        choices=[k.value for k in wire.DeviceKind],
+        required=False,
+        help_text="What the source is: a leak at a CDU isolates the servers it cools.",
+    )
 
 
 class AgentEventsSerializer(serializers.Serializer):

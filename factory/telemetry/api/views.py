@@ -52,7 +52,7 @@ class AgentTelemetryView(SiteAgentView):
         except DomainError as refusal:
             metrics.count_rejected(agent.site.code, refusal)
             raise
-        metrics.count_ingest(agent.site.code, result.accepted, result.replayed)
+        metrics.count_ingest(agent.site.code)
         seen(agent)
         return Response(result.as_dict())
 

@@ -248,7 +248,7 @@ def test_a_server_silent_while_its_agent_reports_is_a_fault_cleared_when_it_is_b
 
     # The quiet server's BMC stops answering the agent; the other keeps reporting.
     ServerTelemetry.objects.filter(ultraserver=quiet).update(
-        received_at=now - dt.timedelta(seconds=90)
+        received_at=now - dt.timedelta(seconds=90), ts=now - dt.timedelta(seconds=90)
     )
     cache.delete(f"telemetry-freshness:{site.pk}")
     assert post(client, [server_report(talking.serial, 2)]).status_code == 200
@@ -285,3 +285,116 @@ def test_a_server_that_never_reported_or_is_decommissioned_raises_nothing(fleet,
     type(server).objects.filter(pk=server.pk).update(lifecycle_state="decommissioned")
     assert ingest.check_freshness(site.pk) == (0, 0)
     assert not Fault.objects.exists()
+
+
+def test_a_backlog_delivered_in_several_batches_opens_no_stale_fault(fleet, alpha, settings):
+    """After an outage the outbox delivers its backlog oldest first, a fraction of an interval
+    per batch, and the freshness check runs after the first: the servers not yet in it are
+    behind, not silent (their silence is no longer than the newest sample delivered)."""
+    settings.TELEMETRY_STALE_AFTER_SECONDS = 60
+    client, first = alpha
+    site = fleet.sites["alpha"]
+    servers = [first] + [
+        make_server(f"{site.code}-B{i}", rack=make_rack(site, f"{site.code}-B{i}"))
+        for i in range(2, 5)
+    ]
+    outage = timezone.now() - dt.timedelta(minutes=10)
+    before = [report(s.serial, "e", 1, 0) for s in servers]
+    for body in before:
+        body["Timestamp"] = outage.isoformat()
+    assert post(client, before).json()["accepted"] == 4
+    ServerTelemetry.objects.update(received_at=outage)
+    # Ten minutes of backlog, at 10 s, two reports per batch: the check runs after each.
+    sequence = 2
+    for step in range(1, 61):
+        ts = outage + dt.timedelta(seconds=10 * step)
+        for pair in (servers[:2], servers[2:]):
+            batch = [report(s.serial, "e", sequence + k, 0) for k, s in enumerate(pair)]
+            for body in batch:
+                body["Timestamp"] = ts.isoformat()
+            sequence += 2
+            cache.delete(f"telemetry-freshness:{site.pk}")
+            assert post(client, batch).status_code == 200
+            assert not Fault.objects.filter(rule=FaultRule.TELEMETRY_STALE).exists(), step
+    assert ServerSample.objects.count() == 4 + 4 * 60
+
+
+def test_a_server_behind_the_delivered_samples_is_still_stale(fleet, alpha, settings):
+    """The backlog rule does not hide a server that really went silent during it."""
+    settings.TELEMETRY_STALE_AFTER_SECONDS = 60
+    client, quiet = alpha
+    site = fleet.sites["alpha"]
+    talking = make_server(f"{site.code}-T2", rack=make_rack(site, f"{site.code}-T2"))
+    outage = timezone.now() - dt.timedelta(minutes=10)
+    stale = report(quiet.serial, "e", 1, 0)
+    stale["Timestamp"] = outage.isoformat()
+    post(client, [stale])
+    ServerTelemetry.objects.update(received_at=outage)
+    late = report(talking.serial, "e", 2, 0)
+    late["Timestamp"] = (outage + dt.timedelta(seconds=300)).isoformat()
+    cache.delete(f"telemetry-freshness:{site.pk}")
+    assert post(client, [late]).status_code == 200
+    fault = Fault.objects.get(rule=FaultRule.TELEMETRY_STALE)
+    assert fault.ultraserver_id == quiet.pk
+
+
+@pytest.mark.parametrize("where", ["source", "epoch"])
+def test_a_nul_in_the_source_or_epoch_is_a_400_naming_it_and_counted(alpha, where):
+    client, server = alpha
+    site = server.rack.site.code
+    reports = "factory_telemetry_ingest_rejected_reports_total"
+    before = counted(reports, site=site, reason="invalid")
+    body = report(server.serial, "e", 1, 1)
+    key = ReportKey.SOURCE if where == "source" else ReportKey.EPOCH
+    oem(body)[key] = oem(body)[key] + "\x00x"
+    response = post(client, [body])
+    assert response.status_code == 400, response.content
+    error = response.json()["errors"][0]
+    assert (error["field"], error["code"]) == (f"reports[0].Oem.{OEM}.{key}", "invalid")
+    assert "NUL" in error["message"]
+    assert counted(reports, site=site, reason="invalid") - before == 1
+    assert not ServerSample.objects.exists()
+
+
+def test_samples_are_inserted_in_server_and_time_order(fleet, alpha):
+    """Two HA agents' batches take the unique index's locks in one order (no deadlock): the
+    rows go in by (server, Timestamp), whatever the batch's order."""
+    client, first = alpha
+    site = fleet.sites["alpha"]
+    second = make_server(f"{site.code}-O2", rack=make_rack(site, f"{site.code}-O2"))
+    batch = [
+        report(second.serial, "e", 1, 5),
+        report(first.serial, "e", 1, 9),
+        report(second.serial, "e", 2, 1),
+        report(first.serial, "e", 2, 3),
+    ]
+    assert post(client, batch).json()["accepted"] == 4
+    inserted = list(ServerSample.objects.order_by("id").values_list("ultraserver_id", "ts"))
+    assert inserted == sorted(inserted)
+
+
+def test_count_ingest_takes_the_site_only():
+    from factory.telemetry import metrics
+
+    with pytest.raises(TypeError):
+        metrics.count_ingest("ALP1", 1, 2)  # type: ignore[call-arg]
+
+
+def test_the_unique_sample_rule_is_a_constraint_built_from_a_concurrent_index(db):
+    """Migration 0005: the unique index was built without locking the table (non-atomic,
+    CONCURRENTLY), then became the constraint; the old (server, ts) index is gone."""
+    import importlib
+
+    migration = importlib.import_module("factory.telemetry.migrations.0005_unique_samples")
+    assert migration.Migration.atomic is False
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's catalog")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.contype, i.indisvalid FROM pg_constraint c "
+            "JOIN pg_index i ON i.indexrelid = c.conindid WHERE c.conname = %s",
+            ["sample_unique_server_ts"],
+        )
+        assert cursor.fetchall() == [("u", True)]
+        cursor.execute("SELECT 1 FROM pg_class WHERE relname = 'sample_server_ts'")
+        assert cursor.fetchall() == []

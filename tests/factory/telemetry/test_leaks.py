@@ -273,3 +273,150 @@ def test_concurrent_leak_posts_send_one_power_off(fleet):
     assert len(power_offs(server)) == 1
     assert Event.objects.filter(kind=EventKind.SERVER_ISOLATED).count() == 1
     assert UltraServer.objects.get(pk=server.pk).isolated_since is not None
+
+
+# --- review findings: the CDU's scope decided from the event, isolation confirmed ------------
+
+
+def test_a_cdu_leak_before_any_cdu_reading_isolates_every_liquid_cooled_server(site, fleet):
+    """The CDU's first leak can come before its first reading (or egress keeps its readings
+    at the site): the event's ``device_kind`` says it is a CDU, and with no CDU → rack map the
+    fail-safe scope is every liquid-cooled server at the site."""
+    client, _, first = site
+    code = fleet.sites["alpha"].code
+    second = put_in_service(make_server(f"{code}-SRV2", rack=make_rack(fleet.sites["alpha"], "R2")))
+    air = put_in_service(
+        make_server(
+            f"{code}-SRV3",
+            "trn2-ultraserver",
+            rack=make_rack(fleet.sites["alpha"], "R3", cooling="air"),
+        )
+    )
+    assert not DeviceReading.objects.exists()
+    event = {**leak(f"{code}-CDU1", "LeakDetector CDU1Tray: Critical"), "device_kind": "cdu"}
+    answer = post(client, event)
+    assert answer.status_code == 200, answer.content
+    assert {f.ultraserver_id for f in Fault.objects.filter(rule="leak")} == {first.pk, second.pk}
+    assert len(power_offs(first)) == len(power_offs(second)) == 1 and power_offs(air) == []
+
+
+def test_a_cdu_known_to_cool_one_rack_isolates_that_rack_only(site, fleet):
+    client, _, first = site
+    code = fleet.sites["alpha"].code
+    other = put_in_service(make_server(f"{code}-SRV2", rack=make_rack(fleet.sites["alpha"], "R2")))
+    DeviceReading.objects.create(
+        site=fleet.sites["alpha"],
+        source=f"{code}-CDU7",
+        kind=wire.DeviceKind.CDU,
+        ts=timezone.now(),
+        values={},
+        rack=other.rack,
+    )
+    post(client, {**leak(f"{code}-CDU7"), "device_kind": "cdu"})
+    assert power_offs(first) == [] and len(power_offs(other)) == 1
+
+
+def test_an_unknown_leak_source_is_a_critical_site_fault_saying_nothing_was_isolated(site):
+    client, _, _ = site
+    post(client, leak("FRA9-CHILLER"))
+    fault = Fault.objects.get()
+    assert fault.ultraserver_id is None and "nothing isolated" in fault.detail
+    opened = Event.objects.get(kind=EventKind.FAULT_OPENED)
+    assert (opened.data["severity"], opened.data["server"]) == ("critical", None)
+
+
+def test_a_device_kind_outside_the_contract_is_a_400_naming_it(site):
+    client, _, server = site
+    answer = post(client, {**leak(server.serial), "device_kind": "chiller"})
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["field"] == "events.0.device_kind"
+    assert not Fault.objects.exists()
+
+
+def reason_of(server) -> str:
+    return UltraServer.objects.values_list("isolation_reason", flat=True).get(pk=server.pk)
+
+
+def answer_power_off(agent, ok: bool, error: str = "") -> AgentCommand:
+    (command,) = agents.claim(agent, limit=10)
+    assert command.kind == wire.CommandKind.RESET
+    agents.complete(agent, command.id, ok=ok, result={}, error=error)
+    return command
+
+
+def test_the_isolation_is_pending_until_the_power_off_succeeds(
+    site, django_capture_on_commit_callbacks
+):
+    client, agent, server = site
+    post(client, leak(server.serial))
+    assert reason_of(server).startswith("power-off pending: ")
+    with django_capture_on_commit_callbacks(execute=True):
+        answer_power_off(agent, ok=True)
+    assert reason_of(server).startswith("powered off: ")
+    assert "not confirmed" not in Fault.objects.get().detail
+    assert len(power_offs(server)) == 1
+
+
+def test_a_failed_power_off_is_sent_again_up_to_three_times(
+    site, django_capture_on_commit_callbacks
+):
+    client, agent, server = site
+    post(client, leak(server.serial))
+    for attempt in (1, 2):
+        with django_capture_on_commit_callbacks(execute=True):
+            answer_power_off(agent, ok=False, error="BMC busy")
+        assert len(power_offs(server)) == attempt + 1
+        detail = Fault.objects.get().detail
+        assert f"isolation not confirmed: power-off {attempt} of 3 failed (BMC busy)" in detail
+        assert reason_of(server).startswith("power-off pending: ")
+    with django_capture_on_commit_callbacks(execute=True):
+        answer_power_off(agent, ok=False, error="BMC busy")
+    assert len(power_offs(server)) == 3  # bounded: no fourth
+    assert "all 3 power-offs failed" in Fault.objects.get().detail
+    assert reason_of(server).startswith("power-off not confirmed: ")
+    # The agent's answers were all accepted (the re-send never fails the agent's request).
+    assert set(AgentCommand.objects.values_list("state", flat=True)) == {"failed"}
+
+
+def test_an_expired_power_off_is_sent_again_and_then_confirmed(
+    site, django_capture_on_commit_callbacks
+):
+    client, agent, server = site
+    post(client, leak(server.serial))
+    (lost,) = agents.claim(agent, limit=10)
+    AgentCommand.objects.filter(pk=lost.pk).update(
+        result_due_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert agents.expire_overdue() == 1
+    assert [c.state for c in power_offs(server)] == ["expired", "queued"]
+    assert "power-off 1 of 3 expired" in Fault.objects.get().detail
+    with django_capture_on_commit_callbacks(execute=True):
+        answer_power_off(agent, ok=True)
+    assert reason_of(server).startswith("powered off: ")
+    assert "not confirmed" not in Fault.objects.get().detail
+
+
+def test_a_cleared_fault_sends_no_more_power_offs(site, django_capture_on_commit_callbacks):
+    client, agent, server = site
+    post(client, leak(server.serial))
+    faults.clear_server(server.pk, "repaired")
+    with django_capture_on_commit_callbacks(execute=True):
+        answer_power_off(agent, ok=False, error="BMC busy")
+    assert len(power_offs(server)) == 1
+
+
+def test_a_stale_save_of_the_server_does_not_undo_its_isolation(site):
+    """An API or admin save of an instance read before the leak (``save_object`` saves every
+    field) keeps the isolation recorded meanwhile: those fields come from the locked row."""
+    from factory.inventory.services import save_ultraserver
+    from tests.support.fleet import CTX
+
+    client, _, server = site
+    stale = UltraServer.objects.get(pk=server.pk)
+    post(client, leak(server.serial))
+    stale.runtime_version = "neuron-sdk-2.21"
+    save_ultraserver(stale, CTX)
+    stored = UltraServer.objects.get(pk=server.pk)
+    assert stored.runtime_version == "neuron-sdk-2.21"
+    assert stored.isolated_since is not None and "fault #" in stored.isolation_reason
