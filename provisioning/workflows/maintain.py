@@ -11,7 +11,7 @@ from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
 from factory.inventory.models import UltraServer
 from factory.telemetry import faults
-from factory.wire import HardwareState
+from factory.wire import CommandParam, HardwareState
 from provisioning.models import Notification, PartReplacement, Workflow
 from provisioning.outcomes import Done, Outcome, Wait
 from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefinition, StepRun
@@ -53,6 +53,22 @@ class MaintainDrain(HardwareStep):
             message=f"{server.serial} is being taken out of service for maintenance: "
             f"{run.workflow.reason or 'scheduled'}",
         )
+        if server.isolated_since is not None:
+            # A leak powered it off at once (factory.telemetry.isolation): nothing runs on it
+            # and the agent may not touch it until the repair, so there is nothing to drain.
+            returning = (
+                lifecycle.IN_SERVICE
+                if server.lifecycle_state in (lifecycle.IN_SERVICE, lifecycle.DRAINING)
+                else lifecycle.READY
+            )
+            if server.lifecycle_state == lifecycle.IN_SERVICE:
+                move(run, lifecycle.DRAINING)  # the only way out of service (lifecycle.py)
+            if server.lifecycle_state != lifecycle.MAINTENANCE:
+                move(run, lifecycle.MAINTENANCE, in_maintenance=True)
+            return Done(
+                {"return_to": returning, "isolated": True},
+                f"{server.serial}: isolated after a leak (powered off); nothing to drain",
+            )
         if server.lifecycle_state == lifecycle.IN_SERVICE:
             move(run, lifecycle.DRAINING)
             return None
@@ -143,6 +159,31 @@ class Repair(StepDefinition):
         return Wait(MANUAL_POLL_SECONDS, "awaiting the part replacement record")
 
 
+class PowerOn(HardwareStep):
+    """After a leak's repair: the leak fault closes (so the isolation lifts) and the server is
+    powered on again for the verification. A server that was not isolated is left alone."""
+
+    name = "power_on"
+    command_kind = CommandKind.RESET
+
+    def params(self, run: StepRun) -> dict:
+        return {CommandParam.RESET_TYPE: "On"}
+
+    def before_submit(self, run: StepRun) -> Outcome | None:
+        if not run.earlier_output("drain").get("isolated"):
+            return Done({}, "not isolated: power left as it is")
+        faults.clear_isolating(
+            run.server.pk, f"leak repaired by maintain workflow #{run.workflow.pk}"
+        )
+        return None
+
+    def already_done(self, run: StepRun, state: dict) -> bool:
+        return state.get(HardwareState.POWER_STATE) == "On"
+
+    def on_success(self, run: StepRun, result: dict) -> Outcome:
+        return Done({}, f"{run.server.serial} powered on after the leak repair")
+
+
 class Verify(QuickHealthCheck):
     name = "verify"
     clears_failed = True  # the part was replaced: a passing chip is healthy again
@@ -167,7 +208,7 @@ class ReturnToService(Undrain):
 
 class MaintainDefinition(WorkflowDefinition):
     kind = "maintain"
-    steps = (MaintainDrain(), Dispatch(), Repair(), Verify(), ReturnToService())
+    steps = (MaintainDrain(), Dispatch(), Repair(), PowerOn(), Verify(), ReturnToService())
     spec_params = ParamSet(
         Param(
             "scheduled",

@@ -1,10 +1,15 @@
 """Deploy and maintain, step by step, with their sovereignty checks."""
 
 import pytest
+from django.utils import timezone
 
+from factory import wire
+from factory.agents.models import AgentCommand
 from factory.inventory.models import UltraServer
+from factory.telemetry import events as telemetry_events
+from factory.telemetry.models import Fault
 from provisioning import services
-from provisioning.models import Notification, Step
+from provisioning.models import Notification, Step, Workflow
 from tenants.errors import Conflict
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule
 from tenants.sovereignty.services import activate_rule
@@ -111,6 +116,44 @@ def test_maintain_drains_dispatches_repairs_and_returns(fleet, releases, agent, 
         "",
     )
     assert DecisionRecord.objects.filter(action="access_site", allowed=True).exists()
+
+
+def test_a_leak_isolated_server_is_repaired_powered_on_and_returned_without_a_drain(
+    fleet, releases, agent, hw, django_capture_on_commit_callbacks
+):
+    server = put_in_service(fleet.servers["alpha"])
+    leak = wire.Event(
+        source=server.serial,
+        kind=wire.EventKind.LEAK,
+        message="LeakDetector Tray3ColdPlate: Critical",
+        timestamp=timezone.now().isoformat(),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        telemetry_events.record_events(agent, [dict(leak)])
+    workflow = Workflow.objects.get(kind="maintain")
+    workflow = drive(workflow, agent, hw, rounds=4)
+    assert hw.box(server.serial).powered is False  # the isolation's ForceOff ran
+    drain = Step.objects.get(workflow=workflow, name="drain")
+    assert drain.state == "succeeded", drain.error
+    assert drain.output["isolated"] is True
+    assert not AgentCommand.objects.filter(ultraserver=server, kind="drain").exists()
+
+    services.provide_input(
+        workflow,
+        "dispatch",
+        None,
+        {"technician": fleet.people["technician"].pk, "from_country": "DE"},
+        CTX,
+    )
+    workflow = drive(workflow, agent, hw, rounds=2)
+    services.record_part_replacement(workflow, server, CTX, part="cold plate 3", rma_number="R-7")
+    workflow = drive(workflow, agent, hw)
+    assert workflow.state == "succeeded", workflow.state_reason
+    server.refresh_from_db()
+    assert server.isolated_since is None and server.isolation_reason == ""
+    assert (server.lifecycle_state, server.in_maintenance) == ("in-service", False)
+    assert hw.box(server.serial).powered is True  # powered on after the repair, for verify
+    assert not Fault.objects.filter(ultraserver=server, cleared_at__isnull=True).exists()
 
 
 def test_capacity_floor_refuses_a_drain(fleet, releases):

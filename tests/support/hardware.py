@@ -17,6 +17,7 @@ class Box:
     inactive: str = ""
     drained: bool = False
     cabled: bool = True
+    powered: bool = True
     bad_chips: list[int] = field(default_factory=list)
 
 
@@ -49,7 +50,7 @@ class SimHardware:
             HardwareState.INACTIVE_FIRMWARE_VERSION: box.inactive if self.ab_banked else "",
             HardwareState.DRAINED: box.drained,
             HardwareState.CABLED: box.cabled,
-            HardwareState.POWER_STATE: "On",
+            HardwareState.POWER_STATE: "On" if box.powered else "Off",
         }
 
     def _do(self, box: Box, serial, kind: str, params: dict):
@@ -74,6 +75,12 @@ class SimHardware:
             return True, {InterconnectResult.LINKS_OK: 72, InterconnectResult.LINKS_DOWN: []}, ""
         if kind in (CommandKind.DRAIN, CommandKind.UNDRAIN):
             box.drained = kind == CommandKind.DRAIN
+            return True, self._state(box), ""
+        if kind == CommandKind.RESET:
+            box.powered = params.get(CommandParam.RESET_TYPE) not in (
+                "ForceOff",
+                "GracefulShutdown",
+            )
             return True, self._state(box), ""
         if kind in (CommandKind.INSTALL_CHECK, CommandKind.QUERY_STATE):
             return True, self._state(box), ""
