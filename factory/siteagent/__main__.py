@@ -1,16 +1,19 @@
 """Run a site's agent.
 
   python -m factory.siteagent --control-plane https://cp.example --token aga_... \
-      --devices http://127.0.0.1:9100/sim/devices --outbox var/agent-FRA1.sqlite3
+      --devices http://127.0.0.1:9100/sim/devices --allow-plain-http \
+      --outbox var/agent-FRA1.sqlite3
 
 The token is the site's agent credential (``manage.py issue_agent_token SITE`` or
 ``POST /api/v1/site-agents/``); it may also come from ``FACTORY_AGENT_TOKEN``. ``--devices``
 is a JSON file or URL listing the site's devices (the simulator serves one at /sim/devices).
 
-Devices are reached over HTTPS and verified: a device's ``tls`` entry in the listing
-(``{"ca": path}`` or ``{"pin": "sha256:<hex>"}``), else ``--pin SERIAL=sha256:<hex>``, else
-``--ca-bundle`` (the site's CA), else the system's CAs. Plain HTTP only for a device whose
-listed URL is ``http://``.
+Devices are reached over HTTPS and verified by what the operator says first:
+``--pin SERIAL=sha256:<hex>``, else ``--ca-bundle`` (the site's CA), else the device's ``tls``
+entry in the listing (``{"ca": path}`` or ``{"pin": "sha256:<hex>"}``), else the system's CAs.
+A listing cannot loosen the operator's trust. Plain HTTP (a listing fetched from an
+``http://`` URL, or a device listed at one) only with ``--allow-plain-http``: a lab, or the
+simulator.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ def load_devices(
     *,
     ca_bundle: str | None = None,
     pins: dict[str, str] | None = None,
+    allow_plain_http: bool = False,
 ) -> list[Device]:
-    """The listing's devices, each with its trust: its own ``tls`` entry, else its pin, else
-    the site's CA bundle."""
+    """The listing's devices, each with its trust: the operator's pin for it, else the site's
+    CA bundle, else the listing's own ``tls`` entry. Plain HTTP, for the listing or a device,
+    is a ValueError unless ``allow_plain_http``."""
+    if source.startswith("http://") and not allow_plain_http:
+        raise ValueError(f"{source} is plain HTTP (pass --allow-plain-http to use it)")
     if source.startswith(("http://", "https://")):
         context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
         with urllib.request.urlopen(source, timeout=10, context=context) as response:
@@ -52,12 +59,16 @@ def load_devices(
     required = wire.Device.__required_keys__  # kind, serial, url; the rest are extras
     devices = []
     for d in listing["devices"]:
+        if not str(d["url"]).lower().startswith("https://") and not allow_plain_http:
+            raise ValueError(
+                f"device {d['serial']} is at {d['url']}, not https:// "
+                "(pass --allow-plain-http to use it)"
+            )
         extra: dict[str, Any] = {k: v for k, v in d.items() if k not in required}
-        if "tls" not in extra:
-            if d["serial"] in (pins or {}):
-                extra["tls"] = {"pin": (pins or {})[d["serial"]]}
-            elif ca_bundle:
-                extra["tls"] = {"ca": ca_bundle}
+        if d["serial"] in (pins or {}):
+            extra["tls"] = {"pin": (pins or {})[d["serial"]]}
+        elif ca_bundle:
+            extra["tls"] = {"ca": ca_bundle}
         devices.append(Device(d["kind"], d["serial"], d["url"], username, password, **extra))
     return devices
 
@@ -93,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-sse", action="store_true", help="poll only; do not hold devices' event streams"
     )
+    p.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="allow a --devices URL and device URLs over plain http:// (a lab, the simulator)",
+    )
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if not args.token:
@@ -112,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device_password,
             ca_bundle=args.ca_bundle,
             pins=pins,
+            allow_plain_http=args.allow_plain_http,
         )
     except ValueError as exc:
         p.error(f"--devices: {exc}")

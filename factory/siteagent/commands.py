@@ -12,6 +12,7 @@ task monitor (DSP0266 §12.2) to the Task that tells its true outcome.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from factory.wire import (
     SystemOem,
 )
 
+log = logging.getLogger("factory.siteagent.commands")
 TASK_TIMEOUT_S = 1800.0
 #: Retry-After is the device's wish; a wait outside these bounds is clamped to them.
 MIN_WAIT_S, MAX_WAIT_S = 0.05, 60.0
@@ -49,6 +51,9 @@ FIRMWARE_NAMES: tuple[tuple[FirmwareComponent, tuple[str, ...]], ...] = (
     (FirmwareComponent.ACCELERATOR_TRAY, ("acceleratortray", "accelerator", "gpu", "tray")),
     (FirmwareComponent.POWER_SHELF, ("powershelf", "psu", "powersupply", "power")),
 )
+#: What a component reports when its entries disagree (one of 18 trays left on old firmware):
+#: ``mixed:`` and the distinct versions, a value no bundle names, so verification fails.
+MIXED_PREFIX = "mixed:"
 #: Words that mark a standby image (the other A/B bank), beside ``Status.State`` StandbySpare.
 STANDBY_WORDS = ("inactive", "standby", "backup", "secondary", "bankb", "recovery")
 
@@ -71,6 +76,13 @@ def firmware_component(entry: Mapping[str, object]) -> FirmwareComponent | None:
             if words and any(name in words for name in names):
                 return component
     return None
+
+
+def components_named(entry: Mapping[str, object]) -> list[FirmwareComponent]:
+    """Every component whose FIRMWARE_NAMES words an entry's SoftwareId, Id or Name contains
+    (more than one: the guess of ``firmware_component`` is worth a look)."""
+    words = " ".join(_squash(entry.get(key)) for key in ("SoftwareId", "Id", "Name"))
+    return [c for c, names in FIRMWARE_NAMES if any(name in words for name in names)]
 
 
 def is_standby(entry: Mapping[str, object]) -> bool:
@@ -205,32 +217,71 @@ def query_state(bmc: Device) -> dict:
     return state
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: object) -> None:
+    """A puzzling inventory entry, told once per run (state is read after every command)."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
+
+
+def _agreed(versions: list[str]) -> str:
+    """One component's version from all its entries: theirs when they agree, else
+    ``mixed:`` and the distinct ones (never a version a bundle names)."""
+    distinct = sorted(set(versions))
+    return distinct[0] if len(distinct) == 1 else MIXED_PREFIX + ",".join(distinct)
+
+
 def inventory_versions(
     entries: Iterable[Mapping[str, object]],
 ) -> tuple[dict[str, str], dict[FirmwareComponent | None, str]]:
-    """``({component: running version}, {component or None: standby version})``: the A/B
-    bank's standby image is the system firmware's (BIOS) when the entry names no component."""
-    running: dict[str, str] = {}
-    standby: dict[FirmwareComponent | None, str] = {}
+    """``({component: running version}, {component or None: standby version})``: a component
+    with several entries (a tray each) is at a version only when every entry is; the A/B
+    bank's standby image is the system firmware's (BIOS) when the entry names no component.
+    An entry that names no component, or several, is logged: FIRMWARE_NAMES may need a word."""
+    running: dict[str, list[str]] = {}
+    standby: dict[FirmwareComponent | None, list[str]] = {}
     for entry in entries:
         version = entry.get("Version")
         if not isinstance(version, str):
             continue
         component = firmware_component(entry)
+        named = components_named(entry)
+        where = str(entry.get("@odata.id") or entry.get("Id") or entry.get("Name"))
+        if component is None:
+            _warn_once(where, "firmware entry %s names no component; not reported", where)
+        elif len(named) > 1:
+            _warn_once(
+                where,
+                "firmware entry %s could be %s; taken as %s",
+                where,
+                ", ".join(c.value for c in named),
+                component.value,
+            )
         if is_standby(entry):
-            standby.setdefault(component, version)
+            standby.setdefault(component, []).append(version)
         elif component is not None:
-            running.setdefault(component.value, version)
-    return running, standby
+            running.setdefault(component.value, []).append(version)
+    return (
+        {c: _agreed(v) for c, v in running.items()},
+        {c: _agreed(v) for c, v in standby.items()},
+    )
 
 
-def inventory_target(bmc: Device, component: str) -> str:
-    """The FirmwareInventory URI of a component's running image (SimpleUpdate ``Targets``)."""
+def inventory_targets(bmc: Device, component: str) -> list[str]:
+    """The FirmwareInventory URIs of a component's running images (SimpleUpdate ``Targets``):
+    every entry of it, so no tray is left on the old version."""
     wanted = FirmwareComponent(component)
-    for entry in firmware_inventory(bmc):
-        if firmware_component(entry) == wanted and not is_standby(entry):
-            return str(entry["@odata.id"])
-    raise DeviceError(f"{bmc.serial}: no firmware component {component} in FirmwareInventory")
+    found = [
+        str(entry["@odata.id"])
+        for entry in firmware_inventory(bmc)
+        if firmware_component(entry) == wanted and not is_standby(entry)
+    ]
+    if not found:
+        raise DeviceError(f"{bmc.serial}: no firmware component {component} in FirmwareInventory")
+    return found
 
 
 # --- long operations ---------------------------------------------------------------------
@@ -361,7 +412,7 @@ def flash(
         body["TransferProtocol"] = "HTTPS"
     component = params.get(CommandParam.COMPONENT)
     if component:
-        body["Targets"] = [inventory_target(bmc, str(component))]
+        body["Targets"] = inventory_targets(bmc, str(component))
     return _action(bmc, target, body, poll_s)
 
 

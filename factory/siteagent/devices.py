@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -45,6 +46,14 @@ PIN_PREFIX = "sha256:"
 
 class DeviceError(Exception):
     pass
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port spelled out where the scheme implies it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,13 @@ class Device:
         self.token: str | None = None
         self.session_uri: str | None = None
         self.logins = 0  # sessions created (a renewal is one more)
+        #: Set by ``close``: no login after it, so work still in flight at shutdown cannot
+        #: open a session nobody deletes.
+        self.closed = False
+        #: ``{Processor or Memory URI: chip index}``: a chip's index is its place in the
+        #: Processors collection (a service may number its Ids from 1), found once.
+        self.chip_positions: dict[str, int] | None = None
+        self._chip_columns: dict[str, int] = {}  # MetricProperty -> chip index, as found
         #: URIs found on the service once (the system, the update service...), by name.
         self.discovered: dict[str, str] = {}
         self.http = self._http()
@@ -195,7 +211,7 @@ class Device:
                 sent[TOKEN_HEADER] = self.token
             elif self.auth == "basic":
                 basic = (self.username, self.password)
-        url = path if path.startswith(("http://", "https://")) else f"{self.url}{path}"
+        url = self.url_of(path)
         try:
             return self.http.request(
                 method,
@@ -215,6 +231,16 @@ class Device:
             ) from exc
         except requests.RequestException as exc:
             raise DeviceError(f"{self.serial}: {method} {path}: {exc}") from exc
+
+    def url_of(self, path: str) -> str:
+        """Where a path the device named (a task's ``Location``, a session's, an
+        ``@odata.id``) is. An absolute URL only on the device's own scheme, host and port: a
+        device must not send the agent, and its credentials, anywhere else."""
+        if "://" not in path:
+            return f"{self.url}{path}"
+        if _origin(path) != _origin(self.url):
+            raise DeviceError(f"{self.serial}: refused to follow {path[:200]} off {self.url}")
+        return path
 
     def login(self) -> None:
         """A session where the device has one (``POST Sessions``: 201 and ``X-Auth-Token``);
@@ -248,26 +274,31 @@ class Device:
     def _ensure_login(self, stale_token: str | None = None) -> None:
         """Log in once for every thread that needs it; renew only the token that failed."""
         with self._login_lock:
+            if self.closed:
+                raise DeviceError(f"{self.serial}: closed (the agent is stopping)")
             if self.auth is None or (stale_token is not None and self.token == stale_token):
                 self.login()
 
-    def logout(self) -> None:
+    def logout(self, *, closing: bool = False) -> None:
         """Delete the session (an open session holds one of the BMC's few session slots)."""
         with self._login_lock:
             uri, token = self.session_uri, self.token
             self.auth, self.token, self.session_uri = None, None, None
+            self.closed = self.closed or closing
         if uri and token:
             try:
                 self.http.delete(
-                    uri if uri.startswith("http") else f"{self.url}{uri}",
+                    self.url_of(uri),
                     headers={TOKEN_HEADER: token},
                     timeout=self.timeout,
+                    allow_redirects=False,
                 )
-            except requests.RequestException as exc:
+            except (requests.RequestException, DeviceError) as exc:
                 log.info("%s: session not deleted: %s", self.serial, exc)
 
     def close(self) -> None:
-        self.logout()
+        """Log out for good: a request still in flight finds no session and may not open one."""
+        self.logout(closing=True)
         self.http.close()
 
     # --- requests ------------------------------------------------------------------------
@@ -372,12 +403,85 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def chip_report(source: str, report: Mapping[str, Any]) -> dict:
+def _member_uri(path: str, collection: str) -> str | None:
+    """The collection member a path is at or below (``.../Processors/Chip3/Ports/1`` ->
+    ``.../Processors/Chip3``), or None when it is under no such collection."""
+    head, sep, tail = path.partition(f"/{collection}/")
+    member = tail.split("/", 1)[0].split("#", 1)[0]
+    return f"{head}{sep}{member}" if sep and member else None
+
+
+def _system_link(device: Device, name: str) -> str | None:
+    root = device.get(wire.REDFISH_ROOT)
+    systems = (root.get("Systems") or {}).get("@odata.id")
+    members = (device.get(systems).get("Members") or []) if systems else []
+    system = device.get(members[0]["@odata.id"]) if members else {}
+    link = system.get(name)
+    return link.get("@odata.id") if isinstance(link, dict) else None
+
+
+def chip_positions(device: Device) -> dict[str, int]:
+    """``{Processor or Memory URI: chip index}``: each Processor's place in the system's
+    Processors collection, each Memory's in its Memory collection (read once per device). The
+    digits of an Id are the vendor's: one BMC numbers from 0, another from 1."""
+    if device.chip_positions is None:
+        found: dict[str, int] = {}
+        for name in ("Processors", "Memory"):
+            collection = _system_link(device, name)
+            for index, uri in enumerate(_members(device, collection) if collection else []):
+                found[uri.rstrip("/")] = index
+        device.chip_positions = found
+    return device.chip_positions
+
+
+def chip_of(device: Device, uri: str) -> int | None:
+    """The chip a Processor or Memory (or a path below one) is, by its collection position;
+    None when the device's collections do not list it (or cannot be read now)."""
+    for collection in ("Processors", "Memory"):
+        member = _member_uri(uri, collection)
+        if member is not None:
+            try:
+                return chip_positions(device).get(member)
+            except DeviceError as exc:
+                log.info("%s: chip positions unknown: %s", device.serial, exc)
+                return None
+    return None
+
+
+def _columns(device: Device | None) -> Callable[[str], int | None]:
+    """A MetricProperty's chip: its Processor's place in the device's collection (remembered
+    per property), else, when the device's collections cannot be read, the Id's digits."""
+    positions: dict[str, int] | None = None
+    if device is not None:
+        try:
+            positions = chip_positions(device)
+        except DeviceError as exc:
+            log.info("%s: chip positions unknown: %s", device.serial, exc)
+    if device is None or positions is None:
+        return wire.chip_index
+    known = device._chip_columns
+
+    def column(metric_property: str) -> int | None:
+        found = known.get(metric_property)
+        if found is None:
+            member = _member_uri(metric_property, "Processors")
+            found = positions.get(member) if member else None
+            if found is not None:
+                known[metric_property] = found
+        return found
+
+    return column
+
+
+def chip_report(source: str, report: Mapping[str, Any], device: Device | None = None) -> dict:
     """A BMC's per-chip MetricReport (polled, or pushed on its event stream), turned into one
-    list per metric."""
+    list per metric, a chip's values at its place in the device's Processors collection."""
     columns: dict[str, list] = {}
+    column_of = _columns(device)
     for value in report.get("MetricValues", []):
-        index = wire.chip_index(value.get("MetricProperty", ""))
+        index = column_of(value.get("MetricProperty", ""))
+        if index is None:
+            continue  # a chip the device does not list: nowhere to put it
         column = columns.setdefault(value["MetricId"], [])
         if len(column) <= index:
             column.extend([0] * (index + 1 - len(column)))
@@ -409,7 +513,7 @@ def chip_report_uri(device: Device) -> str:
 
 def poll_bmc(device: Device) -> dict:
     """The BMC's per-chip MetricReport, turned into one list per metric."""
-    return chip_report(device.serial, device.get(chip_report_uri(device)))
+    return chip_report(device.serial, device.get(chip_report_uri(device)), device)
 
 
 def _reading(excerpt: object) -> float | None:

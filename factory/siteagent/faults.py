@@ -1,9 +1,11 @@
-"""Faults found by polling, for a device whose event stream is absent or down.
+"""Faults found by polling, beside (and in case of) a device's event stream.
 
 The BMC's chip report, polled anyway, shows a chip failing (``health`` to Critical) and HBM
-failing (uncorrectable ECC counting up); leak detectors are read per poll. Each device's last
-seen state is kept always, also while its stream is live, so a stream that drops does not make
-old faults look new; events are told only while polling stands in for the stream.
+failing (uncorrectable ECC counting up); leak detectors are read every poll. What polling finds
+new is always sent, also while the device's stream seems live: a stream can be dead without
+anyone knowing yet, and the control plane keeps one open fault per key, so an event that the
+stream brought too is harmless. Each device's last seen state is kept, so an old fault is told
+once, not every poll.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 
 from factory import wire
 from factory.siteagent.devices import Device, DeviceError
-from factory.wire import OEM, EventKind, HealthCode, Metric, ReportKey
+from factory.wire import OEM, DeviceKind, EventKind, HealthCode, Metric, ReportKey
 
 
 class ChipWatch:
@@ -33,14 +35,25 @@ class ChipWatch:
         if self.ecc is not None:
             for chip, count in enumerate(ecc):
                 if chip < len(self.ecc) and count > self.ecc[chip]:
-                    events.append(_event(source, EventKind.HBM_FAILURE, stamp, chip, "HBM ECC"))
+                    events.append(
+                        _event(
+                            source, EventKind.HBM_FAILURE, stamp, chip, "HBM ECC", DeviceKind.BMC
+                        )
+                    )
         hbm = {e.get("chip") for e in events}
         if self.health is not None:
             for chip, code in enumerate(health):
                 was = self.health[chip] if chip < len(self.health) else HealthCode.OK
                 if code == HealthCode.FAILED and was != HealthCode.FAILED and chip not in hbm:
                     events.append(
-                        _event(source, EventKind.CHIP_FAILURE, stamp, chip, "chip health Critical")
+                        _event(
+                            source,
+                            EventKind.CHIP_FAILURE,
+                            stamp,
+                            chip,
+                            "chip health Critical",
+                            DeviceKind.BMC,
+                        )
                     )
         if health:
             self.health = health
@@ -49,8 +62,12 @@ class ChipWatch:
         return events
 
 
-def _event(source: str, kind: str, stamp: str, chip: int | None, message: str) -> wire.Event:
-    event = wire.Event(source=source, kind=kind, message=message, timestamp=stamp)
+def _event(
+    source: str, kind: str, stamp: str, chip: int | None, message: str, device_kind: str
+) -> wire.Event:
+    event = wire.Event(
+        source=source, kind=kind, message=message, timestamp=stamp, device_kind=device_kind
+    )
     if chip is not None:
         event["chip"] = chip
         event["message"] = f"{message} on chip {chip}"
@@ -131,7 +148,14 @@ class LeakWatch:
                     if uri not in self.leaking and tell:
                         where = uri.rsplit("/", 1)[-1]
                         events.append(
-                            _event(device.serial, EventKind.LEAK, stamp, None, f"leak at {where}")
+                            _event(
+                                device.serial,
+                                EventKind.LEAK,
+                                stamp,
+                                None,
+                                f"leak at {where}",
+                                device.kind,
+                            )
                         )
                     self.leaking.add(uri)
                 else:

@@ -1,12 +1,15 @@
 """The agent's durable outbox (SQLite): reports wait here until the control plane has them.
 
 Reports are numbered per source within a numbering epoch: a random identity chosen each time
-the outbox is opened (kept in it, and stamped on every report as ``ReportEpoch``), numbers from
-1. The control plane keeps a watermark per (source, epoch) and treats a report at or below its
-epoch's as a replay. So a report that waited in the outbox across a restart keeps the epoch and
-number it was sent with (a resend is still a replay), while nothing numbered after a restart,
-a deleted or restored outbox, or by a second agent of the site can collide with numbers the
-control plane has seen: no new report is ever taken for a replay. The cost is one watermark
+the outbox is opened (kept in it, and stamped on every report as ``ReportEpoch``). The control
+plane keeps a watermark per (source, epoch) and treats a report at or below its epoch's as a
+replay. The numbers themselves go on rising across restarts of one outbox (a new outbox numbers
+from 1): the epoch alone tells a control plane that knows epochs that a new stream began, and
+one older than epochs, which ignores them, still sees each source's numbers increase. A
+report that waited in the outbox across a restart keeps the epoch and number it was sent with
+(a resend is still a replay), while nothing numbered after a restart, a deleted or restored
+outbox, or by a second agent of the site can collide with numbers the control plane has seen
+in that epoch: no new report is ever taken for a replay. The cost is one watermark
 row per source and start, which the control plane prunes once unused.
 """
 
@@ -49,9 +52,10 @@ class Outbox:
         self.epoch = self._begin_epoch()
 
     def _begin_epoch(self) -> str:
-        """A new numbering epoch for this run, numbers from 1 again. Reports still waiting
-        keep theirs; those of an outbox older than epochs are marked as the legacy epoch ("")
-        their numbers belong to."""
+        """A new numbering epoch for this run; each source's numbers carry on from the last
+        (so a control plane older than epochs takes none for a replay). Reports still waiting
+        keep their epoch; those of an outbox older than epochs are marked as the legacy epoch
+        ("") their numbers belong to."""
         epoch = new_epoch()
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -66,7 +70,6 @@ class Outbox:
                     (_EPOCH_PATH, _EPOCH_PATH),
                 )
             self.db.execute("INSERT OR REPLACE INTO identity (id, epoch) VALUES (1, ?)", (epoch,))
-            self.db.execute("DELETE FROM sequence")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -130,11 +133,19 @@ class Outbox:
         with self.lock:
             self.db.execute("INSERT INTO event (body) VALUES (?)", (json.dumps(event),))
 
-    def oldest_events(self, limit: int) -> list[tuple[int, Event]]:
+    def oldest_events(self, limit: int, kind: str | None = None) -> list[tuple[int, Event]]:
+        """The oldest waiting events (of one ``kind`` only, when given: leaks go first)."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT id, body FROM event ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
+            if kind is None:
+                rows = self.db.execute(
+                    "SELECT id, body FROM event ORDER BY id LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = self.db.execute(
+                    "SELECT id, body FROM event WHERE json_extract(body, '$.kind') = ? "
+                    "ORDER BY id LIMIT ?",
+                    (kind, limit),
+                ).fetchall()
         return [(row_id, json.loads(body)) for row_id, body in rows]
 
     def delete_events(self, ids: list[int]) -> None:

@@ -5,6 +5,8 @@ resumes it with ``Last-Event-ID`` after a drop (with backoff), and hands each Ev
 the agent at once as a ``wire.Event`` (``classify``); a MetricReport on the stream goes to the
 agent too. Where a device offers no stream, or it is down, ``live`` is False and the agent polls
 that device for faults instead; the thread looks again and resubscribes when it comes back.
+A stream counts as live only while it is heard from (data or a keep-alive comment) within
+``idle_s``: a peer that died without closing the connection is not mistaken for a quiet one.
 """
 
 from __future__ import annotations
@@ -15,19 +17,25 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 import requests
 from urllib3.exceptions import HTTPError
 
 from factory import wire
-from factory.siteagent.devices import Device, DeviceError
+from factory.siteagent.devices import Device, DeviceError, chip_of
 from factory.wire import DeviceKind, EventKind
 
 log = logging.getLogger("factory.siteagent.sse")
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
-#: A stream silent this long is reopened (resumed by Last-Event-ID): a dead peer is found.
-IDLE_S = 300.0
+#: A stream silent this long is not live, and its read gives up (it is reopened, resumed by
+#: Last-Event-ID): a dead peer is found. Services send a keep-alive well within it (DSP0266
+#: leaves the period to them; ours every 15 s); the agent allows two report intervals if longer.
+IDLE_S = 40.0
+#: A stream that was open at least this long was up: reopen at once. One that dies sooner
+#: backs off, so a service that accepts and drops at once is not hammered.
+STABLE_S = 5.0
 #: How often a device without a stream is asked again whether it has one.
 RECHECK_S = 60.0
 BAD = ("Warning", "Critical")
@@ -55,11 +63,6 @@ def _origin(record: Mapping[str, object]) -> str:
     return origin if isinstance(origin, str) else ""
 
 
-def _index(segment: str) -> int | None:
-    digits = re.search(r"(\d+)$", segment)
-    return int(digits.group(1)) if digits else None
-
-
 def _segment_after(path: str, collection: str) -> str:
     return path.split(f"/{collection}/", 1)[1].split("/", 1)[0]
 
@@ -69,6 +72,7 @@ def classify(
     source: str,
     kind: str,
     feed_of: Callable[[str], str | None] | None = None,
+    chip_of: Callable[[str], int | None] | None = None,
 ) -> wire.Event | None:
     """The agent's event for one Redfish Event record, by what it is about
     (``OriginOfCondition``) and how bad (``MessageSeverity``); None for what needs no event
@@ -79,14 +83,20 @@ def classify(
     or circuit Critical: feed-loss of that PowerDistribution (its feed by ``feed_of`` the
     origin where the agent knows the rack's feed names, else the unit's Id); a CDU's
     temperature or coolant Warning/Critical: coolant-excursion. A Warning on a port is a flap,
-    below what kills a job: no event (the control plane judges flaps from telemetry)."""
+    below what kills a job: no event (the control plane judges flaps from telemetry).
+
+    A chip's index is ``chip_of`` the origin (the Processor's, or the Memory's, place in its
+    collection: the Ids' digits are the vendor's, from 0 or from 1); without it, or when it
+    does not know, the event names no chip."""
     severity = _severity(record)
     if severity not in BAD:
         return None
     origin = _origin(record)
     message = str(record.get("Message") or record.get("MessageId") or "")
     stamp = str(record.get("EventTimestamp") or "")
-    event = wire.Event(source=source, kind="", message=message[:500], timestamp=stamp)
+    event = wire.Event(
+        source=source, kind="", message=message[:500], timestamp=stamp, device_kind=kind
+    )
     if "/LeakDetectors/" in origin or "/LeakDetection" in origin:
         event["kind"] = EventKind.LEAK
         return event
@@ -109,18 +119,13 @@ def classify(
         return None
     if "/Ports/" in origin:
         event["kind"] = EventKind.LINK_DOWN
-        chip = _index(_segment_after(origin, "Processors")) if "/Processors/" in origin else None
-        if chip is not None:
-            event["chip"] = chip
-        return event
-    if "/Memory/" in origin:
+    elif "/Memory/" in origin:
         event["kind"] = EventKind.HBM_FAILURE
-        chip = _index(_segment_after(origin, "Memory"))
     elif "/Processors/" in origin:
         event["kind"] = EventKind.CHIP_FAILURE
-        chip = _index(_segment_after(origin, "Processors"))
     else:
         return None
+    chip = chip_of(origin) if chip_of is not None else None
     if chip is not None:
         event["chip"] = chip
     return event
@@ -131,13 +136,14 @@ def events_of(
     source: str,
     kind: str,
     feed_of: Callable[[str], str | None] | None = None,
+    chip_of: Callable[[str], int | None] | None = None,
 ) -> list[wire.Event]:
     """Every agent event of one Event resource (its ``Events`` records)."""
     records = payload.get("Events") or []
     found = []
     for record in records if isinstance(records, list) else []:
         if isinstance(record, dict):
-            event = classify(record, source, kind, feed_of)
+            event = classify(record, source, kind, feed_of, chip_of)
             if event is not None:
                 found.append(event)
     return found
@@ -177,20 +183,32 @@ class EventStream:
         *,
         stop: threading.Event | None = None,
         recheck_s: float = RECHECK_S,
+        idle_s: float = IDLE_S,
     ):
         self.device = device
         self.on_events = on_events
         self.on_report = on_report
         self.stop = stop or threading.Event()
         self.recheck_s = recheck_s
-        self.live = False  # the stream is open now
+        #: Silence (no data, no keep-alive) after which the stream is not live; the read
+        #: gives up after it too. The agent may change it (its report interval changed).
+        self.idle_s = idle_s
+        self.open = False  # a stream is connected now (it may still have gone quiet)
+        self.heard_at = 0.0  # monotonic: the last bytes read from the open stream
         self.offered: bool | None = None  # the device has a stream (None: not asked yet)
         self.last_event_id: str | None = None
         self.received = 0
         self.connects = 0
+        self.errors = 0  # unexpected failures the thread survived
         self._response: requests.Response | None = None
         self.thread: threading.Thread | None = None
         self._feed_of = lambda origin: _feed_of_device(device, origin)
+        self._chip_of = lambda origin: chip_of(device, origin)
+
+    @property
+    def live(self) -> bool:
+        """Open and heard from within ``idle_s``: events the device raises arrive now."""
+        return self.open and time.monotonic() - self.heard_at < self.idle_s
 
     def start(self) -> EventStream:
         self.thread = threading.Thread(
@@ -211,6 +229,10 @@ class EventStream:
                 if sock is not None:
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def join(self, timeout_s: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout_s)
+
     def uri(self) -> str | None:
         """The device's ``ServerSentEventUri``, or None when it offers none."""
         root = self.device.get(wire.REDFISH_ROOT)
@@ -224,13 +246,18 @@ class EventStream:
         return uri if isinstance(uri, str) and uri else None
 
     def run(self) -> None:
+        """Hold the stream until stopped: whatever goes wrong is logged and retried, the
+        thread never dies (polling stands in meanwhile)."""
         backoff = RETRY_MIN_S
         while not self.stop.is_set():
             try:
                 uri = self.uri()
-            except DeviceError as exc:
-                log.info("%s: event service unreachable: %s", self.device.serial, exc)
-                uri = None
+            except Exception as exc:  # a device's answer is not ours to trust
+                if not isinstance(exc, DeviceError):
+                    self.errors += 1
+                    log.exception("%s: event service unreadable", self.device.serial)
+                else:
+                    log.info("%s: event service unreachable: %s", self.device.serial, exc)
                 self.offered = self.offered or False
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_S)
@@ -240,29 +267,34 @@ class EventStream:
                 self.stop.wait(self.recheck_s)
                 continue
             try:
-                if self._hold(uri):
-                    backoff = RETRY_MIN_S  # it was up: try again at once
+                if self._hold(uri) >= STABLE_S:
+                    backoff = RETRY_MIN_S  # it was up a while: try again at once
             except DeviceError as exc:
                 log.info("%s: event stream: %s", self.device.serial, exc)
+            except Exception:  # survive, log, back off, go on
+                self.errors += 1
+                log.exception("%s: event stream failed", self.device.serial)
             finally:
-                self.live = False
+                self.open = False
             self.stop.wait(backoff)
             backoff = min(backoff * 2, RETRY_MAX_S)
 
-    def _hold(self, uri: str) -> bool:
-        """Open the stream and read it until it ends; True if it was ever open."""
+    def _hold(self, uri: str) -> float:
+        """Open the stream and read it until it ends; how long it was open (0: never)."""
         headers = {"Accept": "text/event-stream"}
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
+        opened = time.monotonic()
         with self.device.slot():
-            response = self.device.open_stream(uri, headers, IDLE_S)
+            response = self.device.open_stream(uri, headers, self.idle_s)
             self._response = response
             try:
                 if response.status_code != 200:
                     raise DeviceError(f"GET {uri} answered {response.status_code}")
-                self.live, self.connects = True, self.connects + 1
+                opened = self.heard_at = time.monotonic()
+                self.open, self.connects = True, self.connects + 1
                 log.info("%s: event stream open", self.device.serial)
-                for event_id, data in parse(_lines(response)):
+                for event_id, data in parse(self._heard(_lines(response))):
                     if event_id is not None:
                         self.last_event_id = event_id
                     self._deliver(data)
@@ -272,9 +304,16 @@ class EventStream:
                 if not self.stop.is_set():
                     log.info("%s: event stream dropped: %s", self.device.serial, exc)
             finally:
+                self.open = False
                 self._response = None
                 response.close()
-        return True
+        return time.monotonic() - opened
+
+    def _heard(self, lines: Iterator[str]) -> Iterator[str]:
+        """Every line read (a keep-alive comment too) is a sign of life."""
+        for line in lines:
+            self.heard_at = time.monotonic()
+            yield line
 
     def _deliver(self, data: str) -> None:
         try:
@@ -288,7 +327,9 @@ class EventStream:
             if self.on_report is not None:
                 self.on_report(self.device, payload)
             return
-        events = events_of(payload, self.device.serial, self.device.kind, self._feed_of)
+        events = events_of(
+            payload, self.device.serial, self.device.kind, self._feed_of, self._chip_of
+        )
         if events:
             self.on_events(events)
 

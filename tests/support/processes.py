@@ -136,6 +136,7 @@ def site_agent(
             str(outbox),
             "--interval",
             "1",
+            "--allow-plain-http",  # the simulator serves http unless started with --tls
             *extra,
         ],
         {**os.environ, "FACTORY_AGENT_TOKEN": token},

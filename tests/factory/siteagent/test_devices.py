@@ -40,7 +40,7 @@ def test_the_agent_keeps_each_devices_extras(tmp_path):
     )
     path = tmp_path / "devices.json"
     path.write_text(json.dumps(listing))
-    bmc, pdu, cdu = load_devices(str(path), "admin", "secret")
+    bmc, pdu, cdu = load_devices(str(path), "admin", "secret", allow_plain_http=True)
     assert (bmc.kind, bmc.serial, bmc.url) == ("bmc", "FRA1-SRV1", "http://10.0.0.1")
     assert (bmc.username, bmc.password) == ("admin", "secret")
     assert bmc.extra == {"rack": "FRA1-R01", "position": 7}
@@ -56,7 +56,7 @@ def test_the_simulators_listing_loads_with_every_extra(tmp_path):
         server.stop()
     path = tmp_path / "devices.json"
     path.write_text(json.dumps(listing))
-    devices = load_devices(str(path), "admin", "factory-sim")
+    devices = load_devices(str(path), "admin", "factory-sim", allow_plain_http=True)
     assert [(d.kind, d.serial, d.url) for d in devices] == [
         (d["kind"], d["serial"], d["url"]) for d in listing["devices"]
     ]

@@ -30,17 +30,20 @@ def test_every_report_carries_the_outboxs_epoch_and_counts_per_source(tmp_path):
 
 
 def test_a_restart_numbers_in_a_new_epoch_and_waiting_reports_keep_theirs(tmp_path):
+    """The numbers go on rising across the restart: a control plane older than epochs (it
+    ignores them) takes none of the new reports for a replay."""
     path = str(tmp_path / "outbox.sqlite3")
     first = Outbox(path)
     first.add_reports([reading("A"), reading("A")])
     first.db.close()
     again = Outbox(path)
     assert again.epoch != first.epoch
-    again.add_reports([reading("A")])
+    again.add_reports([reading("A"), reading("B")])
     assert numbered(again) == [
         ("A", first.epoch, "1"),
         ("A", first.epoch, "2"),
-        ("A", again.epoch, "1"),
+        ("A", again.epoch, "3"),
+        ("B", again.epoch, "1"),
     ]
 
 
@@ -68,5 +71,5 @@ def test_an_outbox_from_before_epochs_marks_its_waiting_reports_as_the_legacy_ep
     outbox = Outbox(str(path))
     outbox.add_reports([reading("A")])
     # The waiting report keeps its number, judged against the legacy watermark; the new one
-    # starts the new epoch from 1.
-    assert numbered(outbox) == [("A", "", "41"), ("A", outbox.epoch, "1")]
+    # is in the new epoch, numbered on from it (an old control plane sees 42 after 41).
+    assert numbered(outbox) == [("A", "", "41"), ("A", outbox.epoch, "42")]

@@ -78,7 +78,9 @@ def test_a_dropped_session_is_renewed_on_401(flavour):
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_shutdown_deletes_every_devices_session(flavour, tmp_path):
     with site(flavour) as server:
-        devices = load_devices(str(_listing_file(server, tmp_path)), USERNAME, PASSWORD)
+        devices = load_devices(
+            str(_listing_file(server, tmp_path)), USERNAME, PASSWORD, allow_plain_http=True
+        )
         agent = Agent(
             control_plane="http://127.0.0.1:9",
             token="unused",
@@ -215,27 +217,29 @@ def test_a_pinned_certificate_is_trusted_and_no_other(material):
             bmc.get(wire.SYSTEM_PATH)
 
 
-def test_trust_comes_from_the_listing_then_the_pin_then_the_ca_bundle(tmp_path):
+def test_the_operators_trust_wins_over_the_listings(tmp_path):
+    """A listing (fetched from a device network) cannot loosen what the operator said: the
+    --pin first, then the --ca-bundle, and the listing's own ``tls`` only without either."""
     pin = "sha256:" + "ab" * 32
     listing = wire.DeviceListing(
         site="FRA1",
         devices=[
             wire.Device(kind="bmc", serial="A", url="https://10.0.0.1", tls={"ca": "/own.pem"}),
-            wire.Device(kind="bmc", serial="B", url="https://10.0.0.2"),
+            wire.Device(kind="bmc", serial="B", url="https://10.0.0.2", tls={"ca": "/own.pem"}),
             wire.Device(kind="bmc", serial="C", url="https://10.0.0.3"),
         ],
     )
     path = tmp_path / "devices.json"
     path.write_text(json.dumps(listing))
-    a, b, c = load_devices(
-        str(path), USERNAME, PASSWORD, ca_bundle="/site.pem", pins={"A": pin, "B": pin}
-    )
+    a, b, c = load_devices(str(path), USERNAME, PASSWORD, ca_bundle="/site.pem", pins={"A": pin})
     assert (a.tls, b.tls, c.tls) == (
-        TlsPolicy(ca="/own.pem"),
         TlsPolicy(pin=pin),
         TlsPolicy(ca="/site.pem"),
+        TlsPolicy(ca="/site.pem"),
     )
-    assert a.extra == {}
+    assert c.extra == {}
+    (alone,) = load_devices(str(path), USERNAME, PASSWORD)[:1]
+    assert alone.tls == TlsPolicy(ca="/own.pem")  # no word from the operator: the listing's
     with pytest.raises(ValueError, match="sha256"):
         TlsPolicy.of({"pin": "md5:00"})
 

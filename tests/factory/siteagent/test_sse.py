@@ -18,6 +18,12 @@ from factory.wire import DeviceKind, EventKind
 from tests.factory.siteagent.sites import PASSWORD, USERNAME, site
 
 CHIP = "/redfish/v1/Systems/UltraServer/Processors/Chip7"
+#: Where the device's collections put each chip (the agent reads them: ``devices.chip_of``).
+POSITIONS = {CHIP: 7, "/redfish/v1/Systems/S/Memory/HBM3": 3}
+
+
+def chip_of(origin: str) -> int | None:
+    return next((i for uri, i in POSITIONS.items() if origin.startswith(uri)), None)
 
 
 def record(origin: str, severity: str = "Critical", **extra: object) -> dict:
@@ -70,13 +76,20 @@ def record(origin: str, severity: str = "Critical", **extra: object) -> dict:
     ],
 )
 def test_event_records_are_classified_by_origin_and_severity(origin, severity, kind, expected):
-    event = classify(record(origin, severity), "SRC-1", kind)
+    event = classify(record(origin, severity), "SRC-1", kind, chip_of=chip_of)
     if expected is None:
         assert event is None
         return
     assert event is not None
     assert {k: event[k] for k in expected} == expected
     assert (event["source"], event["timestamp"]) == ("SRC-1", "2026-11-28T10:00:00Z")
+    assert event["device_kind"] == kind
+
+
+def test_without_its_position_an_event_names_no_chip():
+    """The Id's digits are not trusted (a vendor may number from 1): no position, no chip."""
+    event = classify(record(CHIP), "SRC-1", DeviceKind.BMC)
+    assert event is not None and event["kind"] == EventKind.CHIP_FAILURE and "chip" not in event
 
 
 def test_a_feed_is_named_as_the_agent_knows_it():

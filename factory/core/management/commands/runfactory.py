@@ -100,6 +100,8 @@ class Command(BaseCommand):
                     str(devices_path),
                     "--outbox",
                     str(folder / f"{site.code}-outbox.sqlite3"),
+                    # The embedded simulator serves plain HTTP on loopback (a demo, not a site).
+                    "--allow-plain-http",
                     "--log-level",
                     "WARNING",
                 ],
