@@ -36,7 +36,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## DMTF's Redfish Service Validator against a simulated BMC and PDU (offline, ../shared/redfish).
+## DMTF's Redfish Service and Protocol Validators against a simulated BMC (both flavours), PDU
+## and CDU (offline, ../shared/redfish; the protocol validator over HTTPS with the site CA).
 redfish-validate: $(STAMP)
 	$(BIN)/python -m tests.redfish_validate
 

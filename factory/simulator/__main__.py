@@ -3,10 +3,14 @@
   python -m factory.simulator --layout var/sim/FRA1.json      # a site exported by the control plane
   python -m factory.simulator --demo                          # a small built-in site
   python -m factory.simulator --device bmc --port 8443        # one device, e.g. for the validator
+  python -m factory.simulator --demo --tls --ca-out ca.pem    # HTTPS, certificates of a site CA
 
 Each device is its own Redfish service on its own port (BMCs, rack PDUs, a CDU); the control
 service lists them at ``/sim/devices`` and injects faults at ``POST /sim/faults``
-(``{"kind": "chip-failure", "target": SERIAL, "chip": 7}``) and chip swaps at ``/sim/repair``.
+(``{"kind": "chip-failure", "target": SERIAL, "chip": 7}``; a leak may name its ``tray``), and
+repairs at ``POST /sim/repair``: a chip swap (``{"target": SERIAL, "chip": 7}``) or a leak fixed
+(``{"target": SERIAL, "kind": "leak", "tray": 3}``; no ``tray``: every tray; a CDU: every
+detector).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         "--flavour",
         choices=sorted(FLAVOURS),
         default=DEFAULT_FLAVOUR.name,
-        help="the BMCs' vendor flavour for --demo/--device (a layout names its own per server)",
+        help="the vendor flavour of every device for --demo/--device (a layout names its own)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument(
@@ -106,6 +110,12 @@ def parser() -> argparse.ArgumentParser:
         "--flash-seconds", type=float, default=20.0, help="how long a firmware update takes"
     )
     p.add_argument("--flash-failure-rate", type=float, default=0.02)
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve every device over HTTPS with a certificate of a fresh site CA",
+    )
+    p.add_argument("--ca-out", help="with --tls: write the site CA's certificate (PEM) here")
     p.add_argument("--username", default="admin")
     p.add_argument("--password", default="factory-sim")
     p.add_argument("--log-level", default="INFO")
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         layout = single_device_layout(args.device, args.family)
     if not args.layout:
+        # The site's flavour is its PDUs' and CDU's; each server's is its BMC's.
+        layout["flavour"] = args.flavour
         for rack in layout["racks"]:
             for server_layout in rack["servers"]:
                 server_layout["flavour"] = args.flavour
@@ -146,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         for kind, devices in by_kind.items():
             if kind != args.device:
                 devices.clear()
+    context = None
+    if args.tls:
+        from factory.simulator import tls  # only with --tls: it needs ``cryptography``
+
+        hosts = sorted({args.advertise_host or args.host, args.host, "localhost", "127.0.0.1"})
+        material = tls.issue(site.code, [h for h in hosts if h not in ("0.0.0.0", "::")])
+        context = material.server_context()
+        if args.ca_out:
+            with open(args.ca_out, "wb") as f:
+                f.write(material.ca_pem)
     server = SiteServer(
         site,
         host=args.host,
@@ -155,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         password=args.password,
         tick_seconds=args.tick,
         advertise_host=args.advertise_host,
+        ssl_context=context,
     ).start()
     listing = server.listing()
     if args.devices_out:

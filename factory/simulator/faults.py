@@ -1,9 +1,9 @@
 """Fault injection at the rates of HARDWARE.md, deterministic under a seed.
 
-Rates are per unit-day (per chip, per link, per feed, per CDU). Each tick draws from its own
-``random.Random`` so the same seed and the same sequence of ticks give the same faults, whatever
-the wall clock does. ``scale`` multiplies every rate (a demo of a dozen servers would otherwise
-wait weeks for its first fault).
+Rates are per unit-day (per chip, per link, per tray, per feed, per CDU). Each tick draws from
+its own ``random.Random`` so the same seed and the same sequence of ticks give the same faults,
+whatever the wall clock does. ``scale`` multiplies every rate (a demo of a dozen servers would
+otherwise wait weeks for its first fault).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ ECC_STORM = 1.0e-4  # bursts of corrected ECC per chip-day (estimate)
 LINK_FLAP = 10 * LINK_DOWN  # short flaps, mostly under the 7 s that kills a job (estimate)
 FEED_LOSS = 1.0e-3  # per feed-day (estimate)
 COOLANT_EXCURSION = 1.0e-3  # per CDU-day (estimate)
+# HARDWARE.md gives no leak rate, so none is drawn: leaks come only when injected. Set
+# ``FaultRates.leak`` (per tray-day) for a site that should leak on its own.
+LEAK = 0.0
 
 KINDS = tuple(EventKind)
 
@@ -37,6 +40,7 @@ class FaultRates:
     link_down: float = LINK_DOWN
     feed_loss: float = FEED_LOSS
     coolant_excursion: float = COOLANT_EXCURSION
+    leak: float = LEAK
     scale: float = 1.0
 
     def per_tick(self, name: str, units: int, dt: float) -> float:
@@ -52,6 +56,8 @@ class Fault:
     link: int | None = None
     feed: str | None = None
     duration_s: float = 0.0
+    #: The accelerator tray a leak is at; when absent, the tray of ``chip`` (then tray 0).
+    tray: int | None = None
 
 
 @dataclass
@@ -76,7 +82,9 @@ class FaultInjector:
                 return k
             k += 1
 
-    def server_faults(self, chips: int, links_per_chip: int, dt: float) -> list[Fault]:
+    def server_faults(
+        self, chips: int, links_per_chip: int, dt: float, *, trays: int = 0
+    ) -> list[Fault]:
         faults = []
         for name, kind in (
             ("chip_failure", EventKind.CHIP_FAILURE),
@@ -99,6 +107,9 @@ class FaultInjector:
                         duration_s=round(self.rng.expovariate(1 / mean_s), 1),
                     )
                 )
+        # A leak lasts until repaired; a zero rate draws nothing (the sequence above is kept).
+        for _ in range(self._count(self.rates.per_tick("leak", trays, dt))):
+            faults.append(Fault(EventKind.LEAK, self.name, tray=self.rng.randrange(trays)))
         return faults
 
     def pdu_faults(self, feeds: list[str], dt: float) -> list[Fault]:
@@ -113,7 +124,7 @@ class FaultInjector:
         ]
 
     def cdu_faults(self, dt: float) -> list[Fault]:
-        return [
+        faults = [
             Fault(
                 EventKind.COOLANT_EXCURSION,
                 self.name,
@@ -121,3 +132,7 @@ class FaultInjector:
             )
             for _ in range(self._count(self.rates.per_tick("coolant_excursion", 1, dt)))
         ]
+        # The CDU's own leaks, at the tray rate per CDU-day; until repaired (duration 0).
+        for _ in range(self._count(self.rates.per_tick("leak", 1, dt))):
+            faults.append(Fault(EventKind.LEAK, self.name))
+        return faults

@@ -3,13 +3,18 @@
 Power follows utilization between an idle floor and the chip's nominal power; temperature
 follows power through a thermal resistance above the coolant supply; above the throttle limit
 the chip caps its own power and counts throttle seconds. Energy integrates power.
+
+An UltraServer is built of trays (HARDWARE.md: Trn3 36 x 4 chips, Trn2 16 x 4, GB300 18 x 4),
+switch trays where the interconnect is switched, and one power shelf of rectifier units. Its
+cold plates share one coolant loop at a fixed flow, sized for a design rise at full load.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from factory.wire import HealthCode, Metric
+from factory.wire import FirmwareComponent, HealthCode, Metric
 
 THROTTLE_AT_C = 85.0
 IDLE_FRACTION = 0.25  # idle power as a share of nominal (estimate)
@@ -17,6 +22,11 @@ RISE_AT_NOMINAL_K = 40.0  # chip temperature above coolant at nominal power (est
 
 HEALTH_OK, HEALTH_DEGRADED, HEALTH_FAILED = (int(h) for h in HealthCode)
 HEALTH_NAMES = {HEALTH_OK: "OK", HEALTH_DEGRADED: "Warning", HEALTH_FAILED: "Critical"}
+
+PSU_RATED_W = 5_500.0  # one power-shelf unit (ORv3 class; estimate)
+PSU_EFFICIENCY = 0.96  # AC in to DC out (estimate)
+DESIGN_RISE_K = 15.0  # coolant rise at full load, within HARDWARE.md's 10-20 K
+WATER_J_PER_L_K = 4_180.0  # heat capacity of the coolant (water), per litre
 
 
 @dataclass(frozen=True)
@@ -31,13 +41,58 @@ class SystemSpec:
     links_per_chip: int
     processor_type: str  # Redfish ProcessorType
     overhead_w: float
+    chips_per_tray: int = 4
+    #: Trays of the scale-up switch (0 where chips link directly, as Trn2's 3D torus does).
+    switch_trays: int = 0
+
+    @property
+    def trays(self) -> int:
+        """Accelerator (compute) trays."""
+        return self.chips // self.chips_per_tray
+
+    @property
+    def capacity_w(self) -> float:
+        """The most the UltraServer draws: every chip at its limit plus the rest."""
+        return float(self.overhead_w + self.chips * self.chip_max_w)
+
+    @property
+    def power_supplies(self) -> int:
+        """Units of the power shelf: enough for full load, plus one spare (N+1)."""
+        return math.ceil(self.capacity_w / PSU_RATED_W) + 1
+
+    @property
+    def coolant_flow_lpm(self) -> float:
+        """The loop's flow, sized so full load warms the coolant by ``DESIGN_RISE_K``."""
+        return round(self.capacity_w / (WATER_J_PER_L_K * DESIGN_RISE_K) * 60, 1)
+
+    def tray_of(self, chip: int) -> int:
+        return chip // self.chips_per_tray
 
 
 SPECS = {
-    "trn3": SystemSpec("trn3", 144, 1000, 1200, 144, 4, "Accelerator", 12_000),
+    # Switch-tray counts: GB300 NVL72 has 9 NVLink switch trays; Trn3's NeuronSwitch-v1 tray
+    # count is not published (estimate); Trn2 links its chips in a torus, without switches.
+    "trn3": SystemSpec("trn3", 144, 1000, 1200, 144, 4, "Accelerator", 12_000, switch_trays=9),
     "trn2": SystemSpec("trn2", 64, 500, 600, 96, 4, "Accelerator", 6_000),
-    "gb300": SystemSpec("gb300", 72, 1200, 1400, 288, 4, "GPU", 10_000),
+    "gb300": SystemSpec("gb300", 72, 1200, 1400, 288, 4, "GPU", 10_000, switch_trays=9),
 }
+
+
+#: What a BMC's parts run before anyone flashes them (plausible vendor strings); the system
+#: firmware (BIOS) is the layout's ``firmware`` and has two banks.
+COMPONENT_FIRMWARE: dict[str, str] = {
+    FirmwareComponent.BMC: "2.14.0",
+    FirmwareComponent.NIC: "28.41.1002",
+    FirmwareComponent.ACCELERATOR_TRAY: "1.9.2",
+    FirmwareComponent.SWITCH_TRAY: "3.2.1",
+    FirmwareComponent.POWER_SHELF: "1.4.7",
+}
+
+
+def coolant_outlet_c(spec: SystemSpec, inlet_c: float, heat_w: float) -> float:
+    """The loop's return temperature: the inlet plus the heat the cold plates took up."""
+    litres_per_s = spec.coolant_flow_lpm / 60
+    return inlet_c + heat_w / (WATER_J_PER_L_K * litres_per_s) if litres_per_s else inlet_c
 
 
 @dataclass

@@ -8,9 +8,11 @@ Types and versions are those of DMTF's 2025.4 schema bundle (``../shared/redfish
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from factory import wire
 from factory.simulator.devices import Site
@@ -23,19 +25,69 @@ CHASSIS = f"{ROOT}/Chassis/UltraServer"
 REPORT_ID = wire.ReportId.CHIPS.value
 
 
+#: The Base message registry our errors cite (DSP8011); ``registries`` serves the same version.
+BASE_REGISTRY = "Base.1.19"
+
+
 class HttpError(Exception):
-    def __init__(self, status: int, message: str):
+    """An error answer: its status, message and the Base registry ``MessageId`` (short names
+    such as ``"PropertyMissing"`` are completed with ``BASE_REGISTRY``)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        extended: list[dict] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.message_id = message_id or _DEFAULT_IDS.get(status, "GeneralError")
+        self.headers = headers or {}
+        #: ``@Message.ExtendedInfo`` entries, when one message is not enough.
+        self.extended = extended
+
+    def body(self) -> dict:
+        return error_body(self.message, self.message_id, self.extended)
 
 
-def error_body(message: str) -> dict:
+_DEFAULT_IDS = {
+    400: "GeneralError",
+    401: "NoValidSession",
+    403: "InsufficientPrivilege",
+    404: "ResourceMissingAtURI",
+    405: "OperationNotAllowed",
+    409: "ResourceInUse",
+    412: "PreconditionFailed",
+    415: "GeneralError",
+    501: "OperationNotAllowed",
+}
+
+
+def message_id(short: str) -> str:
+    return short if "." in short else f"{BASE_REGISTRY}.{short}"
+
+
+def error_body(
+    message: str, message_id_: str = "GeneralError", extended: list[dict] | None = None
+) -> dict:
+    """The DSP0266 error response: ``@Message.ExtendedInfo`` naming what went wrong."""
+    full = message_id(message_id_)
     return {
         "error": {
-            "code": "Base.1.0.GeneralError",
+            "code": full,
             "message": message,
-            "@Message.ExtendedInfo": [],
+            "@Message.ExtendedInfo": extended
+            or [
+                {
+                    "MessageId": full,
+                    "Message": message,
+                    "MessageSeverity": "Critical" if full.endswith("GeneralError") else "Warning",
+                    "Resolution": "See the message.",
+                }
+            ],
         }
     }
 
@@ -117,29 +169,165 @@ class Stream:
     close: Callable[[], None] = lambda: None
 
 
+class Answer(dict):
+    """A GET answered with a status other than ``200`` (a running task monitor's ``202`` and
+    ``Retry-After``): the body itself (a dict), with the status and headers the server sends
+    with it. A plain dict is a ``200``."""
+
+    def __init__(self, status: int, body: dict | None = None, headers: dict | None = None):
+        super().__init__(body or {})
+        self.status = status
+        self.headers: dict[str, str] = headers or {}
+
+
+#: What a write answers: status, JSON body, extra headers (``Location``...).
+Reply = tuple[int, dict, dict]
+
+
+class ServiceModule(Protocol):
+    """A Redfish service every device kind serves the same way (SessionService, AccountService,
+    Managers, EventService, TaskService, Registries...): it owns a URI space of each tree.
+
+    Each method answers ``None`` for a path that is not its own, so the tree asks the next
+    module and at last its own ``resource``/``post``. ``resource`` answers a dict (a ``200``),
+    an ``Answer`` (another status, with headers) or a ``Stream``. Optional methods, found with
+    ``getattr``:
+
+    - ``attach(tree) -> None``: once, when a device's tree is built (listen on
+      ``tree.site.listeners`` here: faults before the first request count too);
+    - ``patch(tree, path, body) -> Reply | None``: PATCH (the server has checked ``If-Match``);
+    - ``allow(tree, path) -> list[str] | None``: the methods a path of this module takes,
+      for ``Allow`` and 405 (default: GET and HEAD where ``resource`` answers);
+    - ``types(tree) -> list[str]``: ``@odata.type`` values for ``$metadata`` that a walk of
+      the tree may not meet (members of a collection that is empty now).
+    """
+
+    def root_links(self, tree: Tree) -> dict[str, str]:
+        """Service root properties to add: name -> path (``EventService`` -> its URI)."""
+        ...
+
+    def resource(self, tree: Tree, path: str) -> dict | Stream | None: ...
+
+    def post(self, tree: Tree, path: str, body: dict) -> Reply | None: ...
+
+    def delete(self, tree: Tree, path: str) -> Reply | None: ...
+
+
+#: The service modules, asked in order before a tree's own resources. A module registers
+#: itself at import (``SERVICES.append(MyService())``); ``services()`` imports those named in
+#: ``SERVICE_MODULES`` first, so nobody has to remember to import them.
+SERVICES: list[ServiceModule] = []
+SERVICE_MODULES = ("management", "events", "tasks", "registries")
+_loaded = False
+
+
+def services() -> list[ServiceModule]:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in SERVICE_MODULES:
+            module = f"{__package__}.{name}"
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:  # a module not written (yet): skip it only
+                if exc.name != module:
+                    raise
+    return SERVICES
+
+
 class Tree:
     """A device's resources; subclasses map URIs to payloads and handle actions. ``flavour``
-    says which vendor's variant of the standard the device serves."""
+    says which vendor's variant of the standard the device serves.
+
+    The server calls ``get``/``handle_post``/``handle_patch``/``handle_delete``/``allow``:
+    each asks the ``SERVICES`` first, then the subclass's ``resource``/``post``.
+    """
+
+    name = "device"
+    #: The administrator account the AccountService starts with (the SiteServer's credentials).
+    admin_credentials: tuple[str, str] = ("admin", "factory-sim")
 
     def __init__(self, site: Site, flavour: Flavour = DEFAULT_FLAVOUR):
         self.site = site
         self.flavour = flavour
         self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory-sim:{self.name}"))
+        #: Per-service state of this device (sessions, accounts, event log...), by service.
+        self.extensions: dict[str, Any] = {}
+        for module in services():
+            attach = getattr(module, "attach", None)
+            if attach is not None:
+                attach(self)
 
-    name = "device"
-
-    def get(self, path: str) -> dict:
+    def get(self, path: str) -> dict | Stream:
         path = path.rstrip("/") or "/"
-        if path in ("/redfish", "/redfish/"):
+        if path == "/redfish":
             return {"v1": f"{ROOT}/"}
         with self.site.lock:
-            body = session_resource(path) or self.resource(path)
+            body = self._resource(path)
+            if body is not None and path == ROOT and isinstance(body, dict):
+                for module in services():
+                    body.update({k: link(v) for k, v in module.root_links(self).items()})
         if body is None:
-            raise HttpError(404, f"no resource at {path}")
+            raise HttpError(404, f"no resource at {path}", "ResourceMissingAtURI")
         return body
 
-    def resource(self, path: str) -> dict | None:
+    def _resource(self, path: str) -> dict | Stream | None:
+        for module in services():
+            body = module.resource(self, path)
+            if body is not None:
+                return body
+        return self.resource(path)
+
+    def exists(self, path: str) -> bool:
+        with self.site.lock:
+            return self._resource(path.rstrip("/") or "/") is not None
+
+    def handle_post(self, path: str, body: dict) -> Reply:
+        path = path.rstrip("/") or "/"
+        with self.site.lock:
+            for module in services():
+                reply = module.post(self, path, body)
+                if reply is not None:
+                    return reply
+        return self.post(path, body)
+
+    def handle_patch(self, path: str, body: dict) -> Reply:
+        path = path.rstrip("/") or "/"
+        with self.site.lock:
+            for module in services():
+                patch = getattr(module, "patch", None)
+                reply = patch(self, path, body) if patch is not None else None
+                if reply is not None:
+                    return reply
+        return self.patch(path, body)
+
+    def handle_delete(self, path: str) -> Reply:
+        path = path.rstrip("/") or "/"
+        with self.site.lock:
+            for module in services():
+                reply = module.delete(self, path)
+                if reply is not None:
+                    return reply
+        raise HttpError(405, f"{path} cannot be deleted", "OperationNotAllowed")
+
+    def allow(self, path: str) -> list[str]:
+        """The methods ``path`` takes: ``Allow`` on every answer, and 405 for the others."""
+        path = path.rstrip("/") or "/"
+        with self.site.lock:
+            for module in services():
+                allow = getattr(module, "allow", None)
+                methods = allow(self, path) if allow is not None else None
+                if methods is not None:
+                    return methods
+            if "/Actions/" in path:
+                return ["POST"]
+            return ["GET", "HEAD"] if self._resource(path) is not None else []
+
+    def resource(self, path: str) -> dict | Stream | None:
         raise NotImplementedError
 
-    def post(self, path: str, body: dict) -> tuple[int, dict, dict]:
-        raise HttpError(405, f"no action at {path}")
+    def post(self, path: str, body: dict) -> Reply:
+        raise HttpError(405, f"no action at {path}", "OperationNotAllowed")
+
+    def patch(self, path: str, body: dict) -> Reply:
+        raise HttpError(405, f"{path} cannot be patched", "OperationNotAllowed")

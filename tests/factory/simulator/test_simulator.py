@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 from factory import wire
 from factory.simulator.__main__ import demo_layout
@@ -92,11 +93,13 @@ def test_firmware_update_takes_time_and_keeps_the_old_bank():
         {"ImageURI": wire.firmware_image_uri("https://artifacts", "aws-neuron", "2026.11.1")},
     )
     assert status == 202 and task["TaskState"] == "Running"
+    # Location is the task monitor (DSP0266); the Task itself is the body's @odata.id.
+    assert headers["Location"] == task["TaskMonitor"] != task["@odata.id"]
     site.advance(10)
-    assert tree.get(headers["Location"])["TaskState"] == "Running"
+    assert tree.get(task["@odata.id"])["TaskState"] == "Running"
     assert bmc.firmware_active == "2026.09.1"
     site.advance(10)
-    assert tree.get(headers["Location"])["TaskState"] == "Completed"
+    assert tree.get(task["@odata.id"])["TaskState"] == "Completed"
     assert (bmc.firmware_active, bmc.firmware_inactive) == ("2026.11.1", "2026.09.1")
     # A/B: the previous version is one action away.
     activate = wire.oem_action_path(OemAction.ACTIVATE_BANK)
@@ -111,11 +114,11 @@ def test_a_failing_flash_leaves_the_banks_alone():
     site = build_site(demo_layout(1, 1), seed=1, flash_seconds=1, flash_failure_rate=1.0)
     bmc = next(iter(site.bmcs.values()))
     tree = BmcTree(site, bmc)
-    _, _, headers = tree.post(
+    _, accepted, _ = tree.post(
         wire.SIMPLE_UPDATE_PATH, {"ImageURI": wire.firmware_image_uri("x", "y", "2.0")}
     )
     site.advance(1)
-    task = tree.get(headers["Location"])
+    task = tree.get(accepted["@odata.id"])
     assert task["TaskState"] == "Exception"
     assert (bmc.firmware_active, bmc.firmware_inactive) == ("2026.09.1", "")
 
@@ -187,3 +190,124 @@ def test_served_over_http_with_auth_and_a_fault_endpoint():
             assert bad.value.code == 400
     finally:
         server.stop()
+
+
+def test_the_control_service_places_a_leak_on_a_tray_lists_it_and_repairs_it():
+    """``/sim/faults`` takes a leak's ``tray``, ``/sim/events`` shows it, ``/sim/repair`` with
+    ``kind: leak`` dries a BMC's tray (or a CDU's detectors); what the BMC serves follows."""
+    site = build_site(demo_layout(1, 1), seed=1, rates=FaultRates(scale=0.0))
+    server = SiteServer(site, tick_seconds=0.05).start()
+    auth = ("admin", "factory-sim")
+    control = server.control_url
+
+    def wet_detectors(url: str) -> list[str]:
+        chassis = requests.get(f"{url}{wire.REDFISH_ROOT}/Chassis", auth=auth, timeout=5).json()
+        path = chassis["Members"][0]["@odata.id"]
+        thermal = requests.get(f"{url}{path}", auth=auth, timeout=5).json()["ThermalSubsystem"]
+        subsystem = requests.get(f"{url}{thermal['@odata.id']}", auth=auth, timeout=5).json()
+        detection = requests.get(
+            f"{url}{subsystem['LeakDetection']['@odata.id']}", auth=auth, timeout=5
+        ).json()
+        return [
+            d["DataSourceUri"]
+            for g in detection["LeakDetectorGroups"]
+            for d in g["Detectors"]
+            if d["DetectorState"] != "OK"
+        ]
+
+    try:
+        serial = next(iter(site.bmcs))
+        url = next(d["url"] for d in server.devices if d["serial"] == serial)
+        cdu = next(iter(site.cdus))
+        for tray in (2, 5):
+            placed = requests.post(
+                f"{control}/sim/faults",
+                json={"kind": EventKind.LEAK, "target": serial, "tray": tray, "duration_s": 0},
+                timeout=5,
+            )
+            assert placed.status_code == 201
+            assert placed.json()["injected"]["tray"] == tray
+        # A leak placed by chip is listed at that chip's tray.
+        chip = TRN3.chips_per_tray * 7
+        requests.post(
+            f"{control}/sim/faults",
+            json={"kind": EventKind.LEAK, "target": serial, "chip": chip, "duration_s": 0},
+            timeout=5,
+        ).raise_for_status()
+        listed = requests.get(f"{control}/sim/events", timeout=5).json()["events"]
+        assert [e["tray"] for e in listed if e["kind"] == EventKind.LEAK] == [2, 5, 7]
+        assert all("tray" in e for e in listed)
+        assert len(wet_detectors(url)) == 3
+
+        dried = requests.post(
+            f"{control}/sim/repair",
+            json={"target": serial, "kind": "leak", "tray": 5},
+            timeout=5,
+        )
+        assert dried.status_code == 200
+        assert site.bmcs[serial].leaks == {2, 7}
+        assert len(wet_detectors(url)) == 2
+        every = {"target": serial, "kind": "leak"}
+        assert requests.post(f"{control}/sim/repair", json=every, timeout=5).status_code == 200
+        assert wet_detectors(url) == []
+
+        requests.post(
+            f"{control}/sim/faults",
+            json={"kind": EventKind.LEAK, "target": cdu, "duration_s": 0},
+            timeout=5,
+        ).raise_for_status()
+        assert site.cdus[cdu].leaks(site.now)
+        fixed = requests.post(
+            f"{control}/sim/repair", json={"target": cdu, "kind": "leak"}, timeout=5
+        )
+        assert fixed.status_code == 200
+        assert site.cdus[cdu].leaks(site.now) == []
+
+        refusals = [
+            ("/sim/faults", {"kind": EventKind.LEAK, "target": serial, "tray": 99}, 400),
+            ("/sim/faults", {"kind": EventKind.LEAK, "target": serial, "tray": "x"}, 400),
+            ("/sim/repair", {"target": serial, "kind": "leak", "tray": 99}, 400),
+            ("/sim/repair", {"target": serial, "kind": "leak", "tray": True}, 400),
+            ("/sim/repair", {"target": cdu, "kind": "leak", "tray": 1}, 400),
+            ("/sim/repair", {"target": serial, "kind": "fan"}, 400),
+            ("/sim/repair", {"target": "nobody", "kind": "leak"}, 404),
+            ("/sim/repair", {"target": next(iter(site.pdus)), "kind": "leak"}, 404),
+        ]
+        for path, body, status in refusals:
+            refused = requests.post(f"{control}{path}", json=body, timeout=5)
+            assert refused.status_code == status, (path, body, refused.text)
+            assert refused.json()["error"]["message"]
+        # The chip swap is as it was: no kind means a chip.
+        site.inject(EventKind.CHIP_FAILURE, serial, chip=4)
+        swapped = requests.post(
+            f"{control}/sim/repair", json={"target": serial, "chip": 4}, timeout=5
+        )
+        assert swapped.status_code == 200
+        assert site.bmcs[serial].chips[4].health == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", [DeviceKind.PDU, DeviceKind.CDU])
+def test_the_flavour_option_flavours_the_pdus_and_the_cdu_too(kind: str) -> None:
+    """``--device pdu --flavour contoso`` serves a Contoso PDU: its vendor's Manager and
+    no SSE, as ``--flavour`` does for a BMC."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "factory.simulator", "--device", kind, "--flavour", "contoso"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        listing = json.loads(process.stdout.readline())
+        (device,) = listing["devices"]
+        auth = ("admin", "factory-sim")
+        events = requests.get(f"{device['url']}{wire.REDFISH_ROOT}/EventService", auth=auth)
+        assert events.status_code == 200
+        assert "ServerSentEventUri" not in events.json()
+        manager = requests.get(f"{device['url']}{wire.REDFISH_ROOT}/Managers/BMC", auth=auth)
+        assert manager.json()["Manufacturer"] == "Contoso Hardware"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
