@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BENCH_DB, bench_racks, bench_site, write_result
+from bench.common import BENCH_DB, bench_racks, bench_site, bench_trn3_servers, write_result
 from factory import wire
 
 SERVERS, CHIPS = 36, 144
@@ -42,25 +42,11 @@ def _build_site() -> tuple[wire.SiteLayout, str, str]:
     """36 Trn3 UltraServers, one per liquid-cooled rack with an A and a B feed; the layout the
     simulator serves, the agent's credential and the site's code."""
     from factory.agents import services as agents
-    from factory.catalog.models import UltraServerModel
-    from factory.inventory.models import UltraServer
     from tests.support.fleet import CTX
 
-    model = UltraServerModel.objects.get(slug="trn3-ultraserver")
     site = bench_site("BAG1", "Agent", 20_000)
     racks = bench_racks(site, SERVERS)
-    servers = UltraServer.objects.bulk_create(
-        UltraServer(
-            serial=f"BAG1-TRN3-{i:02d}",
-            model=model,
-            rack=rack,
-            position=1,
-            tenant_id=site.tenant_id,
-            lifecycle_state="in-service",
-            firmware_version="2026.09.1",
-        )
-        for i, rack in enumerate(racks)
-    )
+    servers = bench_trn3_servers(site, racks, 2, "2026.09.1")
     _, token = agents.issue_agent(site, "bench-agent", CTX)
     layout: wire.SiteLayout = {
         "site": site.code,

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BENCH_DB, bench_racks, bench_site, write_result
+from bench.common import BENCH_DB, bench_racks, bench_site, bench_trn3_servers, write_result
 from factory.wire import Metric
 
 SERVERS, CHIPS = 6945, 144
@@ -37,25 +37,11 @@ def _build_fleet():
     """Servers only (no chip rows, no placement checks): ingest looks at serial, site and the
     model's chip count, nothing else."""
     from factory.agents import services as agents
-    from factory.catalog.models import UltraServerModel
-    from factory.inventory.models import UltraServer
     from tests.support.fleet import CTX
 
-    model = UltraServerModel.objects.get(slug="trn3-ultraserver")
     site = bench_site("BTL1", "Telemetry", 2_000_000)
     racks = bench_racks(site, SERVERS)
-    servers = UltraServer.objects.bulk_create(
-        UltraServer(
-            serial=f"BTL1-TRN3-{i:05d}",
-            model=model,
-            rack=rack,
-            position=1,
-            tenant_id=site.tenant_id,
-            lifecycle_state="in-service",
-            firmware_version="1.0",
-        )
-        for i, rack in enumerate(racks)
-    )
+    servers = bench_trn3_servers(site, racks, 5, "1.0")
     _, token = agents.issue_agent(site, "bench-agent", CTX)
     return [s.serial for s in servers], [s.pk for s in servers], token
 

@@ -118,3 +118,24 @@ def bench_racks(site, count: int):
         )
         for i in range(count)
     )
+
+
+def bench_trn3_servers(site, racks, serial_digits: int, firmware: str):
+    """One in-service Trn3 UltraServer in each of ``racks`` (serials ``<site>-TRN3-<n>``,
+    ``serial_digits`` wide), owned by the site's tenant."""
+    from factory.catalog.models import UltraServerModel
+    from factory.inventory.models import UltraServer
+
+    model = UltraServerModel.objects.get(slug="trn3-ultraserver")
+    return UltraServer.objects.bulk_create(
+        UltraServer(
+            serial=f"{site.code}-TRN3-{i:0{serial_digits}d}",
+            model=model,
+            rack=rack,
+            position=1,
+            tenant_id=site.tenant_id,
+            lifecycle_state="in-service",
+            firmware_version=firmware,
+        )
+        for i, rack in enumerate(racks)
+    )
