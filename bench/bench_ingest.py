@@ -145,7 +145,7 @@ def run() -> dict:
         load = json.loads(client.stdout.strip().splitlines()[-1])
     finally:
         web.stop()
-    stored_rows = ServerSample.objects.count()
+    stored_rows = ServerSample.objects.filter(ultraserver_id__in=server_ids).count()
     if stored_rows * CHIPS != load["chip_samples"]:
         raise RuntimeError(
             f"stored {stored_rows} rows but the server acknowledged "
@@ -154,7 +154,7 @@ def run() -> dict:
     ingest_rate = load["chip_samples"] / load["elapsed"]
     latencies = sorted(load["latencies"])
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
-    ServerSample.objects.all().delete()
+    ServerSample.objects.filter(ultraserver_id__in=server_ids).delete()
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM {ServerSample._meta.db_table}")
     copy_rate = _raw_copy(server_ids, rounds=6)
