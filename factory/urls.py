@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("tenants.api.urls")),
     path("", include("tenants.sovereignty.api.urls")),
     path("", include("tenants.events.api.urls")),
+    path("", include("tenants.evidence.urls")),
 ]
 
 urlpatterns = [
