@@ -7,6 +7,8 @@ safe alphabet here, so compiled policies never need escaping.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tenants.sovereignty.core.model import (
@@ -59,9 +61,40 @@ SCHEMA: dict[RuleKind, dict[str, str]] = {
     },
     RuleKind.CUSTOMER_APPROVAL: {},
     RuleKind.TELEMETRY_EGRESS: {"categories": "tokens", "destinations": "tokens"},
-    RuleKind.ARTIFACT_PROVENANCE: {"origins!": "tokens", "require_signature": "bool"},
-    RuleKind.KEY_CUSTODY: {"in_country": "bool", "customer_controlled": "bool"},
+    RuleKind.ARTIFACT_PROVENANCE: {
+        "origins!": "tokens",
+        "require_signature": "bool",
+        "trust_roots": "tokens",  # refs (provider:<name>, tenant:<name>) one must have signed
+    },
+    RuleKind.KEY_CUSTODY: {
+        "in_country": "bool",
+        "customer_controlled": "bool",
+        "stores": "tokens",  # customer-held external key stores, by name (models/keys.py)
+    },
 }
+
+
+#: The parameters of each kind whose values are places: an ISO 3166-1 alpha-2 country code or
+#: the code of a jurisdiction group (built-in or the tenant's own).
+PLACE_KEYS: dict[RuleKind, tuple[str, ...]] = {
+    RuleKind.RESIDENCY: ("allowed",),
+    RuleKind.REPLICA_RESIDENCY: ("allowed",),
+    RuleKind.TRANSFER: ("allowed",),
+    RuleKind.PERSONNEL: ("nationalities", "residencies"),
+    RuleKind.TELEMETRY_EGRESS: ("destinations",),
+}
+#: What a place no longer known becomes when groups are expanded: a value no fact ever has, so
+#: an allow-list naming it admits nothing through it (fail closed).
+UNRESOLVED = "unresolved:"
+
+
+@dataclass(frozen=True)
+class Places:
+    """The places a rule may name: the country codes and the group codes known to the caller
+    (the pure core has no country list of its own)."""
+
+    countries: Collection[str]
+    groups: Collection[str]
 
 
 class RuleError(ValueError):
@@ -72,8 +105,25 @@ class RuleError(ValueError):
         self.field, self.message = field, message
 
 
-def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Return the params normalised (defaults filled, lists sorted), or raise RuleError."""
+class UnknownPlace(RuleError):
+    """A place value that is neither a country code nor a known group (``field`` names the
+    parameter, ``value`` the value)."""
+
+    def __init__(self, field: str, value: str):
+        super().__init__(
+            field,
+            f"{value!r} is neither an ISO 3166-1 alpha-2 country code nor a known "
+            "jurisdiction group",
+        )
+        self.value = value
+
+
+def validate_params(
+    kind: str, params: dict[str, Any], places: Places | None = None
+) -> dict[str, Any]:
+    """Return the params normalised (defaults filled, lists sorted), or raise RuleError. With
+    ``places``, every place value must be one of its countries or groups: a mistyped "XX" or
+    "Germany" would otherwise be accepted and then deny everything."""
     try:
         kind = RuleKind(kind)
     except ValueError:
@@ -90,6 +140,11 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         name, required = key.rstrip("!"), key.endswith("!")
         value = params.get(name)
         out[name] = _check(name, typ, value, required)
+    if places is not None:
+        for name in PLACE_KEYS.get(kind, ()):
+            for value in out[name]:
+                if value not in places.countries and value not in places.groups:
+                    raise UnknownPlace(f"params.{name}", value)
     if kind == RuleKind.PERSONNEL and not (
         out["nationalities"]
         or out["residencies"]
@@ -101,6 +156,46 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         raise RuleError("params", "name the accreditations required, or air_gapped")
     if kind == RuleKind.TELEMETRY_EGRESS and not (out["categories"] or out["destinations"]):
         raise RuleError("params", "name the categories or destinations that may leave")
+    return out
+
+
+def place_groups(kind: str, params: dict[str, Any], countries: Collection[str]) -> set[str]:
+    """The values of the rule's place parameters that are not country codes (group codes)."""
+    keys = PLACE_KEYS.get(RuleKind(kind), ())
+    return {
+        v
+        for key in keys
+        for v in params.get(key) or []
+        if isinstance(v, str) and v not in countries
+    }
+
+
+def expand_places(
+    kind: str,
+    params: dict[str, Any],
+    countries: Collection[str],
+    groups: Mapping[str, Sequence[str]],
+) -> dict[str, Any]:
+    """The params with every group named in a place parameter replaced by its countries, so a
+    decision compares countries only and a group means exactly the version given here (a rule's
+    pinned versions). A value that is neither a country nor in ``groups`` becomes a value no
+    fact has (``UNRESOLVED``): it admits nothing, it never falls back to a group's current
+    definition."""
+    keys = PLACE_KEYS.get(RuleKind(kind), ())
+    out = dict(params)
+    for key in keys:
+        values = params.get(key)
+        if not isinstance(values, list):
+            continue
+        expanded: set[str] = set()
+        for v in values:
+            if v in countries:
+                expanded.add(v)
+            elif v in groups:
+                expanded.update(groups[v])
+            else:
+                expanded.add(f"{UNRESOLVED}{v}")
+        out[key] = sorted(expanded)
     return out
 
 
@@ -200,10 +295,18 @@ def describe(kind: str, p: dict[str, Any]) -> str:
         return f"Only telemetry of {cats} may leave a site, and only to {dest}"
     if kind == RuleKind.ARTIFACT_PROVENANCE:
         signed = ", signed" if p["require_signature"] else ""
+        if p.get("trust_roots"):
+            signed = f", signed by {' or '.join(p['trust_roots'])}"
         return f"Firmware and software only from {', '.join(p['origins'])}{signed}"
     if kind == RuleKind.KEY_CUSTODY:
         parts = (["in-country"] if p["in_country"] else []) + (
             ["customer-controlled"] if p["customer_controlled"] else []
         )
+        if p.get("stores"):
+            kept = f" ({', '.join(parts)})" if parts else ""
+            return (
+                f"Keys only in the customer-held key stores {', '.join(p['stores'])}{kept}; "
+                "nothing is placed at a site they serve while one is disconnected"
+            )
         return f"Keys only in {' and '.join(parts) or 'approved'} key stores"
     raise AssertionError(kind)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -10,8 +12,24 @@ from tenants.sovereignty.core.model import (
     Rule,
     RuleKind,
 )
-from tenants.sovereignty.core.rules import RuleError, describe, validate_params
+from tenants.sovereignty.core.rules import (
+    Places,
+    RuleError,
+    UnknownPlace,
+    describe,
+    expand_places,
+    place_groups,
+    validate_params,
+)
 from tenants.sovereignty.models.base import choices_of as _choices
+
+
+@functools.cache
+def country_codes() -> frozenset[str]:
+    """Every ISO 3166-1 alpha-2 code (``django_countries``' list)."""
+    from django_countries import countries
+
+    return frozenset(code for code, _ in countries)
 
 
 class RuleStatus(models.TextChoices):
@@ -37,6 +55,17 @@ class SovereigntyRule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
+    pinned_groups = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The group versions this rule names, pinned when it was activated: "
+        '{code: {"group": id, "version": n, "countries": [...]}}. Decisions use these.',
+    )
+    activation_what_if = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the rule would deny when it was activated (the what-if shown then).",
+    )
 
     class Meta:
         ordering = ["tenant_id", "name", "-version"]
@@ -60,9 +89,74 @@ class SovereigntyRule(models.Model):
         except (RuleError, ValueError):
             return ""
 
-    def clean(self) -> None:
+    def known_places(self) -> Places:
+        """The countries (ISO 3166-1 alpha-2) and the groups (built-in or this tenant's) a rule
+        of this tenant may name."""
+        from tenants.sovereignty.models.groups import JurisdictionGroup
+
+        groups = JurisdictionGroup.objects.filter(
+            models.Q(tenant__isnull=True) | models.Q(tenant_id=self.tenant_id)
+        ).values_list("code", flat=True)
+        return Places(country_codes(), frozenset(groups))
+
+    def current_groups(self) -> dict[str, dict]:
+        """The current version of each group this rule names, as a pin: the tenant's own group
+        of that code, else the built-in one. Groups that do not exist are left out."""
+        from tenants.sovereignty.models.groups import JurisdictionGroup
+
+        names = self.named_groups()
+        if not names:
+            return {}
+        found: dict[str, dict] = {}
+        rows = JurisdictionGroup.objects.filter(
+            models.Q(tenant__isnull=True) | models.Q(tenant_id=self.tenant_id), code__in=names
+        ).order_by(models.F("tenant_id").asc(nulls_first=True))
+        for group in rows:  # built-in first, so that the tenant's own group of a code wins
+            found[group.code] = {
+                "group": group.pk,
+                "version": group.version,
+                "builtin": group.tenant_id is None,
+                "countries": sorted(group.countries),
+            }
+        return found
+
+    def expanded_params(self) -> dict:
+        """The params with every group replaced by its countries: the pinned versions once the
+        rule has been activated, the current ones while it is a draft (what-if). A group that
+        cannot be resolved admits nothing (fail closed)."""
+        pins = self.current_groups() if self.status == RuleStatus.DRAFT else self.pinned_groups
+        groups = {code: pin["countries"] for code, pin in (pins or {}).items()}
         try:
-            self.params = validate_params(self.kind, self.params)
+            return expand_places(self.kind, self.params, country_codes(), groups)
+        except ValueError:
+            return self.params
+
+    def named_groups(self) -> set[str]:
+        """The group codes this rule's place parameters name."""
+        try:
+            return place_groups(self.kind, self.params, country_codes())
+        except ValueError:
+            return set()
+
+    def clean(self) -> None:
+        stored_status = None
+        if self.pk:
+            stored_status = (
+                type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            )
+        # Places are checked while the rule is written (a draft); a frozen rule keeps what it
+        # pinned even if a group it named has gone since.
+        places = (
+            self.known_places()
+            if stored_status in (None, RuleStatus.DRAFT) and self.tenant_id
+            else None
+        )
+        try:
+            self.params = validate_params(self.kind, self.params, places)
+        except UnknownPlace as error:
+            raise ValidationError(
+                {error.field: ValidationError(error.message, code="unknown_place")}
+            ) from None
         except RuleError as error:
             field = "kind" if error.field == "kind" else "params"
             raise ValidationError(
