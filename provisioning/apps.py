@@ -11,6 +11,12 @@ class ProvisioningConfig(AppConfig):
 
         command_finished.connect(_wake_step, dispatch_uid="provisioning.wake_step")
         fault_opened.connect(_open_maintenance, dispatch_uid="provisioning.open_maintenance")
+        from provisioning.workflows.maintain import recheck_repairs
+        from tenants.sovereignty.services.access import ACCESS_ENDED
+
+        # Connected here, not only on import of the workflow: a revoke in a web process that
+        # never loaded the maintain workflow must still wake the repairs it ends.
+        ACCESS_ENDED.connect(recheck_repairs, dispatch_uid="provisioning.maintain.recheck_repairs")
         from factory.telemetry import metrics
         from provisioning import metrics as workflow_metrics
 

@@ -6,19 +6,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from factory.agents.choices import CommandKind
 from factory.inventory import lifecycle
 from factory.inventory.models import UltraServer
 from factory.telemetry import faults
 from factory.wire import CommandParam, HardwareState
-from provisioning.models import Notification, PartReplacement, Workflow
+from provisioning.choices import StepState
+from provisioning.models import Notification, PartReplacement, Step, Workflow
 from provisioning.outcomes import Done, Outcome, Wait
 from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefinition, StepRun
 from provisioning.workflows.common import QuickHealthCheck, Undrain, move
 from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
 from provisioning.workflows.params import Param, ParamSet
 from tenants.sovereignty import services as sovereignty
+from tenants.sovereignty.services.access import ACCESS_ENDED
 
 MANUAL_POLL_SECONDS = 3600.0
 
@@ -35,6 +38,22 @@ FROM_COUNTRY = Param(
     "Where the technician acts from (ISO 3166 alpha-2 country code).",
     minimum=2,
     maximum=2,
+)
+
+REMOTE = Param("remote", bool, "The technician acts remotely, not on site.", default=False)
+OFFICE_COUNTRY = Param(
+    "office_country",
+    str,
+    "The country of the technician's office (ISO 3166 alpha-2), if the lockbox policy asks.",
+    minimum=2,
+    maximum=2,
+)
+ACCESS_REQUEST = Param(
+    "access_request",
+    int,
+    "The lockbox grant the technician acts under (an access request id); without it the "
+    "dispatch finds a grant covering person, site, scope and now.",
+    minimum=1,
 )
 
 
@@ -96,7 +115,9 @@ class Dispatch(StepDefinition):
     inputs = ParamSet(
         replace(TECHNICIAN, required=True),
         FROM_COUNTRY,
-        Param("remote", bool, "The technician acts remotely, not on site.", default=False),
+        REMOTE,
+        OFFICE_COUNTRY,
+        ACCESS_REQUEST,
     )
 
     def plan_input(self, workflow: Workflow, server: UltraServer) -> dict:
@@ -112,31 +133,85 @@ class Dispatch(StepDefinition):
         data = run.step.input
         if not data.get("technician"):
             return Wait(MANUAL_POLL_SECONDS, "awaiting a technician assignment")
-        person = get_user_model().objects.filter(pk=data["technician"]).first()
-        if person is None:
-            run.step.input = {}
-            return Wait(MANUAL_POLL_SECONDS, "assigned technician does not exist")
-        try:
-            sovereignty.check_site_access(
-                person,
-                run.workflow.site,
-                run.ctx,
-                from_country=data.get("from_country", ""),
-                remote=bool(data.get("remote", False)),
-            )
-        except sovereignty.SovereigntyDenied as denied:
-            rules = ", ".join(denied.decision.rule_ids) or "default deny"
-            reasons = "; ".join(denied.decision.reasons)
-            run.note("dispatch-denied", f"{person.username} may not act here ({rules}): {reasons}")
-            run.step.output["denied"] = [*run.step.output.get("denied", []), person.username]
+        dispatched, refusal = _dispatch(run, data)
+        if dispatched is None:
             run.step.input = {}
             run.step.save(update_fields=["input"])
-            return Wait(MANUAL_POLL_SECONDS, "dispatch denied; assign someone who may")
-        return Done({"technician": person.username}, f"{person.username} dispatched")
+            return Wait(MANUAL_POLL_SECONDS, refusal)
+        return Done(dispatched, f"{dispatched['technician']} dispatched")
+
+
+def _dispatch(run: StepRun, data: dict) -> tuple[dict | None, str]:
+    """Ask the sovereignty engine whether the person named in ``data`` may act on this site now
+    (the lockbox: a grant covering person, site, scope, location and now, when the tenant's
+    rules need one). ``(what the later steps re-check, "")``, or ``(None, why not)`` with the
+    denial noted (and recorded by the engine)."""
+    person = get_user_model().objects.filter(pk=data["technician"]).first()
+    if person is None:
+        return None, "assigned technician does not exist"
+    try:
+        _, grant = sovereignty.site_access(
+            person,
+            run.workflow.site,
+            run.ctx,
+            from_country=data.get("from_country", ""),
+            remote=bool(data.get("remote", False)),
+            office_country=data.get("office_country", ""),
+            grant_id=data.get("access_request") or None,
+            workflow_id=run.workflow.pk,
+            step=run.step.name,
+        )
+    except sovereignty.SovereigntyDenied as denied:
+        rules = ", ".join(denied.decision.rule_ids) or "default deny"
+        reasons = "; ".join(denied.decision.reasons)
+        run.note("dispatch-denied", f"{person.username} may not act here ({rules}): {reasons}")
+        run.step.output["denied"] = [*run.step.output.get("denied", []), person.username]
+        return None, "dispatch denied; assign someone who may"
+    return {
+        "technician": person.username,
+        "technician_id": person.pk,
+        "from_country": data.get("from_country", ""),
+        "remote": bool(data.get("remote", False)),
+        "office_country": data.get("office_country", ""),
+        "access_request": grant.pk if grant is not None else None,
+    }, ""
+
+
+def _access_still_valid(run: StepRun, dispatched: dict) -> str | None:
+    """The dispatched person's access, checked again now (revoked, expired or ended grants and
+    rules that now deny all stop the work): ``None`` when it holds, else why not. The check is
+    recorded (a decision, and a use of the grant)."""
+    person = get_user_model().objects.filter(pk=dispatched.get("technician_id")).first()
+    if person is None:
+        return "the dispatched technician no longer exists"
+    grant_id = dispatched.get("access_request")
+    try:
+        _, grant = sovereignty.site_access(
+            person,
+            run.workflow.site,
+            run.ctx,
+            from_country=dispatched.get("from_country", ""),
+            remote=bool(dispatched.get("remote", False)),
+            office_country=dispatched.get("office_country", ""),
+            grant_id=grant_id,
+            workflow_id=run.workflow.pk,
+            step=run.step.name,
+        )
+    except sovereignty.SovereigntyDenied as denied:
+        reasons = "; ".join(denied.decision.reasons) or "denied"
+        if grant_id:
+            return f"access request #{grant_id} no longer covers {person.username}: {reasons}"
+        return f"{person.username} may no longer act here: {reasons}"
+    if grant_id and grant is None:
+        return f"access request #{grant_id} no longer covers {person.username} (revoked or over)"
+    return None
 
 
 class Repair(StepDefinition):
-    """Done when the technician has recorded the part replacement (or that none was needed)."""
+    """Done when the technician has recorded the part replacement (or that none was needed),
+    while their access still holds: it is checked again each time the step runs. When it no
+    longer does (the tenant revoked it, it expired or ended) the step stops and waits for a new
+    dispatch, handed to this step (``technician``, ``from_country``, ...)."""
 
     name = "repair"
     inputs = ParamSet(
@@ -144,19 +219,67 @@ class Repair(StepDefinition):
             "no_parts_needed",
             bool,
             "The repair is done without replacing a part (otherwise record the part replacement).",
-            required=True,
-        )
+        ),
+        replace(
+            TECHNICIAN,
+            help="A new dispatch, after the dispatched person's access ended: the technician.",
+        ),
+        FROM_COUNTRY,
+        REMOTE,
+        OFFICE_COUNTRY,
+        ACCESS_REQUEST,
     )
 
     def run(self, run: StepRun) -> Outcome:
+        data = run.step.input
+        if data.get("technician"):  # a new dispatch, after the access ended
+            dispatched, refusal = _dispatch(run, data)
+            run.step.input = {k: v for k, v in data.items() if k == "no_parts_needed"}
+            run.step.save(update_fields=["input"])
+            if dispatched is None:
+                return Wait(MANUAL_POLL_SECONDS, refusal)
+            run.step.output["dispatched"] = dispatched
+            run.step.output.pop("access_ended", None)
+            run.note("redispatched", f"{dispatched['technician']} dispatched")
+        dispatched = run.step.output.get("dispatched") or run.earlier_output("dispatch")
+        if run.step.output.get("access_ended"):
+            return Wait(
+                MANUAL_POLL_SECONDS, f"{run.step.output['access_ended']}: awaiting a new dispatch"
+            )
+        ended = _access_still_valid(run, dispatched) if dispatched.get("technician_id") else None
+        if ended:
+            run.note("access-ended", ended)
+            run.step.output["access_ended"] = ended
+            return Wait(MANUAL_POLL_SECONDS, f"{ended}: awaiting a new dispatch")
         parts = list(
             PartReplacement.objects.filter(
                 workflow=run.workflow, ultraserver=run.server
             ).values_list("part", "rma_number")
         )
-        if parts or run.step.input.get("no_parts_needed"):
+        if parts or data.get("no_parts_needed"):
             return Done({"parts": [{"part": p, "rma": r} for p, r in parts]}, "repair recorded")
         return Wait(MANUAL_POLL_SECONDS, "awaiting the part replacement record")
+
+
+def recheck_repairs(sender, access, **kwargs) -> None:
+    """A grant was revoked or ended: the repair steps waiting at its site run again at once,
+    so work under it stops now, not at the next poll (hinted after the commit)."""
+    from provisioning.queue import queue_steps
+
+    steps = Step.objects.filter(
+        name=Repair.name,
+        state=StepState.WAITING,
+        workflow__kind="maintain",
+        workflow__site_id=access.site_id,
+    )
+    step_ids = list(steps.values_list("pk", flat=True))
+    if step_ids:
+        Step.objects.filter(pk__in=step_ids).update(next_check_at=timezone.now())
+        queue_steps(step_ids)
+
+
+# Connected by ProvisioningConfig.ready too (the same uid): importing this alone also wires it.
+ACCESS_ENDED.connect(recheck_repairs, dispatch_uid="provisioning.maintain.recheck_repairs")
 
 
 class PowerOn(HardwareStep):
