@@ -172,6 +172,9 @@ class CommandParam:
     RACK: Final = "rack"  # where an install-check expects the server (for the technician)
     POSITION: Final = "position"
     COMPONENT: Final = "component"  # a FirmwareComponent to flash (SimpleUpdate Targets)
+    #: SHA-256 (hex) the image must have: the agent downloads it, checks, and flashes only
+    #: those bytes; a different image is refused, nothing flashed.
+    DIGEST: Final = "sha256"
 
 
 class HardwareState:
@@ -234,7 +237,12 @@ COMMANDS: Final[Mapping[CommandKind, CommandSpec]] = MappingProxyType(
         ),
         CommandKind.FLASH_FIRMWARE: CommandSpec(
             "Flash firmware (SimpleUpdate)",
-            params=(CommandParam.VERSION, CommandParam.ORIGIN, CommandParam.COMPONENT),
+            params=(
+                CommandParam.VERSION,
+                CommandParam.ORIGIN,
+                CommandParam.COMPONENT,
+                CommandParam.DIGEST,
+            ),
             required=(CommandParam.VERSION,),
             result=HardwareState.KEYS,
             optional=(HardwareState.FIRMWARE_INVENTORY,),

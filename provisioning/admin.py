@@ -172,7 +172,7 @@ class CapacityFloorAdmin(AuditedModelAdmin):
 
 @admin.register(FirmwareRelease)
 class FirmwareReleaseAdmin(AuditedModelAdmin):
-    list_display = ["model", "version", "origin", "signed", "baseline"]
+    list_display = ["model", "version", "origin", "key_id", "baseline"]
     list_filter = ["model", "baseline"]
 
 

@@ -4,15 +4,62 @@ demo fleet) and maintenance windows (one approved, one awaiting the tenant). Ide
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
 from django.db import transaction
 
 from factory.inventory.demo import DEMO_FIRMWARE
 from factory.inventory.models import Site, UltraServer
 from provisioning.choices import WindowStatus
 from provisioning.models import FirmwareRelease, MaintenanceWindow
+from tenants.sovereignty.core import signing
+from tenants.sovereignty.models import TrustRoot
 
 NEXT_FIRMWARE = "2026.11.0"
+
+#: DEVELOPMENT ONLY, NOT SECRET: the demo's firmware signing key, derived from a published
+#: phrase so every demo load signs the same way. Its public key is registered as a provider
+#: trust root ("demo-dev-<origin>"); never register it anywhere real.
+DEMO_SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(
+    hashlib.sha256(b"aifactory demo firmware signing key - DEVELOPMENT ONLY, NOT SECRET").digest()
+)
+
+
+def firmware_dir() -> Path:
+    """Where the demo's images are written, and served from by ``runfactory``."""
+    return settings.VAR_DIR / "firmware"
+
+
+def demo_image(origin: str, version: str) -> bytes:
+    """The demo's stand-in for a firmware image (what the agent fetches and checks)."""
+    return f"AI factory DEMO firmware image\norigin={origin}\nversion={version}\n".encode() * 64
+
+
+def write_demo_images() -> None:
+    """Write every demo-signed release's image under ``firmware_dir()`` (for runfactory)."""
+    demo_key_id = signing.key_id(signing.parse_public_key(signing.public_key_of(DEMO_SIGNING_KEY)))
+    for release in FirmwareRelease.objects.filter(key_id=demo_key_id):
+        path = firmware_dir() / release.origin / f"{release.version}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(demo_image(release.origin, release.version))
+
+
+def _sign_demo_release(release: FirmwareRelease, slug: str) -> None:
+    """Give a demo release its digest and signature by the demo key (once)."""
+    if release.signature:
+        return
+    image = demo_image(release.origin, release.version)
+    release.sha256 = signing.image_digest(image)
+    release.key_id = signing.key_id(
+        signing.parse_public_key(signing.public_key_of(DEMO_SIGNING_KEY))
+    )
+    release.signature = signing.sign(
+        DEMO_SIGNING_KEY, signing.message(slug, release.version, release.origin, release.sha256)
+    )
+    release.save(update_fields=["sha256", "key_id", "signature"])
 
 
 def firmware_origin(model_slug: str) -> str:
@@ -24,14 +71,29 @@ def firmware_origin(model_slug: str) -> str:
 def load_demo_provisioning() -> None:
     models = set(UltraServer.objects.values_list("model_id", "model__slug"))
     for model_id, slug in models:
-        FirmwareRelease.objects.get_or_create(
+        origin = firmware_origin(slug)
+        TrustRoot.objects.get_or_create(
+            tenant=None,
+            name=f"demo-dev-{origin}",
+            defaults={
+                "origin": origin,
+                "public_key": signing.public_key_of(DEMO_SIGNING_KEY),
+                "key_id": signing.key_id(
+                    signing.parse_public_key(signing.public_key_of(DEMO_SIGNING_KEY))
+                ),
+                "description": "The demo's development signing key (not secret; demo only).",
+            },
+        )
+        baseline, _ = FirmwareRelease.objects.get_or_create(
             model_id=model_id,
             version=DEMO_FIRMWARE,
-            defaults={"origin": firmware_origin(slug), "baseline": True},
+            defaults={"origin": origin, "baseline": True},
         )
-        FirmwareRelease.objects.get_or_create(
-            model_id=model_id, version=NEXT_FIRMWARE, defaults={"origin": firmware_origin(slug)}
+        upgrade, _ = FirmwareRelease.objects.get_or_create(
+            model_id=model_id, version=NEXT_FIRMWARE, defaults={"origin": origin}
         )
+        for release in (baseline, upgrade):
+            _sign_demo_release(release, slug)
     for site in Site.objects.all():
         MaintenanceWindow.objects.get_or_create(
             site=site,

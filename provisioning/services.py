@@ -106,9 +106,20 @@ def _baseline(model_id: int) -> FirmwareRelease | None:
     return FirmwareRelease.objects.filter(model_id=model_id, baseline=True).first()
 
 
+def _releases(version: str, servers: list[UltraServer]) -> dict[int, FirmwareRelease]:
+    """Firmware ``version``'s release for each model among ``servers``, by model id."""
+    return {
+        r.model_id: r
+        for r in FirmwareRelease.objects.select_related("model").filter(
+            version=version, model_id__in={s.model_id for s in servers}
+        )
+    }
+
+
 def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
     """What the declared spec leaves to the fleet: a deploy's baseline version, and the
-    release's origin and signature (read from the release, never taken from the caller)."""
+    release's origin and image digest per model (read from the release, never taken from the
+    caller; the agent refuses an image whose digest differs)."""
     spec = dict(spec)
     if kind == WorkflowKind.DEPLOY and not spec.get("firmware_version"):
         release = _baseline(servers[0].model_id)
@@ -120,12 +131,7 @@ def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
             )
         spec["firmware_version"] = release.version
     if kind in (WorkflowKind.UPGRADE, WorkflowKind.DEPLOY):
-        releases = {
-            r.model_id: r
-            for r in FirmwareRelease.objects.filter(
-                version=spec["firmware_version"], model_id__in={s.model_id for s in servers}
-            )
-        }
+        releases = _releases(spec["firmware_version"], servers)
         missing = sorted({s.model.name for s in servers if s.model_id not in releases})
         if missing:
             raise _invalid(
@@ -135,7 +141,9 @@ def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
             )
         release = next(iter(releases.values()))
         spec["firmware_origin"] = release.origin
-        spec["firmware_signed"] = release.signed
+        # Per model: models of one version may come from different origins (their image URIs).
+        spec["firmware_origins"] = {str(m): r.origin for m, r in sorted(releases.items())}
+        spec["firmware_sha256"] = {str(m): r.sha256 for m, r in sorted(releases.items())}
     return spec
 
 
@@ -267,16 +275,12 @@ def _create_workflow(
     prepared = _prepare_spec(kind, servers, declared)
     if kind == WorkflowKind.MAINTAIN:
         _check_capacity_floor(site, servers)
-    if kind == WorkflowKind.UPGRADE:
-        # Provenance is decided (and recorded) before the write transaction: a denial stays
-        # in the access-transparency log.
-        sovereignty.check_artifact(
-            site,
-            artifact_id=f"firmware:{prepared['firmware_version']}",
-            origin=prepared.get("firmware_origin", ""),
-            signed=bool(prepared.get("firmware_signed", False)),
-            ctx=ctx,
-        )
+    if kind in (WorkflowKind.UPGRADE, WorkflowKind.DEPLOY):
+        # Provenance (each model's release, its signature verified against the trust roots) is
+        # decided and recorded before the write transaction: a denial stays in the
+        # access-transparency log, and no workflow or command exists.
+        for release in _releases(prepared["firmware_version"], servers).values():
+            sovereignty.check_release(site, release, ctx)
     try:
         with transaction.atomic():
             workflow = Workflow.objects.create(

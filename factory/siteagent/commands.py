@@ -12,10 +12,14 @@ task monitor (DSP0266 §12.2) to the Task that tells its true outcome.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+
+import requests
 
 from factory import wire
 from factory.siteagent.devices import Answer, Device, DeviceError
@@ -31,6 +35,8 @@ from factory.wire import (
 
 log = logging.getLogger("factory.siteagent.commands")
 TASK_TIMEOUT_S = 1800.0
+#: Fetching a firmware image to check its digest: per read, and the chunk it hashes at a time.
+IMAGE_TIMEOUT_S, IMAGE_CHUNK = 60.0, 1 << 20
 #: Retry-After is the device's wish; a wait outside these bounds is clamped to them.
 MIN_WAIT_S, MAX_WAIT_S = 0.05, 60.0
 SYSTEM = wire.SYSTEM_PATH
@@ -395,17 +401,46 @@ def interconnect_check(bmc: Device) -> dict:
     }
 
 
+def image_digest(uri: str, timeout_s: float = IMAGE_TIMEOUT_S) -> str:
+    """SHA-256 (hex) of the image at ``uri``, streamed (images are large); DeviceError when
+    it cannot be fetched whole."""
+    digest = hashlib.sha256()
+    try:
+        with requests.get(uri, stream=True, timeout=timeout_s) as answer:
+            if answer.status_code != 200:
+                raise DeviceError(f"image {uri}: HTTP {answer.status_code}")
+            for chunk in answer.iter_content(IMAGE_CHUNK):
+                digest.update(chunk)
+    except requests.RequestException as exc:
+        raise DeviceError(f"image {uri}: {exc}") from None
+    return digest.hexdigest()
+
+
 def flash(
     bmc: Device, params: Mapping[str, object], image_base: str, poll_s: float
 ) -> tuple[bool, dict, str]:
-    service = bmc.get(update_service_uri(bmc))
-    simple = (service.get("Actions") or {}).get("#UpdateService.SimpleUpdate") or {}
-    target = simple.get("target") or wire.SIMPLE_UPDATE_PATH
+    """SimpleUpdate to the image of ``version``. With a ``sha256`` (the control plane always
+    sends the one whose signature it verified) the agent first fetches the image and refuses,
+    flashing nothing, when its digest differs. The simulator's UpdateService (like many BMCs)
+    offers no MultipartHttpPushUri, so the BMC is then given the same URI to fetch."""
     image = wire.firmware_image_uri(
         image_base,
         str(params.get(CommandParam.ORIGIN, "unknown")),
         str(params[CommandParam.VERSION]),
     )
+    expected = str(params.get(CommandParam.DIGEST) or "").lower()
+    if expected:
+        found = image_digest(image)
+        if not hmac.compare_digest(found, expected):
+            return (
+                False,
+                {},
+                f"image {image} has sha256 {found}, not the signed {expected}: refused, "
+                "nothing flashed",
+            )
+    service = bmc.get(update_service_uri(bmc))
+    simple = (service.get("Actions") or {}).get("#UpdateService.SimpleUpdate") or {}
+    target = simple.get("target") or wire.SIMPLE_UPDATE_PATH
     body: dict[str, object] = {"ImageURI": image}
     allowed = simple.get("TransferProtocol@Redfish.AllowableValues")
     if image.startswith("https://") and (allowed is None or "HTTPS" in allowed):

@@ -284,7 +284,7 @@ class FirmwareReleaseViewSet(AuditedModelViewSet):
 
     queryset = FirmwareRelease.objects.all()
     serializer_class = s.FirmwareReleaseSerializer
-    filterset_fields = ["model", "baseline", "version", "signed", "created_at"]
+    filterset_fields = ["model", "baseline", "version", "key_id", "created_at"]
     ordering_fields = ["created_at", "version"]
 
 

@@ -104,7 +104,18 @@ class FirmwareRelease(models.Model):
     )
     version = models.CharField(max_length=64)
     origin = models.CharField(max_length=200, help_text="Where the image comes from.")
-    signed = models.BooleanField(default=True)
+    # Provenance (tenants.sovereignty.core.signing): the image's digest and a detached Ed25519
+    # signature over model, version, origin and digest, by the key ``key_id`` names. A release
+    # without them is unsigned; only a trust root's key makes a signature count.
+    sha256 = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the image, lower-case hex."
+    )
+    signature = models.CharField(
+        max_length=100, blank=True, help_text="Detached Ed25519 signature, base64."
+    )
+    key_id = models.CharField(
+        max_length=16, blank=True, help_text="The signing key's id (a trust root's key_id)."
+    )
     baseline = models.BooleanField(default=False)
     components = models.JSONField(
         default=dict,
@@ -130,3 +141,36 @@ class FirmwareRelease(models.Model):
     @property
     def owning_tenant_id(self) -> None:
         return None
+
+    @property
+    def model_slug(self) -> str:
+        """The model as the signature names it (``core.signing.message``)."""
+        return self.model.slug
+
+    def clean(self) -> None:
+        """The provenance fields are well-formed, and all given or none (an unsigned release).
+        Whether the signature is good is the sovereignty check's question, not the form's."""
+        from tenants.sovereignty.core import signing
+
+        def invalid(field: str, message: str, code: str) -> ValidationError:
+            return ValidationError({field: ValidationError(message, code=code)})
+
+        if self.sha256 and not signing.SHA256_HEX.match(self.sha256):
+            raise invalid("sha256", "64 lower-case hex digits", "invalid_digest")
+        if self.key_id and not signing.KEY_ID.match(self.key_id):
+            raise invalid("key_id", "16 lower-case hex digits", "invalid_key_id")
+        if self.signature:
+            try:
+                signing.parse_signature(self.signature)
+            except ValueError as exc:
+                raise invalid("signature", str(exc), "invalid_signature") from None
+        provenance = {"sha256": self.sha256, "signature": self.signature, "key_id": self.key_id}
+        missing = [name for name, value in provenance.items() if not value]
+        if (self.signature or self.key_id) and missing:
+            raise invalid(
+                missing[0],
+                "a signed release names its digest, signature and key_id",
+                "incomplete_signature",
+            )
+        if "\n" in self.version or "\n" in self.origin:
+            raise invalid("origin", "one line", "invalid_origin")

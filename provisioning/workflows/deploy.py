@@ -12,8 +12,8 @@ from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefin
 from provisioning.workflows.common import FIRMWARE_VERSION, BurnIn, FlashFirmware, move
 from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
 from provisioning.workflows.params import Param, ParamSet
+from provisioning.workflows.upgrade import image_params, release_of
 from tenants.sovereignty import services as sovereignty
-from tenants.sovereignty.models import ProtectedAsset
 
 
 class Preflight(StepDefinition):
@@ -32,19 +32,14 @@ class Preflight(StepDefinition):
         if problems:
             return Fail("; ".join(message for _, _, message in problems))
         site = run.workflow.site
+        release = release_of(run)
+        if release is None:
+            return Fail(f"firmware {run.spec['firmware_version']} is no release of this model")
         try:
-            sovereignty.check_artifact(
-                site,
-                artifact_id=f"firmware:{run.spec['firmware_version']}",
-                origin=run.spec.get("firmware_origin", ""),
-                signed=bool(run.spec.get("firmware_signed", False)),
-                ctx=run.ctx,
-            )
-            inputs = ProtectedAsset.objects.filter(
-                pk__in=run.spec.get("inputs", []), tenant_id=site.tenant_id
-            )
-            if inputs:
-                sovereignty.check_workload(inputs, site, run.ctx)
+            # Again, now: a trust root revoked since the workflow was created no longer vouches.
+            sovereignty.check_release(site, release, run.ctx)
+            # Before any capacity is given to the workload; an input it cannot check is a deny.
+            sovereignty.check_workload_inputs(run.spec.get("inputs", []), site, run.ctx)
         except sovereignty.SovereigntyDenied as denied:
             rules = ", ".join(denied.decision.rule_ids) or "default deny"
             return Fail(f"sovereignty denied ({rules}): {'; '.join(denied.decision.reasons)}")
@@ -75,6 +70,9 @@ class Install(HardwareStep):
 
 class Baseline(FlashFirmware):
     name = "firmware"
+
+    def params(self, run: StepRun) -> dict:
+        return {**super().params(run), **image_params(run)}
 
 
 class DeployBurnIn(BurnIn):

@@ -94,8 +94,33 @@ class Drain(HardwareStep):
         return Done({"return_to": lifecycle.IN_SERVICE}, f"{run.server.serial} drained")
 
 
+def release_of(run: StepRun) -> FirmwareRelease | None:
+    """The release this workflow installs on ``run``'s server (its model's)."""
+    return (
+        FirmwareRelease.objects.select_related("model")
+        .filter(model_id=run.server.model_id, version=run.spec["firmware_version"])
+        .first()
+    )
+
+
+def image_params(run: StepRun) -> dict:
+    """The server's model's image: its origin (part of the URI) and the digest the agent must
+    find before it flashes, the one recorded when the release's signature was verified at
+    creation (``firmware_origins``, ``firmware_sha256``: per model)."""
+    model = str(run.server.model_id)
+    origin = (run.spec.get("firmware_origins") or {}).get(model)
+    digest = (run.spec.get("firmware_sha256") or {}).get(model)
+    return {
+        **({CommandParam.ORIGIN: origin} if origin else {}),
+        **({CommandParam.DIGEST: digest} if digest else {}),
+    }
+
+
 class UpgradeFlash(FlashFirmware):
     """Flash the new version, noting the one it replaces (what a rollback boots)."""
+
+    def params(self, run: StepRun) -> dict:
+        return {**super().params(run), **image_params(run)}
 
     def plan_input(self, workflow: Workflow, server: UltraServer) -> dict:
         return {"from_version": server.firmware_version}

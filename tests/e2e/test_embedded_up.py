@@ -165,7 +165,8 @@ def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
                 time.sleep(1)
             assert health["chips"][0]["power_w"] > 0
         children = children_of(supervisor.pid)
-        assert len(children) == 3 + 2 * 2  # web, worker, beat; a simulator and an agent per site
+        # web, worker, beat, the demo's firmware image server; a simulator and an agent per site
+        assert len(children) == 4 + 2 * 2
     finally:
         supervisor.send_signal(signal.SIGINT)  # Ctrl-C
         supervisor.wait(timeout=30)

@@ -12,7 +12,7 @@ from provisioning import services
 from provisioning.models import Notification, Step, Workflow
 from tenants.errors import Conflict
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule
-from tenants.sovereignty.services import activate_rule
+from tenants.sovereignty.services import SovereigntyDenied, activate_rule
 from tests.support.fleet import CTX, make_person
 from tests.support.harness import drive
 from tests.support.workflows import put_in_service
@@ -63,12 +63,35 @@ def test_deploy_refused_by_artifact_provenance(fleet, releases, agent, hw):
         params={"origins": ["mirror.alpha.example"], "require_signature": True},
     )
     activate_rule(rule, CTX)
+    # Refused at creation (issue 14): no workflow, no command, nothing touched.
+    with pytest.raises(SovereigntyDenied):
+        services.create_workflow("deploy", [fleet.servers["alpha"]], CTX, spec=FAST)
+    assert not Workflow.objects.exists() and not AgentCommand.objects.exists()
+    assert DecisionRecord.objects.filter(action="accept_artifact", allowed=False).exists()
+    assert hw.executed == {}  # no hardware touched
+
+
+def test_deploy_preflight_refuses_a_release_whose_root_was_revoked_since(
+    fleet, releases, agent, hw
+):
+    """Checked again at deploy: a root revoked after creation vouches for nothing."""
+    from tenants.sovereignty.models import TrustRoot
+    from tenants.sovereignty.services import revoke_trust_root
+
+    rule = SovereigntyRule.objects.create(
+        tenant=fleet.alpha,
+        name="signed firmware",
+        kind="artifact_provenance",
+        params={"origins": [releases["1.0"].origin], "require_signature": True},
+    )
+    activate_rule(rule, CTX)
     workflow, _ = services.create_workflow("deploy", [fleet.servers["alpha"]], CTX, spec=FAST)
+    for root in TrustRoot.objects.all():
+        revoke_trust_root(root, CTX, "key compromised")
     workflow = drive(workflow, agent, hw)
     assert workflow.state == "failed"
     preflight = Step.objects.get(workflow=workflow, name="preflight")
     assert "sovereignty denied" in preflight.error
-    assert DecisionRecord.objects.filter(action="accept_artifact", allowed=False).exists()
     assert hw.executed == {}  # no hardware touched
 
 

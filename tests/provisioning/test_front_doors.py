@@ -120,7 +120,7 @@ def test_admin_and_console_show_every_refusal_alike(
     assert messages(shown[0]) == messages(shown[1]) == {field: [refusal.message]}
 
 
-def test_the_spec_is_stored_with_its_declared_defaults(fleet, in_service):
+def test_the_spec_is_stored_with_its_declared_defaults(fleet, releases, in_service):
     given = {"firmware_version": "2.0", "batch_size": 3}
     workflow, _ = services.create_workflow("upgrade", in_service[:1], CTX, spec=given)
     workflow.refresh_from_db()
@@ -138,7 +138,9 @@ def test_the_spec_is_stored_with_its_declared_defaults(fleet, in_service):
         "poll_seconds": 30.0,
         # read from the release, never taken from the caller
         "firmware_origin": "https://firmware.provider.example",
-        "firmware_signed": True,
+        # per model: the image's origin, and the digest the agent checks the image against
+        "firmware_origins": {str(in_service[0].model_id): "https://firmware.provider.example"},
+        "firmware_sha256": {str(in_service[0].model_id): releases["2.0"].sha256},
     }
 
 

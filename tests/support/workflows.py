@@ -7,17 +7,23 @@ from factory.inventory import lifecycle
 from factory.inventory.services import transition
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tests.support.fleet import CTX
+from tests.support.signing import RELEASE_KEY, sign_release, trust
 
 
 def make_releases() -> dict[str, FirmwareRelease]:
-    """Firmware 1.0 (the baseline) and 2.0 for the Trn3 UltraServer."""
+    """Firmware 1.0 (the baseline) and 2.0 for the Trn3 UltraServer, signed by the provider's
+    release key, which is a provider trust root for their origin."""
     trn3 = UltraServerModel.objects.get(slug="trn3-ultraserver")
+    origin = "https://firmware.provider.example"
+    trust(RELEASE_KEY, origin, name="provider-release")
     return {
-        "1.0": FirmwareRelease.objects.create(
-            model=trn3, version="1.0", origin="https://firmware.provider.example", baseline=True
+        "1.0": sign_release(
+            FirmwareRelease.objects.create(model=trn3, version="1.0", origin=origin, baseline=True),
+            RELEASE_KEY,
         ),
-        "2.0": FirmwareRelease.objects.create(
-            model=trn3, version="2.0", origin="https://firmware.provider.example"
+        "2.0": sign_release(
+            FirmwareRelease.objects.create(model=trn3, version="2.0", origin=origin),
+            RELEASE_KEY,
         ),
     }
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from factory.inventory.demo import DEMO_PASSWORD, PEOPLE, load_demo_fleet
-from provisioning.demo import load_demo_provisioning
+from provisioning.demo import load_demo_provisioning, write_demo_images
 
 
 class Command(BaseCommand):
@@ -16,6 +16,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Demo fleet already present.")
         load_demo_provisioning()
+        write_demo_images()  # the signed demo images, which runfactory serves to the agents
         self.stdout.write(f"Demo people (password '{DEMO_PASSWORD}'):")
         for username, _first, _last, *_, role, tenant in PEOPLE:
             self.stdout.write(f"  {username:<16} {role:<20} {tenant or 'provider'}")

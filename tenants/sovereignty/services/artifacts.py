@@ -1,38 +1,111 @@
-"""Firmware and software delivered to a site: the provenance rules."""
+"""Firmware and software delivered to a site: the provenance rules, checked cryptographically.
+
+The engine is never told "signed: yes". The service verifies the release's detached Ed25519
+signature (``core.signing``) against every unrevoked trust root in the tenant's scope (the
+provider's and the tenant's own) for the release's origin and key id, and the Cedar request
+carries what it found: whether any root verified it, and which.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from tenants.errors import Conflict
+from tenants.services import audit
 from tenants.services.changes import ChangeContext
-from tenants.sovereignty.core.model import (
-    Action,
-    ArtifactFacts,
-    Decision,
-    Request,
-)
-
-if TYPE_CHECKING:
-    pass
+from tenants.sovereignty.core import signing
+from tenants.sovereignty.core.model import Action, ArtifactFacts, Decision, Request
+from tenants.sovereignty.models.trust import TrustRoot
 from tenants.sovereignty.services.decisions import SiteLike, Subject, decide, decision_context
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-def check_artifact(
-    site: SiteLike, *, artifact_id: str, origin: str, signed: bool, ctx: ChangeContext
-) -> Decision:
-    """Firmware or software about to be delivered to a site."""
-    context = decision_context(site.pk)
-    request = Request(
-        Action.ACCEPT_ARTIFACT,
-        None,
-        context.site,
-        artifact=ArtifactFacts(artifact_id, origin, signed),
+
+class ReleaseLike(Protocol):
+    """What a firmware release is to this check (provisioning's FirmwareRelease; tenants does not
+    import it)."""
+
+    version: str
+    origin: str
+    sha256: str
+    signature: str
+    key_id: str
+
+    @property
+    def model_slug(self) -> str: ...
+
+
+def roots_in_scope(tenant_id: int | None, origin: str, key_id: str) -> Iterable[TrustRoot]:
+    """The unrevoked roots that may vouch for ``origin``'s releases to this tenant."""
+    return TrustRoot.objects.filter(
+        Q(tenant__isnull=True) | Q(tenant_id=tenant_id),
+        origin=origin,
+        key_id=key_id,
+        revoked_at__isnull=True,
     )
+
+
+def release_facts(release: ReleaseLike, tenant_id: int | None, artifact_id: str) -> ArtifactFacts:
+    """The verified facts of ``release`` for this tenant: no digest or signature, a malformed
+    one, an unknown or revoked key, or a signature that does not verify are all unsigned."""
+    roots: frozenset[str] = frozenset()
+    if release.sha256 and release.signature and release.key_id:
+        try:
+            signed = signing.message(
+                release.model_slug, release.version, release.origin, release.sha256
+            )
+        except ValueError:
+            signed = b""
+        if signed:
+            roots = frozenset(
+                root.ref
+                for root in roots_in_scope(tenant_id, release.origin, release.key_id)
+                if signing.verify(root.public_key, release.signature, signed)
+            )
+    return ArtifactFacts(artifact_id, release.origin, bool(roots), roots)
+
+
+def check_release(site: SiteLike, release: ReleaseLike, ctx: ChangeContext) -> Decision:
+    """A firmware release about to be delivered to ``site``: SovereigntyDenied unless the
+    tenant's provenance rules allow it, with its signature verified here."""
+    artifact_id = f"firmware:{release.version}"
+    return check_artifact(site, release_facts(release, site.tenant_id, artifact_id), ctx)
+
+
+def check_artifact(site: SiteLike, artifact: ArtifactFacts, ctx: ChangeContext) -> Decision:
+    """Firmware or software about to be delivered to a site, its facts already verified."""
+    context = decision_context(site.pk)
+    request = Request(Action.ACCEPT_ARTIFACT, None, context.site, artifact=artifact)
     return decide(
         request,
         tenant_id=site.tenant_id,
         ctx=ctx,
         site_id=site.pk,
-        subject=Subject("artifact", artifact_id[:64], f"{artifact_id} from {origin}"),
+        subject=Subject("artifact", artifact.id[:64], f"{artifact.id} from {artifact.origin}"),
         policies=context.policies,
     )
+
+
+def revoke_trust_root(root: TrustRoot, ctx: ChangeContext, reason: str = "") -> TrustRoot:
+    """Revoke ``root``: from now on it verifies nothing. Kept, with who revoked it and why, so
+    past decisions stay explainable. Revoking twice is a 409."""
+    with transaction.atomic():
+        locked = TrustRoot.objects.select_for_update().get(pk=root.pk)
+        if locked.revoked_at is not None:
+            raise Conflict(
+                f"trust root {locked.ref} was revoked at {locked.revoked_at.isoformat()}",
+                code="already_revoked",
+                field="revoked_at",
+            )
+        before = audit.snapshot(locked)
+        locked.revoked_at = timezone.now()
+        locked.revoked_by = ctx.actor.username[:150]
+        locked.revoked_reason = reason[:500]
+        locked.save(update_fields=["revoked_at", "revoked_by", "revoked_reason"])
+        audit.record_change(ctx, locked, before)
+    return locked

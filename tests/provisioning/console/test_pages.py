@@ -136,9 +136,7 @@ def test_a_bad_upgrade_form_says_why_and_starts_nothing(client, demo):
     from provisioning.models import FirmwareRelease
 
     model = UltraServer.objects.filter(rack__site=fra).first().model
-    FirmwareRelease.objects.create(
-        model=model, version="9.9-unsigned", origin="aws-neuron", signed=False
-    )
+    FirmwareRelease.objects.create(model=model, version="9.9-unsigned", origin="aws-neuron")
     refused = client.post(
         "/console/workflows/new-upgrade/", {**form, "firmware_version": "9.9-unsigned"}
     )

@@ -151,7 +151,7 @@ def test_each_kind_takes_only_what_it_reads():
     assert deploy["max_bad_chips"].default == 2
     assert deploy.clean({})["poll_seconds"] == 30.0  # firmware: the baseline, found later
     for kind in (deploy, upgrade, maintain):
-        assert "firmware_signed" not in kind  # read from the release, never from the caller
+        assert "firmware_sha256" not in kind  # read from the release, never from the caller
     assert set(spec_schema()["properties"]) == {
         p.name for kind in (deploy, upgrade, maintain) for p in kind
     }

@@ -30,6 +30,12 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Command(BaseCommand):
     help = "Run web + Celery worker + beat together until Ctrl-C."
 
@@ -59,6 +65,25 @@ class Command(BaseCommand):
         folder = settings.VAR_DIR / "sim"
         folder.mkdir(parents=True, exist_ok=True)
         processes = {}
+        # The demo's firmware images (load_demo_fleet writes them): served on loopback for the
+        # agents, which fetch each image and check its signed digest before flashing.
+        images, image_args = settings.VAR_DIR / "firmware", []
+        if images.is_dir():
+            image_port = _free_port()
+            processes["firmware"] = (
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(images),
+                    str(image_port),
+                ],
+                {},
+            )
+            image_args = ["--image-base", f"http://127.0.0.1:{image_port}"]
         for seed, site in enumerate(Site.objects.order_by("code"), start=1):
             layout = site_layout(site)
             if not layout["racks"]:
@@ -102,6 +127,7 @@ class Command(BaseCommand):
                     str(folder / f"{site.code}-outbox.sqlite3"),
                     # The embedded simulator serves plain HTTP on loopback (a demo, not a site).
                     "--allow-plain-http",
+                    *image_args,
                     "--log-level",
                     "WARNING",
                 ],

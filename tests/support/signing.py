@@ -1,0 +1,61 @@
+"""Real Ed25519 signing for tests: keys, trust roots and properly signed firmware releases."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tenants.sovereignty.core import signing
+from tenants.sovereignty.models import TrustRoot
+
+
+def new_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+#: The provider's release key in tests (``make_releases`` signs with it and trusts it).
+RELEASE_KEY = Ed25519PrivateKey.generate()
+
+
+def pem_of(key: Ed25519PrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def key_id_of(key: Ed25519PrivateKey) -> str:
+    return signing.key_id(signing.parse_public_key(signing.public_key_of(key)))
+
+
+def image_for(release) -> bytes:
+    """The bytes a test serves as ``release``'s image (what its digest is of)."""
+    return f"test firmware {release.model_id} {release.origin} {release.version}\n".encode() * 32
+
+
+def sign_release(release, key: Ed25519PrivateKey, image: bytes | None = None):
+    """Give ``release`` the digest of ``image`` (default ``image_for``) and ``key``'s signature
+    over it, saved."""
+    release.sha256 = signing.image_digest(image if image is not None else image_for(release))
+    release.key_id = key_id_of(key)
+    release.signature = signing.sign(
+        key,
+        signing.message(release.model.slug, release.version, release.origin, release.sha256),
+    )
+    release.save(update_fields=["sha256", "key_id", "signature"])
+    return release
+
+
+def trust(key: Ed25519PrivateKey, origin: str, *, tenant=None, name: str = "") -> TrustRoot:
+    """Register ``key`` as a trust root for ``origin``: the provider's (no tenant) or a
+    tenant's own."""
+    root = TrustRoot(
+        tenant=tenant,
+        name=name or f"root-{key_id_of(key)}",
+        origin=origin,
+        public_key=signing.public_key_of(key),
+    )
+    root.full_clean()
+    root.save()
+    return root
