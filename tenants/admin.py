@@ -41,6 +41,18 @@ class PersonAdmin(UserAdmin):
     ]
     inlines = [MembershipInline]
 
+    def save_model(self, request, obj, form, change):
+        """Nationality, residency and clearance: audited into every affected tenant's log and
+        held back with notice when they would flip a live decision (issue 14)."""
+        from tenants.admin_base import admin_context
+        from tenants.errors import Conflict
+        from tenants.sovereignty.services import facts
+
+        try:
+            facts.save_person(obj, admin_context(request))
+        except Conflict as refused:
+            self.message_user(request, f"Not saved: {refused.message}", level="error")
+
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedModelAdmin):

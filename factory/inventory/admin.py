@@ -44,6 +44,9 @@ class SiteAdmin(AuditedModelAdmin):
     search_fields = ["code", "name", "city", "tenant__name"]
     list_select_related = ["tenant"]
 
+    def save_instance(self, obj, ctx):
+        return services.save_site(obj, ctx)  # provider facts: audited, announced (issue 14)
+
 
 @admin.register(Rack)
 class RackAdmin(AuditedModelAdmin):

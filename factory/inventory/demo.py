@@ -230,8 +230,18 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
 
     from django.utils import timezone
 
-    from tenants.sovereignty.models import AccessRequest, ProtectedAsset, SovereigntyRule
-    from tenants.sovereignty.services import activate_rule, request_access, save_asset
+    from tenants.sovereignty.models import (
+        AccessRequest,
+        LockboxPolicy,
+        ProtectedAsset,
+        SovereigntyRule,
+    )
+    from tenants.sovereignty.services import (
+        activate_rule,
+        request_access,
+        save_asset,
+        save_policy,
+    )
 
     fra = Site.objects.get(code="FRA1")
     fra.accreditations = ["vs-nfd", "bsi-c5", "customer-hsm"]
@@ -303,6 +313,19 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
             ),
             ctx,
         )
+    # bsia's keys at FRA1 are in an external key store it runs (XKS); connected.
+    from tenants.sovereignty.models import ExternalKeyStore
+
+    xks = save_object(
+        ExternalKeyStore(
+            tenant=bsia,
+            name="bsia-xks-fra",
+            endpoint_url="https://xks.bsia.example/kms/xks/v1",
+            country="DE",
+        ),
+        ctx,
+    )
+    xks.sites.set([fra])
     save_asset(
         ProtectedAsset(
             tenant=meridian,
@@ -315,6 +338,16 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
         ctx,
     )
     now = timezone.now()
+    # bsia's lockbox (issue 14): legal requests never; break-glass for a leak or a production
+    # alert, two hours at most; the technician must be in Germany.
+    save_policy(
+        LockboxPolicy(
+            tenant=bsia,
+            emergency_codes=["safety_hazard", "production_alert"],
+            break_glass_minutes=120,
+        ),
+        ctx,
+    )
     request_access(
         AccessRequest(
             tenant=bsia,
@@ -322,6 +355,10 @@ def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:
             person=get_user_model().objects.get(username="lukas.hoffmann"),
             requested_by=get_user_model().objects.get(username="sofia.lindqvist"),
             reason="Replace CDU pump in FRA1-R02",
+            justification="provider_maintenance",
+            scope="physical_repair",
+            office_country="DE",
+            physical_country="DE",
             starts_at=now + dt.timedelta(hours=1),
             ends_at=now + dt.timedelta(hours=5),
         ),

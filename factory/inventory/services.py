@@ -11,11 +11,12 @@ from django.db import transaction
 
 from factory import wire
 from factory.inventory import lifecycle
-from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, UltraServer
+from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Site, UltraServer
 from factory.inventory.models.power import budget_problem_without
 from tenants.errors import Conflict
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, delete_object, save_object
+from tenants.sovereignty.services import facts
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ def _refuse_invalid_transition(server: UltraServer) -> None:
     )
     if current is not None:
         lifecycle.check_transition(server.serial, current, server.lifecycle_state)
+
+
+def save_site(site: Site, ctx: ChangeContext) -> Site:
+    """Create or change a site (API, admin). Its country, accreditations and air-gapped flag are
+    facts tenants' rules depend on: audited into every affected tenant's log, and held back with
+    notice when they would flip a live decision (``tenants.sovereignty.services.facts``)."""
+    return facts.save_site(site, ctx)
 
 
 def save_ultraserver(server: UltraServer, ctx: ChangeContext) -> UltraServer:

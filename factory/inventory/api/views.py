@@ -37,6 +37,9 @@ class SiteViewSet(BulkWriteMixin, AuditedModelViewSet):
     tenant_fields = ("tenant",)
     bulk_max_items = 100  # a customer has a few; each is checked against every time zone
 
+    def save_instance(self, instance, ctx):
+        return services.save_site(instance, ctx)  # provider facts: audited, announced
+
     @extend_schema(responses=s.SiteCapacitySerializer)
     @query_params()
     @action(detail=True, methods=["get"])
