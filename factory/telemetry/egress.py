@@ -1,16 +1,17 @@
 """Which telemetry may leave a site: the sovereignty engine decides, per category.
 
-Decided once per site every ``TTL`` seconds (each decision is logged for transparency; a
-decision per batch would flood that log) and fail closed: if the engine cannot answer, no
-telemetry leaves the site.
+Decided once per site and *state of what the decision reads* (the site's and destination's
+facts and the tenant's active policies, ``EgressFacts.key``): each decision is logged for
+transparency, and a decision per batch or per config poll would flood that log; but a rule
+activated or retired is seen at the very next poll, in every process, with no TTL to wait out.
+Fails closed: if the engine cannot answer, no telemetry leaves the site.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 from django.conf import settings
 
@@ -21,9 +22,8 @@ from tenants.choices import AuditSource
 from tenants.services.changes import ChangeContext
 
 log = logging.getLogger(__name__)
-TTL = 30.0
 CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
-_cache: dict[int, tuple[float, frozenset[str]]] = {}
+_cache: dict[int, tuple[Hashable, frozenset[str]]] = {}
 _lock = threading.Lock()
 
 
@@ -33,25 +33,29 @@ def destination_for(site: Site) -> Site:
 
 
 def allowed_categories(site: Site) -> frozenset[str]:
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(site.pk)
-    if hit and hit[0] > now:
-        return hit[1]
-    from tenants.sovereignty.services import allowed_telemetry
+    """The categories that may leave ``site`` now. Reading the facts costs a query or two per
+    call; the decisions (and their log records) are taken only when those facts changed."""
+    from tenants.sovereignty.services import allowed_telemetry, egress_facts
 
     try:
-        allowed = frozenset(allowed_telemetry(site, list(CATEGORIES), destination_for(site), CTX))
+        destination = destination_for(site)
+        facts = egress_facts(site, destination)
+        with _lock:
+            hit = _cache.get(site.pk)
+        if hit and hit[0] == facts.key:
+            return hit[1]
+        categories = list(CATEGORIES)
+        allowed = frozenset(allowed_telemetry(site, categories, destination, CTX, facts=facts))
     except Exception:
         log.exception("telemetry egress decision failed for site %s; sending nothing", site.pk)
-        allowed = frozenset()
+        return frozenset()  # not cached: the next poll asks again
     with _lock:
-        _cache[site.pk] = (now + TTL, allowed)
+        _cache[site.pk] = (facts.key, allowed)
     return allowed
 
 
 def forget() -> None:
-    """Drop cached decisions (a rule changed; tests)."""
+    """Drop cached decisions (tests; a rule change needs no call, it changes the key)."""
     with _lock:
         _cache.clear()
 

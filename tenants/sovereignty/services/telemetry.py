@@ -2,31 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 
 from tenants.services.changes import ChangeContext
+from tenants.sovereignty.core import cedar
 from tenants.sovereignty.core.model import (
     Action,
     Request,
+    SiteFacts,
 )
-
-if TYPE_CHECKING:
-    pass
 from tenants.sovereignty.services.decisions import SiteLike, Subject, decide, decision_context
 
 
+@dataclass(frozen=True, eq=False)
+class EgressFacts:
+    """Everything an egress decision reads: the two sites' facts and the site tenant's active
+    policies. Equal ``key``, equal answer: a cache keyed on it sees a rule activated or retired
+    (or a site's facts changed) at the next look-up, in every process, with no TTL."""
+
+    source: SiteFacts
+    destination: SiteFacts
+    policies: cedar.CompiledPolicies
+
+    @property
+    def key(self) -> Hashable:
+        # The policy text determines the compiled policies; facts are frozen values.
+        return (self.source, self.destination, self.policies.text)
+
+
+def egress_facts(site: SiteLike, destination: SiteLike) -> EgressFacts:
+    """Read the facts (one query per site, policies compiled once per rule change)."""
+    context = decision_context(site.pk)
+    target = context.site if destination.pk == site.pk else decision_context(destination.pk).site
+    return EgressFacts(context.site, target, context.policies)
+
+
 def allowed_telemetry(
-    site: SiteLike, categories: Iterable[str], destination: SiteLike, ctx: ChangeContext
+    site: SiteLike,
+    categories: Iterable[str],
+    destination: SiteLike,
+    ctx: ChangeContext,
+    *,
+    facts: EgressFacts | None = None,
 ) -> list[str]:
     """The telemetry categories that may leave ``site`` for ``destination``; the rest are to be
-    dropped at the site agent."""
-    context = decision_context(site.pk)
-    source, target = context.site, decision_context(destination.pk).site
+    dropped at the site agent. One decision per category is recorded; ``facts`` are those the
+    caller already read (``egress_facts``)."""
+    facts = facts or egress_facts(site, destination)
     allowed = []
     for category in categories:
         request = Request(
-            Action.EGRESS_TELEMETRY, None, source, telemetry_category=category, destination=target
+            Action.EGRESS_TELEMETRY,
+            None,
+            facts.source,
+            telemetry_category=category,
+            destination=facts.destination,
         )
         decision = decide(
             request,
@@ -35,7 +66,7 @@ def allowed_telemetry(
             site_id=site.pk,
             subject=Subject("telemetry", category, f"{category} telemetry"),
             raise_on_deny=False,
-            policies=context.policies,
+            policies=facts.policies,
         )
         if decision.allowed:
             allowed.append(category)
