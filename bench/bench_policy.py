@@ -1,22 +1,37 @@
-"""Sovereignty engine vs raw cedarpy, on the same compiled policy set, in one run.
+"""Sovereignty decisions vs raw cedarpy on the same policy slice, request and entities, in one run.
 
 Fleet: 7,000 UltraServers (875 racks × 8) and 200 active rules of every kind for the tenant.
-Engine decision = read the asset and site rows, resolve jurisdictions, check the compiled-policy
-cache, build facts and evaluate (fail-closed checks included). Raw = ``cedarpy.is_authorized``
-with the request and entities prebuilt. Targets (issue): engine within 2× of raw, p99 < 2 ms.
-The transparency-log write is reported separately (``record_ms_p50``).
+A decision *without the log* = what an enforcement point does before it records: the context
+(site and asset facts, jurisdictions, compiled policies: from memory, checked against the
+sovereignty revision by one tiny read), the request with the facts the action needs (a
+placement's key-store facts included) and the evaluation (fail-closed checks included).
+Baseline = ``cedarpy.is_authorized`` on the *same* action slice, with the *same* Cedar request
+and entities, prebuilt; the two are timed alternately, call by call, so both see the same noise.
+Targets: p50 and p99 each within 1.5× of the baseline's; the decision without the log at
+p99 < 2 ms, and the production decision *with* its transparency-log write (hash-chained) at
+p99 < 2 ms, the issue's decision budget. ``held`` is true only if every ``*_held`` is.
+Every round trip to PostgreSQL counts in full: timed alternately with Cedar work, a query pays
+the database backend's wake-up, which on a loaded machine (see ``load_average_1m``) is most of
+it; ``context_hit_p50_ms`` is measured back to back. Beside them: where a decision's time goes
+(context hit and miss, the key-store facts, the evaluation), the ratios with key-store facts
+memoised under the context's revision check (``services.context_memo``), and ``decide_many``
+vs ``decide`` one by one. Each production decision is its own transaction here.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import os
 import random
 import statistics
 import time
 
-from bench.common import write_result
+from bench.common import RESULTS, write_result
 
 SERVERS, RACKS, RULES, DECISIONS = 7000, 875, 200, 3000
-TARGET_RATIO, TARGET_P99_MS = 2.0, 2.0
+WITH_LOG, MISSES, BATCH = 1000, 200, 50
+TARGET_RATIO, TARGET_P99_MS = 1.5, 2.0
 
 
 def _params(kind, rng):
@@ -42,6 +57,10 @@ def _params(kind, rng):
     }[kind]()
 
 
+def _q(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
 def run() -> dict:
     import cedarpy
     from django.contrib.auth import get_user_model
@@ -53,6 +72,7 @@ def run() -> dict:
     from tenants.sovereignty.core import cedar
     from tenants.sovereignty.core.model import Action, Request
     from tenants.sovereignty.models import ProtectedAsset, RuleStatus, SovereigntyRule
+    from tenants.sovereignty.services import decisions as decision_service
     from tests.support.fleet import CTX
 
     rng = random.Random(7)
@@ -128,7 +148,8 @@ def run() -> dict:
         "bench-tech", nationality="DE", residency="DE", clearance="secret"
     )
     assert UltraServer.objects.count() >= SERVERS
-    person_facts = services.person_facts(person)  # the dispatched technician, known up front
+    technician = services.person_facts(person)  # the dispatched technician, known up front
+    site_rows = {site.pk: site for site in sites}
     compiled = services.active_policies(tenant.pk)
     assert (
         cedar.validation_errors([services.as_rule(r) for r in SovereigntyRule.objects.all()]) == []
@@ -139,109 +160,163 @@ def run() -> dict:
         (rng.choice(assets).pk, rng.choice(sites).pk, rng.random() < 0.7) for _ in range(DECISIONS)
     ]
 
-    def engine(asset_id, site_id, is_placement):
+    def question(asset_id, site_id, is_placement):
+        """The context and the request an enforcement point builds (production's functions)."""
         context = services.decision_context(site_id, asset_id if is_placement else None)
         if is_placement:
-            site = Site(
-                pk=site_id,
-                country=context.site.country,
-                accreditations=list(context.site.accreditations),
-            )
             request = Request(
                 Action.PLACE_ASSET,
                 None,
                 context.site,
                 asset=context.asset,
-                **services.key_store_facts(site),
+                **services.key_store_facts(site_rows[site_id], tenant.pk),
             )
         else:
-            request = Request(Action.ACCESS_SITE, person_facts, context.site, from_country="DE")
+            request = Request(Action.ACCESS_SITE, technician, context.site, from_country="DE")
+        return context, request
+
+    def decision(asset_id, site_id, is_placement):
+        context, request = question(asset_id, site_id, is_placement)
         return cedar.evaluate(context.policies, request)
 
+    # The baseline's inputs: exactly the request and entities the engine hands to Cedar, and
+    # the slice it evaluates them against.
     prepared = []
-    for asset_id, site_id, is_placement in work:
-        site = Site.objects.get(pk=site_id)
-        if is_placement:
-            request = Request(
-                Action.PLACE_ASSET,
-                None,
-                services.site_facts(site),
-                asset=services.asset_facts(ProtectedAsset.objects.get(pk=asset_id)),
-                **services.key_store_facts(site),
-            )
-        else:
-            request = Request(
-                Action.ACCESS_SITE,
-                services.person_facts(person),
-                services.site_facts(site),
-                from_country="DE",
-            )
-        prepared.append(cedar.cedar_request(request))
+    for item in work:
+        context, request = question(*item)
+        cedar_request, entities = cedar.cedar_request(request)
+        policy_set, _ = context.policies.slices[request.action.value]
+        prepared.append((cedar_request, policy_set, entities))
 
-    def timed_each(fn, items):
-        out = []
-        for item in items:
-            start = time.perf_counter()
-            fn(*item)
-            out.append((time.perf_counter() - start) * 1000)
-        return out
+    def raw(cedar_request, policy_set, entities):
+        return cedarpy.is_authorized(cedar_request, policy_set, entities, cedar.SCHEMA)
 
-    raw_fn = lambda req, ents: cedarpy.is_authorized(req, compiled.policy_set, ents, cedar.SCHEMA)  # noqa: E731
-    timed_each(raw_fn, prepared[:200])  # warm
-    timed_each(engine, work[:200])
-    raw_ms = timed_each(raw_fn, prepared)
-    engine_ms = timed_each(engine, work)
-    decisions = [engine(*w) for w in work[:300]]
-    record_ms = []
-    for _, site_id, _ in work[:300]:
+    def one(fn, args) -> float:
         start = time.perf_counter()
+        fn(*args)
+        return (time.perf_counter() - start) * 1000
+
+    for item, inputs in zip(work[:300], prepared[:300], strict=True):  # warm both
+        decision(*item), raw(*inputs)
+    engine_ms, raw_ms = [], []
+    gc.collect()
+    for i, (item, inputs) in enumerate(zip(work, prepared, strict=True)):
+        if i % 2:  # alternate who goes first
+            raw_ms.append(one(raw, inputs))
+            engine_ms.append(one(decision, item))
+        else:
+            engine_ms.append(one(decision, item))
+            raw_ms.append(one(raw, inputs))
+    decisions = [decision(*w) for w in work[:300]]
+    for made, inputs in zip(decisions, prepared[:300], strict=True):  # the baseline's answer
+        answer = raw(*inputs).decision == cedarpy.Decision.Allow
+        assert made.allowed == answer, (made, answer)
+
+    def production(asset_id, site_id, is_placement):
+        """The decision as enforcement points take it: with its transparency-log write."""
+        context, request = question(asset_id, site_id, is_placement)
         services.decide(
-            Request(
-                Action.ACCESS_SITE,
-                services.person_facts(person),
-                services.site_facts(Site.objects.get(pk=site_id)),
-                from_country="DE",
-            ),
+            request,
             tenant_id=tenant.pk,
-            subject=services.Subject("site", str(site_id), "s"),
+            subject=services.Subject("asset" if is_placement else "site", str(site_id), "s"),
             ctx=CTX,
             site_id=site_id,
             raise_on_deny=False,
+            policies=context.policies,
         )
-        record_ms.append((time.perf_counter() - start) * 1000)
 
-    def p(values, q):
-        return statistics.quantiles(values, n=100)[q - 1]
+    with_log_ms = [one(production, w) for w in work[:WITH_LOG]]
 
-    engine_mean, raw_mean = statistics.fmean(engine_ms), statistics.fmean(raw_ms)
+    # Where the time of a decision without the log goes (placements only, 1,000 each).
+    placements = [w for w in work if w[2]][:WITH_LOG]
+    hit_ms = [one(services.decision_context, (w[1], w[0])) for w in placements]
+    key_ms = [one(services.key_store_facts, (site_rows[w[1]], tenant.pk)) for w in placements]
+    built = [question(*w) for w in placements]
+    evaluate_ms = [one(cedar.evaluate, (c.policies, r)) for c, r in built]
+
+    def memoised(asset_id, site_id, is_placement):
+        """The decision with the key-store facts kept under the context's revision check
+        (``services.context_memo``): what it costs once key custody reads them that way."""
+        context = services.decision_context(site_id, asset_id if is_placement else None)
+        if not is_placement:
+            request = Request(Action.ACCESS_SITE, technician, context.site, from_country="DE")
+            return cedar.evaluate(context.policies, request)
+        keys = services.context_memo(
+            context,
+            ("bench-key-stores", tenant.pk, site_id),
+            (0, tenant.pk),
+            lambda: services.key_store_facts(site_rows[site_id], tenant.pk),
+        )
+        request = Request(Action.PLACE_ASSET, None, context.site, asset=context.asset, **keys)
+        return cedar.evaluate(context.policies, request)
+
+    memo_ms, memo_raw_ms = [], []
+    for item, inputs in zip(work[:WITH_LOG], prepared[:WITH_LOG], strict=True):
+        memo_ms.append(one(memoised, item))
+        memo_raw_ms.append(one(raw, inputs))
+
+    miss_ms = []
+    for asset_id, site_id, _ in work[:MISSES]:
+        decision_service._contexts.clear()  # the compiled policies stay: only facts are re-read
+        miss_ms.append(one(services.decision_context, (site_id, asset_id)))
+
+    def asks(items):
+        out = []
+        for item in items:
+            _, request = question(*item)
+            subject = services.Subject("asset" if item[2] else "site", str(item[1]), "s")
+            out.append(services.Ask(request, subject, item[1]))
+        return out
+
+    batch_items = work[:BATCH]
+    one_by_one_ms = one(lambda: [production(*w) for w in batch_items], ())
+    batch_ms = one(
+        lambda: services.decide_many(
+            asks(batch_items), tenant_id=tenant.pk, ctx=CTX, raise_on_deny=False
+        ),
+        (),
+    )
+
+    engine_p50, engine_p99 = _q(engine_ms, 50), _q(engine_ms, 99)
+    raw_p50, raw_p99 = _q(raw_ms, 50), _q(raw_ms, 99)
     result = write_result(
         "policy_engine_vs_cedarpy",
-        engine_mean,
-        "ms per decision (mean)",
-        raw_mean,
+        engine_p50,
+        "ms per decision without the log write (p50)",
+        raw_p50,
         TARGET_RATIO,
-        engine_decisions_per_s=round(1000 / engine_mean),
-        raw_decisions_per_s=round(1000 / raw_mean),
-        engine_p50_ms=round(p(engine_ms, 50), 3),
-        engine_p99_ms=round(p(engine_ms, 99), 3),
-        raw_p50_ms=round(p(raw_ms, 50), 3),
-        raw_p99_ms=round(p(raw_ms, 99), 3),
+        p50_ratio=round(engine_p50 / raw_p50, 2),
+        p50_ratio_held=engine_p50 / raw_p50 <= TARGET_RATIO,
+        p99_ratio=round(engine_p99 / raw_p99, 2),
+        p99_ratio_held=engine_p99 / raw_p99 <= TARGET_RATIO,
+        engine_p50_ms=round(engine_p50, 3),
+        engine_p99_ms=round(engine_p99, 3),
+        raw_p50_ms=round(raw_p50, 3),
+        raw_p99_ms=round(raw_p99, 3),
         p99_target_ms=TARGET_P99_MS,
-        p99_held=p(engine_ms, 99) < TARGET_P99_MS,
-        decide_with_record_p50_ms=round(p(record_ms, 50), 3),
+        p99_held=engine_p99 < TARGET_P99_MS,
+        with_log_p50_ms=round(_q(with_log_ms, 50), 3),
+        with_log_p99_ms=round(_q(with_log_ms, 99), 3),
+        with_log_p99_held=_q(with_log_ms, 99) < TARGET_P99_MS,
+        context_miss_p50_ms=round(_q(miss_ms, 50), 3),
+        context_hit_p50_ms=round(_q(hit_ms, 50), 3),
+        key_store_facts_p50_ms=round(_q(key_ms, 50), 3),
+        evaluate_p50_ms=round(_q(evaluate_ms, 50), 3),
+        with_key_stores_memoised_p50_ratio=round(_q(memo_ms, 50) / _q(memo_raw_ms, 50), 2),
+        with_key_stores_memoised_p99_ratio=round(_q(memo_ms, 99) / _q(memo_raw_ms, 99), 2),
+        batch_size=BATCH,
+        decide_one_by_one_ms_per_decision=round(one_by_one_ms / BATCH, 3),
+        decide_many_ms_per_decision=round(batch_ms / BATCH, 3),
+        engine_decisions_per_s=round(1000 / statistics.fmean(engine_ms)),
+        raw_decisions_per_s=round(1000 / statistics.fmean(raw_ms)),
         rules=RULES,
         ultraservers=SERVERS,
         decisions=DECISIONS,
         denied_share=round(sum(not d.allowed for d in decisions) / len(decisions), 2),
         policies=len(compiled.deciders),
+        load_average_1m=round(os.getloadavg()[0], 2),  # the machine's, when the run ended
+        cpus=os.cpu_count(),
     )
-    result["held"] = result["held"] and result["p99_held"]
-    write_result(
-        **{k: result[k] for k in ("name", "value", "unit", "baseline", "target")},
-        **{
-            k: v
-            for k, v in result.items()
-            if k not in ("name", "value", "unit", "baseline", "target", "ratio", "held")
-        },
-    )
+    result["held"] = result["held"] and all(v for k, v in result.items() if k.endswith("_held"))
+    (RESULTS / f"{result['name']}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -35,9 +35,10 @@ entity Site = { key: String, tenant: String, country: String, jurisdictions: Set
 entity Asset = { tenant: String, kind: String, classification: Long, labels: Set<String>,
                  site: String };
 entity Person = { nationality: String, residency: String, clearance: Long };
-entity Artifact = { origin: String, signed: Bool };
+entity Artifact = { origin: String, signature_valid: Bool, roots: Set<String> };
 type AssetContext = { site: Site, legal_bases: Set<String>, key_store_country: String,
-                      key_store_customer_controlled: Bool };
+                      key_store_customer_controlled: Bool, key_stores: Set<String>,
+                      key_stores_disconnected: Set<String> };
 action place_asset, process_asset, replicate_asset, transfer_asset
     appliesTo { principal: Person, resource: Asset, context: AssetContext };
 action access_site
@@ -186,7 +187,9 @@ def rule_policies(rule: Rule) -> list[str]:
     if kind == RuleKind.ARTIFACT_PROVENANCE:
         unless = f"{_list(p['origins'])}.contains(resource.origin)"
         if p["require_signature"]:
-            unless += " && resource.signed"
+            unless += " && resource.signature_valid"
+        if p.get("trust_roots"):
+            unless += f" && resource.roots.containsAny({_list(p['trust_roots'])})"
         return [_forbid(_actions(Action.ACCEPT_ARTIFACT), "true", unless)]
     if kind == RuleKind.KEY_CUSTODY:
         needs = []
@@ -194,9 +197,21 @@ def rule_policies(rule: Rule) -> list[str]:
             needs.append("context.key_store_country == context.site.country")
         if p["customer_controlled"]:
             needs.append("context.key_store_customer_controlled")
-        if not needs:
-            return []
-        return [_forbid(_actions(Action.PLACE_ASSET), 'resource.kind == "key"', " && ".join(needs))]
+        out = []
+        if p["stores"]:  # keys only in the named customer-held stores; none placed while down
+            stores = _list(p["stores"])
+            needs.append(f"context.key_stores.containsAny({stores})")
+            out.append(
+                _forbid(
+                    _actions(Action.PLACE_ASSET),
+                    f"context.key_stores_disconnected.containsAny({stores})",
+                )
+            )
+        if needs:
+            out.append(
+                _forbid(_actions(Action.PLACE_ASSET), 'resource.kind == "key"', " && ".join(needs))
+            )
+        return out
     raise AssertionError(kind)
 
 
@@ -354,6 +369,8 @@ def cedar_request(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]
             "legal_bases": sorted(request.legal_bases),
             "key_store_country": request.key_store_country,
             "key_store_customer_controlled": request.key_store_customer_controlled,
+            "key_stores": sorted(request.key_stores),
+            "key_stores_disconnected": sorted(request.key_stores_disconnected),
         }
     elif action == Action.ACCESS_SITE:
         resource = _uid("Site", request.site.id)
@@ -369,7 +386,11 @@ def cedar_request(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]
             {
                 "uid": _uid("Artifact", artifact.id),
                 "parents": [],
-                "attrs": {"origin": artifact.origin, "signed": artifact.signed},
+                "attrs": {
+                    "origin": artifact.origin,
+                    "signature_valid": artifact.signature_valid,
+                    "roots": sorted(artifact.roots),
+                },
             }
         )
         resource = _uid("Artifact", artifact.id)
@@ -393,18 +414,22 @@ def cedar_request(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]
     return cedar, entities
 
 
-def evaluate(compiled: CompiledPolicies, request: Request) -> Decision:
-    missing = missing_facts(request)
-    if missing:
-        return Decision(False, (), tuple(f"denied: {m}" for m in missing), tuple(missing))
-    try:
-        cedar, entities = cedar_request(request)
-        policy_set, deciders = compiled.policy_set, compiled.deciders
-        if compiled.slices is not None:
-            policy_set, deciders = compiled.slices[Action(request.action).value]
-        result = cedarpy.is_authorized(cedar, policy_set, entities, SCHEMA)
-    except Exception as exc:  # anything unexpected fails closed
-        return Decision(False, (), (f"denied: evaluation failed ({exc})",), (str(exc),))
+def _slice(compiled: CompiledPolicies, action: str) -> tuple[cedarpy.PolicySet, Deciders]:
+    if compiled.slices is not None:
+        return compiled.slices[Action(action).value]
+    return compiled.policy_set, compiled.deciders
+
+
+def _missing(missing: list[str]) -> Decision:
+    return Decision(False, (), tuple(f"denied: {m}" for m in missing), tuple(missing))
+
+
+def _failed(exc: Exception) -> Decision:
+    return Decision(False, (), (f"denied: evaluation failed ({exc})",), (str(exc),))
+
+
+def _decision(result: cedarpy.AuthzResult, deciders: Deciders) -> Decision:
+    """Cedar's answer as a decision naming its rules; any error in it is a deny."""
     errors = tuple(str(e) for e in result.diagnostics.errors)
     if errors:
         return Decision(False, (), tuple(f"denied: {e}" for e in errors), errors)
@@ -417,3 +442,68 @@ def evaluate(compiled: CompiledPolicies, request: Request) -> Decision:
         return Decision(False, (), ("denied: no rule permits this (default deny)",))
     ids = tuple(sorted(decided_by))
     return Decision(allowed, ids, tuple(decided_by[i] for i in ids))
+
+
+def evaluate(compiled: CompiledPolicies, request: Request) -> Decision:
+    missing = missing_facts(request)
+    if missing:
+        return _missing(missing)
+    try:
+        cedar, entities = cedar_request(request)
+        policy_set, deciders = _slice(compiled, request.action)
+        result = cedarpy.is_authorized(cedar, policy_set, entities, SCHEMA)
+        return _decision(result, deciders)
+    except Exception as exc:  # anything unexpected fails closed
+        return _failed(exc)
+
+
+def evaluate_many(compiled: CompiledPolicies, requests: list[Request]) -> list[Decision]:
+    """``evaluate`` of each request, in order, with one Cedar call per action slice (and per set
+    of requests whose entities agree: two different facts under one entity id never share a
+    call). Cedar refuses a batch as a whole when one entity is off the schema: a request of a
+    batch that errs is decided again alone, so that one bad request denies only itself."""
+    out: list[Decision | None] = [None] * len(requests)
+    # action -> batches, each (entities by uid, [(index, cedar request)])
+    batches: dict[str, list[tuple[dict[tuple[str, str], dict[str, Any]], list[tuple[int, Any]]]]]
+    batches = {}
+    for index, request in enumerate(requests):
+        missing = missing_facts(request)
+        if missing:
+            out[index] = _missing(missing)
+            continue
+        try:
+            cedar, entities = cedar_request(request)
+            Action(request.action)
+        except Exception as exc:  # fails closed, like evaluate
+            out[index] = _failed(exc)
+            continue
+        keyed = {(e["uid"]["type"], e["uid"]["id"]): e for e in entities}
+        for known, members in batches.setdefault(request.action, []):
+            if all(known.get(uid, entity) == entity for uid, entity in keyed.items()):
+                known.update(keyed)
+                members.append((index, cedar))
+                break
+        else:
+            batches[request.action].append((keyed, [(index, cedar)]))
+    for action, groups in batches.items():
+        policy_set, deciders = _slice(compiled, action)
+        for known, members in groups:
+            try:
+                results = cedarpy.is_authorized_batch(
+                    [cedar for _, cedar in members], policy_set, list(known.values()), SCHEMA
+                )
+            except Exception:  # isolate the request that made Cedar refuse the batch
+                for index, _ in members:
+                    out[index] = evaluate(compiled, requests[index])
+                continue
+            for (index, _), result in zip(members, results, strict=True):
+                if len(members) > 1 and result.diagnostics.errors:
+                    out[index] = evaluate(compiled, requests[index])  # its own error, or another's
+                    continue
+                try:
+                    out[index] = _decision(result, deciders)
+                except Exception as exc:
+                    out[index] = _failed(exc)
+    decisions = [d for d in out if d is not None]
+    assert len(decisions) == len(requests)
+    return decisions
