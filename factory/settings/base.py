@@ -131,6 +131,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The ledger's Ed25519 key (signed checkpoints, evidence packs): created 0600 on first use
+# unless LEDGER_SIGNING_KEY_CREATE is off (then a missing file refuses to sign: fail closed).
+LEDGER_SIGNING_KEY_FILE = Path(
+    os.environ.get("LEDGER_SIGNING_KEY_FILE", VAR_DIR / "ledger-signing-key.pem")
+)
+LEDGER_SIGNING_KEY_CREATE = env_bool("LEDGER_SIGNING_KEY_CREATE", True)
 
 # --- Broker, cache ----------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -264,6 +270,16 @@ SPECTACULAR_SETTINGS = {
         "SovereigntyActionEnum": "tenants.sovereignty.api.serializers.ACTIONS",
         "WhatIfSubjectEnum": "tenants.sovereignty.api.serializers.WHAT_IF_SUBJECTS",
         "EventKindEnum": "tenants.events.choices.EventKindChoice",
+        # The lockbox (issue 14): one name per choice set wherever it appears (its scopes made
+        # the tokens' "scope" ambiguous: named here, as it was).
+        "ScopeEnum": "tenants.choices.TokenScope",
+        # The lockbox's own:
+        "AccessRequestStatusEnum": "tenants.sovereignty.models.AccessRequestStatus",
+        "JustificationEnum": "tenants.sovereignty.models.Justification",
+        "AccessScopeEnum": "tenants.sovereignty.models.AccessScope",
+        "ApprovalNeedEnum": "tenants.sovereignty.models.ApprovalNeed",
+        "PolicyEntryJustificationEnum": "tenants.sovereignty.api.lockbox.ENTRY_JUSTIFICATIONS",
+        "PolicyEntryScopeEnum": "tenants.sovereignty.api.lockbox.ENTRY_SCOPES",
     },
 }
 

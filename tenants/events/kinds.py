@@ -13,6 +13,14 @@ class EventKind(StrEnum):
     WORKFLOW_STATE_CHANGED = "workflow.state_changed"
     ACCESS_REQUEST_CREATED = "access_request.created"
     ACCESS_REQUEST_DECIDED = "access_request.decided"
+    ACCESS_REQUEST_APPROVED = "access_request.approved"  # the policy's approvals are complete
+    ACCESS_REQUEST_REVOKED = "access_request.revoked"
+    ACCESS_REQUEST_EXPIRED = "access_request.expired"
+    ACCESS_BREAK_GLASS = "access.break_glass"  # the provider acted without approval
+    KEY_STORE_DISCONNECTED = "key_store.disconnected"  # the customer pulled its keys
+    KEY_STORE_CONNECTED = "key_store.connected"
+    FACT_CHANGE_ANNOUNCED = "fact_change.announced"  # a provider fact change would flip decisions
+    FACT_CHANGE_APPLIED = "fact_change.applied"
     MAINTENANCE_WINDOW_REQUESTED = "maintenance_window.requested"
     MAINTENANCE_WINDOW_DECIDED = "maintenance_window.decided"
     WEBHOOK_DISABLED = "webhook.disabled"
@@ -30,6 +38,14 @@ EVENT_KIND_LABELS: dict[EventKind, str] = {
     EventKind.WORKFLOW_STATE_CHANGED: "Workflow state changed",
     EventKind.ACCESS_REQUEST_CREATED: "Access requested",
     EventKind.ACCESS_REQUEST_DECIDED: "Access request decided",
+    EventKind.ACCESS_REQUEST_APPROVED: "Access request approved",
+    EventKind.ACCESS_REQUEST_REVOKED: "Access revoked",
+    EventKind.ACCESS_REQUEST_EXPIRED: "Access request expired",
+    EventKind.ACCESS_BREAK_GLASS: "Break-glass access",
+    EventKind.KEY_STORE_DISCONNECTED: "Key store disconnected",
+    EventKind.KEY_STORE_CONNECTED: "Key store connected",
+    EventKind.FACT_CHANGE_ANNOUNCED: "Provider fact change announced",
+    EventKind.FACT_CHANGE_APPLIED: "Provider fact change applied",
     EventKind.MAINTENANCE_WINDOW_REQUESTED: "Maintenance window requested",
     EventKind.MAINTENANCE_WINDOW_DECIDED: "Maintenance window decided",
     EventKind.WEBHOOK_DISABLED: "Webhook subscription disabled",

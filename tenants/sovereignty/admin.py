@@ -1,23 +1,46 @@
 from django.contrib import admin
 
-from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from tenants.admin_base import AuditedModelAdmin, ReadOnlyAdmin, admin_context
 from tenants.errors import Denied
 from tenants.sovereignty import services
 from tenants.sovereignty.models import (
     AccessRequest,
     DecisionRecord,
     JurisdictionGroup,
+    LockboxPolicy,
     ProtectedAsset,
     SovereigntyRule,
     TransferBasis,
+    TrustRoot,
 )
 
 
 @admin.register(JurisdictionGroup)
 class JurisdictionGroupAdmin(AuditedModelAdmin):
-    list_display = ["code", "name", "tenant"]
+    """Built-in groups are read-only here (their next version is a provider data migration or
+    ``manage.py revise_group``); a tenant's group saved with new countries is its next version,
+    the old one kept."""
+
+    list_display = ["code", "name", "tenant", "version"]
     list_filter = ["tenant"]
     search_fields = ["code", "name"]
+    readonly_fields = ["version"]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.tenant_id is None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.tenant_id is None:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_instance(self, obj, ctx):
+        return services.save_group(obj, ctx)
+
+    def delete_instance(self, obj, ctx):
+        services.delete_group(obj, ctx)
 
 
 @admin.register(TransferBasis)
@@ -34,6 +57,13 @@ class ProtectedAssetAdmin(AuditedModelAdmin):
     list_filter = ["kind", "classification", "tenant"]
     search_fields = ["name"]
     readonly_fields = ["site"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An asset's tenant never changes (save_asset refuses it too).
+        return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
+
+    def save_instance(self, obj, ctx):
+        return services.save_asset(obj, ctx)
 
 
 @admin.register(SovereigntyRule)
@@ -55,15 +85,40 @@ class AccessRequestAdmin(AuditedModelAdmin):
     list_display = [
         "site",
         "person",
+        "justification",
+        "scope",
         "status",
+        "break_glass",
         "starts_at",
         "ends_at",
         "requested_by",
         "decided_by",
     ]
-    list_filter = ["status", "tenant"]
-    fields = ["site", "person", "reason", "starts_at", "ends_at"]
-    readonly_fields = ["tenant", "requested_by", "status", "decided_by", "decided_at"]
+    list_filter = ["status", "justification", "break_glass", "tenant"]
+    fields = [
+        "site",
+        "person",
+        "reason",
+        "justification",
+        "scope",
+        "office_country",
+        "physical_country",
+        "starts_at",
+        "ends_at",
+    ]
+    readonly_fields = [
+        "tenant",
+        "requested_by",
+        "status",
+        "approval",
+        "approvals_needed",
+        "decided_by",
+        "decided_at",
+        "closed_by",
+        "closed_at",
+        "reviewed_by",
+        "reviewed_at",
+    ]
 
     def get_fields(self, request, obj=None):
         return self.fields if obj is None else [*self.readonly_fields, *self.fields]
@@ -100,3 +155,46 @@ class DecisionRecordAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["allowed", "action", "resource_type"]
     search_fields = ["resource_repr", "actor_username", "principal", "request_id"]
+
+
+@admin.register(TrustRoot)
+class TrustRootAdmin(AuditedModelAdmin):
+    """The provider's trust roots (keys that sign firmware, per origin), registered here; a
+    tenant's own are the tenant's, through the API (read-only here). A root is never changed
+    or deleted: it is revoked, and kept."""
+
+    list_display = ["name", "origin", "tenant", "key_id", "created_at", "revoked_at"]
+    list_filter = ["origin", "tenant"]
+    search_fields = ["name", "key_id"]
+    fields = ["name", "origin", "public_key", "description"]
+    readonly_fields = ["tenant", "key_id", "created_at", "revoked_at", "revoked_by"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is None else [*self.readonly_fields, *self.fields]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.tenant = None  # the provider's: a tenant registers its own through the API
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke the selected provider trust roots")
+    def revoke(self, request, queryset):
+        ctx = admin_context(request)
+        done = 0
+        for root in queryset.filter(tenant__isnull=True, revoked_at__isnull=True):
+            services.revoke_trust_root(root, ctx, reason="revoked in the admin")
+            done += 1
+        self.message_user(request, f"Revoked {done} trust root(s).")
+
+
+@admin.register(LockboxPolicy)
+class LockboxPolicyAdmin(ReadOnlyAdmin):
+    """Read-only here: the lockbox policy is the tenant's, changed by its admins via the API."""
+
+    list_display = ["tenant", "default_approval", "break_glass_minutes", "updated_at"]

@@ -22,6 +22,9 @@ SCHEDULED = {
     "telemetry roll-up": "provisioning.telemetry_rollup",
     "telemetry retention": "provisioning.telemetry_retention",
     "webhook sweep": "events.sweep_webhooks",  # tenants/events/migrations/0003
+    "ledger checkpoints": "tenants.ledger_checkpoints",  # tenants/migrations/0004
+    "lockbox: expire access requests": "tenants.sovereignty.expire_access_requests",  # 0007
+    "sovereignty fact changes": "tenants.sovereignty.apply_fact_changes",  # sovereignty 0009
 }
 
 

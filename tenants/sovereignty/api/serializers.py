@@ -1,6 +1,8 @@
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tenants.access import actor_for
 from tenants.api.base import ScopedPrimaryKeyRelatedField
 from tenants.models import Tenant
 from tenants.sovereignty.core.model import Action
@@ -12,6 +14,7 @@ from tenants.sovereignty.models import (
     SovereigntyRule,
     TransferBasis,
 )
+from tenants.sovereignty.services import keys
 
 #: The engine's actions, as the API names them (one enum in the schema: SovereigntyActionEnum).
 ACTIONS = [a.value for a in Action]
@@ -39,17 +42,40 @@ class JurisdictionGroupSerializer(serializers.ModelSerializer):
         required=False, allow_null=True, help_text="Empty for the built-in groups (EU, EEA)."
     )
     countries = serializers.ListField(child=serializers.CharField(max_length=2), min_length=1)
+    version = serializers.IntegerField(
+        read_only=True,
+        help_text="The current definition. Changing the countries makes the next version; "
+        "rules keep the version they pinned until re-activated.",
+    )
 
     class Meta:
         model = JurisdictionGroup
         brief_fields = ["code", "name"]
-        fields = ["id", "tenant", "code", "name", "countries"]
+        fields = ["id", "tenant", "code", "name", "countries", "version"]
+
+
+class JurisdictionGroupVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    name = serializers.CharField()
+    countries = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
 
 
 class ProtectedAssetSerializer(serializers.ModelSerializer):
     tenant = tenant_field()
     site = site_field(required=False, allow_null=True)
     labels = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    availability = serializers.SerializerMethodField(
+        help_text="unavailable while a key store the customer holds for its site is disconnected"
+    )
+    unavailable_reason = serializers.SerializerMethodField(help_text="Empty when available.")
+
+    @extend_schema_field(serializers.ChoiceField(choices=["available", "unavailable"]))
+    def get_availability(self, asset: ProtectedAsset) -> str:
+        return _key_availability(self, asset)[0]
+
+    def get_unavailable_reason(self, asset: ProtectedAsset) -> str:
+        return _key_availability(self, asset)[1]
 
     class Meta:
         model = ProtectedAsset
@@ -62,10 +88,25 @@ class ProtectedAssetSerializer(serializers.ModelSerializer):
             "classification",
             "labels",
             "site",
+            "availability",
+            "unavailable_reason",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+
+
+def _key_availability(serializer: serializers.Serializer, asset: ProtectedAsset) -> tuple[str, str]:
+    """Key custody (services/keys.py), read once per tenant for a page of assets."""
+    cache = serializer.context.setdefault("_key_store_availability", {})
+    return keys.availability_cached(asset, cache)
+
+
+class PinnedGroupSerializer(serializers.Serializer):
+    group = serializers.IntegerField()
+    version = serializers.IntegerField()
+    builtin = serializers.BooleanField()
+    countries = serializers.ListField(child=serializers.CharField())
 
 
 class RuleSerializer(serializers.ModelSerializer):
@@ -79,6 +120,14 @@ class RuleSerializer(serializers.ModelSerializer):
     params = serializers.JSONField(required=False)
     sentence = serializers.CharField(read_only=True, help_text="The rule in plain language.")
     cedar_id = serializers.CharField(read_only=True, help_text="Its @id in decisions.")
+    pinned_groups = serializers.DictField(
+        child=PinnedGroupSerializer(),
+        read_only=True,
+        help_text="The group versions pinned at activation, by code: what decisions use.",
+    )
+    activation_what_if = serializers.JSONField(
+        read_only=True, help_text="What it would deny when it was activated (null: a draft)."
+    )
 
     class Meta:
         model = SovereigntyRule
@@ -98,6 +147,8 @@ class RuleSerializer(serializers.ModelSerializer):
             "updated_at",
             "activated_at",
             "retired_at",
+            "pinned_groups",
+            "activation_what_if",
         ]
         read_only_fields = [
             "status",
@@ -174,12 +225,26 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
             "resource_id",
             "resource_repr",
             "site_id",
+            "site_owner_id",
             "allowed",
             "rule_ids",
             "reasons",
             "request_id",
         ]
         read_only_fields = fields
+
+    #: Shown to a site's owner about another tenant's asset there: only what concerns its
+    #: premises (when, what action, by whom, at which site, the verdict), not what the asset is
+    #: nor the other tenant's rules.
+    REDACTED = {"resource_id": "", "resource_repr": "(another tenant's asset)", "principal": ""}
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        visible = actor_for(request.user).visible_tenant_ids() if request else None
+        if visible is not None and instance.tenant_id not in visible:
+            data.update(self.REDACTED, rule_ids=[], reasons=[], request_id="")
+        return data
 
 
 class EvaluateSerializer(serializers.Serializer):
@@ -202,7 +267,18 @@ class EvaluateSerializer(serializers.Serializer):
     artifact_origin = serializers.CharField(
         max_length=64, required=False, allow_blank=True, default=""
     )
-    artifact_signed = serializers.BooleanField(required=False, default=False)
+    artifact_signed = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Suppose its signature verified (a question: real releases are verified).",
+    )
+    artifact_roots = serializers.ListField(
+        child=serializers.CharField(max_length=80),
+        required=False,
+        default=list,
+        max_length=20,
+        help_text="Suppose these trust roots (refs) verified it.",
+    )
 
 
 class DecisionSerializer(serializers.Serializer):
@@ -224,3 +300,23 @@ class WhatIfSerializer(serializers.Serializer):
     rule = serializers.IntegerField()
     checked = serializers.IntegerField()
     would_deny = WhatIfItemSerializer(many=True)
+
+
+class ActivateSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Activate even though the what-if finds existing placements or access it "
+        "would deny (without it, that is a 409 listing them).",
+    )
+
+
+class ConfirmationRequiredSerializer(serializers.Serializer):
+    """The 409 of an activation that would deny what exists now: the usual error body plus
+    the would-deny list."""
+
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    errors = serializers.ListField(child=serializers.DictField())
+    would_deny = WhatIfItemSerializer(many=True, required=False)

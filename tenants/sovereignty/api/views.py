@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -44,6 +44,24 @@ class JurisdictionGroupViewSet(AuditedModelViewSet):
             return queryset
         return queryset.filter(tenant__isnull=True) | queryset.filter(tenant_id__in=visible)
 
+    # Built-in groups are never changed here (not even by a provider admin): their next
+    # version comes from a data migration or ``manage.py revise_group``. A tenant's group
+    # changes by a new version; the old one is kept (``versions``).
+    def save_instance(self, instance, ctx):
+        return services.save_group(instance, ctx)
+
+    def delete_instance(self, instance, ctx):
+        services.delete_group(instance, ctx)
+
+    @extend_schema(request=None, responses=s.JurisdictionGroupVersionSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def versions(self, request, pk=None):
+        """Every definition the group has had, oldest first."""
+        group = self.get_object()
+        return Response(
+            s.JurisdictionGroupVersionSerializer(group.versions.order_by("version"), many=True).data
+        )
+
 
 class ProtectedAssetViewSet(AuditedModelViewSet):
     """A tenant's datasets, model weights, backups, replicas and keys, and where each one is.
@@ -81,10 +99,53 @@ class RuleViewSet(AuditedModelViewSet):
         rule = change(self.get_object(), change_context(request))
         return Response(self.get_serializer(rule).data)
 
-    @extend_schema(request=None, responses=s.RuleSerializer)
+    def delete_instance(self, instance, ctx):
+        services.delete_rule(instance, ctx)  # drafts only: an active rule is retired (409)
+
+    def _confirmed(self, request) -> bool:
+        body = s.ActivateSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        return body.validated_data["confirm"]
+
+    @extend_schema(
+        request=s.ActivateSerializer,
+        responses={
+            200: s.RuleSerializer,
+            409: OpenApiResponse(
+                s.ConfirmationRequiredSerializer,
+                description="`confirmation_required`: it would deny existing placements or "
+                "access, listed in `would_deny`; ask again with `confirm: true`.",
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
-        return self._transition(request, services.activate_rule)
+        """Activate a draft: the group versions it names are pinned, and its what-if is run
+        and stored with it. If it would deny what exists now, a 409 lists that until
+        ``confirm`` is given."""
+        confirm = self._confirmed(request)
+        return self._transition(
+            request, lambda rule, ctx: services.activate_rule(rule, ctx, confirm=confirm)
+        )
+
+    @extend_schema(
+        request=s.ActivateSerializer,
+        responses={
+            200: s.RuleSerializer,
+            409: OpenApiResponse(
+                s.ConfirmationRequiredSerializer,
+                description="`confirmation_required`, as for activate.",
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def repin(self, request, pk=None):
+        """Re-activate an active rule on the current versions of the groups it names (a group
+        change reaches an active rule only this way, or by a new draft superseding it)."""
+        confirm = self._confirmed(request)
+        return self._transition(
+            request, lambda rule, ctx: services.repin_rule(rule, ctx, confirm=confirm)
+        )
 
     @extend_schema(request=None, responses=s.RuleSerializer)
     @action(detail=True, methods=["post"])
@@ -154,14 +215,27 @@ class AccessRequestViewSet(AuditedModelViewSet):
 
 
 class DecisionRecordViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
-    """Access transparency: every sovereignty decision about the tenant's sites and assets."""
+    """Access transparency: every sovereignty decision about the tenant's assets and the people
+    acting on its sites, and, redacted to what concerns its premises, the decisions about other
+    tenants' assets at its sites."""
 
     queryset = DecisionRecord.objects.all()
     serializer_class = s.DecisionRecordSerializer
     filterset_class = DecisionRecordFilterSet
     ordering_fields = ["occurred_at", "id"]
-    tenant_fields = ("tenant_id",)
+    tenant_fields = ("tenant_id", "site_owner_id")
     read_roles = frozenset({Role.PROVIDER_ADMIN, *TENANT_ROLES})
+    #: Filters on what a site owner sees redacted match only the caller's own records: they
+    #: must not let it probe for another tenant's asset names.
+    redacted_filters = ("resource_id", "principal", "request_id", "q")
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        visible = self.actor.visible_tenant_ids()
+        params = self.request.query_params
+        if visible is not None and any(params.get(p) for p in self.redacted_filters):
+            queryset = queryset.filter(tenant_id__in=visible)
+        return queryset
 
 
 class EvaluateView(APIView):
@@ -199,13 +273,27 @@ class EvaluateView(APIView):
             services.person_facts(person) if person else None,
             services.site_facts(site),
             asset=services.asset_facts(asset) if asset else None,
-            artifact=ArtifactFacts("query", data["artifact_origin"], data["artifact_signed"]),
-            legal_bases=services.bases_on_record(site.tenant_id, services.site_facts(site))
+            artifact=ArtifactFacts(
+                "query",
+                data["artifact_origin"],
+                data["artifact_signed"],
+                frozenset(data["artifact_roots"]),
+            ),
+            legal_bases=services.bases_on_record(
+                asset.tenant_id if asset else site.tenant_id, services.site_facts(site)
+            )
             if act == Action.TRANSFER_ASSET
             else frozenset(),
             from_country=data["from_country"],
             remote=data["remote"],
-            approved=bool(person) and services.approved_access(person, site),
+            # As the dispatch asks it: a grant for this scope, now, from where the person is.
+            approved=bool(person)
+            and services.approved_access(
+                person,
+                site,
+                scope="remote_hands" if data["remote"] else "physical_repair",
+                physical_country=data["from_country"],
+            ),
             telemetry_category=data["telemetry_category"],
             destination=services.site_facts(data["destination"])
             if data.get("destination")
@@ -219,7 +307,8 @@ class EvaluateView(APIView):
         )
         decision = services.decide(
             engine_request,
-            tenant_id=site.tenant_id,
+            # About an asset: its owner's rules decide, and the record is the owner's.
+            tenant_id=asset.tenant_id if asset else site.tenant_id,
             subject=subject,
             ctx=change_context(request),
             site_id=site.pk,

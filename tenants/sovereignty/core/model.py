@@ -69,9 +69,14 @@ class PersonFacts:
 
 @dataclass(frozen=True)
 class ArtifactFacts:
+    """Verified, not claimed: ``signature_valid`` and ``roots`` are what the service found when
+    it checked the release's signature against the trust roots in scope (``roots``: the refs of
+    every unrevoked root whose key verifies it)."""
+
     id: str
     origin: str
-    signed: bool
+    signature_valid: bool
+    roots: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,10 @@ class Request:
     destination: SiteFacts | None = None  # telemetry egress destination
     key_store_country: str = ""
     key_store_customer_controlled: bool = False
+    # Placements: the asset's tenant's external key stores serving the site, connected or
+    # disconnected by the customer (a key-custody rule naming one denies while it is down).
+    key_stores: frozenset[str] = frozenset()
+    key_stores_disconnected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -107,12 +107,23 @@ def forbids(rule: Rule, r: Request) -> bool:
         if r.action != Action.ACCEPT_ARTIFACT:
             return False
         artifact = _present(r.artifact, "artifact")
-        ok = artifact.origin in p["origins"] and (artifact.signed or not p["require_signature"])
+        ok = (
+            artifact.origin in p["origins"]
+            and (artifact.signature_valid or not p["require_signature"])
+            and (not p.get("trust_roots") or bool(artifact.roots & set(p["trust_roots"])))
+        )
         return not ok
     if kind == RuleKind.KEY_CUSTODY:
-        if r.action != Action.PLACE_ASSET or _present(r.asset, "asset").kind != "key":
+        if r.action != Action.PLACE_ASSET:
+            return False
+        named = set(p["stores"])
+        if named & r.key_stores_disconnected:  # the customer pulled the keys: nothing new there
+            return True
+        if _present(r.asset, "asset").kind != "key":
             return False
         if p["in_country"] and r.key_store_country != site.country:
+            return True
+        if named and not named & r.key_stores:
             return True
         return p["customer_controlled"] and not r.key_store_customer_controlled
     raise AssertionError(kind)

@@ -28,6 +28,8 @@ def form(fleet, hours: int = 2) -> dict:
         "site": fleet.sites["alpha"].pk,
         "person": fleet.people["technician"].pk,
         "reason": "replace a pump",
+        "justification": "provider_maintenance",  # the lockbox's codes (issue 14)
+        "scope": "physical_repair",
         "starts_at_0": start.strftime("%Y-%m-%d"),
         "starts_at_1": start.strftime("%H:%M:%S"),
         "ends_at_0": end.strftime("%Y-%m-%d"),

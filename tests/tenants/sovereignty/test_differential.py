@@ -33,7 +33,9 @@ PLACES = [*COUNTRIES, "EU", "EEA", "FIVE-EYES"]
 LABELS = ["pii", "health", "export-controlled"]
 ACCREDITATIONS = ["vs-nfd", "bsi-c5", "fedramp-high"]
 ORIGINS = ["aws-neuron", "nvidia", "provider-ci"]
+TRUST_ROOTS = ["provider:release", "tenant:own", "tenant:other"]
 CATEGORIES = ["power", "thermal", "utilization", "logs"]
+KEY_STORES = ["xks-fra", "xks-par"]
 TENANTS = ["t1", "t2"]
 
 
@@ -106,10 +108,18 @@ PARAMS = {
         {"categories": nonempty(CATEGORIES), "destinations": subset(PLACES)}
     ),
     RuleKind.ARTIFACT_PROVENANCE: st.fixed_dictionaries(
-        {"origins": nonempty(ORIGINS), "require_signature": st.booleans()}
+        {
+            "origins": nonempty(ORIGINS),
+            "require_signature": st.booleans(),
+            "trust_roots": subset(TRUST_ROOTS),
+        }
     ),
     RuleKind.KEY_CUSTODY: st.fixed_dictionaries(
-        {"in_country": st.booleans(), "customer_controlled": st.booleans()}
+        {
+            "in_country": st.booleans(),
+            "customer_controlled": st.booleans(),
+            "stores": subset(KEY_STORES),
+        }
     ),
 }
 
@@ -132,7 +142,8 @@ def requests(draw):
                 ArtifactFacts,
                 id=st.just("F1"),
                 origin=st.sampled_from(ORIGINS),
-                signed=st.booleans(),
+                signature_valid=st.booleans(),
+                roots=st.frozensets(st.sampled_from(TRUST_ROOTS)),
             )
         ),
         legal_bases=frozenset(draw(subset(list(LEGAL_BASES)))),
@@ -143,6 +154,8 @@ def requests(draw):
         destination=draw(sites(key="D1")),
         key_store_country=draw(st.sampled_from(COUNTRIES)),
         key_store_customer_controlled=draw(st.booleans()),
+        key_stores=frozenset(draw(subset(KEY_STORES))),
+        key_stores_disconnected=frozenset(draw(subset(KEY_STORES))),
     )
 
 

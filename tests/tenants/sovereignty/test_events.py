@@ -36,23 +36,32 @@ def test_an_access_request_created_and_decided_is_one_event_each(fleet):
     approve = f"/api/v1/sovereignty/access-requests/{access.pk}/approve/"
     assert fleet.client("alpha_admin").post(approve).status_code == 200
     assert fleet.client("alpha_admin").post(approve).status_code == 409  # decided: no event
-    created, decided = Event.objects.order_by("id")
-    assert (created.kind, decided.kind) == (
+    # The lockbox (issue 14): the decision completing the policy's approvals is also announced
+    # as ``access_request.approved`` (with the approvers).
+    created, decided, approved = Event.objects.order_by("id")
+    assert (created.kind, decided.kind, approved.kind) == (
         EventKind.ACCESS_REQUEST_CREATED,
         EventKind.ACCESS_REQUEST_DECIDED,
+        EventKind.ACCESS_REQUEST_APPROVED,
     )
-    assert {created.tenant_id, decided.tenant_id} == {fleet.alpha.pk}
-    assert created.subject_id == decided.subject_id == str(access.pk)
+    assert {created.tenant_id, decided.tenant_id, approved.tenant_id} == {fleet.alpha.pk}
+    assert created.subject_id == decided.subject_id == approved.subject_id == str(access.pk)
     assert created.data == {
         "site": fleet.sites["alpha"].code,
         "person": "tech",
         "requested_by": "padmin",
         "reason": "replace a pump",
+        "justification": "provider_maintenance",
+        "scope": "physical_repair",
+        "office_country": "",
+        "physical_country": "",
+        "break_glass": False,
         "starts_at": timestamp(access.starts_at),
         "ends_at": timestamp(access.ends_at),
         "status": "pending",
     }
     assert decided.data["status"] == "approved" and decided.data["decided_by"] == "alpha-admin"
+    assert approved.data["approvers"] == ["alpha-admin"]
 
 
 def test_a_refused_or_rolled_back_access_request_leaves_no_event(fleet):
