@@ -137,6 +137,11 @@ LEDGER_SIGNING_KEY_FILE = Path(
     os.environ.get("LEDGER_SIGNING_KEY_FILE", VAR_DIR / "ledger-signing-key.pem")
 )
 LEDGER_SIGNING_KEY_CREATE = env_bool("LEDGER_SIGNING_KEY_CREATE", True)
+# Retired ledger public keys verification still trusts (PEM files, colon-separated): trust is
+# pinned here and in the key file, never in the LedgerKey table.
+LEDGER_TRUSTED_PUBLIC_KEYS = [
+    p for p in os.environ.get("LEDGER_TRUSTED_PUBLIC_KEYS", "").split(":") if p
+]
 
 # --- Broker, cache ----------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -9,7 +9,12 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -150,6 +155,13 @@ class LedgerVerifyView(APIView):
         )
 
 
+BROKEN = OpenApiResponse(
+    {"$ref": "#/components/schemas/Error"},
+    description="A chain in the range is broken (`ledger_broken`, naming the first broken link) "
+    "or no checkpoint covers it: no pack is written.",
+)
+
+
 class EvidencePackView(APIView):
     """An evidence pack: one signed zip of a tenant's decisions, audit events, rules in force
     (Cedar), checkpoints and public keys for a time range, checked offline by
@@ -179,7 +191,7 @@ class EvidencePackView(APIView):
     @extend_schema(
         operation_id="ledger_evidence_retrieve",
         parameters=[EvidenceRequestSerializer],
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 409: BROKEN},
     )
     def get(self, request: Request) -> HttpResponse:
         return self._pack(request, request.query_params)
@@ -187,7 +199,7 @@ class EvidencePackView(APIView):
     @extend_schema(
         operation_id="ledger_evidence_create",
         request=EvidenceRequestSerializer,
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 409: BROKEN},
     )
     def post(self, request: Request) -> HttpResponse:
         return self._pack(request, request.data)

@@ -4,7 +4,6 @@ rotation (a new file) old checkpoints and packs still verify."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 
 from tenants.errors import PreconditionFailed
+from tenants.ledger.verify_pack import key_id
 from tenants.models.audit import LedgerKey
 
 _lock = threading.Lock()
@@ -21,10 +21,7 @@ _loaded: dict[tuple[str, float], tuple[str, Ed25519PrivateKey]] = {}
 
 
 def key_id_of(private_key: Ed25519PrivateKey) -> str:
-    raw = private_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    return hashlib.sha256(raw).hexdigest()[:32]
+    return key_id(private_key.public_key())
 
 
 def public_pem(private_key: Ed25519PrivateKey) -> str:
@@ -76,5 +73,24 @@ def signing_key() -> tuple[str, Ed25519PrivateKey]:
 
 
 def public_keys() -> dict[str, str]:
-    """Every key the ledger has signed with: key id → public key PEM."""
+    """Every key the ledger has signed with: key id → public key PEM (as the database says:
+    for display; verification trusts ``trusted_keys``, pinned outside the database)."""
     return dict(LedgerKey.objects.values_list("key_id", "public_key_pem"))
+
+
+def _pem(value: str | Path) -> str:
+    """A configured public key: PEM text, or the path of a PEM file."""
+    text = str(value)
+    return text if "-----BEGIN" in text else Path(text).read_text()
+
+
+def trusted_keys() -> dict[str, str]:
+    """The keys verification trusts: the signing key file's public half plus the retired
+    public keys in ``LEDGER_TRUSTED_PUBLIC_KEYS`` (PEM text or file paths), id → PEM. Never the
+    ``LedgerKey`` table: a database superuser could add a key of their own and re-sign. Each id
+    is computed from its key (sha256 of the raw public key), so an id cannot be borrowed."""
+    pems = [_pem(v) for v in getattr(settings, "LEDGER_TRUSTED_PUBLIC_KEYS", ())]
+    path = Path(settings.LEDGER_SIGNING_KEY_FILE)
+    if path.exists():
+        pems.append(public_pem(signing_key()[1]))
+    return {key_id(serialization.load_pem_public_key(p.encode())): p for p in pems}

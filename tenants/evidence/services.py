@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -19,12 +20,14 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from tenants.errors import Conflict
 from tenants.ledger.verify_pack import (
     GENESIS,
     MANIFEST,
     MANIFEST_SIG,
     PACK_FORMAT,
     ChainReport,
+    Problem,
     checkpoint_payload,
     format_time,
     sign_manifest,
@@ -36,7 +39,9 @@ from tenants.sovereignty.core import cedar
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule
 from tenants.sovereignty.services import as_rule
 
-from .keys import public_keys, signing_key
+from .keys import signing_key, trusted_keys
+
+logger = logging.getLogger(__name__)
 
 # Typed loosely: both logs have ``tenant_id`` and ``occurred_at``, the abstract base does not.
 LOGS: dict[str, Any] = {"audit": AuditEvent, "decision": DecisionRecord}
@@ -118,8 +123,9 @@ def checkpoints(log: str, tenant_id: int | None) -> list[dict[str, Any]]:
 
 
 def verify_logs(tenant_ids: Iterable[int] | None = None) -> list[ChainReport]:
-    """Walk every chain (of ``tenant_ids``; None: all, the provider's own included)."""
-    keys = public_keys()
+    """Walk every chain (of ``tenant_ids``; None: all, the provider's own included), checking
+    checkpoint signatures against the keys pinned outside the database only."""
+    keys = trusted_keys()
     reports = []
     for log, model in LOGS.items():
         for tenant_id in chain_ids(model, tenant_ids):
@@ -138,11 +144,16 @@ def verify_logs(tenant_ids: Iterable[int] | None = None) -> list[ChainReport]:
 # --- Checkpoints ------------------------------------------------------------------------------
 
 
-def checkpoint(tenant_ids: Iterable[int] | None = None) -> list[Checkpoint]:
+def checkpoint(
+    tenant_ids: Iterable[int] | None = None, *, raise_on_broken: bool = False
+) -> list[Checkpoint]:
     """Sign the head of every chain that moved since its last checkpoint (the beat job, and on
-    demand). One row per chain; a chain that did not move gets none."""
+    demand). One row per chain; a chain that did not move gets none. The segment since the
+    previous checkpoint is verified first: a broken chain is refused (logged as an error; with
+    ``raise_on_broken`` a 409 naming the broken link) rather than signed over."""
     kid, key = signing_key()
-    made = []
+    made: list[Checkpoint] = []
+    refused: list[Problem] = []
     with transaction.atomic():
         for log, model in LOGS.items():
             heads = model.objects.all()
@@ -154,6 +165,11 @@ def checkpoint(tenant_ids: Iterable[int] | None = None) -> list[Checkpoint]:
                 done = Checkpoint.objects.filter(chain_filter(tenant_id), log=log)
                 if done.filter(seq__gte=top).exists():
                     continue
+                problem = _segment_problem(log, model, tenant_id)
+                if problem is not None:  # never sign over a broken link: refuse and alert
+                    logger.error("ledger checkpoint refused: %s", problem)
+                    refused.append(problem)
+                    continue
                 head = model.objects.filter(chain_filter(tenant_id), chain_seq=top).values_list(
                     "record_hash", flat=True
                 )[0]
@@ -163,7 +179,42 @@ def checkpoint(tenant_ids: Iterable[int] | None = None) -> list[Checkpoint]:
                 cp.signature = base64.b64encode(key.sign(payload)).decode()
                 cp.save()
                 made.append(cp)
+    if refused and raise_on_broken:
+        raise Conflict(
+            f"checkpoint refused: {refused[0]}", code="ledger_broken", field=refused[0].log
+        )
     return made
+
+
+def _segment_problem(log: str, model: Any, tenant_id: int | None) -> Problem | None:
+    """The first broken link since the chain's last checkpoint (its signed head the anchor),
+    or the last checkpoint's own record no longer matching it."""
+    last = (
+        Checkpoint.objects.filter(chain_filter(tenant_id), log=log).order_by("-seq", "-id").first()
+    )
+    if last is None:
+        report = verify_chain(log, tenant_id, records(model, tenant_id))
+    else:
+        report = verify_chain(
+            log,
+            tenant_id,
+            records(model, tenant_id, last.seq),
+            [last.payload_fields()],
+            public_keys=trusted_keys(),
+            start_seq=last.seq,
+            start_prev=_prev_of(model, tenant_id, last.seq),
+        )
+    return report.problem
+
+
+def _prev_of(model: Any, tenant_id: int | None, seq: int) -> str:
+    """The prev_hash the record at ``seq`` carries (its own link is checked by its digest)."""
+    found = (
+        model.objects.filter(chain_filter(tenant_id), chain_seq=seq)
+        .values_list("prev_hash", flat=True)
+        .first()
+    )
+    return found if found is not None else GENESIS
 
 
 # --- Evidence packs ---------------------------------------------------------------------------
@@ -172,8 +223,9 @@ def checkpoint(tenant_ids: Iterable[int] | None = None) -> list[Checkpoint]:
 def _chain_slice(
     model: Any, tenant_id: int, start: dt.datetime, end: dt.datetime
 ) -> dict[str, Any] | None:
-    """Which part of a chain a pack carries: from the first record in the range to the first
-    checkpoint at or after its last (so the verifier can check that checkpoint), or the head."""
+    """Which part of a chain a pack carries: from the last checkpoint before the range's first
+    record (its signed head anchors the start; genesis if none) to the first checkpoint at or
+    after the range's last record. A broken link in that slice refuses the export (409)."""
     log = model.ledger_log
     chain = model.objects.filter(tenant_id=tenant_id)
     span = chain.filter(occurred_at__gte=start, occurred_at__lt=end).values_list(
@@ -182,23 +234,37 @@ def _chain_slice(
     first, last = min(span, default=None), max(span, default=None)
     if first is None or last is None:
         return None
-    cover = (
-        Checkpoint.objects.filter(log=log, tenant_id=tenant_id, seq__gte=last)
-        .order_by("seq")
-        .values_list("seq", flat=True)
-        .first()
+    cps = Checkpoint.objects.filter(log=log, tenant_id=tenant_id)
+    cover = cps.filter(seq__gte=last).order_by("seq").values_list("seq", flat=True).first()
+    anchor = cps.filter(seq__lt=first).order_by("-seq").values_list("seq", flat=True).first()
+    if cover is None:
+        raise Conflict(
+            f"{log} log: no checkpoint covers seq {last}", code="ledger_unchecked", field=log
+        )
+    start_seq = anchor if anchor is not None else 1
+    start_prev = GENESIS if anchor is None else _prev_of(model, tenant_id, anchor)
+    report = verify_chain(
+        log,
+        tenant_id,
+        records(model, tenant_id, start_seq, cover),
+        [c for c in checkpoints(log, tenant_id) if start_seq <= c["seq"] <= cover],
+        public_keys=trusted_keys(),
+        start_seq=start_seq,
+        start_prev=start_prev,
     )
-    end_seq = cover if cover is not None else last
-    before = chain.filter(chain_seq=first - 1).values_list("record_hash", flat=True).first()
-    if before is None:
-        before = GENESIS if first == 1 else chain.get(chain_seq=first).prev_hash
+    if report.problem is None and report.head_seq != cover:
+        report.problem = Problem(
+            log, tenant_id, report.head_seq + 1, None, "truncated", f"chain ends before {cover}"
+        )
+    if report.problem is not None:
+        raise Conflict(f"the chain is broken: {report.problem}", code="ledger_broken", field=log)
     return {
         "log": log,
         "tenant_id": tenant_id,
         "file": f"records/{log}.jsonl",
-        "start_seq": first,
-        "start_prev": before,
-        "end_seq": end_seq,
+        "start_seq": start_seq,
+        "start_prev": start_prev,
+        "end_seq": cover,
         "range_first_seq": first,
         "range_last_seq": last,
     }
@@ -221,6 +287,7 @@ def export_evidence(tenant: Tenant, start: dt.datetime, end: dt.datetime) -> byt
     anchor and the checkpoints that cover them), the rules in force as Cedar, the public keys,
     an index mapping each kind to the controls it evidences, and a signed sha256 manifest."""
     kid, key = signing_key()
+    checkpoint([tenant.pk], raise_on_broken=True)  # the pack ends at a signed head
     files: dict[str, bytes] = {}
     chains, cps = [], []
     for log, model in LOGS.items():
@@ -242,7 +309,7 @@ def export_evidence(tenant: Tenant, start: dt.datetime, end: dt.datetime) -> byt
     files["chains.json"] = _json(chains)
     files["checkpoints.json"] = _json(cps)
     files["keys.json"] = _json(
-        [{"key_id": k, "public_key_pem": pem} for k, pem in sorted(public_keys().items())]
+        [{"key_id": k, "public_key_pem": pem} for k, pem in sorted(trusted_keys().items())]
     )
     files["rules/policies.cedar"] = compiled.text.encode() + b"\n"
     files["rules/schema.cedarschema"] = cedar.SCHEMA_TEXT.encode()

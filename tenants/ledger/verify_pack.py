@@ -45,9 +45,24 @@ def format_time(value: dt.datetime) -> str:
     return value.astimezone(utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _jsonb_value(value: Any) -> Any:
+    """A JSON value as PostgreSQL's jsonb gives it back where Python's ``json`` would differ:
+    jsonb numbers are ``numeric``, which has no negative zero, so ``-0.0`` reads back ``0.0``.
+    (Other round trips agree: jsonb keeps big ints exact, ``1.0`` apart from ``1``, sorts no
+    keys we rely on and decodes escapes; ``1e+20`` comes back an integer, normalised by the
+    writer before hashing.)"""
+    if isinstance(value, float):
+        return 0.0 if value == 0 else value
+    if isinstance(value, dict):
+        return {k: _jsonb_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_value(v) for v in value]
+    return value
+
+
 def canonical(fields: Mapping[str, Any]) -> bytes:
     """The canonical bytes of a record's fields (``hash`` excluded, top-level nulls omitted)."""
-    body = {k: v for k, v in fields.items() if v is not None and k != "hash"}
+    body = {k: _jsonb_value(v) for k, v in fields.items() if v is not None and k != "hash"}
     return json.dumps(
         body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
@@ -149,6 +164,9 @@ def verify_chain(
             seen[seq] = prev
     report.head_seq, report.head_hash = expected - 1, prev
     keys = {k: _public_key(v) for k, v in (public_keys or {}).items()}
+    for kid, key in keys.items():
+        if key_id(key) != kid:  # a key id is bound to its key: no re-labelling a key
+            return fail(None, None, "signature", f"key id {kid} is not the id of its key")
     for cp in cps:
         if cp["seq"] < start_seq:
             continue
@@ -171,6 +189,22 @@ def verify_chain(
                 return fail(cp["seq"], None, "signature", "checkpoint signature is not valid")
         report.checkpoints += 1
     return report
+
+
+def key_id(public_key: Any) -> str:
+    """A ledger key's id: sha256 of its raw 32-byte Ed25519 public key, first 32 hex digits."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = _public_key(public_key).public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def pinned_keys(pems: Iterable[bytes | str]) -> dict[str, Any]:
+    """Key id → public key for keys the verifier trusts from outside the pack or database."""
+    keys = [_public_key(p) for p in pems]
+    return {key_id(k): k for k in keys}
 
 
 def _public_key(value: Any) -> Any:
@@ -206,11 +240,14 @@ def sign_manifest(manifest: bytes, private_key: Any) -> bytes:
     return base64.b64encode(private_key.sign(manifest))
 
 
-def read_pack(data: bytes, public_key_pem: bytes | None = None) -> dict[str, bytes]:
+def read_pack(
+    data: bytes, public_key_pem: bytes | Iterable[bytes] | None = None
+) -> dict[str, bytes]:
     """The pack's files, after checking the manifest's signature and every file's sha256.
 
-    With ``public_key_pem`` the manifest must be signed by that key (pinned trust); without it,
-    by the pack's own current key in ``keys.json`` (integrity only: say so to the auditor).
+    With ``public_key_pem`` (one PEM or several) the manifest must be signed by a pinned key
+    named by the manifest's key id; without it, by the pack's own current key in ``keys.json``
+    (integrity only: say so to the auditor).
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -222,9 +259,17 @@ def read_pack(data: bytes, public_key_pem: bytes | None = None) -> dict[str, byt
     try:
         manifest = json.loads(files[MANIFEST])
         listed: dict[str, str] = manifest["files"]
-        keys = {k["key_id"]: k["public_key_pem"] for k in json.loads(files["keys.json"])}
-        pem = public_key_pem or keys[manifest["key_id"]].encode()
-        _public_key(pem).verify(base64.b64decode(files[MANIFEST_SIG]), files[MANIFEST])
+        if public_key_pem is not None:
+            pinned = pinned_keys(_pems(public_key_pem))
+            if manifest["key_id"] not in pinned:
+                raise PackError(f"manifest key id {manifest['key_id']} is not a pinned key")
+            key = pinned[manifest["key_id"]]
+        else:
+            keys = {k["key_id"]: k["public_key_pem"] for k in json.loads(files["keys.json"])}
+            key = _public_key(keys[manifest["key_id"]].encode())
+            if key_id(key) != manifest["key_id"]:
+                raise PackError(f"key id {manifest['key_id']} is not the id of its key")
+        key.verify(base64.b64decode(files[MANIFEST_SIG]), files[MANIFEST])
     except PackError:
         raise
     except Exception as exc:
@@ -240,13 +285,25 @@ def read_pack(data: bytes, public_key_pem: bytes | None = None) -> dict[str, byt
     return files
 
 
-def verify_pack(data: bytes, public_key_pem: bytes | None = None) -> list[ChainReport]:
-    """Check a pack: manifest and files, then every chain in it against its checkpoints."""
+def _pems(value: bytes | Iterable[bytes]) -> list[bytes]:
+    return [value] if isinstance(value, bytes | str) else list(value)
+
+
+def verify_pack(
+    data: bytes, public_key_pem: bytes | Iterable[bytes] | None = None
+) -> list[ChainReport]:
+    """Check a pack: manifest and files, then every chain in it against its checkpoints
+    (signed by the pinned keys when given, else by the pack's ``keys.json``), and refuse a
+    chain whose last record no checkpoint in the pack covers."""
     files = read_pack(data, public_key_pem)
     try:
         chains = json.loads(files["chains.json"])
         checkpoints = json.loads(files["checkpoints.json"])
-        keys = {k["key_id"]: k["public_key_pem"] for k in json.loads(files["keys.json"])}
+        keys: Mapping[str, Any] = {
+            k["key_id"]: k["public_key_pem"] for k in json.loads(files["keys.json"])
+        }
+        if public_key_pem is not None:
+            keys = pinned_keys(_pems(public_key_pem))
         records: dict[tuple[str, Any], list[dict]] = {}
         for chain in chains:
             lines = files[chain["file"]].decode().splitlines()
@@ -267,6 +324,19 @@ def verify_pack(data: bytes, public_key_pem: bytes | None = None) -> list[ChainR
             start_seq=chain["start_seq"],
             start_prev=chain["start_prev"],
         )
+        covered = any(
+            c["log"] == log and c["tenant_id"] == tenant and c["seq"] >= chain["range_last_seq"]
+            for c in checkpoints
+        )
+        if report.problem is None and not covered:
+            report.problem = Problem(
+                log,
+                tenant,
+                chain["range_last_seq"],
+                None,
+                "pack",
+                "no signed checkpoint in the pack covers the chain's last record",
+            )
         if report.problem is None and report.head_seq != chain["end_seq"]:
             report.problem = Problem(
                 log,
@@ -283,16 +353,23 @@ def verify_pack(data: bytes, public_key_pem: bytes | None = None) -> list[ChainR
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify an evidence pack offline.")
     parser.add_argument("pack", help="the evidence pack (.zip)")
-    parser.add_argument("--public-key", help="PEM file of the ledger key to trust (pinned)")
+    parser.add_argument(
+        "--public-key",
+        action="append",
+        help="PEM file of a ledger key to trust (pinned; repeat for retired keys): the manifest "
+        "and every checkpoint must be signed by one of them",
+    )
     args = parser.parse_args(argv)
     try:
         with open(args.pack, "rb") as fh:
             data = fh.read()
-        pem = None
+        pems = None
         if args.public_key:
-            with open(args.public_key, "rb") as fh:
-                pem = fh.read()
-        reports = verify_pack(data, pem)
+            pems = []
+            for name in args.public_key:
+                with open(name, "rb") as fh:
+                    pems.append(fh.read())
+        reports = verify_pack(data, pems)
     except (OSError, PackError) as exc:
         print(f"FAILED: {exc}")
         return 2

@@ -138,6 +138,29 @@ def ledger_content(
     return out
 
 
+def _lock_key(tenant_id: int | None) -> int:
+    return zlib.crc32(str(tenant_id).encode()) - 2**31
+
+
+def lock_chains(
+    model: type[ChainedModel], tenant_ids: Iterable[int | None], using: str = "default"
+) -> None:
+    """Take the chain locks a transaction will need, all at once, in the one global order
+    (lock key, then chain), before its first write to any of them.
+
+    ``link`` orders the chains of one call, but a transaction that writes to chain A and then,
+    in a later call, to chain B can deadlock (40P01) with one writing B then A. A service that
+    writes into several chains in one transaction calls this first; the advisory locks are
+    re-entrant, so ``link`` taking them again later costs nothing and waits for nobody."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return  # SQLite: one writer at a time
+    keys = sorted({(_lock_key(t), -1 if t is None else t) for t in tenant_ids})
+    with connection.cursor() as cursor:
+        for key, _ in keys:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [model.ledger_lock, key])
+
+
 def _head(model: type[ChainedModel], cursor, vendor: str, tenant_id: int | None, fresh: int):
     """Lock the chain; its head (seq, hash) and ``fresh`` new primary keys, taken before the
     insert so that the digest covers the id. On PostgreSQL one round trip: ``ledger_link``
@@ -145,7 +168,7 @@ def _head(model: type[ChainedModel], cursor, vendor: str, tenant_id: int | None,
     after the lock, so it sees the previous holder's committed row."""
     table = model._meta.db_table
     if vendor == "postgresql":
-        key = zlib.crc32(str(tenant_id).encode()) - 2**31
+        key = _lock_key(tenant_id)
         cursor.execute(
             "SELECT * FROM ledger_link(%s, %s, %s::regclass, %s::bigint, %s)",
             [model.ledger_lock, key, table, tenant_id, fresh],
@@ -174,7 +197,8 @@ def link(model: type[ChainedModel], objs: Sequence[ChainedModel], using: str) ->
     for obj in objs:
         chains.setdefault(obj.tenant_id, []).append(obj)  # type: ignore[attr-defined]
     with connection.cursor() as cursor:
-        for tenant_id in sorted(chains, key=lambda t: -1 if t is None else t):  # no deadlocks
+        # The lock order of lock_chains: one call never deadlocks with another.
+        for tenant_id in sorted(chains, key=lambda t: (_lock_key(t), -1 if t is None else t)):
             members = chains[tenant_id]
             fresh = [o for o in members if o.pk is None]
             (seq, prev), ids = _head(model, cursor, connection.vendor, tenant_id, len(fresh))

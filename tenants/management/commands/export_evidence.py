@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from tenants.errors import Conflict
 from tenants.evidence import services
 from tenants.models import Tenant
 
@@ -38,5 +39,9 @@ class Command(BaseCommand):
         if finish <= begin:
             raise CommandError("--to must be after --from")
         path = Path(output or f"evidence-{found.slug}-{begin:%Y%m%d}-{finish:%Y%m%d}.zip")
-        path.write_bytes(services.export_evidence(found, begin, finish))
+        try:
+            pack = services.export_evidence(found, begin, finish)
+        except Conflict as exc:  # a broken chain: no pack, the first broken link named
+            raise CommandError(str(exc)) from exc
+        path.write_bytes(pack)
         self.stdout.write(f"wrote {path}")

@@ -5,11 +5,13 @@ import os
 import threading
 
 import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, connections, models, transaction
 
 from tenants.access import SYSTEM
 from tenants.evidence import services
+from tenants.evidence.keys import public_pem
 from tenants.ledger.verify_pack import GENESIS, digest
 from tenants.models import AuditEvent
 from tenants.models.audit import Checkpoint
@@ -255,12 +257,23 @@ def test_checkpoints_are_append_only_and_only_for_moved_chains(fleet):
     assert Checkpoint.objects.filter(tenant_id=fleet.alpha.pk).count() == 2
 
 
-def test_the_key_file_is_created_0600_and_rotation_keeps_old_checkpoints_valid(fleet, ledger_key):
+def test_the_key_file_is_created_0600_and_rotation_keeps_old_checkpoints_valid(
+    fleet, ledger_key, settings
+):
+    """Changed for issue 14 review: after a rotation the retired public key must be pinned in
+    ``LEDGER_TRUSTED_PUBLIC_KEYS``; until it is, the old checkpoints do not verify and no new
+    checkpoint is signed over them (the LedgerKey table is not trusted)."""
     log(fleet.alpha, 1)
     services.checkpoint([fleet.alpha.pk])
     assert oct(os.stat(ledger_key).st_mode & 0o777) == "0o600"
-    ledger_key.rename(ledger_key.with_suffix(".old"))  # rotate: a new key on next use
+    old = ledger_key.with_suffix(".old")
+    ledger_key.rename(old)  # rotate: a new key on next use
     log(fleet.alpha, 1)
+    assert services.checkpoint([fleet.alpha.pk]) == []  # refused: the old head is unpinned
+    assert first_problem().kind == "signature"
+    retired = old.with_suffix(".pub")
+    retired.write_text(public_pem(load_pem_private_key(old.read_bytes(), None)))
+    settings.LEDGER_TRUSTED_PUBLIC_KEYS = [str(retired)]
     services.checkpoint([fleet.alpha.pk])
     assert Checkpoint.objects.values("key_id").distinct().count() == 2
     assert first_problem() is None

@@ -167,13 +167,18 @@ def test_a_pack_signed_by_another_key_fails_when_the_key_is_pinned(evidence, tmp
     assert done.returncode == 2 and "signature" in done.stdout
 
 
-def test_a_pack_of_a_tampered_log_fails(evidence, tmp_path):
+def test_a_tampered_log_is_not_exported(evidence):
+    """Changed for issue 14 review: a broken chain is refused at export (409 naming the broken
+    link) instead of packed for the verifier to find."""
     target = evidence.alpha.pk
     superuser(
         f"UPDATE {AUDIT} SET object_repr = 'x' WHERE tenant_id = %s AND chain_seq = 2", [target]
     )
-    done = run_verifier(tmp_path, services.export_evidence(evidence.alpha, *window()))
-    assert done.returncode == 1 and "edited" in done.stdout and "seq 2" in done.stdout
+    start, end = window()
+    body = {"start": start.isoformat(), "end": end.isoformat()}
+    answer = evidence.client("alpha_admin").post(EVIDENCE, body, format="json")
+    assert answer.status_code == 409, answer.content
+    assert "edited" in answer.content.decode() and "seq 2" in answer.content.decode()
 
 
 def test_the_command_writes_a_pack(evidence, tmp_path):
