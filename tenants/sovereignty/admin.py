@@ -16,35 +16,21 @@ from tenants.sovereignty.models import (
 
 
 @admin.register(JurisdictionGroup)
-class JurisdictionGroupAdmin(AuditedModelAdmin):
-    """Built-in groups are read-only here (their next version is a provider data migration or
-    ``manage.py revise_group``); a tenant's group saved with new countries is its next version,
-    the old one kept."""
+class JurisdictionGroupAdmin(ReadOnlyAdmin):
+    """Read-only here: built-in groups change only by a new version (``manage.py
+    revise_group``), and a tenant's own groups are part of its boundary, changed only by its
+    admins through the API."""
 
     list_display = ["code", "name", "tenant", "version"]
     list_filter = ["tenant"]
     search_fields = ["code", "name"]
-    readonly_fields = ["version"]
-
-    def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.tenant_id is None:
-            return False
-        return super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.tenant_id is None:
-            return False
-        return super().has_delete_permission(request, obj)
-
-    def save_instance(self, obj, ctx):
-        return services.save_group(obj, ctx)
-
-    def delete_instance(self, obj, ctx):
-        services.delete_group(obj, ctx)
 
 
 @admin.register(TransferBasis)
-class TransferBasisAdmin(AuditedModelAdmin):
+class TransferBasisAdmin(ReadOnlyAdmin):
+    """Read-only here: a legal basis satisfies a tenant's transfer rule, so only the tenant's
+    admins record one (through the API)."""
+
     list_display = ["tenant", "kind", "destination", "reference", "valid_until"]
     list_filter = ["kind", "tenant"]
 

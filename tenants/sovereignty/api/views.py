@@ -37,6 +37,16 @@ class JurisdictionGroupViewSet(AuditedModelViewSet):
     ordering_fields = ["code"]
     write_roles = frozenset({Role.PROVIDER_ADMIN, Role.TENANT_ADMIN})
 
+    def _check_target_tenant(self, instance) -> None:
+        """A tenant's own groups are part of its boundary: only its admins change them, never
+        the provider (built-in groups are refused to everyone by the service)."""
+        if instance.tenant_id is not None and self.actor.provider_role is not None:
+            raise exceptions.PermissionDenied(
+                "A tenant's groups are part of its boundary: only its admins change them.",
+                code="role",
+            )
+        super()._check_target_tenant(instance)
+
     def get_queryset(self):
         queryset = super(ScopedViewSetMixin, self).get_queryset()
         visible = self.actor.visible_tenant_ids()
@@ -51,6 +61,7 @@ class JurisdictionGroupViewSet(AuditedModelViewSet):
         return services.save_group(instance, ctx)
 
     def delete_instance(self, instance, ctx):
+        self._check_target_tenant(instance)
         services.delete_group(instance, ctx)
 
     @extend_schema(request=None, responses=s.JurisdictionGroupVersionSerializer(many=True))

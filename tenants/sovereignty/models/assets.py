@@ -63,6 +63,19 @@ class TransferBasis(models.Model):
     destination = models.CharField(max_length=32, help_text="Country code or group code.")
     reference = models.CharField(max_length=300, help_text="e.g. the decision or contract.")
     valid_until = models.DateField(null=True, blank=True)
+    countries = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="The destination's countries, resolved from the basis owner's groups when the "
+        "basis was recorded: what transfers are checked against.",
+    )
+    group_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The version of the destination group that was pinned (none for a country).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -70,6 +83,30 @@ class TransferBasis(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.destination}"
+
+    def pin_destination(self) -> None:
+        """Resolve the destination to countries now, from the basis owner's own or built-in
+        groups (never the destination site owner's), and pin the group's version: a later
+        group revision changes no basis on record until it is recorded again, just as it
+        changes no active rule."""
+        from django_countries import countries as iso
+
+        from tenants.sovereignty.models.groups import JurisdictionGroup
+
+        code = self.destination
+        if len(code) == 2 and code in iso:
+            self.countries, self.group_version = [code], None
+            return
+        group = (
+            JurisdictionGroup.objects.filter(code=code, tenant_id=self.tenant_id).first()
+            or JurisdictionGroup.objects.filter(code=code, tenant__isnull=True).first()
+        )
+        if group is None:
+            raise ValidationError(
+                {"destination": f"{code!r} is neither a country nor a known group"},
+                code="unknown_destination",
+            )
+        self.countries, self.group_version = sorted(group.countries), group.version
 
     @property
     def owning_tenant_id(self) -> int | None:
@@ -80,3 +117,9 @@ class TransferBasis(models.Model):
             validate_params("residency", {"allowed": [self.destination]})
         except RuleError as error:
             raise ValidationError({"destination": error.message}, code="invalid_code") from None
+        stored = None
+        if not self._state.adding and self.pk is not None:
+            stored = TransferBasis.objects.filter(pk=self.pk).values("destination", "tenant_id")
+        now = {"destination": self.destination, "tenant_id": self.tenant_id}
+        if stored is None or stored.first() != now:
+            self.pin_destination()

@@ -138,6 +138,44 @@ class SovereigntyRule(models.Model):
         except ValueError:
             return set()
 
+    def _check_references(self) -> None:
+        """A draft names only trust roots and key stores that exist for its tenant: an unknown
+        name would be accepted and then never match, so the rule would silently deny all."""
+        from tenants.sovereignty.models.keys import ExternalKeyStore
+        from tenants.sovereignty.models.trust import TrustRoot
+
+        params = self.params or {}
+        if self.kind == RuleKind.ARTIFACT_PROVENANCE and params.get("trust_roots"):
+            roots = TrustRoot.objects.filter(
+                models.Q(tenant__isnull=True) | models.Q(tenant_id=self.tenant_id),
+                revoked_at__isnull=True,
+            )
+            known = {root.ref for root in roots.only("tenant_id", "name")}
+            for ref in params["trust_roots"]:
+                if ref not in known:
+                    raise ValidationError(
+                        {
+                            "params.trust_roots": ValidationError(
+                                f"{ref!r} is not a trust root of this tenant or the provider "
+                                "(provider:<name> or tenant:<name>, not revoked)",
+                                code="unknown_trust_root",
+                            )
+                        }
+                    )
+        if self.kind == RuleKind.KEY_CUSTODY and params.get("stores"):
+            stores = ExternalKeyStore.objects.filter(tenant_id=self.tenant_id)
+            known = set(stores.values_list("name", flat=True))
+            for name in params["stores"]:
+                if name not in known:
+                    raise ValidationError(
+                        {
+                            "params.stores": ValidationError(
+                                f"{name!r} is not one of this tenant's external key stores",
+                                code="unknown_key_store",
+                            )
+                        }
+                    )
+
     def clean(self) -> None:
         stored_status = None
         if self.pk:
@@ -162,6 +200,8 @@ class SovereigntyRule(models.Model):
             raise ValidationError(
                 {field: ValidationError(f"{error.field}: {error.message}", code="invalid_rule")}
             ) from None
+        if places is not None:
+            self._check_references()
         if self.supersedes_id and self.supersedes.tenant_id != self.tenant_id:
             raise ValidationError(
                 {

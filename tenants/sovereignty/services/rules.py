@@ -30,12 +30,11 @@ from tenants.sovereignty.models import (
 
 if TYPE_CHECKING:
     pass
-from tenants.sovereignty.services.assets import key_store_facts
+from tenants.sovereignty.services.assets import actions_for, asset_request
 from tenants.sovereignty.services.decisions import (
     SiteLike,
     Subject,
     as_rule,
-    asset_facts,
     person_facts,
     site_facts,
 )
@@ -176,6 +175,20 @@ def _rules_naming(group: JurisdictionGroup) -> list[SovereigntyRule]:
     return [r for r in rules if group.code in r.named_groups()]
 
 
+def _tenants_with_bases_naming(group: JurisdictionGroup) -> set[int]:
+    """Tenants whose legal bases name ``group`` (a built-in one: those without an own group of
+    that code); their bases keep the countries they pinned until recorded again."""
+    from tenants.sovereignty.models import TransferBasis
+
+    bases = TransferBasis.objects.filter(destination=group.code)
+    if group.tenant_id is not None:
+        bases = bases.filter(tenant_id=group.tenant_id)
+    else:
+        own = JurisdictionGroup.objects.filter(code=group.code, tenant__isnull=False)
+        bases = bases.exclude(tenant_id__in=own.values("tenant_id"))
+    return set(bases.values_list("tenant_id", flat=True))
+
+
 def save_group(group: JurisdictionGroup, ctx: ChangeContext) -> JurisdictionGroup:
     """Create a tenant's group (version 1), or change it: new countries are a new version (the
     old one is kept); the code and tenant never change. Built-in groups are not changed here,
@@ -243,7 +256,9 @@ def revise_group(
             group=stored, version=stored.version, name=stored.name, countries=stored.countries
         )
         after = {"version": stored.version, "countries": stored.countries}
-        tenants = sorted({r.tenant_id for r in _rules_naming(stored)})
+        tenants = sorted(
+            {r.tenant_id for r in _rules_naming(stored)} | _tenants_with_bases_naming(stored)
+        )
         if stored.tenant_id is not None:
             tenants = [stored.tenant_id]
         for tenant_id in tenants:
@@ -300,17 +315,12 @@ def what_if(draft: SovereigntyRule) -> dict[str, Any]:
     ).select_related("site"):
         site = asset.site
         assert site is not None  # filtered on site__isnull=False
-        action = (
-            Action.REPLICATE_ASSET if asset.kind in ("replica", "backup") else Action.PLACE_ASSET
-        )
-        extra = key_store_facts(site) if action == Action.PLACE_ASSET else {}
-        checks.append(
-            (
-                Subject("asset", str(asset.pk), asset.name),
-                site.pk,
-                Request(action, None, facts(site), asset=asset_facts(asset), **extra),
-            )
-        )
+        # The same questions, with the same facts, that keeping the asset there asks on its
+        # next write (``save_asset``): a placement always, a replication for copies. No
+        # origin: an asset already in place is not being moved.
+        subject = Subject("asset", str(asset.pk), asset.name)
+        for action in actions_for(asset, None, site):
+            checks.append((subject, site.pk, asset_request(action, asset, site, facts(site))))
     standing = AccessRequest.objects.filter(
         tenant_id=draft.tenant_id, status=AccessRequestStatus.APPROVED, ends_at__gt=timezone.now()
     ).select_related("site", "person")

@@ -331,3 +331,82 @@ def test_revise_group_refuses_what_is_not_a_country(db):
     with pytest.raises(CommandError):
         call_command("revise_group", "NOPE", "DE")
     assert eu().version == 1
+
+
+# --- Legal bases pin their destination (review fix, R1) ----------------------------------------
+
+BASES = "/api/v1/sovereignty/transfer-bases/"
+
+
+def test_a_basis_pins_its_groups_countries_and_a_revision_changes_no_transfer(fleet, us_site):
+    """A basis for "EU" covers the EU as it was when recorded; the provider adding US to EU
+    does not silently permit FR -> US, and is recorded in the basis owner's log."""
+    admin = fleet.client("alpha_admin")
+    active_rule(fleet, "transfer", asset_kinds=["model"], allowed=["FR"], legal_bases=["scc"])
+    basis = admin.post(
+        BASES,
+        {"tenant": fleet.alpha.pk, "kind": "scc", "destination": "EU", "reference": "SCC"},
+        format="json",
+    )
+    assert basis.status_code == 201, basis.content
+    fr_site = save_object(
+        Site(
+            tenant=fleet.alpha,
+            code="ALPFR",
+            name="Alpha FR",
+            country="FR",
+            time_zone="Europe/Paris",
+            contracted_power_kw=Decimal(100),
+            contracted_cooling_kw=Decimal(100),
+            status="active",
+        ),
+        CTX,
+    )
+    created = place(fleet, fr_site)
+    assert created.status_code == 201, created.content
+    asset = created.json()["id"]
+    services.revise_group(eu(), [*eu().countries, "US"], CTX)
+    moved = fleet.client("alpha_operator").patch(
+        f"{ASSETS}{asset}/", {"site": us_site.pk}, format="json"
+    )
+    assert moved.status_code == 403, moved.content
+    logged = AuditEvent.objects.filter(tenant_id=fleet.alpha.pk, object_id=str(eu().pk))
+    assert logged.exists()  # the basis owner is told its basis's group changed
+
+
+def test_a_basis_names_a_known_place(fleet):
+    bad = fleet.client("alpha_admin").post(
+        BASES,
+        {"tenant": fleet.alpha.pk, "kind": "scc", "destination": "NOPE", "reference": "SCC"},
+        format="json",
+    )
+    assert bad.status_code == 400, bad.content
+    assert "destination" in str(bad.json())
+
+
+def test_the_provider_never_writes_a_tenants_own_group(fleet):
+    """A tenant's group is part of its boundary: the provider may neither create, change nor
+    delete one through the API (403 ``role``), and nothing changes."""
+    admin = fleet.client("alpha_admin")
+    created = admin.post(
+        GROUPS,
+        {"tenant": fleet.alpha.pk, "code": "DACH", "name": "DACH", "countries": ["DE", "AT"]},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    group = JurisdictionGroup.objects.get(pk=created.json()["id"])
+    provider = fleet.client("provider_admin")
+    patched = provider.patch(f"{GROUPS}{group.pk}/", {"countries": ["DE", "US"]}, format="json")
+    assert patched.status_code == 403 and patched.json()["code"] == "role", patched.content
+    deleted = provider.delete(f"{GROUPS}{group.pk}/")
+    assert deleted.status_code == 403 and deleted.json()["code"] == "role", deleted.content
+    posted = provider.post(
+        GROUPS,
+        {"tenant": fleet.alpha.pk, "code": "WIDE", "name": "Wide", "countries": ["US"]},
+        format="json",
+    )
+    assert posted.status_code == 403 and posted.json()["code"] == "role", posted.content
+    group.refresh_from_db()
+    assert group.countries == ["AT", "DE"] or sorted(group.countries) == ["AT", "DE"]
+    assert group.version == 1
+    assert not JurisdictionGroup.objects.filter(code="WIDE").exists()

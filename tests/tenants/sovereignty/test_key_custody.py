@@ -101,6 +101,18 @@ def test_disconnect_makes_assets_unavailable_and_denies_placements_until_reconne
 
 def test_a_rule_naming_stores_keeps_keys_in_them(fleet, store):
     """Keys go only where a named, connected store serves the site; other assets are free."""
+    other = fleet.client("alpha_admin").post(
+        STORES,
+        {
+            "tenant": fleet.alpha.pk,
+            "name": "xks-other",
+            "endpoint_url": "https://xks-other.alpha.example/kms/xks/v1",
+            "country": "DE",
+            "sites": [],
+        },
+        format="json",
+    )
+    assert other.status_code == 201, other.content  # a known store, serving no site of ours
     active_rule(fleet, "key_custody", stores=["xks-other"])
     operator = fleet.client("alpha_operator")
     assert _asset(operator, fleet, "k1", kind="key").status_code == 403
