@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from tenants.errors import Conflict
 from tenants.services.changes import ChangeContext, save_object
+from tenants.sovereignty import revision
 from tenants.sovereignty.core import cedar
 from tenants.sovereignty.core.model import (
     Action,
@@ -29,13 +30,15 @@ from tenants.sovereignty.models import (
     TransferBasis,
 )
 from tenants.sovereignty.services.decisions import (
+    Ask,
     DecisionContext,
     SiteLike,
     SovereigntyDenied,
     _asset_subject,
     active_policies,
     asset_facts,
-    decide,
+    context_memo,
+    decide_many,
     decision_context,
 )
 
@@ -65,27 +68,49 @@ class TenantChanged(Conflict):
         )
 
 
-def key_store_facts(site: SiteLike, tenant_id: int | None = None) -> KeyStoreFacts:
+def key_store_facts(
+    site: SiteLike, tenant_id: int | None = None, context: DecisionContext | None = None
+) -> KeyStoreFacts:
     """Keys placed at a site live in its key store: in-country by construction, and customer
     controlled where the site holds the ``customer-hsm`` accreditation — or in the external
-    stores the tenant (default: the site's) holds for the site (``services/keys.py``)."""
+    stores the tenant (default: the site's) holds for the site (``services/keys.py``).
+
+    Given the site's ``context`` (``decision_context(site.pk)``), the external stores are read
+    once and reused while the revisions that context was checked at are current: a key store's
+    row bumps its tenant's scope, a store's site link scope 0 (migration 0010), so a placement
+    costs no query of its own. Without a context (or for another site's), read every time."""
     from tenants.sovereignty.services.keys import external_key_facts
 
+    tenant = tenant_id or site.tenant_id
     country = getattr(site.country, "code", site.country) or ""
+
+    def load() -> KeyStoreFacts:
+        return cast(KeyStoreFacts, external_key_facts(tenant, site))
+
+    if context is None or context.site.id != str(site.pk):
+        external = load()
+    else:  # the site's country is in the key: the store chosen depends on it
+        key = ("key_store_facts", tenant, site.pk, country)
+        external = context_memo(context, key, (revision.GLOBAL, tenant), load)
     return {
         "key_store_country": country,
         "key_store_customer_controlled": "customer-hsm" in (site.accreditations or []),
-        **external_key_facts(tenant_id or site.tenant_id, site),
+        **external,
     }
 
 
 def bases_on_record(tenant_id: int, destination: SiteFacts) -> frozenset[str]:
-    """The kinds of legal basis the tenant has on record, still valid, for this destination."""
+    """The kinds of legal basis the tenant has on record, still valid, for this destination.
+    Matched on the destination's country against the countries each basis pinned when it was
+    recorded (from the basis owner's groups): never on the site's group codes, which the site
+    owner defines and a group revision changes."""
+    if not destination.country:
+        return frozenset()
     today = timezone.now().date()
     records = TransferBasis.objects.filter(
         Q(valid_until__isnull=True) | Q(valid_until__gte=today),
         tenant_id=tenant_id,
-        destination__in=destination.jurisdictions,
+        countries__contains=[destination.country],
     )
     return frozenset(records.values_list("kind", flat=True))
 
@@ -96,11 +121,16 @@ def _owner_policies(tenant_id: int, context: DecisionContext) -> cedar.CompiledP
 
 
 def asset_request(
-    action: Action, asset: ProtectedAsset, site: SiteLike, facts: SiteFacts
+    action: Action,
+    asset: ProtectedAsset,
+    site: SiteLike,
+    facts: SiteFacts,
+    context: DecisionContext | None = None,
 ) -> Request:
     """The question ``action`` of ``asset`` at ``site`` asks, with the facts that action needs:
-    the owner's legal bases for a transfer, the site's key store for a placement. The evaluate
-    endpoint asks the same question, so that both answer alike."""
+    the owner's legal bases for a transfer, the site's key store for a placement (from memory
+    with the site's ``context``: ``key_store_facts``). The evaluate endpoint asks the same
+    question, so that both answer alike."""
     return Request(
         action,
         None,
@@ -109,7 +139,7 @@ def asset_request(
         legal_bases=bases_on_record(asset.tenant_id, facts)
         if action == Action.TRANSFER_ASSET
         else frozenset(),
-        **(key_store_facts(site, asset.tenant_id) if action == Action.PLACE_ASSET else {}),
+        **(key_store_facts(site, asset.tenant_id, context) if action == Action.PLACE_ASSET else {}),
     )
 
 
@@ -146,23 +176,24 @@ def check_asset_actions(
     asset: ProtectedAsset, site: SiteLike, ctx: ChangeContext, actions: Iterable[Action]
 ) -> Decision:
     """Ask every action, record each decision in the owner's log, then refuse (403) naming
-    every rule that denied: a caller learns all that stands in the way at once."""
+    every rule that denied: a caller learns all that stands in the way at once. The actions are
+    evaluated together and recorded in one insert (``decide_many``), in the order given."""
     context = decision_context(site.pk)
     policies = _owner_policies(asset.tenant_id, context)
+    actions = list(actions)
+    subject = _asset_subject(asset)
+    asks = [
+        Ask(asset_request(action, asset, site, context.site, context), subject, site.pk)
+        for action in actions
+    ]
+    decisions = decide_many(
+        asks, tenant_id=asset.tenant_id, ctx=ctx, raise_on_deny=False, policies=policies
+    )
     denied_ids: list[str] = []
     reasons: list[str] = []
     allowed_ids: list[str] = []
     errors: list[str] = []
-    for action in actions:
-        d = decide(
-            asset_request(action, asset, site, context.site),
-            tenant_id=asset.tenant_id,
-            subject=_asset_subject(asset),
-            ctx=ctx,
-            site_id=site.pk,
-            raise_on_deny=False,
-            policies=policies,
-        )
+    for action, d in zip(actions, decisions, strict=True):
         if d.allowed:
             allowed_ids += d.rule_ids
         else:
@@ -216,21 +247,36 @@ def check_workload(
 ) -> Decision:
     """Allocating capacity at ``site`` to a workload reading ``inputs``: every input must be
     allowed to be processed there (co-location, residency). One decision per input is
-    recorded, in its owner's log, by its owner's rules."""
+    recorded, in its owner's log, by its owner's rules: the inputs of one owner are evaluated
+    together and recorded in one insert (``decide_many``); reasons keep the inputs' order."""
     denied_ids: list[str] = []
     reasons: list[str] = []
     allowed_ids: list[str] = []
     context = decision_context(site.pk)
-    for asset in inputs:
-        d = decide(
-            Request(Action.PROCESS_ASSET, None, context.site, asset=asset_facts(asset)),
-            tenant_id=asset.tenant_id,
-            subject=_asset_subject(asset),
+    inputs = list(inputs)
+    by_owner: dict[int, list[int]] = {}  # owner -> indexes into inputs, in order
+    for index, asset in enumerate(inputs):
+        by_owner.setdefault(asset.tenant_id, []).append(index)
+    decided: dict[int, Decision] = {}
+    for owner, indexes in by_owner.items():
+        asks = [
+            Ask(
+                Request(Action.PROCESS_ASSET, None, context.site, asset=asset_facts(inputs[i])),
+                _asset_subject(inputs[i]),
+                site.pk,
+            )
+            for i in indexes
+        ]
+        made = decide_many(
+            asks,
+            tenant_id=owner,
             ctx=ctx,
-            site_id=site.pk,
             raise_on_deny=False,
-            policies=_owner_policies(asset.tenant_id, context),
+            policies=_owner_policies(owner, context),
         )
+        decided.update(zip(indexes, made, strict=True))
+    for index, asset in enumerate(inputs):
+        d = decided[index]
         if d.allowed:
             allowed_ids += d.rule_ids
         else:

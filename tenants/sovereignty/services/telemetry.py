@@ -12,7 +12,13 @@ from tenants.sovereignty.core.model import (
     Request,
     SiteFacts,
 )
-from tenants.sovereignty.services.decisions import SiteLike, Subject, decide, decision_context
+from tenants.sovereignty.services.decisions import (
+    Ask,
+    SiteLike,
+    Subject,
+    decide_many,
+    decision_context,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,26 +54,25 @@ def allowed_telemetry(
 ) -> list[str]:
     """The telemetry categories that may leave ``site`` for ``destination``; the rest are to be
     dropped at the site agent. One decision per category is recorded; ``facts`` are those the
-    caller already read (``egress_facts``)."""
+    caller already read (``egress_facts``). The categories are evaluated together and recorded
+    in one insert (``decide_many``), in the order given."""
     facts = facts or egress_facts(site, destination)
-    allowed = []
-    for category in categories:
-        request = Request(
-            Action.EGRESS_TELEMETRY,
-            None,
-            facts.source,
-            telemetry_category=category,
-            destination=facts.destination,
+    categories = list(categories)
+    asks = [
+        Ask(
+            Request(
+                Action.EGRESS_TELEMETRY,
+                None,
+                facts.source,
+                telemetry_category=category,
+                destination=facts.destination,
+            ),
+            Subject("telemetry", category, f"{category} telemetry"),
+            site.pk,
         )
-        decision = decide(
-            request,
-            tenant_id=site.tenant_id,
-            ctx=ctx,
-            site_id=site.pk,
-            subject=Subject("telemetry", category, f"{category} telemetry"),
-            raise_on_deny=False,
-            policies=facts.policies,
-        )
-        if decision.allowed:
-            allowed.append(category)
-    return allowed
+        for category in categories
+    ]
+    decisions = decide_many(
+        asks, tenant_id=site.tenant_id, ctx=ctx, raise_on_deny=False, policies=facts.policies
+    )
+    return [c for c, d in zip(categories, decisions, strict=True) if d.allowed]
