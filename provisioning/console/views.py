@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from factory.inventory.models import Rack
@@ -26,6 +27,7 @@ from tenants.django_errors import REFUSALS, refuse_on_form
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import issue_token, revoke_token, tokens_of
 from tenants.sovereignty import services as sovereignty
+from tenants.sovereignty.core import lockbox
 from tenants.sovereignty.core.rules import describe
 from tenants.sovereignty.models import (
     AccessRequest,
@@ -179,6 +181,45 @@ def _tenant_admin_of(actor: Actor, tenant_id: int) -> bool:
     return actor.can_write(tenant_id, {Role.TENANT_ADMIN}) and not actor.provider_role
 
 
+def _approval_progress(access: AccessRequest) -> tuple[int, int]:
+    """(k, N): the approvals a request has and needs. Only eligible admins can vote (``vote``
+    refuses the others), so every stored yes counts."""
+    have = sum(1 for v in access.votes.all() if v.approve)
+    return have, max(access.approvals_needed, 1)
+
+
+def _pending_access(actor: Actor) -> list[AccessRequest]:
+    """The requests still waiting for an answer now: by the lockbox's own ``live_status``, so a
+    request past its deadline the beat job has not written yet is not offered for a vote."""
+    now = timezone.now()
+    rows = (
+        scope_queryset(
+            AccessRequest.objects.select_related("site", "person", "requested_by"),
+            actor,
+            ("tenant",),
+        )
+        .filter(status=AccessRequestStatus.PENDING)
+        .prefetch_related("votes")
+        .order_by("starts_at")
+    )
+    pending = []
+    for item in rows:
+        if item.live_status(now) != lockbox.Status.PENDING:
+            continue
+        item.approvals, item.approvals_needed_now = _approval_progress(item)
+        item.voted = any(v.approver_id == actor.user_id for v in item.votes.all())
+        need = lockbox.Requirement(
+            lockbox.Approval(item.approval), item.approvals_needed, frozenset(item.approvers or ())
+        )
+        item.can_decide = (
+            _tenant_admin_of(actor, item.tenant_id)
+            and need.may_vote(actor.user_id or 0, True)
+            and not item.voted
+        )
+        pending.append(item)
+    return pending
+
+
 @console_login
 def sovereignty_home(request):
     actor = _actor(request)
@@ -192,22 +233,12 @@ def sovereignty_home(request):
             rule.plain = describe(rule.kind, rule.params)
         except (KeyError, TypeError, ValueError):
             rule.plain = "(parameters cannot be described)"
-    access = list(
-        scope_queryset(
-            AccessRequest.objects.select_related("site", "person", "requested_by"),
-            actor,
-            ("tenant",),
-        )
-        .filter(status=AccessRequestStatus.PENDING)
-        .order_by("starts_at")
-    )
+    access = _pending_access(actor)
     windows = list(
         scope_queryset(MaintenanceWindow.objects.select_related("site"), actor, ("site__tenant",))
         .filter(status=WindowStatus.PROPOSED)
         .order_by("site__code", "name")
     )
-    for item in access:
-        item.can_decide = _tenant_admin_of(actor, item.tenant_id)
     for window in windows:
         window.can_decide = _tenant_admin_of(actor, window.site.tenant_id)
     return _page(request, "console/sovereignty.html", rules=rules, access=access, windows=windows)
@@ -252,8 +283,16 @@ def decide_access(request, pk: int, verb: str):
         raise Http404
     if not _tenant_admin_of(actor, access.tenant_id):
         raise PermissionDenied("Only the tenant's admins decide access requests.")
-    sovereignty.decide_access(access, verb == "approve", request.user, _ctx(request))
-    messages.success(request, f"Access request #{access.pk}: {verb}d.")
+    access = sovereignty.decide_access(access, verb == "approve", request.user, _ctx(request))
+    if access.status == AccessRequestStatus.PENDING:
+        have, need = _approval_progress(access)
+        messages.success(
+            request,
+            f"Access request #{access.pk}: your approval is recorded; {have} of {need} "
+            "approvals, still pending.",
+        )
+    else:
+        messages.success(request, f"Access request #{access.pk}: {access.status}.")
     return redirect("console:sovereignty")
 
 

@@ -3,7 +3,15 @@
 # signature that a trust root's key verifies. Existing rows get none: they are unsigned (a
 # provenance rule requiring signatures refuses them until they are signed).
 
+from typing import Any
+
 from django.db import migrations, models
+
+
+def _unsigned_on_reverse(apps: Any, schema_editor: Any) -> None:
+    """Rolling back must fail closed: the re-added ``signed`` column defaults to True, so every
+    row is set to False (nothing was self-attested signed after this migration)."""
+    apps.get_model("provisioning", "FirmwareRelease").objects.update(signed=False)
 
 
 class Migration(migrations.Migration):
@@ -13,6 +21,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Reversed last: after ``signed`` is re-added, every row becomes unsigned.
+        migrations.RunPython(migrations.RunPython.noop, _unsigned_on_reverse),
         migrations.RemoveField(model_name="firmwarerelease", name="signed"),
         migrations.AddField(
             model_name="firmwarerelease",

@@ -181,7 +181,13 @@ def _access_still_valid(run: StepRun, dispatched: dict) -> str | None:
     """The dispatched person's access, checked again now (revoked, expired or ended grants and
     rules that now deny all stop the work): ``None`` when it holds, else why not. The check is
     recorded (a decision, and a use of the grant)."""
-    person = get_user_model().objects.filter(pk=dispatched.get("technician_id")).first()
+    users = get_user_model().objects
+    if dispatched.get("technician_id"):
+        person = users.filter(pk=dispatched["technician_id"]).first()
+    elif dispatched.get("technician"):  # dispatched before the id was recorded: by username
+        person = users.filter(username=dispatched["technician"]).first()
+    else:  # fail closed: nobody to re-check means nobody may go on working
+        return "the dispatch records no technician"
     if person is None:
         return "the dispatched technician no longer exists"
     grant_id = dispatched.get("access_request")
@@ -246,7 +252,7 @@ class Repair(StepDefinition):
             return Wait(
                 MANUAL_POLL_SECONDS, f"{run.step.output['access_ended']}: awaiting a new dispatch"
             )
-        ended = _access_still_valid(run, dispatched) if dispatched.get("technician_id") else None
+        ended = _access_still_valid(run, dispatched)
         if ended:
             run.note("access-ended", ended)
             run.step.output["access_ended"] = ended

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -215,6 +215,12 @@ def vote(
                 code="not_an_approver",
                 field="approver",
             )
+        if user.pk in (access.person_id, access.requested_by_id):
+            raise Denied(
+                "the person who will act, or who asked, may not approve their own access",
+                code="self_approval",
+                field="approver",
+            )
         if access.votes.filter(approver=user).exists():
             raise Conflict(
                 f"{user.get_username()} has already decided access request #{access.pk}",
@@ -329,6 +335,30 @@ def end_access(access: AccessRequest, user: User, ctx: ChangeContext) -> AccessR
     return access
 
 
+def _refuse_stacked_break_glass(access: AccessRequest, now: dt.datetime) -> None:
+    """Break-glass cannot be chained: while this person's earlier one at the site is still live
+    or still waits for the tenant's review, another is refused (the rows are locked so two
+    concurrent attempts cannot both pass)."""
+    earlier = (
+        AccessRequest.objects.select_for_update()
+        .filter(person_id=access.person_id, site_id=access.site_id, break_glass=True)
+        .exclude(pk=access.pk)
+        .filter(
+            models.Q(reviewed_at__isnull=True)
+            | models.Q(status=AccessRequestStatus.APPROVED, ends_at__gt=now)
+        )
+        .order_by("pk")
+        .first()
+    )
+    if earlier is not None:
+        raise Conflict(
+            f"break-glass #{earlier.pk} for this person at this site is still live or unreviewed;"
+            " the tenant must review it before another",
+            code="break_glass_pending_review",
+            field="break_glass",
+        )
+
+
 def break_glass(access: AccessRequest, ctx: ChangeContext) -> AccessRequest:
     """The provider acts without approval: only for a justification the tenant's policy allows
     for emergencies, only from now for the policy's fixed minutes, only from an acceptable
@@ -352,6 +382,7 @@ def break_glass(access: AccessRequest, ctx: ChangeContext) -> AccessRequest:
     access.status, access.break_glass = AccessRequestStatus.APPROVED, True
     access.approval, access.answer_by, access.decided_at = lockbox.Approval.PRE_APPROVED, now, now
     with transaction.atomic():
+        _refuse_stacked_break_glass(access, now)
         access = save_object(access, ctx)
         _transparency(access, ctx, "lockbox.break_glass", True, access.reason)
         _announce_access(EventKind.ACCESS_BREAK_GLASS, access, needs_review=True)
