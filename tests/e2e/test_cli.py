@@ -21,6 +21,7 @@ from django.utils import timezone
 from factory.agents import services as agents
 from factory.inventory.models import UltraServer
 from factory.telemetry.layout import site_layout
+from provisioning.models import FirmwareRelease
 from tenants.services.changes import save_object
 from tenants.sovereignty.models import AccessRequest
 from tests.factory.cli.ctl import Ctl, finished
@@ -33,6 +34,7 @@ from tests.support.processes import (
     wait_for,
     worker_process,
 )
+from tests.support.signing import artifact_server, release_images
 from tests.support.workflows import always_open, make_releases, put_in_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -89,10 +91,19 @@ def test_factoryctl_lists_starts_an_upgrade_watches_it_to_the_end_and_approves(t
     ticker = threading.Thread(target=reconciler, daemon=True)
     agent = None
     try:
-        with gunicorn(env, logs[0], workers=2, threads=4) as url:
+        with (
+            gunicorn(env, logs[0], workers=2, threads=4) as url,
+            artifact_server(release_images(FirmwareRelease.objects.all())) as images,
+        ):
             wait_for(devices.exists, 30, "the simulator's device list")
             agent = site_agent(
-                url, devices, agent_token, tmp_path / "outbox.sqlite3", tmp_path / "agent.log"
+                url,
+                devices,
+                agent_token,
+                tmp_path / "outbox.sqlite3",
+                tmp_path / "agent.log",
+                "--image-base",
+                images,
             )
             ticker.start()
 

@@ -43,7 +43,16 @@ def api(gunicorn_url, tmp_path):
     with urllib.request.urlopen(f"{gunicorn_url}/api/schema/?format=json", timeout=30) as r:
         schema.write_bytes(r.read())
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"package_name_override": PACKAGE, "post_hooks": []}))
+    # Evidence packs are zip archives: the generator's documented override reads them as files.
+    config.write_text(
+        json.dumps(
+            {
+                "package_name_override": PACKAGE,
+                "post_hooks": [],
+                "content_type_overrides": {"application/zip": "application/octet-stream"},
+            }
+        )
+    )
     result = subprocess.run(
         [
             str(BIN / "openapi-python-client"),

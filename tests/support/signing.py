@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from factory import wire
 from tenants.sovereignty.core import signing
 from tenants.sovereignty.models import TrustRoot
 
@@ -59,3 +65,39 @@ def trust(key: Ed25519PrivateKey, origin: str, *, tenant=None, name: str = "") -
     root.full_clean()
     root.save()
     return root
+
+
+@contextmanager
+def artifact_server(images: dict[str, bytes]) -> Iterator[str]:
+    """A real HTTP server on loopback serving ``images`` by path; yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = images.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/firmware"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def release_images(releases: Iterable) -> dict[str, bytes]:
+    """What ``artifact_server`` serves for signed ``releases``: each release's ``image_for`` bytes
+    at the path the agent fetches under the server's base."""
+    return {
+        wire.firmware_image_uri("/firmware", r.origin, r.version): image_for(r) for r in releases
+    }

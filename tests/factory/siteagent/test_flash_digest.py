@@ -5,47 +5,16 @@ nothing flashed; the right one is flashed."""
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from factory import wire
 from factory.siteagent import commands
 from factory.wire import CommandKind, CommandParam, HardwareState
 from tests.factory.siteagent.sites import device, site
+from tests.support.signing import artifact_server
 
 ORIGIN, VERSION = "provider", "2027.03.0"
 SIGNED_IMAGE = b"the image that was signed\n" * 1000
 IMAGE_PATH = wire.firmware_image_uri("/firmware", ORIGIN, VERSION)  # under the server's base
-
-
-@contextmanager
-def artifact_server(images: dict[str, bytes]) -> Iterator[str]:
-    """A real HTTP server on loopback serving ``images`` by path; yields its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = images.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/firmware"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def flash(bmc, base: str, digest: str):
