@@ -1,13 +1,11 @@
 """Sovereignty through the API and the enforcement services, on real PostgreSQL."""
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from factory.inventory.models import Site
 from tenants.models.audit import AppendOnlyError
 from tenants.services.changes import save_object
 from tenants.sovereignty import services
@@ -17,24 +15,6 @@ from tests.support.fleet import CTX
 from tests.support.sovereignty import RULES, active_rule
 
 ASSETS = "/api/v1/sovereignty/assets/"
-
-
-@pytest.fixture
-def us_site(fleet):
-    """A second site of tenant alpha, in the US."""
-    return save_object(
-        Site(
-            tenant=fleet.alpha,
-            code="ALPUS",
-            name="Alpha US",
-            country="US",
-            time_zone="America/New_York",
-            contracted_power_kw=Decimal(100),
-            contracted_cooling_kw=Decimal(100),
-            status="active",
-        ),
-        CTX,
-    )
 
 
 def test_rule_lifecycle_and_roles(fleet):

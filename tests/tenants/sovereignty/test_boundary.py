@@ -29,24 +29,6 @@ GROUPS = "/api/v1/sovereignty/groups/"
 ASSETS = "/api/v1/sovereignty/assets/"
 
 
-@pytest.fixture
-def us_site(fleet):
-    """A second site of tenant alpha, in the US."""
-    return save_object(
-        Site(
-            tenant=fleet.alpha,
-            code="ALPUS",
-            name="Alpha US",
-            country="US",
-            time_zone="America/New_York",
-            contracted_power_kw=Decimal(100),
-            contracted_cooling_kw=Decimal(100),
-            status="active",
-        ),
-        CTX,
-    )
-
-
 def eu() -> JurisdictionGroup:
     return JurisdictionGroup.objects.get(tenant__isnull=True, code="EU")
 

@@ -1,35 +1,10 @@
 """The what-if asks what the real write asks: a draft that would deny an asset on its next
 write is listed, with every action it would deny, before it is activated."""
 
-from decimal import Decimal
-
-import pytest
-
-from factory.inventory.models import Site
-from tenants.services.changes import save_object
 from tenants.sovereignty.models import ProtectedAsset
-from tests.support.fleet import CTX
 from tests.support.sovereignty import RULES
 
 ASSETS = "/api/v1/sovereignty/assets/"
-
-
-@pytest.fixture
-def us_site(fleet):
-    """A second site of tenant alpha, in the US."""
-    return save_object(
-        Site(
-            tenant=fleet.alpha,
-            code="ALPUS",
-            name="Alpha US",
-            country="US",
-            time_zone="America/New_York",
-            contracted_power_kw=Decimal(100),
-            contracted_cooling_kw=Decimal(100),
-            status="active",
-        ),
-        CTX,
-    )
 
 
 def keep(fleet, site, name, kind):
