@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "factory.telemetry",
     "provisioning",
     "provisioning.console",
+    "provisioning.placement",
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,8 @@
+from factory.inventory.models.fabric import NetworkNode
 from factory.inventory.models.firmware import ComponentFirmware
 from factory.inventory.models.power import PowerFeed
 from factory.inventory.models.racks import Rack
 from factory.inventory.models.sites import Site
 from factory.inventory.models.ultraservers import Chip, UltraServer
 
-__all__ = ["Chip", "ComponentFirmware", "PowerFeed", "Rack", "Site", "UltraServer"]
+__all__ = ["Chip", "ComponentFirmware", "NetworkNode", "PowerFeed", "Rack", "Site", "UltraServer"]

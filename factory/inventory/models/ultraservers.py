@@ -33,6 +33,14 @@ class UltraServer(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Lowest rack unit it occupies (1 = bottom).",
     )
+    network_node = models.ForeignKey(
+        "inventory.NetworkNode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ultraservers",
+        help_text="The lowest switch of the site's EFA fabric it hangs under (its leaf).",
+    )
     tenant = models.ForeignKey(
         "tenants.Tenant",
         null=True,
