@@ -210,6 +210,15 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
         child=serializers.CharField(), read_only=True, help_text="The deciding rules' @ids."
     )
     reasons = serializers.ListField(child=serializers.CharField(), read_only=True)
+    tenant_id = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The tenant whose log holds it; null when redacted (another tenant's).",
+    )
+    redacted = serializers.SerializerMethodField(
+        help_text="Another tenant's decision at the caller's site, shown only as far as it "
+        "concerns the premises."
+    )
 
     class Meta:
         model = DecisionRecord
@@ -217,6 +226,7 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "occurred_at",
+            "redacted",
             "tenant_id",
             "actor_username",
             "action",
@@ -234,15 +244,27 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     #: Shown to a site's owner about another tenant's asset there: only what concerns its
-    #: premises (when, what action, by whom, at which site, the verdict), not what the asset is
-    #: nor the other tenant's rules.
-    REDACTED = {"resource_id": "", "resource_repr": "(another tenant's asset)", "principal": ""}
+    #: premises (when, what action, at which site, the verdict), not what the asset is, whose it
+    #: is, who asked, nor the other tenant's rules.
+    REDACTED = {
+        "resource_id": "",
+        "resource_repr": "(another tenant's asset)",
+        "principal": "",
+        "tenant_id": None,
+        "actor_username": "",
+    }
+
+    def _redacted(self, instance) -> bool:
+        request = self.context.get("request")
+        visible = actor_for(request.user).visible_tenant_ids() if request else None
+        return visible is not None and instance.tenant_id not in visible
+
+    def get_redacted(self, instance) -> bool:
+        return self._redacted(instance)
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        request = self.context.get("request")
-        visible = actor_for(request.user).visible_tenant_ids() if request else None
-        if visible is not None and instance.tenant_id not in visible:
+        if data["redacted"]:
             data.update(self.REDACTED, rule_ids=[], reasons=[], request_id="")
         return data
 

@@ -9,7 +9,7 @@ from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_con
 from tenants.choices import PROVIDER_ROLES, TENANT_ROLES, Role
 from tenants.sovereignty import services
 from tenants.sovereignty.api import serializers as s
-from tenants.sovereignty.core.model import Action, ArtifactFacts, Request
+from tenants.sovereignty.core.model import Action
 from tenants.sovereignty.filtersets import (
     AccessRequestFilterSet,
     DecisionRecordFilterSet,
@@ -238,7 +238,7 @@ class DecisionRecordViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     read_roles = frozenset({Role.PROVIDER_ADMIN, *TENANT_ROLES})
     #: Filters on what a site owner sees redacted match only the caller's own records: they
     #: must not let it probe for another tenant's asset names.
-    redacted_filters = ("resource_id", "principal", "request_id", "q")
+    redacted_filters = ("resource_id", "principal", "request_id", "tenant_id", "q")
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -260,71 +260,30 @@ class EvaluateView(APIView):
         params = s.EvaluateSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        site, act = data["site"], Action(data["action"])
-        missing = {
-            "asset": act
-            in (
-                Action.PLACE_ASSET,
-                Action.PROCESS_ASSET,
-                Action.REPLICATE_ASSET,
-                Action.TRANSFER_ASSET,
-            ),
-            "person": act == Action.ACCESS_SITE,
-            "destination": act == Action.EGRESS_TELEMETRY,
-            "artifact_origin": act == Action.ACCEPT_ARTIFACT,
-        }
-        for field, needed in missing.items():
-            if needed and not data.get(field):
-                raise exceptions.ValidationError(
-                    {field: [exceptions.ErrorDetail(f"required for {act}", code="required")]}
-                )
-        asset, person = data.get("asset"), data.get("person")
-        engine_request = Request(
-            act,
-            services.person_facts(person) if person else None,
-            services.site_facts(site),
-            asset=services.asset_facts(asset) if asset else None,
-            artifact=ArtifactFacts(
-                "query",
-                data["artifact_origin"],
-                data["artifact_signed"],
-                frozenset(data["artifact_roots"]),
-            ),
-            legal_bases=services.bases_on_record(
-                asset.tenant_id if asset else site.tenant_id, services.site_facts(site)
-            )
-            if act == Action.TRANSFER_ASSET
-            else frozenset(),
+        question = services.Question(
+            action=Action(data["action"]),
+            site=data["site"],
+            asset=data.get("asset"),
+            person=data.get("person"),
             from_country=data["from_country"],
             remote=data["remote"],
-            # As the dispatch asks it: a grant for this scope, now, from where the person is.
-            approved=bool(person)
-            and services.approved_access(
-                person,
-                site,
-                scope="remote_hands" if data["remote"] else "physical_repair",
-                physical_country=data["from_country"],
-            ),
+            destination=data.get("destination"),
             telemetry_category=data["telemetry_category"],
-            destination=services.site_facts(data["destination"])
-            if data.get("destination")
-            else None,
-            **(services.key_store_facts(site) if act == Action.PLACE_ASSET else {}),
+            artifact_origin=data["artifact_origin"],
+            artifact_signed=data["artifact_signed"],
+            artifact_roots=frozenset(data["artifact_roots"]),
         )
-        subject = services.Subject(
-            "asset" if asset else "site",
-            str(asset.pk if asset else site.pk),
-            asset.name if asset else str(site),
-        )
-        decision = services.decide(
-            engine_request,
-            # About an asset: its owner's rules decide, and the record is the owner's.
-            tenant_id=asset.tenant_id if asset else site.tenant_id,
-            subject=subject,
-            ctx=change_context(request),
-            site_id=site.pk,
-            raise_on_deny=False,
-        )
+        missing = question.missing()
+        if missing:
+            raise exceptions.ValidationError(
+                {
+                    name: [
+                        exceptions.ErrorDetail(f"required for {question.action}", code="required")
+                    ]
+                    for name in missing
+                }
+            )
+        decision = services.evaluate_question(question, change_context(request))
         body = {
             "allowed": decision.allowed,
             "rule_ids": list(decision.rule_ids),

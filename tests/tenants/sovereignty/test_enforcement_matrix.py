@@ -629,15 +629,22 @@ def test_a_decision_is_filed_under_the_assets_owner_and_shown_redacted_to_the_si
     listed = world.client("alpha_admin").get(DECISIONS)
     assert_conforms(listed)
     ours = listed.json()["results"]
-    about_beta = [d for d in ours if d["tenant_id"] == beta.pk]
+    about_beta = [d for d in ours if d["redacted"]]
     assert len(about_beta) == 1
     seen = about_beta[0]
+    # Whose asset it was and who asked are the other tenant's business.
+    assert seen["tenant_id"] is None and seen["actor_username"] == ""
+    assert all(d["tenant_id"] == world.tenant.pk for d in ours if not d["redacted"])
     assert (seen["site_id"], seen["action"], seen["allowed"]) == (world.de.pk, "place_asset", False)
     assert "beta-secret-weights" not in str(seen) and seen["reasons"] == []
     assert seen["rule_ids"] == [] and seen["resource_id"] == ""
     # Searching or filtering on what is redacted finds only the caller's own records.
     client = world.client("alpha_admin")
-    for query in ({"q": "beta-secret"}, {"resource_id": str(record.resource_id)}):
+    for query in (
+        {"q": "beta-secret"},
+        {"resource_id": str(record.resource_id)},
+        {"tenant_id": str(beta.pk)},
+    ):
         found = client.get(DECISIONS, query).json()["results"]
         assert all(d["tenant_id"] == world.tenant.pk for d in found), query
 
