@@ -64,6 +64,8 @@ from tenants.sovereignty.services.decisions import (
 )
 from tenants.sovereignty.services.facts import apply_due, save_person, save_site
 from tenants.sovereignty.services.keys import set_connected
+from tenants.sovereignty.services.questions import Question
+from tenants.sovereignty.services.questions import evaluate as evaluate_question
 from tenants.sovereignty.services.rules import (
     ConfirmationRequired,
     RuleRejected,
@@ -85,6 +87,7 @@ __all__ = [
     "EgressFacts",
     "Fingerprint",
     "KeyStoreFacts",
+    "Question",
     "RuleRejected",
     "SiteLike",
     "SovereigntyDenied",
@@ -120,6 +123,7 @@ __all__ = [
     "delete_rule",
     "egress_facts",
     "end_access",
+    "evaluate_question",
     "expire_due",
     "extend_access",
     "jurisdictions",

@@ -246,6 +246,11 @@ def test_evaluate_validates_and_fails_closed(fleet):
         format="json",
     ).json()
     assert decision["allowed"] is False and "no nationality" in decision["reasons"][0]
+    # A question is logged as one: nobody reading the log takes it for an access that happened.
+    asked = DecisionRecord.objects.filter(principal=nobody.username).get()
+    assert (asked.resource_type, asked.allowed) == ("question:site", False)
+    listed = client.get("/api/v1/sovereignty/decisions/", {"resource_type": "question:site"})
+    assert [d["principal"] for d in listed.json()["results"]] == [nobody.username]
 
 
 def test_what_if_lists_what_a_draft_would_deny(fleet, us_site):
