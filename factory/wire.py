@@ -631,6 +631,9 @@ class LayoutServer(TypedDict):
     firmware: NotRequired[str]
     flavour: NotRequired[str]  # the simulated BMC's vendor flavour (factory.simulator.flavours)
     firmware_components: NotRequired[dict[str, str]]  # FirmwareComponent -> version
+    # The EFA fabric's switches above it, top layer first (EC2's NetworkNodes, as names; the
+    # simulator is the provider's): absent when it hangs under no node.
+    network_nodes: NotRequired[list[str]]
 
 
 class LayoutRack(TypedDict):

@@ -1,7 +1,19 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count
 
-from factory.inventory import services
-from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Rack, Site, UltraServer
+from factory.inventory import fabric, services
+from factory.inventory.models import (
+    Chip,
+    ComponentFirmware,
+    NetworkNode,
+    PowerFeed,
+    Rack,
+    Site,
+    UltraServer,
+)
+from tenants.access import actor_for
 from tenants.admin_base import AuditedModelAdmin, ReadOnlyInline
 
 
@@ -72,8 +84,78 @@ class PowerFeedAdmin(AuditedModelAdmin):
         services.delete_power_feed(obj, ctx)
 
 
+@admin.register(NetworkNode)
+class NetworkNodeAdmin(AuditedModelAdmin):
+    """The sites' EFA fabrics, switch by switch: provider admins only (a tenant never sees a
+    node's name). A whole fabric is replaced at once with ``manage.py import_fabric`` or
+    ``PUT /api/v1/sites/{id}/fabric/``; the rules are the same (the model's ``clean``)."""
+
+    list_display = ["name", "site", "layer", "parent", "servers"]
+    list_filter = ["site", "layer"]
+    search_fields = ["name", "site__code", "parent__name"]
+    list_select_related = ["site", "parent"]
+    autocomplete_fields = ["parent"]
+    readonly_fields = ["created_at", "updated_at"]
+    ordering = ["site__code", "layer", "name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(server_count=Count("ultraservers"))
+
+    @admin.display(description="Servers", ordering="server_count")
+    def servers(self, node):
+        return node.server_count
+
+    def get_search_results(self, request, queryset, search_term):
+        """The UltraServer form's node picker offers only nodes servers may hang under."""
+        queryset, duplicates = super().get_search_results(request, queryset, search_term)
+        if request.GET.get("model_name") == "ultraserver":
+            queryset = queryset.filter(children__isnull=True)
+        return queryset, duplicates
+
+    def _provider_admin(self, request) -> bool:
+        return actor_for(request.user).is_provider_admin
+
+    def has_module_permission(self, request):
+        return self._provider_admin(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._provider_admin(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return self._provider_admin(request) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._provider_admin(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._provider_admin(request) and super().has_delete_permission(request, obj)
+
+
+class UltraServerForm(forms.ModelForm):
+    """Checks the server's network node with the fabric's own rule (same site as its rack,
+    the lowest layer)."""
+
+    class Meta:
+        model = UltraServer
+        fields = ["serial", "rack", "network_node"]  # the admin adds the rest
+
+    def clean(self):
+        cleaned = super().clean()
+        if "network_node" in cleaned and cleaned["network_node"] is not None:
+            probe = UltraServer(
+                serial=cleaned.get("serial") or self.instance.serial, rack=cleaned.get("rack")
+            )
+            problem = fabric.attachment_problem(probe, cleaned["network_node"])
+            if problem:
+                code, message = problem
+                self.add_error("network_node", ValidationError(message, code=code))
+        return cleaned
+
+
 @admin.register(UltraServer)
 class UltraServerAdmin(AuditedModelAdmin):
+    form = UltraServerForm
+    autocomplete_fields = ["network_node"]
     list_display = [
         "serial",
         "model",

@@ -1,4 +1,5 @@
-"""The demo fleet: a German government tenant in Frankfurt and a US enterprise in Ashburn.
+"""The demo fleet: a German government tenant in Frankfurt and a US enterprise in Ashburn, each
+site with its EFA fabric (a spine over leaves; Ashburn's is the larger, ``demo_fabric_site``).
 
 Built through the same services as the API, so the demo obeys every placement rule. Loading is
 idempotent: a second run finds the fleet and changes nothing.
@@ -13,6 +14,7 @@ from django.db import transaction
 
 from factory.catalog.models import UltraServerModel
 from factory.inventory.choices import LifecycleState, RackStatus, SiteStatus
+from factory.inventory.fabric import replace_fabric
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
 from factory.inventory.services import save_ultraserver, transition
 from factory.wire import Category
@@ -212,16 +214,60 @@ def load_demo_fleet(stdout=None) -> bool:
         country="US",
         city="Ashburn, VA",
         time_zone="America/New_York",
-        contracted_power_kw=Decimal("600"),
-        contracted_cooling_kw=Decimal("600"),
+        # 2 × 120.8 kW (GB300) + 10 × 44.4 kW (Trn2) = 685.6 kW committed, A+B on every rack.
+        contracted_power_kw=Decimal("800"),
+        contracted_cooling_kw=Decimal("800"),
         racks=[
             ("gb300-nvl72", 1, "liquid", "140", 250),
             ("gb300-nvl72", 1, "liquid", "140", 250),
-            ("trn2-ultraserver", 2, "air", "100", 200),
+            *[("trn2-ultraserver", 2, "air", "100", 200)] * 5,
         ],
     )
+    for code, leaves in DEMO_FABRICS.items():
+        _fabric(ctx, code, leaves)
     _sovereignty(ctx, bsia, meridian)
     return True
+
+
+#: Per site, its EFA fabric: one spine, and each leaf with the racks whose servers hang under it.
+DEMO_FABRICS = {
+    "FRA1": {"FRA1-LEAF-1": ["FRA1-R01", "FRA1-R02"], "FRA1-LEAF-2": ["FRA1-R03", "FRA1-R04"]},
+    "IAD1": {
+        "IAD1-LEAF-1": ["IAD1-R01", "IAD1-R02"],  # the GB300 NVL72s
+        "IAD1-LEAF-2": ["IAD1-R03", "IAD1-R04", "IAD1-R05"],  # 6 Trn2 UltraServers
+        "IAD1-LEAF-3": ["IAD1-R06", "IAD1-R07"],  # 4 Trn2 UltraServers
+    },
+}
+
+
+def demo_fabric_site() -> str:
+    """The demo site that shows a fabric: several racks, leaves under a spine, every server
+    attached. The demo's reservation and running unit go there (RESERVE adds them)."""
+    return "IAD1"
+
+
+def _fabric(ctx: ChangeContext, code: str, leaves: dict[str, list[str]]) -> None:
+    """The site's fabric through the same service as the API and ``import_fabric``."""
+    site = Site.objects.get(code=code)
+    spine = f"{code}-SPINE-1"
+    replace_fabric(
+        site,
+        {
+            "layers": ["spine", "leaf"],
+            "nodes": [
+                {"name": spine, "layer": "spine", "parent": None},
+                *({"name": leaf, "layer": "leaf", "parent": spine} for leaf in leaves),
+            ],
+            "attachments": {
+                serial: leaf
+                for leaf, racks in leaves.items()
+                for serial in UltraServer.objects.filter(
+                    rack__site=site, rack__name__in=racks
+                ).values_list("serial", flat=True)
+            },
+        },
+        ctx,
+    )
 
 
 def _sovereignty(ctx: ChangeContext, bsia, meridian) -> None:

@@ -11,7 +11,7 @@ A server with an empty path is outside the fabric: it has no distance to anythin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 Path = tuple[str, ...]
 
@@ -71,3 +71,25 @@ def mean_hops(paths: Sequence[Sequence[str]]) -> float | None:
             total += h
             pairs += 1
     return total / pairs if pairs else 0.0
+
+
+def paths_of(parents: Mapping[str, str | None]) -> dict[str, Path]:
+    """Every node's path (top layer first, the node last) from each node's parent (None at the
+    top). Raises ``ValueError`` naming a node whose parent is unknown or that is its own
+    ancestor: a fabric is a tree."""
+    found: dict[str, Path] = {}
+    for start in parents:
+        chain: list[str] = []
+        node: str | None = start
+        while node is not None and node not in found:
+            if node in chain:
+                raise ValueError(f"{node} is its own ancestor")
+            if node not in parents:
+                raise ValueError(f"{chain[-1]} hangs under an unknown node {node}")
+            chain.append(node)
+            node = parents[node]
+        prefix = found[node] if node is not None else ()
+        for name in reversed(chain):
+            prefix = (*prefix, name)
+            found[name] = prefix
+    return found

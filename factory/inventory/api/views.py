@@ -3,6 +3,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from factory.inventory import fabric as site_fabric
 from factory.inventory import selectors, services
 from factory.inventory.api import serializers as s
 from factory.inventory.filtersets import (
@@ -13,7 +14,7 @@ from factory.inventory.filtersets import (
     UltraServerFilterSet,
 )
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
-from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin
+from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
 from tenants.api.bulk import BulkWriteMixin
 from tenants.choices import Role
 from tenants.filters import query_params
@@ -24,6 +25,9 @@ CUSTOMER_FACILITY_WRITERS = frozenset(
 )
 # Anyone who sees a bad chip may say so; tenant viewers only look.
 CHIP_HEALTH_WRITERS = CUSTOMER_FACILITY_WRITERS | {Role.PROVIDER_TECHNICIAN}
+# The EFA fabric is the provider's: its node names are for provider admins only (tenants see
+# per-tenant hashes in instance-topology/).
+FABRIC_ROLES = frozenset({Role.PROVIDER_ADMIN})
 
 
 class SiteViewSet(BulkWriteMixin, AuditedModelViewSet):
@@ -39,6 +43,22 @@ class SiteViewSet(BulkWriteMixin, AuditedModelViewSet):
 
     def save_instance(self, instance, ctx):
         return services.save_site(instance, ctx)  # provider facts: audited, announced
+
+    @property
+    def read_roles(self):
+        return FABRIC_ROLES if self.action == "fabric" else frozenset(Role)
+
+    @extend_schema(methods=["GET"], responses=s.FabricSerializer)
+    @extend_schema(methods=["PUT"], request=s.FabricSerializer, responses=s.FabricSerializer)
+    @query_params()
+    @action(detail=True, methods=["get", "put"])
+    def fabric(self, request, pk=None):
+        """The site's EFA fabric as one document (provider admins only). ``PUT`` replaces it
+        whole, validated at once (400s name the field path) and written in one transaction."""
+        site = self.get_object()
+        if request.method == "PUT":
+            return Response(site_fabric.replace_fabric(site, request.data, change_context(request)))
+        return Response(site_fabric.export_fabric(site))
 
     @extend_schema(responses=s.SiteCapacitySerializer)
     @query_params()

@@ -55,9 +55,13 @@ class NetworkNode(models.Model):
 
     @property
     def owning_tenant_id(self) -> int | None:
-        return self.site.tenant_id if self.site_id else None
+        """None: a switch is the provider's, even on a tenant's premises. Its changes go to the
+        provider's audit log and only provider roles may write it; a tenant never reads its
+        name (it sees per-tenant hashes, in ``instance-topology/``)."""
+        return None
 
     def clean(self) -> None:
+        self._refuse_below_servers()
         if self.layer == 1 and self.parent_id is not None:
             raise ValidationError(
                 {"parent": ValidationError("a layer-1 node has no parent", code="top_has_parent")}
@@ -79,7 +83,7 @@ class NetworkNode(models.Model):
                         )
                     }
                 )
-            if self.parent.layer != self.layer - 1:
+            if self.layer and self.parent.layer != self.layer - 1:
                 raise ValidationError(
                     {
                         "parent": ValidationError(
@@ -89,3 +93,22 @@ class NetworkNode(models.Model):
                         )
                     }
                 )
+
+    def _refuse_below_servers(self) -> None:
+        """Servers hang under the site's lowest layer: a node below it, while servers hang
+        there, would leave them above the bottom (``factory.inventory.fabric``)."""
+        if not (self.site_id and self.layer):
+            return
+        others = NetworkNode.objects.filter(site_id=self.site_id).exclude(pk=self.pk)
+        deepest = others.aggregate(m=models.Max("layer"))["m"] or 0
+        if self.layer > deepest and others.filter(ultraservers__isnull=False).exists():
+            raise ValidationError(
+                {
+                    "layer": ValidationError(
+                        f"servers hang under layer {deepest} of this site; a node at layer "
+                        f"{self.layer} would put them above the bottom: re-attach them with "
+                        "the fabric import",
+                        code="below_servers",
+                    )
+                }
+            )

@@ -139,6 +139,12 @@ class UltraServer(models.Model):
                     )
                 }
             )
+        if self.network_node_id is not None and (
+            self.rack_id is None or self.network_node.site_id != self.rack.site_id
+        ):
+            # Moved out of the site (or unracked): its old leaf is not its switch any more.
+            # Detached, not refused: the new site's fabric attaches it (sites/{id}/fabric/).
+            self.network_node = None
         if self.rack_id and self.model_id and self.position:
             self.lock_for_change()
             from factory.inventory.selectors import placement_problems
