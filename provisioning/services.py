@@ -15,7 +15,7 @@ from django.utils import timezone
 from factory.inventory import lifecycle
 from factory.inventory.models import Site, UltraServer
 from factory.inventory.services import transition
-from provisioning import history
+from provisioning import budgets, history
 from provisioning.choices import (
     ACTIVE_WORKFLOW_STATES,
     StepState,
@@ -26,7 +26,6 @@ from provisioning.choices import (
 )
 from provisioning.history import event, set_state
 from provisioning.models import (
-    CapacityFloor,
     FirmwareRelease,
     MaintenanceWindow,
     PartReplacement,
@@ -147,23 +146,10 @@ def _prepare_spec(kind: str, servers: list[UltraServer], spec: dict) -> dict:
     return spec
 
 
-def _check_capacity_floor(site: Site, servers: list[UltraServer]) -> None:
-    floor = CapacityFloor.objects.filter(site=site).first()
-    if floor is None:
-        return
-    taken = sum(1 for s in servers if s.lifecycle_state == lifecycle.IN_SERVICE)
-    if not taken:
-        return
-    in_service = UltraServer.objects.filter(
-        rack__site=site, lifecycle_state=lifecycle.IN_SERVICE
-    ).count()
-    if in_service - taken < floor.min_in_service:
-        raise Conflict(
-            f"taking {taken} UltraServers out at {site.code} would leave {in_service - taken} "
-            f"in service, below the tenant's capacity floor of {floor.min_in_service}",
-            code="capacity_floor",
-            field="targets",
-        )
+def _check_capacity_floor(site: Site, kind: str, servers: list[UltraServer]) -> None:
+    """The floor, checked and claimed under the site's lock: call inside the transaction that
+    writes the workflow's targets (``provisioning.budgets``)."""
+    budgets.claim(site, kind, servers)
 
 
 def create_workflow(
@@ -273,8 +259,6 @@ def _create_workflow(
             field="targets",
         )
     prepared = _prepare_spec(kind, servers, declared)
-    if kind == WorkflowKind.MAINTAIN:
-        _check_capacity_floor(site, servers)
     if kind in (WorkflowKind.UPGRADE, WorkflowKind.DEPLOY):
         # Provenance (each model's release, its signature verified against the trust roots) is
         # decided and recorded before the write transaction: a denial stays in the
@@ -283,6 +267,8 @@ def _create_workflow(
             sovereignty.check_release(site, release, ctx)
     try:
         with transaction.atomic():
+            if start:  # a proposed one claims its servers when it starts
+                _check_capacity_floor(site, kind, servers)
             workflow = Workflow.objects.create(
                 kind=kind,
                 site=site,
@@ -435,6 +421,8 @@ def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
         wf = _locked(workflow)
         if wf.state != WorkflowState.PROPOSED:
             raise _refuse(wf, "start")
+        servers = [t.ultraserver for t in wf.targets.select_related("ultraserver")]
+        _check_capacity_floor(wf.site, wf.kind, servers)  # the site's lock after the workflow's
         try:
             with transaction.atomic():
                 wf.targets.update(active=True)

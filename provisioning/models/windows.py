@@ -75,8 +75,10 @@ class MaintenanceWindow(models.Model):
 
 
 class CapacityFloor(models.Model):
-    """The tenant's disruption budget at a site: maintenance may not take the number of its
-    in-service UltraServers there below this."""
+    """The tenant's disruption budget at a site: no workflow that takes servers out (a
+    maintain when it is created, a rolling upgrade at each batch start) may take the number of
+    its in-service UltraServers there below this (``provisioning.budgets``, under the site
+    lock)."""
 
     site = models.OneToOneField(
         "inventory.Site", on_delete=models.CASCADE, related_name="capacity_floor"
