@@ -10,11 +10,18 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from factory.inventory.demo import DEMO_FIRMWARE
+from factory.catalog.models import UltraServerModel
+from factory.inventory.demo import DEMO_FIRMWARE, demo_fabric_site
 from factory.inventory.models import Site, UltraServer
 from provisioning.choices import WindowStatus
 from provisioning.models import FirmwareRelease, MaintenanceWindow
+from provisioning.placement import services as placement
+from provisioning.placement.models import CapacityReservation, WorkloadUnit
+from tenants.access import SYSTEM
+from tenants.choices import AuditSource
+from tenants.services.changes import ChangeContext
 from tenants.sovereignty.core import signing
 from tenants.sovereignty.models import TrustRoot
 
@@ -116,4 +123,55 @@ def load_demo_provisioning() -> None:
                 "duration_minutes": 360,
                 "proposed_by": "admin",
             },
+        )
+    load_demo_placement()
+
+
+#: The demo's capacity block and the unit running in it (on ``demo_fabric_site()``).
+DEMO_RESERVATION = "rufus-block"
+DEMO_UNIT = "rufus"
+
+
+def load_demo_placement() -> None:
+    """An active reservation of 4 Trn2 UltraServers under one leaf on the fabric site, and a
+    running unit of 4 in it, made through the placement services (chosen by the solver,
+    audited). Idempotent: nothing is made twice."""
+    site = Site.objects.filter(code=demo_fabric_site()).select_related("tenant").first()
+    if site is None:
+        return
+    ctx = ChangeContext(SYSTEM, AuditSource.COMMAND)
+    reservation = CapacityReservation.objects.filter(
+        site=site, name=DEMO_RESERVATION, state__in=["scheduled", "active"]
+    ).first()
+    if reservation is None:
+        now = timezone.now()
+        reservation = placement.reserve(
+            site.tenant,
+            site,
+            UltraServerModel.objects.get(slug="trn2-ultraserver"),
+            4,
+            now,
+            now + dt.timedelta(days=90),
+            "same_node",
+            None,
+            ctx,
+            name=DEMO_RESERVATION,
+        )
+    if (
+        not WorkloadUnit.objects.filter(tenant=site.tenant, name=DEMO_UNIT)
+        .exclude(state="released")
+        .exists()
+    ):
+        placement.place_unit(
+            site.tenant,
+            site,
+            DEMO_UNIT,
+            4,
+            "same_node",
+            None,
+            "none",
+            [],
+            ctx,
+            reservation=reservation,
+            max_unavailable=1,
         )

@@ -229,11 +229,56 @@ def rack_capacities(racks: Iterable[Rack]) -> dict[int, dict[str, Any]]:
     return out
 
 
+#: Placement (``provisioning.placement``) holds servers through the reverse relations
+#: ``reservation_holds`` and ``unit_memberships``. ``factory`` may not import ``provisioning``
+#: (import-linter layers), so its states are named here as the strings they are stored as:
+#: reservations ``scheduled``/``active`` hold; memberships ``active``/``failed`` of units
+#: ``active``/``degraded`` hold (``placement.choices`` HOLDING_* states).
+_HOLDING_RESERVATIONS = ("scheduled", "active")
+_HOLDING_MEMBERS = ("active", "failed")
+_HOLDING_UNITS = ("active", "degraded")
+
+
+def _placement_counts(site_ids: Collection[int]) -> dict[int, dict[str, int]]:
+    """Per site: servers a reservation holds right now, and servers in a unit (two queries)."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: {"reserved": 0, "in_units": 0})
+    reserved = (
+        UltraServer.objects.filter(
+            rack__site_id__in=site_ids,
+            reservation_holds__reservation__state__in=_HOLDING_RESERVATIONS,
+            reservation_holds__starts_at__lte=now,
+            reservation_holds__ends_at__gt=now,
+        )
+        .values("rack__site_id")
+        .annotate(n=Count("id", distinct=True))
+        .order_by()
+    )
+    for row in reserved:
+        counts[row["rack__site_id"]]["reserved"] = row["n"]
+    in_units = (
+        UltraServer.objects.filter(
+            rack__site_id__in=site_ids,
+            unit_memberships__state__in=_HOLDING_MEMBERS,
+            unit_memberships__unit__state__in=_HOLDING_UNITS,
+        )
+        .values("rack__site_id")
+        .annotate(n=Count("id", distinct=True))
+        .order_by()
+    )
+    for row in in_units:
+        counts[row["rack__site_id"]]["in_units"] = row["n"]
+    return counts
+
+
 def site_capacities(sites: Iterable[Site]) -> dict[int, dict[str, Any]]:
     sites = list(sites)
     racks = list(Rack.objects.filter(site__in=sites))
     per_rack = rack_capacities(racks)
     totals = _server_totals([r.pk for r in racks])
+    placed = _placement_counts([site.pk for site in sites])
     out = {}
     for site in sites:
         site_racks = [r for r in racks if r.site_id == site.pk]
@@ -266,5 +311,7 @@ def site_capacities(sites: Iterable[Site]) -> dict[int, dict[str, Any]]:
                 "available_kw": _kw(contracted_cooling_w - t["committed_w"]),
             },
             **_public_totals(t),
+            "reserved": placed[site.pk]["reserved"],
+            "in_units": placed[site.pk]["in_units"],
         }
     return out

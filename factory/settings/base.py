@@ -262,6 +262,14 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "CoolingEnum": "factory.catalog.choices.Cooling",
+        # Placement (issue 16): several of its models have a "state".
+        "ReservationStateEnum": "provisioning.placement.choices.ReservationState",
+        "UnitStateEnum": "provisioning.placement.choices.UnitState",
+        "UnitMemberStateEnum": "provisioning.placement.choices.MemberState",
+        "UnitReplacementStateEnum": "provisioning.placement.choices.ReplacementState",
+        "TopologyConstraintEnum": "provisioning.placement.choices.TopologyConstraint",
+        "SpreadEnum": "provisioning.placement.choices.Spread",
+        "MemberRoleEnum": "provisioning.placement.choices.MemberRole",
         "CommandKindEnum": "factory.agents.choices.CommandKind",
         "CommandStateEnum": "factory.agents.choices.CommandState",
         "WorkflowKindEnum": "provisioning.choices.WorkflowKind",

@@ -25,6 +25,7 @@ SCHEDULED = {
     "ledger checkpoints": "tenants.ledger_checkpoints",  # tenants/migrations/0004
     "lockbox: expire access requests": "tenants.sovereignty.expire_access_requests",  # 0007
     "sovereignty fact changes": "tenants.sovereignty.apply_fact_changes",  # sovereignty 0009
+    "advance capacity reservations": "placement.advance_reservations",  # placement 0002
 }
 
 

@@ -229,3 +229,34 @@ class SiteCapacitySerializer(HardwareTotalsSerializer):
     racks = serializers.IntegerField()
     power = SitePowerSerializer()
     cooling = SiteCoolingSerializer()
+    reserved = serializers.IntegerField(
+        help_text="UltraServers a scheduled or active capacity reservation holds right now."
+    )
+    in_units = serializers.IntegerField(help_text="UltraServers that are members of a unit.")
+
+
+# --- a site's fabric (factory.inventory.fabric): the document, for the schema ---------------
+
+
+class FabricNodeSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    layer = serializers.JSONField(help_text="The layer number (1 = top), or a name from layers.")
+    parent = serializers.CharField(
+        max_length=64, allow_null=True, help_text="The parent's name; null at layer 1."
+    )
+
+
+class FabricSerializer(serializers.Serializer):
+    """A site's EFA fabric as one document (``PUT`` replaces it as a whole)."""
+
+    layers = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        help_text="Layer names, top first (optional on PUT).",
+    )
+    nodes = FabricNodeSerializer(many=True)
+    attachments = serializers.DictField(
+        child=serializers.CharField(max_length=64, allow_null=True),
+        required=False,
+        help_text="Server serial → the lowest-layer node it hangs under (null detaches it).",
+    )

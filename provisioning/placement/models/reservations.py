@@ -41,6 +41,8 @@ class CapacityReservation(models.Model):
         max_length=16, choices=ReservationState.choices, default=ReservationState.SCHEDULED
     )
     state_reason = models.CharField(max_length=500, blank=True)
+    #: The solver's account of the servers chosen (and of every swap since), as for a unit.
+    explanation = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

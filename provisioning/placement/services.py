@@ -1,0 +1,592 @@
+"""Capacity reservations and workload units: the write side (plain functions, audited).
+
+Every placement runs under the site's capacity lock (``lock_capacity_scope``), reads its
+candidates there (``selectors.candidates_for``) and asks the one solver (``solver.solve``), so
+two placements at one site never choose the same server; the partial unique constraint on
+active unit membership backs that for anything that does not take the lock. A refusal writes
+nothing (but a sovereignty decision record, which is kept on purpose).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from factory.inventory import topology
+from factory.inventory.models.locking import lock_capacity_scope
+from provisioning.placement.choices import (
+    HOLDING_RESERVATION_STATES,
+    HOLDING_UNIT_STATES,
+    MemberRole,
+    MemberState,
+    ReservationState,
+    Spread,
+    TopologyConstraint,
+    UnitState,
+)
+from provisioning.placement.models import (
+    CapacityReservation,
+    ReservedServer,
+    UnitMember,
+    WorkloadUnit,
+)
+from provisioning.placement.selectors import candidates_for, network_paths
+from provisioning.placement.solver import Candidate, Placement, Request, Unplaceable, solve
+from tenants.choices import AuditAction
+from tenants.errors import Conflict, FieldError, Invalid
+from tenants.models import AuditEvent
+from tenants.services import audit
+from tenants.services.changes import ChangeContext, save_object
+from tenants.sovereignty.services.assets import check_workload_inputs
+
+if TYPE_CHECKING:
+    from factory.catalog.models import UltraServerModel
+    from factory.inventory.models import Site
+    from tenants.models import Tenant
+
+MAX_RESERVATION = 1000  # CapacityReservation.count's validator
+MAX_UNIT = 256  # WorkloadUnit.size's validator
+MAX_HOPS = 16
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def _check_constraint(constraint: Any, max_hops: Any) -> None:
+    if constraint not in TopologyConstraint.values:
+        raise Invalid(
+            f"choose one of {', '.join(TopologyConstraint.values)}",
+            code="invalid_choice",
+            field="constraint",
+        )
+    if constraint == TopologyConstraint.MAX_HOPS:
+        if max_hops is None:
+            raise Invalid("constraint max_hops needs max_hops", code="required", field="max_hops")
+        if isinstance(max_hops, bool) or not isinstance(max_hops, int):
+            raise Invalid("a whole number", code="invalid", field="max_hops")
+        if not 0 <= max_hops <= MAX_HOPS:
+            raise Invalid(f"from 0 to {MAX_HOPS}", code="out_of_range", field="max_hops")
+    elif max_hops is not None:
+        raise Invalid(
+            "max_hops goes only with constraint max_hops",
+            code="max_hops_without_constraint",
+            field="max_hops",
+        )
+
+
+def _check_count(value: Any, field: str, largest: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid("a whole number", code="invalid", field=field)
+    if not 1 <= value <= largest:
+        raise Invalid(f"from 1 to {largest}", code="out_of_range", field=field)
+
+
+def _check_site(tenant: Tenant, site: Site) -> None:
+    if site.tenant_id != tenant.pk:
+        # Placement is on the tenant's own premises only (an UltraServer there is theirs).
+        raise Invalid("not one of the tenant's sites", code="other_tenant", field="site")
+
+
+# --- solving ------------------------------------------------------------------------------------
+
+
+def _refusal(exc: Unplaceable, candidates: Sequence[Candidate], size: int, field: str) -> Conflict:
+    """The 409 for an unplaceable request: ``code`` the rule it could not meet, the field
+    ``count`` (``size``) when too few servers are usable at all, else ``constraint``."""
+    usable = sum(1 for c in candidates if not c.problems)
+    short = usable < size or exc.constraint in ("count", "size")
+    named = field if short else "constraint"
+    code = field if short else (exc.constraint or "constraint")
+    reasons = list(exc.reasons) or [f"{usable} usable UltraServers, {size} needed"]
+    return Conflict(
+        "; ".join(reasons),
+        code=code,
+        errors=[FieldError(named, code, reason) for reason in reasons],
+    )
+
+
+def _explain(placement: Placement, candidates: Sequence[Candidate]) -> dict[str, Any]:
+    """What is kept of a choice: the solver's explanation, the members by serial, and why
+    every server not chosen was left out."""
+    serial = {c.id: c.serial for c in candidates}
+    excluded = {c.serial: "; ".join(c.problems) for c in candidates if c.problems}
+    explanation = dict(placement.explanation or {})
+    explanation.setdefault("members", [serial[m] for m in placement.members if m in serial])
+    explanation.setdefault("leader", serial.get(placement.leader))
+    explanation.setdefault("mean_hops", placement.mean_hops)
+    explanation.setdefault("max_hops", placement.max_hops)
+    explanation.setdefault("excluded", excluded)
+    return explanation
+
+
+def _solve(candidates: list[Candidate], request: Request, field: str) -> Placement:
+    try:
+        placement = solve(candidates, request)
+    except Unplaceable as exc:
+        raise _refusal(exc, candidates, request.size, field) from exc
+    usable = {c.id for c in candidates if not c.problems}
+    # The solver's contract, checked where it is cheap: never a server with a problem.
+    assert set(placement.members) <= usable, "the solver chose a server it may not use"
+    assert len(placement.members) == request.size
+    return placement
+
+
+# --- reservations -------------------------------------------------------------------------------
+
+
+def reserve(
+    tenant: Tenant,
+    site: Site,
+    model: UltraServerModel,
+    count: int,
+    starts_at: dt.datetime,
+    ends_at: dt.datetime,
+    constraint: str,
+    max_hops: int | None,
+    ctx: ChangeContext,
+    name: str = "",
+) -> CapacityReservation:
+    """Hold ``count`` UltraServers of ``model`` at ``site`` for [starts_at, ends_at), chosen by
+    the solver under ``constraint`` among the servers no overlapping reservation holds."""
+    now = timezone.now()
+    _check_site(tenant, site)
+    _check_count(count, "count", MAX_RESERVATION)
+    _check_constraint(constraint, max_hops)
+    if starts_at >= ends_at:
+        raise Invalid("ends after it starts", code="ends_before_start", field="ends_at")
+    if ends_at <= now:
+        raise Invalid("must be in the future", code="in_the_past", field="ends_at")
+    if len(name) > 100:
+        raise Invalid("at most 100 characters", code="max_length", field="name")
+    with transaction.atomic():
+        lock_capacity_scope(site_ids=[site.pk])
+        candidates = candidates_for(
+            site, tenant_id=tenant.pk, model_id=model.pk, at=starts_at, until=ends_at
+        )
+        request = Request(size=count, constraint=constraint, max_hops=max_hops)
+        placement = _solve(candidates, request, "count")
+        reservation = save_object(
+            CapacityReservation(
+                tenant=tenant,
+                site=site,
+                model=model,
+                name=name,
+                count=count,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                constraint=constraint,
+                max_hops=max_hops,
+                state=ReservationState.SCHEDULED if starts_at > now else ReservationState.ACTIVE,
+                explanation=_explain(placement, candidates),
+                created_by=ctx.actor.username,
+            ),
+            ctx,
+        )
+        _hold(reservation, placement.members, ctx)
+    return reservation
+
+
+def _hold(reservation: CapacityReservation, server_ids: Iterable[int], ctx: ChangeContext) -> None:
+    rows = ReservedServer.objects.bulk_create(
+        ReservedServer(
+            reservation=reservation,
+            ultraserver_id=pk,
+            starts_at=reservation.starts_at,
+            ends_at=reservation.ends_at,
+        )
+        for pk in server_ids
+    )
+    _audit_created(rows, ctx, reservation.tenant_id)
+
+
+def _audit_created(rows: Sequence[Any], ctx: ChangeContext, tenant_id: int) -> None:
+    """One audit event per row made in bulk, written in one insert."""
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor_id=ctx.actor.user_id,
+            actor_username=ctx.actor.username,
+            source=ctx.source,
+            action=AuditAction.CREATE,
+            object_type=row._meta.label_lower,
+            object_id=str(row.pk),
+            object_repr=str(row)[:200],
+            tenant_id=tenant_id,
+            before=None,
+            after=audit.snapshot(row),
+            request_id=ctx.request_id[:64],
+        )
+        for row in rows
+    )
+
+
+M = TypeVar("M", bound=models.Model)
+
+
+def _locked(model: type[M], pk: int) -> M:
+    return model._default_manager.select_for_update().get(pk=pk)
+
+
+def _set_state(obj: M, state: str, reason: str, ctx: ChangeContext) -> M:
+    obj.state = state  # type: ignore[attr-defined]
+    obj.state_reason = reason[:500]  # type: ignore[attr-defined]
+    return save_object(obj, ctx)
+
+
+def cancel_reservation(
+    reservation: CapacityReservation, ctx: ChangeContext, reason: str = ""
+) -> CapacityReservation:
+    """Give the servers back. A reservation that still has units in it is a 409 naming them:
+    release the units first (cancelling does not take a running workload down)."""
+    with transaction.atomic():
+        lock_capacity_scope(site_ids=[reservation.site_id])
+        reservation = _locked(CapacityReservation, reservation.pk)
+        if reservation.state not in HOLDING_RESERVATION_STATES:
+            raise Conflict(
+                f"the reservation is {reservation.state}; only a scheduled or active one can "
+                "be cancelled",
+                code="reservation_not_cancellable",
+                field="state",
+            )
+        units = list(
+            reservation.units.filter(state__in=HOLDING_UNIT_STATES).values_list("name", flat=True)
+        )
+        if units:
+            raise Conflict(
+                f"units {', '.join(units)} still run in this reservation; release them first",
+                code="reservation_in_use",
+                field="units",
+            )
+        # The state first: an If-Match precondition is checked against the row as it stood.
+        reservation = _set_state(
+            reservation, ReservationState.CANCELLED, reason or "cancelled", ctx
+        )
+        reservation.holds.all().delete()
+        return reservation
+
+
+def _bulk_state(objs: Sequence[Any], state: str, reason: str, ctx: ChangeContext) -> None:
+    """Move ``objs`` (rows of one model, locked by the caller) to ``state``: one update and one
+    insert of their audit events, however many there are."""
+    if not objs:
+        return
+    now = timezone.now()
+    befores = [audit.snapshot(obj) for obj in objs]
+    for obj in objs:
+        obj.state, obj.state_reason, obj.updated_at = state, reason[:500], now
+    type(objs[0]).objects.bulk_update(objs, ["state", "state_reason", "updated_at"])
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor_id=ctx.actor.user_id,
+            actor_username=ctx.actor.username,
+            source=ctx.source,
+            action=AuditAction.UPDATE,
+            object_type=obj._meta.label_lower,
+            object_id=str(obj.pk),
+            object_repr=str(obj)[:200],
+            tenant_id=obj.tenant_id,
+            before=before,
+            after=audit.snapshot(obj),
+            request_id=ctx.request_id[:64],
+        )
+        for obj, before in zip(objs, befores, strict=True)
+    )
+
+
+def _release_units(units: Sequence[WorkloadUnit], reason: str, ctx: ChangeContext) -> None:
+    _bulk_state(units, UnitState.RELEASED, reason, ctx)
+    _release_members([u.pk for u in units], reason)
+
+
+def _release_members(unit_ids: Sequence[int], reason: str) -> None:
+    UnitMember.objects.filter(
+        unit__in=unit_ids, state__in=(MemberState.ACTIVE, MemberState.FAILED)
+    ).update(state=MemberState.RELEASED, left_at=timezone.now(), state_reason=reason[:500])
+
+
+def _unusable_holds(reservation_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Reservation → its held servers that stopped being usable (health, lifecycle, fabric):
+    one query for all of them. A workflow's hold is not counted here: it may end before the
+    reservation starts."""
+    from django.db.models import Exists, OuterRef, Q
+
+    from factory.inventory.choices import ChipHealth, LifecycleState
+    from factory.inventory.models import Chip
+
+    failed_chip = Chip.objects.filter(ultraserver=OuterRef("ultraserver"), health=ChipHealth.FAILED)
+    rows = (
+        ReservedServer.objects.filter(reservation_id__in=reservation_ids)
+        .filter(
+            ~Q(ultraserver__lifecycle_state=LifecycleState.IN_SERVICE)
+            | Q(ultraserver__in_maintenance=True)
+            | Q(ultraserver__isolated_since__isnull=False)
+            | Q(ultraserver__unreachable_since__isnull=False)
+            | Q(ultraserver__network_node__isnull=True)
+            | Exists(failed_chip)
+        )
+        .values_list("reservation_id", "ultraserver_id")
+    )
+    out: dict[int, list[int]] = {}
+    for reservation_id, server_id in rows:
+        out.setdefault(reservation_id, []).append(server_id)
+    return out
+
+
+def _reselect(reservation: CapacityReservation, lost: Sequence[int], ctx: ChangeContext) -> bool:
+    """Choose the reservation's servers again under its constraint, its healthy ones and free
+    ones alike (it has not started: nothing runs on them, so moving them costs nothing).
+    True when it holds ``count`` usable servers again; False when it failed (holds dropped)."""
+    reservation = _locked(CapacityReservation, reservation.pk)
+    if reservation.state != ReservationState.SCHEDULED:
+        return True
+    site = reservation.site
+    candidates = [
+        _without_own_hold(c, reservation.pk)
+        for c in candidates_for(
+            site,
+            tenant_id=reservation.tenant_id,
+            model_id=reservation.model_id,
+            at=reservation.starts_at,
+            until=reservation.ends_at,
+        )
+    ]
+    request = Request(
+        size=reservation.count, constraint=reservation.constraint, max_hops=reservation.max_hops
+    )
+    serial = {c.id: c.serial for c in candidates}
+    why = {c.serial: "; ".join(c.problems) for c in candidates if c.id in set(lost)}
+    try:
+        placement = solve(candidates, request)
+    except Unplaceable as exc:
+        reservation.holds.all().delete()
+        lost_text = ", ".join(f"{s} ({r})" for s, r in why.items())
+        _set_state(
+            reservation,
+            ReservationState.FAILED,
+            f"cannot be honoured: {lost_text} stopped being usable and no replacement meets "
+            f"{reservation.constraint}: {'; '.join(exc.reasons)}",
+            ctx,
+        )
+        return False
+    held = set(reservation.holds.values_list("ultraserver_id", flat=True))
+    chosen = set(placement.members)
+    reservation.holds.exclude(ultraserver_id__in=chosen).delete()
+    _hold(reservation, sorted(chosen - held), ctx)
+    explanation = _explain(placement, candidates)
+    explanation["swaps"] = [
+        *reservation.explanation.get("swaps", []),
+        {
+            "at": timezone.now().isoformat(),
+            "out": sorted(serial.get(pk, str(pk)) for pk in held - chosen),
+            "in": sorted(serial[pk] for pk in chosen - held),
+            "why": why,
+        },
+    ]
+    reservation.explanation = explanation
+    save_object(reservation, ctx)
+    return True
+
+
+def _without_own_hold(candidate: Candidate, reservation_id: int) -> Candidate:
+    own = f"held by reservation cr-{reservation_id}"
+    if own not in candidate.problems:
+        return candidate
+    return Candidate(
+        id=candidate.id,
+        serial=candidate.serial,
+        path=candidate.path,
+        rack=candidate.rack,
+        feeds=candidate.feeds,
+        problems=tuple(p for p in candidate.problems if p != own),
+    )
+
+
+def advance_reservations(ctx: ChangeContext, now: dt.datetime | None = None) -> dict[str, int]:
+    """The scheduled job: scheduled → active at the start, → expired at the end (holds dropped,
+    units inside released); a scheduled reservation whose server stopped being usable before
+    its start gets a replacement under its constraint, or fails with the reason. Idempotent (a
+    second run at the same time changes nothing; rows another run holds are skipped). A fixed
+    number of queries, plus a few per reservation that needs a swap."""
+    now = now or timezone.now()
+    summary = {"activated": 0, "expired": 0, "swapped": 0, "failed": 0}
+    with transaction.atomic():
+        ending = list(
+            CapacityReservation.objects.select_for_update(skip_locked=True).filter(
+                state__in=HOLDING_RESERVATION_STATES, ends_at__lte=now
+            )
+        )
+        units = list(
+            WorkloadUnit.objects.select_for_update(skip_locked=True).filter(
+                reservation__in=[r.pk for r in ending], state__in=HOLDING_UNIT_STATES
+            )
+        )
+        _release_units(units, "its reservation expired", ctx)
+        ReservedServer.objects.filter(reservation__in=[r.pk for r in ending]).delete()
+        _bulk_state(ending, ReservationState.EXPIRED, "ended", ctx)
+        summary["expired"] = len(ending)
+
+    waiting = CapacityReservation.objects.filter(
+        state=ReservationState.SCHEDULED, starts_at__gt=now, ends_at__gt=now
+    ).values_list("pk", flat=True)
+    broken = _unusable_holds(list(waiting))
+    for reservation in CapacityReservation.objects.filter(pk__in=list(broken)).order_by("pk"):
+        with transaction.atomic():
+            lock_capacity_scope(site_ids=[reservation.site_id])
+            if _reselect(reservation, broken[reservation.pk], ctx):
+                summary["swapped"] += 1
+            else:
+                summary["failed"] += 1
+
+    with transaction.atomic():
+        starting = list(
+            CapacityReservation.objects.select_for_update(skip_locked=True).filter(
+                state=ReservationState.SCHEDULED, starts_at__lte=now, ends_at__gt=now
+            )
+        )
+        _bulk_state(starting, ReservationState.ACTIVE, "started", ctx)
+        summary["activated"] = len(starting)
+    return summary
+
+
+# --- units --------------------------------------------------------------------------------------
+
+
+def _check_inputs(inputs: Any) -> list[int]:
+    if not isinstance(inputs, list | tuple) or any(
+        isinstance(i, bool) or not isinstance(i, int) for i in inputs
+    ):
+        raise Invalid("a list of asset ids", code="invalid", field="inputs")
+    if len(inputs) > 100:
+        raise Invalid("at most 100 inputs", code="too_many", field="inputs")
+    return list(inputs)
+
+
+def place_unit(
+    tenant: Tenant,
+    site: Site,
+    name: str,
+    size: int,
+    constraint: str,
+    max_hops: int | None,
+    spread: str,
+    inputs: Sequence[int],
+    ctx: ChangeContext,
+    reservation: CapacityReservation | None = None,
+    max_unavailable: int = 0,
+) -> WorkloadUnit:
+    """Place a leader/follower unit of ``size`` UltraServers: its inputs pass the tenant's
+    sovereignty rules first (a denial is a 403, recorded), then the solver chooses members
+    among the usable servers (inside ``reservation`` if given) under ``constraint``."""
+    _check_site(tenant, site)
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise Invalid("1 to 100 characters", code="invalid", field="name")
+    _check_count(size, "size", MAX_UNIT)
+    _check_constraint(constraint, max_hops)
+    if spread not in Spread.values:
+        raise Invalid(
+            f"choose one of {', '.join(Spread.values)}", code="invalid_choice", field="spread"
+        )
+    if isinstance(max_unavailable, bool) or not isinstance(max_unavailable, int):
+        raise Invalid("a whole number", code="invalid", field="max_unavailable")
+    if not 0 <= max_unavailable <= size:
+        raise Invalid(f"from 0 to {size}", code="out_of_range", field="max_unavailable")
+    asset_ids = _check_inputs(inputs)
+    if reservation is not None and (
+        reservation.tenant_id != tenant.pk or reservation.site_id != site.pk
+    ):
+        raise Invalid(
+            "not a reservation of this tenant at this site",
+            code="other_site",
+            field="reservation",
+        )
+    # Before any capacity is given: a denial raises here and its record is kept (outside the
+    # transaction that would place the unit).
+    check_workload_inputs(asset_ids, site, ctx)
+    with transaction.atomic():
+        lock_capacity_scope(site_ids=[site.pk])
+        if (
+            WorkloadUnit.objects.filter(tenant=tenant, name=name)
+            .exclude(state=UnitState.RELEASED)
+            .exists()
+        ):
+            raise Conflict(
+                f"the tenant already has a unit named {name!r}",
+                code="unit_name_taken",
+                field="name",
+            )
+        if reservation is not None:
+            reservation = _locked(CapacityReservation, reservation.pk)
+            if reservation.state != ReservationState.ACTIVE:
+                raise Conflict(
+                    f"the reservation is {reservation.state}; a unit goes into an active one",
+                    code="reservation_not_active",
+                    field="reservation",
+                )
+        candidates = candidates_for(
+            site, tenant_id=tenant.pk, reservation=reservation, at=timezone.now()
+        )
+        request = Request(size=size, constraint=constraint, max_hops=max_hops, spread=spread)
+        placement = _solve(candidates, request, "size")
+        unit = save_object(
+            WorkloadUnit(
+                tenant=tenant,
+                site=site,
+                reservation=reservation,
+                name=name,
+                size=size,
+                constraint=constraint,
+                max_hops=max_hops,
+                spread=spread,
+                inputs=asset_ids,
+                max_unavailable=max_unavailable,
+                explanation=_explain(placement, candidates),
+                created_by=ctx.actor.username,
+            ),
+            ctx,
+        )
+        members = UnitMember.objects.bulk_create(
+            UnitMember(
+                unit=unit,
+                ultraserver_id=pk,
+                role=MemberRole.LEADER if pk == placement.leader else MemberRole.FOLLOWER,
+            )
+            for pk in placement.members
+        )
+        _audit_created(members, ctx, tenant.pk)
+    return unit
+
+
+def release_unit(unit: WorkloadUnit, ctx: ChangeContext, reason: str = "") -> WorkloadUnit:
+    """End the unit: its members go back to free capacity (or to its reservation)."""
+    with transaction.atomic():
+        lock_capacity_scope(site_ids=[unit.site_id])
+        unit = _locked(WorkloadUnit, unit.pk)
+        if unit.state not in HOLDING_UNIT_STATES:
+            raise Conflict("the unit is already released", code="unit_released", field="state")
+        # Through save_object first: an If-Match precondition is checked on the unit as it was.
+        unit = _set_state(unit, UnitState.RELEASED, reason or "released", ctx)
+        _release_members([unit.pk], unit.state_reason)
+    return unit
+
+
+def member_distances(unit: WorkloadUnit) -> dict[int, int | None]:
+    """Member id → hops to the unit's leader (0 for the leader), over the site's fabric now."""
+    members = list(unit.members.all())
+    paths = network_paths(unit.site_id)
+    node = {m.pk: m.ultraserver.network_node_id for m in members}
+    leader = next((m for m in members if m.role == MemberRole.LEADER), None)
+    out: dict[int, int | None] = {}
+    for m in members:
+        if leader is None:
+            out[m.pk] = None
+        elif m.pk == leader.pk:
+            out[m.pk] = 0
+        else:
+            mine, theirs = node[m.pk], node[leader.pk]
+            a = paths.get(mine) if mine is not None else None
+            b = paths.get(theirs) if theirs is not None else None
+            out[m.pk] = topology.hops(a, b) if a and b else None
+    return out
