@@ -11,6 +11,18 @@ class ProvisioningConfig(AppConfig):
 
         command_finished.connect(_wake_step, dispatch_uid="provisioning.wake_step")
         fault_opened.connect(_open_maintenance, dispatch_uid="provisioning.open_maintenance")
+        from django.db.models.signals import post_save
+
+        from provisioning.models import WorkflowTarget
+        from provisioning.placement import lifecycle as units
+
+        # A failed member (a fault on it, or its target failing) degrades its workload unit.
+        fault_opened.connect(units.on_faults, dispatch_uid="provisioning.placement.unit_faults")
+        post_save.connect(
+            units.on_target_saved,
+            sender=WorkflowTarget,
+            dispatch_uid="provisioning.placement.unit_target_failed",
+        )
         from provisioning.workflows.maintain import recheck_repairs
         from tenants.sovereignty.services.access import ACCESS_ENDED
 

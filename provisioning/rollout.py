@@ -20,6 +20,7 @@ from django.utils import timezone
 from factory.core.bulk import update_rows
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, PowerFeed, Site, UltraServer
+from provisioning import budgets
 from provisioning.choices import (
     FINISHED_TARGET_STATES,
     StepState,
@@ -28,6 +29,7 @@ from provisioning.choices import (
 )
 from provisioning.history import event, set_state
 from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowTarget
+from provisioning.placement import lifecycle as unit_lifecycle
 from provisioning.queue import queue_steps
 from provisioning.windows import Window, is_open, next_opening
 from provisioning.workflows import definition_for
@@ -194,8 +196,12 @@ def _start_batch(workflow: Workflow, definition: WorkflowDefinition, now: dt.dat
         chosen.append(target)
         if len(chosen) >= size:
             break
+    chosen = unit_lifecycle.unit_batch(workflow, pending, chosen, size)  # whole units, budget
     if not chosen:
         return "nothing-to-start"
+    chosen, waiting = budgets.fit_batch(workflow, chosen)  # floor, domains: site-locked
+    if waiting:
+        return waiting
     batch = workflow.current_batch + 1
     for target in chosen:
         target.batch, target.state, target.started_at = batch, TargetState.RUNNING, now

@@ -20,6 +20,7 @@ from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefin
 from provisioning.workflows.common import QuickHealthCheck, Undrain, move
 from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
 from provisioning.workflows.params import Param, ParamSet
+from provisioning.workflows.upgrade import MAX_UNAVAILABLE_UNITS
 from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.services.access import ACCESS_ENDED
 
@@ -360,6 +361,7 @@ class MaintainDefinition(WorkflowDefinition):
             maximum=1000,
         ),
         *ROLLOUT_PARAMS,
+        MAX_UNAVAILABLE_UNITS,
         *HARDWARE_PARAMS,
     )
 

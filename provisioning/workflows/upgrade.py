@@ -26,6 +26,20 @@ UPGRADABLE = frozenset({lifecycle.READY, lifecycle.IN_SERVICE})
 #: How the agent reports a component whose inventory entries disagree: ``mixed:v1,v2``.
 MIXED = "mixed:"
 
+#: Units a rollout may have down at once (``provisioning.placement.lifecycle.unit_batch``).
+MAX_UNAVAILABLE_UNITS = Param(
+    "max_unavailable_units",
+    int,
+    "At most this many of a tenant's workload units down at once across the site, counting "
+    "units with members out in other workflows (0: no limit). A unit's own max_unavailable "
+    "decides how many of its members go together; a started unit may take a batch beyond "
+    "batch_size.",
+    default=1,
+    minimum=0,
+    maximum=1000,
+    label="Max unavailable units",
+)
+
 UPGRADE_PARAMS = ParamSet(
     replace(
         FIRMWARE_VERSION,
@@ -48,6 +62,7 @@ UPGRADE_PARAMS = ParamSet(
         max_failures=1,
         max_failure_pct=10.0,
     ),
+    MAX_UNAVAILABLE_UNITS,
     Param(
         "rollback",
         bool,

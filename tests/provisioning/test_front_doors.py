@@ -129,6 +129,7 @@ def test_the_spec_is_stored_with_its_declared_defaults(fleet, releases, in_servi
         "batch_size": 3,  # given; the rest are the upgrade's declared defaults
         "canary_size": 1,
         "max_unavailable_per_domain": 1,
+        "max_unavailable_units": 1,
         "soak_seconds": 300,
         "health_gate_max_failed_chips": 0,
         "max_failures": 1,

@@ -128,6 +128,7 @@ def test_the_upgrade_declares_the_spec_the_readme_lists():
         "canary_size": 1,
         "batch_size": 10,
         "max_unavailable_per_domain": 1,
+        "max_unavailable_units": 1,
         "soak_seconds": 300,
         "health_gate_max_failed_chips": 0,
         "max_failures": 1,
