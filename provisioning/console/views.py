@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from factory.inventory.models import Rack
 from provisioning import services
 from provisioning.choices import WindowStatus, WorkflowKind
-from provisioning.console import selectors
+from provisioning.console import selectors, topology
 from provisioning.console.forms import ApiTokenForm, StartUpgradeForm
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tenants.access import Actor, actor_for, scope_queryset
@@ -106,6 +106,36 @@ def ultraserver(request, pk: int):
     if request.headers.get("HX-Request"):
         return render(request, "console/_heatmap.html", context)
     return _page(request, "console/ultraserver.html", **context)
+
+
+# --- topology, reservations, units (issue 16) -------------------------------------------------
+
+
+@console_login
+def site_topology(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = _actor(request)
+    site = get_object_or_404(selectors.sites_for(actor), pk=pk)
+    return _page(request, "console/topology.html", site=site, **topology.site_topology(site, actor))
+
+
+@console_login
+def reservations(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    actor = _actor(request)
+    site = get_object_or_404(selectors.sites_for(actor), pk=pk) if pk is not None else None
+    data = topology.reservation_timeline(actor, site)
+    return _page(request, "console/reservations.html", site=site, **data)
+
+
+@console_login
+def units(request: HttpRequest) -> HttpResponse:
+    return _page(request, "console/units.html", rows=topology.unit_rows(_actor(request)))
+
+
+@console_login
+def unit(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = _actor(request)
+    unit = get_object_or_404(topology.units_for(actor), pk=pk)
+    return _page(request, "console/unit.html", unit=unit, **topology.unit_page(unit, actor))
 
 
 # --- workflows -------------------------------------------------------------------------------
