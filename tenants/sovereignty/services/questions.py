@@ -23,9 +23,8 @@ from tenants.sovereignty.services.decisions import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
-
     from factory.inventory.models import Site
+    from tenants.models.people import User
     from tenants.sovereignty.models import ProtectedAsset
 
 #: Record type prefix of a question (see the module docstring).
