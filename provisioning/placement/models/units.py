@@ -37,6 +37,15 @@ class WorkloadUnit(models.Model):
         related_name="units",
     )
     name = models.CharField(max_length=100)
+    model = models.ForeignKey(
+        "catalog.UltraServerModel",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="workload_units",
+        help_text="Every member is of this model (EFA peers of one kind); the reservation's "
+        "model inside a reservation.",
+    )
     size = models.PositiveSmallIntegerField(
         validators=[MinValueValidator(1), MaxValueValidator(256)]
     )
@@ -53,6 +62,10 @@ class WorkloadUnit(models.Model):
     max_unavailable = models.PositiveSmallIntegerField(
         default=0,
         help_text="Members a rollout may take out at once; 0 = the whole unit in one window.",
+    )
+    auto_replace = models.BooleanField(
+        default=False,
+        help_text="Swap a failed member for the proposed replacement without asking the tenant.",
     )
     state = models.CharField(max_length=12, choices=UnitState.choices, default=UnitState.ACTIVE)
     state_reason = models.CharField(max_length=500, blank=True)
