@@ -140,10 +140,10 @@ class UltraServer(models.Model):
                 }
             )
         if self.network_node_id is not None and (
-            self.rack_id is None or self.network_node.site_id != self.rack.site_id
+            self.rack_id is None or (stored is not None and stored["rack_id"] != self.rack_id)
         ):
-            # Moved out of the site (or unracked): its old leaf is not its switch any more.
-            # Detached, not refused: the new site's fabric attaches it (sites/{id}/fabric/).
+            # Moved to another rack (or unracked): its old leaf is not its switch any more.
+            # Detached, not refused: the fabric document attaches it (sites/{id}/fabric/).
             self.network_node = None
         if self.rack_id and self.model_id and self.position:
             self.lock_for_change()

@@ -266,9 +266,24 @@ def test_a_server_taken_out_of_its_rack_leaves_its_leaf(hall):
     site, (*_, server) = hall
     fabric.replace_fabric(site, document(ALP1_SRV3="LEAF-2"), CTX)
     server.refresh_from_db()
+    rack, position = server.rack, server.position
     server.rack, server.position = None, None
     save_object(server, CTX)
     assert node_of(server.serial) is None
+    # Back in its rack, attached again, then moved to another rack of the same site: detached.
+    server.rack, server.position = rack, position
+    save_object(server, CTX)
+    fabric.attach_server(server, NetworkNode.objects.get(site=site, name="LEAF-2"), CTX)
+    server.refresh_from_db()
+    server.rack, server.position = make_rack(site, f"{site.code}-R09"), 1
+    save_object(server, CTX)
+    assert node_of(server.serial) is None
+    # A save that does not move it keeps its leaf.
+    fabric.attach_server(server, NetworkNode.objects.get(site=site, name="LEAF-1"), CTX)
+    server.refresh_from_db()
+    server.firmware_version = "9.9"
+    save_object(server, CTX)
+    assert node_of(server.serial) == "LEAF-1"
 
 
 def test_the_model_refuses_a_child_under_a_node_with_servers(hall):
