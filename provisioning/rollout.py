@@ -172,6 +172,12 @@ def health_gate(workflow: Workflow) -> str:
 
 
 def _start_batch(workflow: Workflow, definition: WorkflowDefinition, now: dt.datetime) -> str:
+    from factory.inventory.models.locking import lock_capacity_scope
+
+    # The site's lock before anything is read (after the workflow's, which advance holds: the
+    # order fit_batch and services.start use): two batch starts at one site must not both
+    # read the unit budget (units_down) before either has taken its unit.
+    lock_capacity_scope(site_ids=[workflow.site_id])
     size = definition.batch_size(workflow)
     limit = int(workflow.spec.get("max_unavailable_per_domain", 0)) or None
     pending = list(

@@ -6,9 +6,14 @@ degrades its unit and proposes a replacement, and an accepted replacement swaps 
 - ``max_unavailable_units`` (spec, default 1; 0 = no limit): at most that many of a tenant's
   units may be *down* at once across the site. A unit is down while one of its members is out:
   held by a running target of an in-flight workflow, failed (the unit is degraded), or not
-  serving (out of service, or flagged for maintenance by a fault). Units already down elsewhere
-  are counted; taking more members of a unit that is already down does not count again, and a
-  member that is out already (a faulty server's maintain workflow) is never held back.
+  serving (out of service, or flagged for maintenance by a fault). Only the workflow's site
+  counts. Units already down elsewhere are counted; taking more members of a unit that is
+  already down does not count again, and a member that is out already (a faulty server's
+  maintain workflow) is never held back. A *failed* member counts only while a workflow holds
+  it (its repair is under way) or it failed in this rollout: one that nothing holds is
+  stranded until its replacement is accepted, and waiting for it would never end, so it does
+  not block the other units (``units_down``). While the budget blocks everything, the
+  workflow's ``state_reason`` names the units down and why (``waiting-units``).
 - A unit's own ``max_unavailable`` decides how many of its members go together (0: the whole
   unit in one window). When a batch takes a unit's first member, its other pending members in
   the same workflow join the *same* batch, as far as the unit's policy and the per-rack/feed
@@ -27,20 +32,27 @@ solver, ``same_node`` near the unit's path, then the nearest). When no server qu
 proposal is stored **rejected** with the solver's reasons (``explanation.reasons``), so every
 ``proposed`` row names a server the tenant can accept.
 
-**Accepting** (``accept``): the proposed server is checked again (409 ``replacement_unusable``
+**Accepting** (``accept``; at once, by the system, when the unit's ``auto_replace`` allows):
+the proposed server is checked again (409 ``replacement_unusable``
 naming why), the failed member becomes ``replaced``, the new server joins in its role (leader
 if the leader failed), the unit is ``active`` again when no member is still failed, and a
 maintain workflow is opened for the failed server unless a workflow holds it already. The
 replacement is then ``done`` (with ``workflow_id``), or ``accepted`` when the maintain
-workflow could not be opened yet (the reason is in ``explanation.maintain``).
+workflow could not be opened yet (the reason is in ``explanation.maintain``);
+``retry_accepted`` (the scheduled job) tries those again until it opens.
+
+Locks: the site's row first (``lock_capacity_scope``, as reserve / place / release take it),
+then the unit's, then the replacement's, member's and server's, so an accept serializes with
+placements (no double booking) and never waits on a unit while holding what they wait for.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -49,6 +61,7 @@ from django.utils import timezone
 
 from factory.inventory.lifecycle import IN_SERVICE
 from factory.inventory.models import PowerFeed, UltraServer
+from factory.inventory.models.locking import lock_capacity_scope
 from factory.inventory.topology import common_depth, hops
 from factory.wire import Severity, severity_of
 from provisioning.choices import ACTIVE_WORKFLOW_STATES, TargetState, WorkflowKind
@@ -116,33 +129,116 @@ def _memberships(server_ids: Iterable[int]) -> dict[int, _Member]:
     }
 
 
-def units_down(tenant_ids: Iterable[int], *, besides: int | None = None) -> Counter[int]:
-    """Members out per unit of ``tenant_ids``: held by a running target of an in-flight
-    workflow (other than ``besides``), failed, or not serving. A unit with any is down."""
+@dataclass
+class UnitDown:
+    """A unit with members out: how many (its own ``max_unavailable`` counts them), whether
+    it counts against ``max_unavailable_units``, and why (for the waiting reason)."""
+
+    unit_id: int
+    name: str
+    tenant_id: int
+    out: int = 0
+    counted: bool = False
+    causes: list[str] = field(default_factory=list)
+
+
+def _replacement_note(replacement: tuple[int, str, dict[str, Any]] | None) -> str:
+    if replacement is None:
+        return "no replacement proposed"
+    pk, state, explanation = replacement
+    if state == ReplacementState.REJECTED:
+        reasons = explanation.get("reasons")
+        if reasons:  # the solver found no server
+            return f"replacement #{pk} rejected: {reasons[0]}"
+        return f"replacement #{pk} rejected by {explanation.get('rejected_by', 'the tenant')}"
+    if state == ReplacementState.ACCEPTED:
+        return f"replacement #{pk} accepted: {explanation.get('maintain', '')}"
+    return f"replacement #{pk} {state}"
+
+
+def units_down(
+    site_id: int, tenant_ids: Iterable[int], *, besides: int | None = None
+) -> dict[int, UnitDown]:
+    """The units of ``tenant_ids`` at ``site_id`` with members out, in fixed queries. A member
+    is out while held by a running target of an in-flight workflow (other than ``besides``,
+    the rollout asking), failed, or not serving. A unit counts as *down* (against
+    ``max_unavailable_units``) while a member is out, except that a **failed** member counts
+    only while a workflow holds it (an active target: its repair is under way) or it failed in
+    ``besides`` itself: a failed member nothing holds is stranded, waiting for its replacement,
+    and waiting would never end, so its unit (degraded, named in ``state_reason``) does not
+    block rollouts of the other units. It still counts towards its own unit's
+    ``max_unavailable``."""
     members = UnitMember.objects.filter(
+        unit__site_id=site_id,
         unit__tenant_id__in=list(tenant_ids),
         unit__state__in=HOLDING_UNIT_STATES,
         state__in=(MemberState.ACTIVE, MemberState.FAILED),
     )
-    running = WorkflowTarget.objects.filter(
+    holders = WorkflowTarget.objects.filter(
         active=True,
-        state=TargetState.RUNNING,
         workflow__state__in=ACTIVE_WORKFLOW_STATES,
         ultraserver_id__in=members.values("ultraserver_id"),
     )
     if besides is not None:
-        running = running.exclude(workflow_id=besides)
-    out_servers = set(running.values_list("ultraserver_id", flat=True))
-    down: Counter[int] = Counter()
-    for server_id, unit_id, state, serving, flagged in members.values_list(
-        "ultraserver_id",
-        "unit_id",
-        "state",
-        "ultraserver__lifecycle_state",
-        "ultraserver__in_maintenance",
+        holders = holders.exclude(workflow_id=besides)
+    running: dict[int, str] = {}
+    held: set[int] = set()
+    for server_id, state, workflow_id, kind in holders.values_list(
+        "ultraserver_id", "state", "workflow_id", "workflow__kind"
     ):
-        if server_id in out_servers or _not_serving(state, serving, flagged):
-            down[unit_id] += 1
+        held.add(server_id)
+        if state == TargetState.RUNNING:
+            running[server_id] = f"held by {kind} workflow #{workflow_id}"
+    mine: set[int] = set()
+    if besides is not None:
+        mine = set(
+            WorkflowTarget.objects.filter(
+                workflow_id=besides, ultraserver_id__in=members.values("ultraserver_id")
+            ).values_list("ultraserver_id", flat=True)
+        )
+    rows = list(
+        members.values_list(
+            "pk",
+            "ultraserver_id",
+            "ultraserver__serial",
+            "unit_id",
+            "unit__name",
+            "unit__tenant_id",
+            "state",
+            "state_reason",
+            "ultraserver__lifecycle_state",
+            "ultraserver__in_maintenance",
+        )
+    )
+    failed_ids = [row[0] for row in rows if row[6] == MemberState.FAILED]
+    latest: dict[int, tuple[int, str, dict[str, Any]]] = {}
+    for member_id, pk, state, explanation in (
+        UnitReplacement.objects.filter(failed_member_id__in=failed_ids)
+        .order_by("created_at", "pk")
+        .values_list("failed_member_id", "pk", "state", "explanation")
+    ):
+        latest[member_id] = (pk, state, explanation)
+    down: dict[int, UnitDown] = {}
+    for member_id, server_id, serial, unit_id, name, tenant, state, why, serving, flagged in rows:
+        if server_id in running:
+            cause, counts = f"member {serial} {running[server_id]}", True
+        elif state == MemberState.FAILED:
+            counts = server_id in held or server_id in mine
+            cause = (
+                f"member {serial} failed ({why or 'no reason'}), "
+                f"{_replacement_note(latest.get(member_id))}"
+            )
+            if not counts:
+                cause += "; stranded: not counted"
+        elif serving != IN_SERVICE or flagged:
+            what = serving if serving != IN_SERVICE else "flagged for maintenance"
+            cause, counts = f"member {serial} not serving ({what})", True
+        else:
+            continue
+        unit = down.setdefault(unit_id, UnitDown(unit_id, name, tenant))
+        unit.out += 1
+        unit.counted = unit.counted or counts
+        unit.causes.append(cause)
     return down
 
 
@@ -186,12 +282,12 @@ def unit_batch(
     limit = int(workflow.spec.get(MAX_UNAVAILABLE_UNITS, 1))
     domain_limit = int(workflow.spec.get("max_unavailable_per_domain", 0)) or None
     tenants = {m.tenant_id for m in members.values()}
-    out = units_down(tenants, besides=workflow.pk)
+    downs = units_down(workflow.site_id, tenants, besides=workflow.pk)
+    out: Counter[int] = Counter({unit_id: d.out for unit_id, d in downs.items()})
     down: dict[int, set[int]] = defaultdict(set)
-    for unit_id, tenant_id in WorkloadUnit.objects.filter(pk__in=list(out)).values_list(
-        "pk", "tenant_id"
-    ):
-        down[tenant_id].add(unit_id)
+    for d in downs.values():
+        if d.counted:
+            down[d.tenant_id].add(d.unit_id)
     begun = set(
         UnitMember.objects.filter(
             unit_id__in={m.unit_id for m in members.values()},
@@ -233,10 +329,16 @@ def unit_batch(
         taken.append(target)
     if not taken and chosen:
         names = ", ".join(sorted(refused.values())[:5])
+        blocking = "; ".join(
+            f"unit {d.name}: {', '.join(d.causes[:3])}"
+            for d in sorted(downs.values(), key=lambda d: d.name)
+            if d.counted
+        )
         reason = (
             f"waiting: at most {limit} unit(s) of a tenant down at once "
-            f"({MAX_UNAVAILABLE_UNITS}); next: {names or 'a unit whose members are out'}"
-        )
+            f"({MAX_UNAVAILABLE_UNITS}); down: {blocking or 'none'}; "
+            f"next: {names or 'a unit whose members are out'}"
+        )[:1000]
         if workflow.state_reason != reason:
             workflow.state_reason = reason
             workflow.save(update_fields=["state_reason", "updated_at"])
@@ -294,17 +396,19 @@ def member_failed(
     """Mark the server's active membership failed, its unit degraded, and propose a
     replacement. Idempotent: a member already failed returns its open proposal (or None)."""
     with transaction.atomic():
-        unit_id = (
+        found = (
             UnitMember.objects.filter(
                 ultraserver_id=server_id,
                 state__in=(MemberState.ACTIVE, MemberState.FAILED),
                 unit__state__in=HOLDING_UNIT_STATES,
             )
-            .values_list("unit_id", flat=True)
+            .values_list("unit_id", "unit__site_id")
             .first()
         )
-        if unit_id is None:
+        if found is None:
             return None
+        unit_id, site_id = found
+        lock_capacity_scope(site_ids=[site_id])  # site, then unit: the order accept uses
         unit = WorkloadUnit.objects.select_for_update().get(pk=unit_id)
         member = UnitMember.objects.get(
             unit=unit, ultraserver_id=server_id, state__in=(MemberState.ACTIVE, MemberState.FAILED)
@@ -319,7 +423,25 @@ def member_failed(
         serial = UltraServer.objects.values_list("serial", flat=True).get(pk=server_id)
         unit.state_reason = f"member {serial} failed: {reason}"[:500]
         save_object(unit, ctx)
-        return propose(unit, member, ctx)
+        proposal = propose(unit, member, ctx)
+        if unit.auto_replace and proposal.state == ReplacementState.PROPOSED:
+            return _auto_accept(proposal)
+        return proposal
+
+
+def _auto_accept(proposal: UnitReplacement) -> UnitReplacement:
+    """The unit's policy allows the swap without asking: accept as the system (audited as
+    such). A refusal leaves the proposal for the tenant, saying why."""
+    try:
+        with transaction.atomic():
+            return accept(proposal, LIFECYCLE_CTX)
+    except (DomainError, ValidationError, IntegrityError) as refusal:
+        message = getattr(refusal, "message", None) or str(refusal)
+        proposal.explanation = {
+            **proposal.explanation,
+            "auto_replace": f"not accepted automatically: {message}"[:500],
+        }
+        return save_object(proposal, LIFECYCLE_CTX)
 
 
 def _unit_path(unit: WorkloadUnit, by_id: dict[int, Candidate]) -> tuple[str, ...]:
@@ -430,6 +552,7 @@ def _locked(replacement: UnitReplacement) -> tuple[WorkloadUnit, UnitReplacement
 def accept(replacement: UnitReplacement, ctx: ChangeContext) -> UnitReplacement:
     """Swap the proposed server in for the failed member (see the module docstring)."""
     with transaction.atomic():
+        lock_capacity_scope(site_ids=[replacement.unit.site_id])  # first, as placements do
         unit, replacement = _locked(replacement)
         _refuse_unless_proposed(replacement)
         if unit.state not in HOLDING_UNIT_STATES:
@@ -474,7 +597,7 @@ def accept(replacement: UnitReplacement, ctx: ChangeContext) -> UnitReplacement:
         if not unit.members.filter(state=MemberState.FAILED).exists():
             unit.state, unit.state_reason = UnitState.ACTIVE, ""
             save_object(unit, ctx)
-        workflow_id, note = _maintain(failed, unit, replacement, ctx)
+        workflow_id, note = _maintain(failed, unit, replacement, ctx.actor.username)
         replacement.workflow_id = workflow_id
         replacement.state = ReplacementState.DONE if workflow_id else ReplacementState.ACCEPTED
         replacement.explanation = {
@@ -486,7 +609,7 @@ def accept(replacement: UnitReplacement, ctx: ChangeContext) -> UnitReplacement:
 
 
 def _maintain(
-    failed: UnitMember, unit: WorkloadUnit, replacement: UnitReplacement, ctx: ChangeContext
+    failed: UnitMember, unit: WorkloadUnit, replacement: UnitReplacement, accepted_by: str
 ) -> tuple[int | None, str]:
     """The failed server's maintain workflow: the one holding it, or a new one."""
     from provisioning.services import create_workflow
@@ -506,7 +629,7 @@ def _maintain(
                 [server],
                 LIFECYCLE_CTX,
                 reason=f"unit {unit.name}: replaced by replacement #{replacement.pk} "
-                f"(accepted by {ctx.actor.username})"[:500],
+                f"(accepted by {accepted_by})"[:500],
             )
     except (DomainError, ValidationError) as refusal:
         message = getattr(refusal, "message", None) or "; ".join(
@@ -524,3 +647,43 @@ def reject(replacement: UnitReplacement, ctx: ChangeContext) -> UnitReplacement:
         replacement.state = ReplacementState.REJECTED
         replacement.explanation = {**replacement.explanation, "rejected_by": ctx.actor.username}
         return save_object(replacement, ctx)
+
+
+def retry_accepted(now: dt.datetime | None = None) -> int:
+    """Open the maintain workflow of every ``accepted`` replacement whose workflow could not be
+    opened when it was accepted (say the capacity floor refused it); each that opens is
+    ``done`` with its ``workflow_id``, the others keep the latest reason. Called by the
+    scheduled job; idempotent (a row another run holds is skipped, one no longer
+    ``accepted`` is left alone). Returns how many were done."""
+    now = now or timezone.now()
+    rows = list(
+        UnitReplacement.objects.filter(state=ReplacementState.ACCEPTED)
+        .order_by("pk")
+        .values_list("pk", "unit__site_id")
+    )
+    done = 0
+    for pk, site_id in rows:
+        with transaction.atomic():
+            lock_capacity_scope(site_ids=[site_id])  # site first, as accept
+            replacement = (
+                UnitReplacement.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("unit", "failed_member")
+                .filter(pk=pk, state=ReplacementState.ACCEPTED)
+                .first()
+            )
+            if replacement is None:
+                continue
+            accepted_by = str(replacement.explanation.get("accepted_by") or "system")
+            workflow_id, note = _maintain(
+                replacement.failed_member, replacement.unit, replacement, accepted_by
+            )
+            replacement.explanation = {
+                **replacement.explanation,
+                "maintain": note,
+                "retried_at": now.isoformat(),
+            }
+            if workflow_id is not None:
+                replacement.state, replacement.workflow_id = ReplacementState.DONE, workflow_id
+                done += 1
+            save_object(replacement, LIFECYCLE_CTX)
+    return done

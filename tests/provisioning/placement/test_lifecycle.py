@@ -4,12 +4,16 @@ unit's network node is proposed; accepting it through the API swaps it in."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
+from django.db import connection, transaction
 
 from factory.inventory import lifecycle as states
 from factory.inventory.models import NetworkNode, Site, UltraServer
+from factory.inventory.models.locking import lock_capacity_scope
 from factory.telemetry import faults
 from factory.telemetry.rules import Finding
 from factory.wire import FaultRule
@@ -19,7 +23,7 @@ from provisioning.models import Workflow, WorkflowTarget
 from provisioning.placement import lifecycle
 from provisioning.placement.models import UnitMember, UnitReplacement, WorkloadUnit
 from tests.support.api import assert_error_body
-from tests.support.fleet import CTX, make_rack, make_server
+from tests.support.fleet import CTX, make_rack, make_server, make_site
 from tests.support.harness import answer_commands, expire_lost_commands, run_due_steps
 from tests.support.workflows import always_open, put_in_service
 
@@ -166,6 +170,9 @@ def test_the_unit_budget_counts_units_down_in_other_workflows(units):
     assert rollout.advance(upgrade.pk) == "nothing-to-start"
     upgrade.refresh_from_db()
     assert "max_unavailable_units" in upgrade.state_reason and "unit-0" in upgrade.state_reason
+    # it names the unit down and why
+    held = f"down: unit unit-2: member {units.members[2][0].serial} held by maintain workflow"
+    assert f"{held} #{maintain.pk}" in upgrade.state_reason
     assert not upgrade.targets.filter(state="running").exists()
     # unit 2's other members: that unit is down already, so they may go now
     rest, _ = services.create_workflow("upgrade", units.members[2][1:], CTX, spec=FAST)
@@ -256,6 +263,14 @@ def test_without_a_healthy_server_the_proposal_is_rejected_and_says_why(
     assert proposal.state == "rejected" and proposal.replacement is None
     assert proposal.explanation["rejected_by"] == "solver" and proposal.explanation["reasons"]
     assert WorkloadUnit.objects.get(pk=units.units[0].pk).state == "degraded"
+    # the fault's maintain workflow holds the failed member: a rollout of another unit waits,
+    # and its reason says what the operator can act on
+    upgrade, _ = services.create_workflow("upgrade", units.members[1], CTX, spec=FAST)
+    assert rollout.advance(upgrade.pk) == "nothing-to-start"
+    upgrade.refresh_from_db()
+    failed = units.members[0][1].serial
+    assert f"unit unit-0: member {failed} failed (fault: chip 3 down)" in upgrade.state_reason
+    assert f"replacement #{proposal.pk} rejected: " in upgrade.state_reason
 
 
 def test_a_failed_upgrade_target_fails_its_member(units, agent, hw):
@@ -361,3 +376,176 @@ def test_accepting_a_server_no_longer_usable_is_a_409_and_changes_nothing(
     rejected = admin.post(url(unit, f"{proposal.pk}/reject/"))
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
     assert WorkloadUnit.objects.get(pk=unit.pk).state == "degraded"
+
+
+# --- Review fixes: the unit budget under the site lock, per site; stranded members; auto
+# replacement; accepted replacements retried ------------------------------------------------
+
+
+def test_a_unit_down_at_another_site_does_not_block_a_rollout_here(fleet, units):
+    """The unit budget counts the workflow's site only: a unit of the same tenant at another
+    site, with its member out, leaves the upgrade here free to start."""
+    tenant = units.site.tenant
+    elsewhere = make_site(tenant, "ALPHA2")
+    far = put_in_service(make_server("ALPHA2-S1", rack=make_rack(elsewhere, "ALPHA2-R01")))
+    UltraServer.objects.filter(pk=far.pk).update(in_maintenance=True, fault_reason="fan")
+    far_unit = WorkloadUnit.objects.create(tenant=tenant, site=elsewhere, name="far", size=1)
+    UnitMember.objects.create(unit=far_unit, ultraserver=far, role="leader")
+    assert set(lifecycle.units_down(elsewhere.pk, [tenant.pk])) == {far_unit.pk}
+    assert lifecycle.units_down(units.site.pk, [tenant.pk]) == {}
+    upgrade, _ = services.create_workflow("upgrade", units.members[0], CTX, spec=FAST)
+    assert rollout.advance(upgrade.pk) == "started"
+
+
+def test_a_failed_member_blocks_while_held_and_names_why_but_not_when_stranded(units):
+    """A failed member under repair (a workflow holds it) keeps its unit down, and the waiting
+    upgrade's reason names the unit, the member and its replacement; once nothing holds it
+    (stranded, waiting for its replacement) it no longer blocks the other units."""
+    failed = units.members[2][0]
+    proposal = lifecycle.member_failed(failed.pk, "chip 5 gone")
+    assert proposal is not None and proposal.state == "proposed"
+    repair, _ = services.create_workflow("maintain", [failed], CTX, reason="repair")
+    upgrade, _ = services.create_workflow("upgrade", units.members[0], CTX, spec=FAST)
+    assert rollout.advance(upgrade.pk) == "nothing-to-start"
+    upgrade.refresh_from_db()
+    reason = upgrade.state_reason
+    assert "down: unit unit-2: member " + failed.serial + " failed (chip 5 gone)" in reason
+    assert f"replacement #{proposal.pk} proposed" in reason and "next: unit-0" in reason
+    assert upgrade.events.filter(kind="waiting-units", message=reason).exists()
+    # the repair is given up: the failed member is stranded, its unit no longer blocks
+    WorkflowTarget.objects.filter(workflow=repair).update(active=False)
+    Workflow.objects.filter(pk=repair.pk).update(state="cancelled")
+    [down] = lifecycle.units_down(units.site.pk, [units.site.tenant_id]).values()
+    assert (down.unit_id, down.counted, down.out) == (units.units[2].pk, False, 1)
+    assert "stranded" in down.causes[0]
+    assert rollout.advance(upgrade.pk) == "started"
+    assert upgrade.targets.filter(state="running").count() == 4  # unit 0, whole
+
+
+def test_with_auto_replace_a_failed_member_is_swapped_at_once_by_the_system(
+    units, django_capture_on_commit_callbacks
+):
+    from tenants.models import AuditEvent
+
+    unit = units.units[1]
+    WorkloadUnit.objects.filter(pk=unit.pk).update(auto_replace=True)
+    failed = units.members[1][2]
+    chip_fault(failed, django_capture_on_commit_callbacks)
+    replacement = UnitReplacement.objects.get(unit=unit)
+    holder = WorkflowTarget.objects.get(ultraserver=failed, active=True).workflow_id
+    assert (replacement.state, replacement.workflow_id) == ("done", holder)
+    assert replacement.explanation["accepted_by"] == "system"
+    assert UnitMember.objects.get(unit=unit, ultraserver=failed).state == "replaced"
+    spare = units.spares["leaf1"]
+    assert UnitMember.objects.get(unit=unit, ultraserver=spare).state == "active"
+    assert WorkloadUnit.objects.get(pk=unit.pk).state == "active"
+    audited = AuditEvent.objects.filter(
+        object_type__icontains="unitreplacement", object_id=str(replacement.pk)
+    )
+    assert audited.filter(actor_username="system", after__state="done").exists()
+
+
+def test_without_auto_replace_the_proposal_waits_for_the_tenant(
+    units, django_capture_on_commit_callbacks
+):
+    chip_fault(units.members[1][2], django_capture_on_commit_callbacks)
+    assert UnitReplacement.objects.get(unit=units.units[1]).state == "proposed"
+
+
+def test_an_accepted_replacement_refused_by_the_floor_is_retried_until_it_opens(
+    units, django_capture_on_commit_callbacks
+):
+    from provisioning.models import CapacityFloor
+
+    leader = units.members[1][0]
+    chip_fault(leader, django_capture_on_commit_callbacks)
+    # the fault's maintain workflow is gone, and the site is at its floor
+    WorkflowTarget.objects.filter(ultraserver=leader).update(active=False)
+    Workflow.objects.filter(targets__ultraserver=leader).update(state="cancelled")
+    serving = UltraServer.objects.filter(
+        rack__site=units.site, lifecycle_state=states.IN_SERVICE
+    ).count()
+    floor = CapacityFloor.objects.create(site=units.site, min_in_service=serving)
+    proposal = UnitReplacement.objects.get(unit=units.units[1])
+    accepted = lifecycle.accept(proposal, CTX)
+    assert (accepted.state, accepted.workflow_id) == ("accepted", None)
+    assert "capacity floor" in accepted.explanation["maintain"]
+    assert lifecycle.retry_accepted() == 0  # still refused: stays accepted, says why
+    accepted.refresh_from_db()
+    assert accepted.state == "accepted" and "retried_at" in accepted.explanation
+    floor.delete()
+    assert lifecycle.retry_accepted() == 1
+    accepted.refresh_from_db()
+    assert accepted.state == "done" and accepted.workflow_id
+    maintain = Workflow.objects.get(pk=accepted.workflow_id)
+    assert maintain.kind == "maintain" and maintain.targets.get().ultraserver == leader
+    assert lifecycle.retry_accepted() == 0  # idempotent
+    assert Workflow.objects.filter(kind="maintain", state__in=["running", "pending"]).count() <= 1
+
+
+@pytest.mark.slow  # transactional (flushes and restores the database)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_rollouts_at_one_site_race_for_the_unit_budget_one_wins(units):
+    """Two upgrades at one site, each over a different unit, advance at once while a third
+    connection holds the site's lock: both wait for it before reading the unit budget, so the
+    second sees the first's unit down and starts nothing (never two units down)."""
+    first, _ = services.create_workflow("upgrade", units.members[0], CTX, spec=FAST)
+    second, _ = services.create_workflow("upgrade", units.members[1], CTX, spec=FAST)
+    results: dict[int, str] = {}
+
+    def advance(workflow_id: int) -> None:
+        try:
+            results[workflow_id] = rollout.advance(workflow_id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=advance, args=(w.pk,)) for w in (first, second)]
+    with transaction.atomic():
+        lock_capacity_scope(site_ids=[units.site.pk])
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                if cursor.fetchone()[0] >= 2:
+                    break
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results.values()) == ["nothing-to-start", "started"], results
+    running = WorkflowTarget.objects.filter(state="running").values("ultraserver_id")
+    assert (
+        UnitMember.objects.filter(ultraserver_id__in=running).values("unit").distinct().count() == 1
+    )
+
+
+@pytest.mark.slow  # transactional (flushes and restores the database)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_accept_takes_the_site_lock_before_the_unit(units, django_capture_on_commit_callbacks):
+    """While another transaction holds the site's lock (a placement, a batch start), an accept
+    waits for it before it locks the unit: placements and accepts are serialized, always site
+    then unit."""
+    chip_fault(units.members[1][2], django_capture_on_commit_callbacks)
+    proposal = UnitReplacement.objects.get(unit=units.units[1])
+    results: list[str] = []
+
+    def accept() -> None:
+        try:
+            results.append(lifecycle.accept(proposal, CTX).state)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=accept)
+    with transaction.atomic():
+        lock_capacity_scope(site_ids=[units.site.pk])
+        thread.start()
+        thread.join(3)
+        assert thread.is_alive() and not results  # waiting for the site
+        # it has not locked the unit meanwhile
+        WorkloadUnit.objects.select_for_update(nowait=True).get(pk=units.units[1].pk)
+    thread.join(60)
+    assert results == ["done"]
