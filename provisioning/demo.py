@@ -174,4 +174,5 @@ def load_demo_placement() -> None:
             ctx,
             reservation=reservation,
             max_unavailable=1,
+            model=reservation.model,
         )

@@ -240,24 +240,34 @@ _HOLDING_UNITS = ("active", "degraded")
 
 
 def _placement_counts(site_ids: Collection[int]) -> dict[int, dict[str, int]]:
-    """Per site: servers a reservation holds right now, and servers in a unit (two queries)."""
+    """Per site: servers a reservation holds right now, servers a reservation not started yet
+    already holds (a scheduled one has its servers from the moment it is made: a placement
+    overlapping it cannot use them), and servers in a unit (two queries). A server held now and
+    by a later reservation too is counted in both."""
+    from django.db.models import Q
     from django.utils import timezone
 
     now = timezone.now()
-    counts: dict[int, dict[str, int]] = defaultdict(lambda: {"reserved": 0, "in_units": 0})
+    counts: dict[int, dict[str, int]] = defaultdict(
+        lambda: {"reserved": 0, "reserved_scheduled": 0, "in_units": 0}
+    )
+    # annotate() after filter(): the counts run over the holds the filter kept (one join).
     reserved = (
         UltraServer.objects.filter(
             rack__site_id__in=site_ids,
             reservation_holds__reservation__state__in=_HOLDING_RESERVATIONS,
-            reservation_holds__starts_at__lte=now,
             reservation_holds__ends_at__gt=now,
         )
         .values("rack__site_id")
-        .annotate(n=Count("id", distinct=True))
+        .annotate(
+            now=Count("id", distinct=True, filter=Q(reservation_holds__starts_at__lte=now)),
+            later=Count("id", distinct=True, filter=Q(reservation_holds__starts_at__gt=now)),
+        )
         .order_by()
     )
-    for row in reserved:
-        counts[row["rack__site_id"]]["reserved"] = row["n"]
+    for held in reserved:
+        counts[held["rack__site_id"]]["reserved"] = held["now"]
+        counts[held["rack__site_id"]]["reserved_scheduled"] = held["later"]
     in_units = (
         UltraServer.objects.filter(
             rack__site_id__in=site_ids,
@@ -268,8 +278,8 @@ def _placement_counts(site_ids: Collection[int]) -> dict[int, dict[str, int]]:
         .annotate(n=Count("id", distinct=True))
         .order_by()
     )
-    for row in in_units:
-        counts[row["rack__site_id"]]["in_units"] = row["n"]
+    for unit_row in in_units:
+        counts[unit_row["rack__site_id"]]["in_units"] = unit_row["n"]
     return counts
 
 
@@ -312,6 +322,7 @@ def site_capacities(sites: Iterable[Site]) -> dict[int, dict[str, Any]]:
             },
             **_public_totals(t),
             "reserved": placed[site.pk]["reserved"],
+            "reserved_scheduled": placed[site.pk]["reserved_scheduled"],
             "in_units": placed[site.pk]["in_units"],
         }
     return out

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from provisioning.choices import JobOutcome
 from provisioning.models import JobRun
-from provisioning.placement import services
+from provisioning.placement import lifecycle, services
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource
 from tenants.services.changes import ChangeContext
@@ -17,10 +17,13 @@ JOB_NAME = "advance-reservations"
 
 
 def advance_reservations() -> dict:
-    """Start, expire, repair or fail capacity reservations whose time has come (idempotent)."""
+    """Start, expire, repair or fail capacity reservations whose time has come, and open the
+    maintain workflow of every accepted unit replacement that could not be opened when it was
+    accepted (``replacements_done``: how many opened now). Idempotent."""
     job = JobRun.objects.create(job=JOB_NAME, started_at=timezone.now())
     try:
         summary = services.advance_reservations(JOB_CTX)
+        summary["replacements_done"] = lifecycle.retry_accepted()
     except Exception as exc:
         job.outcome, job.error = JobOutcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
         job.finished_at = timezone.now()

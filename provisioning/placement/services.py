@@ -10,10 +10,12 @@ nothing (but a sovereignty decision record, which is kept on purpose).
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from factory.inventory import topology
@@ -51,6 +53,13 @@ if TYPE_CHECKING:
 MAX_RESERVATION = 1000  # CapacityReservation.count's validator
 MAX_UNIT = 256  # WorkloadUnit.size's validator
 MAX_HOPS = 16
+
+log = logging.getLogger(__name__)
+
+
+class SolverContractError(RuntimeError):
+    """The solver returned a placement it may not (a server with a problem, or the wrong
+    size): a bug in the solver, never the caller's fault, so it is not a 4xx."""
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -128,11 +137,28 @@ def _solve(candidates: list[Candidate], request: Request, field: str) -> Placeme
         placement = solve(candidates, request)
     except Unplaceable as exc:
         raise _refusal(exc, candidates, request.size, field) from exc
-    usable = {c.id for c in candidates if not c.problems}
-    # The solver's contract, checked where it is cheap: never a server with a problem.
-    assert set(placement.members) <= usable, "the solver chose a server it may not use"
-    assert len(placement.members) == request.size
+    _check_contract(placement, candidates, request)
     return placement
+
+
+def _check_contract(
+    placement: Placement, candidates: Sequence[Candidate], request: Request
+) -> None:
+    """The solver's contract, checked where it is cheap (an explicit check, not an ``assert``
+    that ``python -O`` would drop): only usable servers, exactly ``request.size`` of them."""
+    usable = {c.id for c in candidates if not c.problems}
+    bad = sorted(set(placement.members) - usable)
+    if bad or len(set(placement.members)) != request.size:
+        log.error(
+            "solver broke its contract: members %s (unusable %s), %d wanted",
+            list(placement.members),
+            bad,
+            request.size,
+        )
+        raise SolverContractError(
+            f"the solver chose {len(placement.members)} servers ({len(bad)} unusable), "
+            f"{request.size} wanted"
+        )
 
 
 # --- reservations -------------------------------------------------------------------------------
@@ -335,13 +361,33 @@ def _unusable_holds(reservation_ids: Sequence[int]) -> dict[int, list[int]]:
     return out
 
 
-def _reselect(reservation: CapacityReservation, lost: Sequence[int], ctx: ChangeContext) -> bool:
+class Reselected(enum.Enum):
+    """What ``_reselect`` did to one reservation (the job counts each kind apart)."""
+
+    SWAPPED = "swapped"  # it holds ``count`` usable servers again
+    FAILED = "failed"  # not started yet and no replacement: failed, holds dropped
+    SHORT = "short"  # starting now and no replacement: activated short, reason says so
+    SKIPPED = "skipped"  # no longer scheduled (cancelled meanwhile): nothing done
+
+
+def _reselect(
+    reservation: CapacityReservation,
+    lost: Sequence[int],
+    ctx: ChangeContext,
+    now: dt.datetime | None = None,
+) -> Reselected:
     """Choose the reservation's servers again under its constraint, its healthy ones and free
     ones alike (it has not started: nothing runs on them, so moving them costs nothing).
-    True when it holds ``count`` usable servers again; False when it failed (holds dropped)."""
+
+    With no replacement, one that has not started fails (holds dropped: better told now than at
+    its start); one whose start has come (``starts_at <= now``) is activated short instead,
+    keeping its holds and naming the shortfall in ``state_reason``: the tenant paid for the
+    block and can use what is usable; failing it at its start would take all of it away."""
+    now = now or timezone.now()
     reservation = _locked(CapacityReservation, reservation.pk)
-    if reservation.state != ReservationState.SCHEDULED:
-        return True
+    if reservation.state != ReservationState.SCHEDULED or reservation.ends_at <= now:
+        return Reselected.SKIPPED
+    starting = reservation.starts_at <= now
     site = reservation.site
     candidates = [
         _without_own_hold(c, reservation.pk)
@@ -361,8 +407,19 @@ def _reselect(reservation: CapacityReservation, lost: Sequence[int], ctx: Change
     try:
         placement = solve(candidates, request)
     except Unplaceable as exc:
-        reservation.holds.all().delete()
         lost_text = ", ".join(f"{s} ({r})" for s, r in why.items())
+        if starting:
+            usable = reservation.count - len(set(lost))
+            _set_state(
+                reservation,
+                ReservationState.ACTIVE,
+                f"started short: {usable} of {reservation.count} servers usable; {lost_text} "
+                f"stopped being usable and no replacement meets {reservation.constraint}: "
+                f"{'; '.join(exc.reasons)}",
+                ctx,
+            )
+            return Reselected.SHORT
+        reservation.holds.all().delete()
         _set_state(
             reservation,
             ReservationState.FAILED,
@@ -370,7 +427,8 @@ def _reselect(reservation: CapacityReservation, lost: Sequence[int], ctx: Change
             f"{reservation.constraint}: {'; '.join(exc.reasons)}",
             ctx,
         )
-        return False
+        return Reselected.FAILED
+    _check_contract(placement, candidates, request)
     held = set(reservation.holds.values_list("ultraserver_id", flat=True))
     chosen = set(placement.members)
     reservation.holds.exclude(ultraserver_id__in=chosen).delete()
@@ -387,7 +445,7 @@ def _reselect(reservation: CapacityReservation, lost: Sequence[int], ctx: Change
     ]
     reservation.explanation = explanation
     save_object(reservation, ctx)
-    return True
+    return Reselected.SWAPPED
 
 
 def _without_own_hold(candidate: Candidate, reservation_id: int) -> Candidate:
@@ -407,9 +465,11 @@ def _without_own_hold(candidate: Candidate, reservation_id: int) -> Candidate:
 def advance_reservations(ctx: ChangeContext, now: dt.datetime | None = None) -> dict[str, int]:
     """The scheduled job: scheduled → active at the start, → expired at the end (holds dropped,
     units inside released); a scheduled reservation whose server stopped being usable before
-    its start gets a replacement under its constraint, or fails with the reason. Idempotent (a
-    second run at the same time changes nothing; rows another run holds are skipped). A fixed
-    number of queries, plus a few per reservation that needs a swap."""
+    its start gets a replacement under its constraint, or fails with the reason; one whose
+    start has come gets the same last check before it is activated (short, with the reason,
+    when no replacement exists: see ``_reselect``). Idempotent (a second run at the same time
+    changes nothing; rows another run holds are left for the next run). A fixed number of
+    queries, plus a few per reservation that needs a swap."""
     now = now or timezone.now()
     summary = {"activated": 0, "expired": 0, "swapped": 0, "failed": 0}
     with transaction.atomic():
@@ -418,27 +478,42 @@ def advance_reservations(ctx: ChangeContext, now: dt.datetime | None = None) -> 
                 state__in=HOLDING_RESERVATION_STATES, ends_at__lte=now
             )
         )
+        ending_ids = [r.pk for r in ending]
         units = list(
             WorkloadUnit.objects.select_for_update(skip_locked=True).filter(
-                reservation__in=[r.pk for r in ending], state__in=HOLDING_UNIT_STATES
+                reservation__in=ending_ids, state__in=HOLDING_UNIT_STATES
             )
         )
+        # A unit another transaction holds (a release, a replacement) was skipped: its
+        # reservation waits for the next run rather than expiring with an active unit in it.
+        locked = {u.pk for u in units}
+        busy = set(
+            WorkloadUnit.objects.filter(reservation__in=ending_ids, state__in=HOLDING_UNIT_STATES)
+            .exclude(pk__in=locked)
+            .values_list("reservation_id", flat=True)
+        )
+        ending = [r for r in ending if r.pk not in busy]
+        units = [u for u in units if u.reservation_id not in busy]
         _release_units(units, "its reservation expired", ctx)
         ReservedServer.objects.filter(reservation__in=[r.pk for r in ending]).delete()
         _bulk_state(ending, ReservationState.EXPIRED, "ended", ctx)
         summary["expired"] = len(ending)
 
-    waiting = CapacityReservation.objects.filter(
-        state=ReservationState.SCHEDULED, starts_at__gt=now, ends_at__gt=now
+    # Scheduled ones, those still waiting and those whose start has come alike: the last check.
+    scheduled = CapacityReservation.objects.filter(
+        state=ReservationState.SCHEDULED, ends_at__gt=now
     ).values_list("pk", flat=True)
-    broken = _unusable_holds(list(waiting))
+    broken = _unusable_holds(list(scheduled))
     for reservation in CapacityReservation.objects.filter(pk__in=list(broken)).order_by("pk"):
         with transaction.atomic():
             lock_capacity_scope(site_ids=[reservation.site_id])
-            if _reselect(reservation, broken[reservation.pk], ctx):
+            outcome = _reselect(reservation, broken[reservation.pk], ctx, now=now)
+            if outcome is Reselected.SWAPPED:
                 summary["swapped"] += 1
-            else:
+            elif outcome is Reselected.FAILED:
                 summary["failed"] += 1
+            elif outcome is Reselected.SHORT:
+                summary["activated"] += 1
 
     with transaction.atomic():
         starting = list(
@@ -447,7 +522,7 @@ def advance_reservations(ctx: ChangeContext, now: dt.datetime | None = None) -> 
             )
         )
         _bulk_state(starting, ReservationState.ACTIVE, "started", ctx)
-        summary["activated"] = len(starting)
+        summary["activated"] += len(starting)
     return summary
 
 
@@ -476,10 +551,15 @@ def place_unit(
     ctx: ChangeContext,
     reservation: CapacityReservation | None = None,
     max_unavailable: int = 0,
+    model: UltraServerModel | None = None,
+    auto_replace: bool = False,
 ) -> WorkloadUnit:
-    """Place a leader/follower unit of ``size`` UltraServers: its inputs pass the tenant's
-    sovereignty rules first (a denial is a 403, recorded), then the solver chooses members
-    among the usable servers (inside ``reservation`` if given) under ``constraint``."""
+    """Place a leader/follower unit of ``size`` UltraServers of one ``model``: its inputs pass
+    the tenant's sovereignty rules first (a denial is a 403, recorded), then the solver chooses
+    members among the usable servers (inside ``reservation`` if given) under ``constraint``.
+
+    ``model`` is required from free capacity (a unit is of one kind: its members must run the
+    same thing); inside a reservation it defaults to the reservation's and must equal it."""
     _check_site(tenant, site)
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise Invalid("1 to 100 characters", code="invalid", field="name")
@@ -493,6 +573,8 @@ def place_unit(
         raise Invalid("a whole number", code="invalid", field="max_unavailable")
     if not 0 <= max_unavailable <= size:
         raise Invalid(f"from 0 to {size}", code="out_of_range", field="max_unavailable")
+    if not isinstance(auto_replace, bool):
+        raise Invalid("true or false", code="invalid", field="auto_replace")
     asset_ids = _check_inputs(inputs)
     if reservation is not None and (
         reservation.tenant_id != tenant.pk or reservation.site_id != site.pk
@@ -502,6 +584,18 @@ def place_unit(
             code="other_site",
             field="reservation",
         )
+    if model is None:
+        if reservation is None:
+            raise Invalid(
+                "the UltraServer model of the unit's members (or a reservation)",
+                code="required",
+                field="model",
+            )
+        model_id = reservation.model_id
+    elif reservation is not None and model.pk != reservation.model_id:
+        raise Invalid("not the model of the reservation", code="model_mismatch", field="model")
+    else:
+        model_id = model.pk
     # Before any capacity is given: a denial raises here and its record is kept (outside the
     # transaction that would place the unit).
     check_workload_inputs(asset_ids, site, ctx)
@@ -525,38 +619,75 @@ def place_unit(
                     code="reservation_not_active",
                     field="reservation",
                 )
+        # Inside a reservation the unit needs its servers until the reservation ends (a later
+        # back-to-back reservation on the same server does not take it from this one).
         candidates = candidates_for(
-            site, tenant_id=tenant.pk, reservation=reservation, at=timezone.now()
+            site,
+            tenant_id=tenant.pk,
+            model_id=model_id,
+            reservation=reservation,
+            at=timezone.now(),
+            until=reservation.ends_at if reservation is not None else None,
         )
         request = Request(size=size, constraint=constraint, max_hops=max_hops, spread=spread)
         placement = _solve(candidates, request, "size")
-        unit = save_object(
-            WorkloadUnit(
-                tenant=tenant,
-                site=site,
-                reservation=reservation,
-                name=name,
-                size=size,
-                constraint=constraint,
-                max_hops=max_hops,
-                spread=spread,
-                inputs=asset_ids,
-                max_unavailable=max_unavailable,
-                explanation=_explain(placement, candidates),
-                created_by=ctx.actor.username,
-            ),
-            ctx,
-        )
-        members = UnitMember.objects.bulk_create(
-            UnitMember(
-                unit=unit,
-                ultraserver_id=pk,
-                role=MemberRole.LEADER if pk == placement.leader else MemberRole.FOLLOWER,
-            )
-            for pk in placement.members
-        )
-        _audit_created(members, ctx, tenant.pk)
+        try:
+            # A savepoint: a concurrent insert that took the name or a server (the check above
+            # runs under this site's lock only) is a 409, and nothing of the unit is written.
+            with transaction.atomic():
+                unit = _insert_unit(
+                    WorkloadUnit(
+                        tenant=tenant,
+                        site=site,
+                        reservation=reservation,
+                        model_id=model_id,
+                        auto_replace=auto_replace,
+                        name=name,
+                        size=size,
+                        constraint=constraint,
+                        max_hops=max_hops,
+                        spread=spread,
+                        inputs=asset_ids,
+                        max_unavailable=max_unavailable,
+                        explanation=_explain(placement, candidates),
+                        created_by=ctx.actor.username,
+                    ),
+                    placement,
+                    ctx,
+                )
+        except IntegrityError as exc:
+            raise _insert_conflict(exc, name) from exc
     return unit
+
+
+def _insert_unit(unit: WorkloadUnit, placement: Placement, ctx: ChangeContext) -> WorkloadUnit:
+    unit = save_object(unit, ctx)
+    members = UnitMember.objects.bulk_create(
+        UnitMember(
+            unit=unit,
+            ultraserver_id=pk,
+            role=MemberRole.LEADER if pk == placement.leader else MemberRole.FOLLOWER,
+        )
+        for pk in placement.members
+    )
+    _audit_created(members, ctx, unit.tenant_id)
+    return unit
+
+
+def _insert_conflict(exc: IntegrityError, name: str) -> Conflict:
+    """The 409 for a unique constraint a concurrent transaction won; anything else re-raised."""
+    constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+    if constraint == "unit_name_unique_per_tenant":
+        return Conflict(
+            f"the tenant already has a unit named {name!r}", code="unit_name_taken", field="name"
+        )
+    if constraint == "unit_member_one_unit_at_a_time":
+        return Conflict(
+            "a chosen UltraServer was taken by another unit meanwhile; try again",
+            code="member_taken",
+            field="size",
+        )
+    raise exc
 
 
 def release_unit(unit: WorkloadUnit, ctx: ChangeContext, reason: str = "") -> WorkloadUnit:

@@ -232,6 +232,10 @@ class SiteCapacitySerializer(HardwareTotalsSerializer):
     reserved = serializers.IntegerField(
         help_text="UltraServers a scheduled or active capacity reservation holds right now."
     )
+    reserved_scheduled = serializers.IntegerField(
+        help_text="UltraServers a capacity reservation that has not started yet already holds "
+        "(a placement overlapping it cannot use them; a server may be counted in reserved too)."
+    )
     in_units = serializers.IntegerField(help_text="UltraServers that are members of a unit.")
 
 

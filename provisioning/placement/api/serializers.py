@@ -19,7 +19,11 @@ SITE_TENANT = ("tenant",)
 
 
 class ReservationSerializer(serializers.ModelSerializer):
-    servers = serializers.SerializerMethodField(help_text="Serials of the servers it holds.")
+    """The list's shape: how many servers it holds, not which (up to 1,000 each, 50 a page)."""
+
+    servers_count = serializers.IntegerField(
+        read_only=True, help_text="How many servers it holds (their serials: the detail)."
+    )
 
     class Meta:
         model = CapacityReservation
@@ -36,12 +40,20 @@ class ReservationSerializer(serializers.ModelSerializer):
             "max_hops",
             "state",
             "state_reason",
-            "servers",
+            "servers_count",
             "explanation",
             "created_by",
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
+
+
+class ReservationDetailSerializer(ReservationSerializer):
+    servers = serializers.SerializerMethodField(help_text="Serials of the servers it holds.")
+
+    class Meta(ReservationSerializer.Meta):
+        fields = [*ReservationSerializer.Meta.fields, "servers"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
@@ -83,6 +95,8 @@ class UnitSerializer(serializers.ModelSerializer):
             "name",
             "site",
             "reservation",
+            "model",
+            "auto_replace",
             "size",
             "constraint",
             "max_hops",
@@ -176,3 +190,17 @@ class UnitCreateSerializer(serializers.Serializer):
         default=None,
     )
     max_unavailable = serializers.IntegerField(min_value=0, max_value=MAX_UNIT, default=0)
+    model = serializers.PrimaryKeyRelatedField(
+        queryset=UltraServerModel.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The UltraServer model of every member (as a reservation's ``model``). "
+        "Required from free capacity; inside a reservation it defaults to, and must be, the "
+        "reservation's.",
+    )
+    auto_replace = serializers.BooleanField(
+        default=False,
+        help_text="A failed member may be replaced without asking (by a server under the "
+        "unit's constraint).",
+    )

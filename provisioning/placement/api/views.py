@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
@@ -66,15 +66,32 @@ class CapacityReservationViewSet(_PlacementViewSet):
     time range, under a topology constraint. Its servers are chosen when it is made; one that
     cannot be honoured is a 409 naming the constraint (``count`` when too few are usable)."""
 
-    queryset = CapacityReservation.objects.select_related("site", "model").prefetch_related(
-        Prefetch("holds", queryset=ReservedServer.objects.select_related("ultraserver"))
+    queryset = CapacityReservation.objects.select_related("site", "model").annotate(
+        servers_count=Count("holds")
     )
     serializer_class = s.ReservationSerializer
     filterset_class = CapacityReservationFilterSet
     ordering_fields = ["starts_at", "ends_at", "created_at", "state", "count"]
     object_actions = conditional_actions = frozenset({"cancel"})
 
-    @extend_schema(request=s.ReservationCreateSerializer, responses={201: s.ReservationSerializer})
+    def get_queryset(self) -> QuerySet[CapacityReservation]:
+        # The list shows a count of holds only (up to 1,000 a reservation, 50 a page): the
+        # serials are read for one reservation at a time.
+        queryset = super().get_queryset()
+        if self.action == "list":
+            return queryset
+        return queryset.prefetch_related(
+            Prefetch("holds", queryset=ReservedServer.objects.select_related("ultraserver"))
+        )
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "list":
+            return s.ReservationSerializer
+        return s.ReservationDetailSerializer
+
+    @extend_schema(
+        request=s.ReservationCreateSerializer, responses={201: s.ReservationDetailSerializer}
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = s.ReservationCreateSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
@@ -95,7 +112,7 @@ class CapacityReservationViewSet(_PlacementViewSet):
         )
         return self.object_response(reservation, 201)
 
-    @extend_schema(request=s.ReasonSerializer, responses=s.ReservationSerializer)
+    @extend_schema(request=s.ReasonSerializer, responses=s.ReservationDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Give the servers back (409 while units still run in it)."""
@@ -141,6 +158,8 @@ class WorkloadUnitViewSet(_PlacementViewSet):
             change_context(request),
             reservation=data["reservation"],
             max_unavailable=data["max_unavailable"],
+            model=data["model"],
+            auto_replace=data["auto_replace"],
         )
         return self.object_response(unit, 201)
 

@@ -37,7 +37,7 @@ def reservation_body(fab: Fab, **changes) -> dict:
 
 
 def unit_body(fab: Fab, **changes) -> dict:
-    return {"site": fab.site.pk, "name": "rufus", "size": 3, **changes}
+    return {"site": fab.site.pk, "model": fab.model.pk, "name": "rufus", "size": 3, **changes}
 
 
 def written() -> tuple[int, int, int]:
@@ -64,7 +64,12 @@ def test_a_tenant_admin_reserves_and_everyone_of_the_site_reads(fleet, fab):
         assert shown.status_code == 200, (who, shown.content)
         assert_conforms(shown)
     listed = fleet.client("alpha_viewer").get(RESERVATIONS, {"site": fab.site.pk})
+    assert_conforms(listed)
     assert [r["id"] for r in listed.json()["results"]] == [body["id"]]
+    # The list counts the holds; the serials are the detail's.
+    (row,) = listed.json()["results"]
+    assert row["servers_count"] == 3 and "servers" not in row
+    assert body["servers_count"] == 3
     assert (
         fleet.client("alpha_viewer").get(RESERVATIONS, {"state": "expired"}).json()["results"] == []
     )
@@ -156,10 +161,12 @@ def test_cancel_honours_if_match_and_frees_the_servers(fleet, fab):
 
 def test_units_show_members_roles_racks_distances_and_the_explanation(fleet, fab):
     admin = fleet.client("alpha_admin")
-    created = admin.post(UNITS, unit_body(fab), format="json")
+    created = admin.post(UNITS, unit_body(fab, auto_replace=True), format="json")
     assert created.status_code == 201, created.content
     assert_conforms(created, "POST")
     unit = created.json()
+    assert (unit["model"], unit["auto_replace"]) == (fab.model.pk, True)
+    assert WorkloadUnit.objects.get(pk=unit["id"]).auto_replace is True
     assert len(unit["members"]) == 3
     roles = sorted(m["role"] for m in unit["members"])
     assert roles == ["follower", "follower", "leader"]
@@ -176,6 +183,8 @@ def test_units_show_members_roles_racks_distances_and_the_explanation(fleet, fab
     listed = viewer.get(UNITS, {"site": fab.site.pk, "state": "active", "ordering": "-name"})
     assert listed.status_code == 200, listed.content
     assert [u["id"] for u in listed.json()["results"]] == [unit["id"]]
+    assert listed.json()["results"][0]["model"] == fab.model.pk
+    assert listed.json()["results"][0]["auto_replace"] is True
     assert_error_body(fleet.client("beta_admin").get(f"{UNITS}{unit['id']}/"), 404)
     assert_error_body(viewer.post(f"{UNITS}{unit['id']}/release/"), 403)
 
@@ -195,6 +204,9 @@ def test_units_show_members_roles_racks_distances_and_the_explanation(fleet, fab
         ({"inputs": [0]}, "inputs.0"),
         ({"reservation": 99999}, "reservation"),
         ({"max_hops": 2}, "max_hops"),
+        ({"model": 99999}, "model"),
+        ({"model": None}, "model"),  # from free capacity a unit needs its model
+        ({"auto_replace": "maybe"}, "auto_replace"),
     ],
 )
 def test_bad_units_are_400s_naming_the_field(fleet, fab, changes, field):
@@ -226,15 +238,30 @@ def test_a_unit_inside_a_reservation_and_the_capacity_counts(fleet, fab):
     assert later["state"] == "scheduled"
     unit = admin.post(UNITS, unit_body(fab, size=2, reservation=block["id"]), format="json").json()
     assert {m["serial"] for m in unit["members"]} <= set(block["servers"])
+    assert (unit["model"], unit["auto_replace"]) == (fab.model.pk, False)
+    # Another model inside the reservation: a 400 naming it, nothing written.
+    from factory.catalog.models import UltraServerModel
+
+    other = UltraServerModel.objects.exclude(pk=fab.model.pk).first()
+    mismatch = assert_error_body(
+        admin.post(
+            UNITS,
+            unit_body(fab, name="odd", size=1, reservation=block["id"], model=other.pk),
+            format="json",
+        ),
+        400,
+    )
+    assert (mismatch["code"], mismatch["errors"][0]["field"]) == ("model_mismatch", "model")
 
     capacity = fleet.client("alpha_viewer").get(f"/api/v1/sites/{fab.site.pk}/capacity/")
     assert capacity.status_code == 200, capacity.content
     assert_conforms(capacity)
     assert (capacity.json()["reserved"], capacity.json()["in_units"]) == (3, 2)  # not later's
+    assert capacity.json()["reserved_scheduled"] == 2  # later's: held from now on already
     listed = fleet.client("alpha_viewer").get("/api/v1/capacity/sites/")
     assert listed.status_code == 200, listed.content
     mine = next(s for s in listed.json()["results"] if s["site"] == fab.site.pk)
-    assert (mine["reserved"], mine["in_units"]) == (3, 2)
+    assert (mine["reserved"], mine["reserved_scheduled"], mine["in_units"]) == (3, 2, 2)
 
 
 def test_admin_shows_them_and_cancels_through_the_service(fleet, fab, client):

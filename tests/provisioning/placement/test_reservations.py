@@ -349,3 +349,81 @@ def test_the_job_takes_a_fixed_number_of_queries(fleet, fab):
         return len(starting), len(ending)
 
     assert run(1, 1) == run(4, 3)
+
+
+# --- the job's last check, locks held elsewhere, a reservation gone meanwhile ------------------
+
+
+def test_a_reservation_whose_unit_is_locked_elsewhere_waits_for_the_next_run(
+    fleet, fab, monkeypatch
+):
+    block = reserve(fleet, fab, 2, start=timezone.now(), end=hours(2))
+    unit = services.place_unit(
+        fleet.alpha, fab.site, "busy", 2, "same_node", None, "none", [], CTX, reservation=block
+    )
+    manager = WorkloadUnit.objects
+    real = manager.select_for_update
+
+    def held_elsewhere(*args, **kwargs):  # a concurrent release or replacement holds the row
+        queryset = real(*args, **kwargs)
+        return queryset.exclude(pk=unit.pk) if kwargs.get("skip_locked") else queryset
+
+    monkeypatch.setattr(manager, "select_for_update", held_elsewhere)
+    assert services.advance_reservations(CTX, now=hours(3))["expired"] == 0
+    block.refresh_from_db()
+    unit.refresh_from_db()
+    assert block.state == "active" and block.holds.count() == 2
+    assert unit.state == "active"
+
+    monkeypatch.undo()  # the other transaction is done: the next run expires it, unit and all
+    assert services.advance_reservations(CTX, now=hours(3))["expired"] == 1
+    block.refresh_from_db()
+    unit.refresh_from_db()
+    assert (block.state, unit.state) == ("expired", "released")
+
+
+def test_a_server_lost_by_the_start_is_swapped_before_activating(fleet, fab):
+    block = reserve(fleet, fab, 2, start=hours(1), end=hours(3))
+    lost = sorted(held_serials(block))[0]
+    UltraServer.objects.filter(serial=lost).update(in_maintenance=True)
+    summary = services.advance_reservations(CTX, now=hours(1.5))
+    assert summary == {"activated": 1, "expired": 0, "swapped": 1, "failed": 0}
+    block.refresh_from_db()
+    assert block.state == "active"
+    now_held = held_serials(block)
+    assert len(now_held) == 2 and lost not in now_held
+    assert len({fab.leaf_of[s] for s in now_held}) == 1
+
+
+def test_a_reservation_without_a_replacement_at_its_start_starts_short(fleet, fab):
+    block = reserve(fleet, fab, 3, start=hours(1), end=hours(3))
+    held = sorted(held_serials(block))
+    others = [s for s in fab.leaf_of if s not in held]
+    UltraServer.objects.filter(serial__in=[held[0], *others[:2]]).update(in_maintenance=True)
+    summary = services.advance_reservations(CTX, now=hours(1.5))
+    assert summary == {"activated": 1, "expired": 0, "swapped": 0, "failed": 0}
+    block.refresh_from_db()
+    assert block.state == "active"
+    assert block.state_reason.startswith("started short: 2 of 3")
+    assert held[0] in block.state_reason
+    assert held_serials(block) == set(held)  # kept: the lost one may come back
+    assert services.advance_reservations(CTX, now=hours(1.5))["activated"] == 0  # once only
+
+
+def test_a_reservation_cancelled_meanwhile_is_not_counted_as_swapped(fleet, fab):
+    block = reserve(fleet, fab, 2, start=hours(5))
+    lost = UltraServer.objects.get(serial=sorted(held_serials(block))[0])
+    UltraServer.objects.filter(pk=lost.pk).update(in_maintenance=True)
+    services.cancel_reservation(block, CTX)
+    assert services._reselect(block, [lost.pk], CTX) is services.Reselected.SKIPPED
+    block.refresh_from_db()
+    assert block.state == "cancelled" and not block.holds.exists()
+
+
+def test_the_recorded_job_retries_accepted_replacements_too(fleet, fab):
+    from provisioning.models import JobRun
+
+    summary = jobs.advance_reservations()
+    assert summary["replacements_done"] == 0  # none accepted and waiting
+    run = JobRun.objects.get(job=jobs.JOB_NAME)
+    assert run.outcome == "ok" and run.summary == summary

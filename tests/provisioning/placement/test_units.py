@@ -4,8 +4,11 @@ refusals write nothing; releasing frees the members."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from factory.catalog.models import UltraServerModel
 from factory.inventory.models import UltraServer
 from provisioning.placement import services
 from provisioning.placement.models import UnitMember, WorkloadUnit
@@ -27,6 +30,8 @@ def fab(fleet) -> Fab:
 def place(fleet, fab, name="rufus", size=3, *, constraint="same_node", max_hops=None, **kw):
     kw.setdefault("spread", "none")
     kw.setdefault("inputs", [])
+    if "reservation" not in kw:
+        kw.setdefault("model", fab.model)
     return services.place_unit(
         fleet.alpha, fab.site, name, size, constraint, max_hops, kw.pop("spread"),
         kw.pop("inputs"), CTX, **kw,
@@ -197,3 +202,109 @@ def test_the_demo_has_an_active_reservation_and_a_running_unit_of_four(db):
     assert unit.state == "active" and unit.reservation_id == block.pk
     assert members(unit) == set(block.holds.values_list("ultraserver__serial", flat=True))
     assert sorted(services.member_distances(unit).values()) == [0, 2, 2, 2]
+
+
+def test_a_unit_is_of_one_model_required_from_free_capacity_theirs_inside(fleet, fab):
+    with pytest.raises(Invalid) as required:
+        place(fleet, fab, size=2, model=None)
+    assert (required.value.code, required.value.errors[0].field) == ("required", "model")
+    other = UltraServerModel.objects.exclude(pk=fab.model.pk).first()
+    assert other is not None
+    # No server of the other model at the site: too few usable, nothing written.
+    with pytest.raises(Conflict) as none_of_it:
+        place(fleet, fab, size=1, model=other)
+    assert none_of_it.value.errors[0].field == "size"
+    unit = place(fleet, fab, "free", size=2, auto_replace=True)
+    assert (unit.model_id, unit.auto_replace) == (fab.model.pk, True)
+
+    block = services.reserve(
+        fleet.alpha, fab.site, fab.model, 3, hours(0), hours(4), "same_node", None, CTX
+    )
+    inside = place(fleet, fab, "inside", size=2, reservation=block)  # the reservation's model
+    assert (inside.model_id, inside.auto_replace) == (fab.model.pk, False)
+    with pytest.raises(Invalid) as mismatch:
+        place(fleet, fab, "odd", size=1, reservation=block, model=other)
+    assert (mismatch.value.code, mismatch.value.errors[0].field) == ("model_mismatch", "model")
+    assert not WorkloadUnit.objects.filter(name="odd").exists()
+
+
+def _racing(monkeypatch, before_insert):
+    """``candidates_for`` as it is, then ``before_insert()`` committed in between, as a
+    concurrent transaction would between the read and the insert."""
+    real = services.candidates_for
+
+    def read_then_race(*args, **kwargs):
+        out = real(*args, **kwargs)
+        before_insert()
+        return out
+
+    monkeypatch.setattr(services, "candidates_for", read_then_race)
+
+
+def test_a_server_taken_meanwhile_is_a_409_and_writes_nothing(fleet, fab, monkeypatch):
+    thief = WorkloadUnit.objects.create(
+        tenant=fleet.alpha, site=fab.site, name="thief", size=1, model=fab.model
+    )
+
+    def take_every_server():  # as a concurrent replacement accept would, without the lock
+        UnitMember.objects.bulk_create(
+            UnitMember(unit=thief, ultraserver=server, role="follower")
+            for server in fab.servers.values()
+        )
+
+    _racing(monkeypatch, take_every_server)
+    audits = AuditEvent.objects.count()
+    with pytest.raises(Conflict) as refused:
+        place(fleet, fab, "late", size=2)
+    assert (refused.value.code, refused.value.errors[0].field) == ("member_taken", "size")
+    assert not WorkloadUnit.objects.filter(name="late").exists()
+    assert AuditEvent.objects.count() == audits
+
+
+def test_a_name_taken_meanwhile_at_another_site_is_a_409(fleet, fab, monkeypatch):
+    other = build_fab(fleet.alpha, "FAB2", {"L1": 1})
+
+    def name_it_elsewhere():  # the name check ran under this site's lock only
+        WorkloadUnit.objects.create(
+            tenant=fleet.alpha, site=other.site, name="twin", size=1, model=other.model
+        )
+
+    _racing(monkeypatch, name_it_elsewhere)
+    # The model's own constraint check ran before the other insert committed (so it passed):
+    # only the database's unique index sees the twin.
+    monkeypatch.setattr(WorkloadUnit, "validate_constraints", lambda self, exclude=None: None)
+    with pytest.raises(Conflict) as refused:
+        place(fleet, fab, "twin", size=2)
+    assert (refused.value.code, refused.value.errors[0].field) == ("unit_name_taken", "name")
+    assert not UnitMember.objects.exists()
+
+
+def test_a_solver_breaking_its_contract_is_an_explicit_error(fleet, fab, monkeypatch):
+    real = services.solve
+
+    def cheat(candidates, request):
+        placement = real(candidates, request)
+        sick = next(c for c in candidates if c.problems)
+        return dataclasses.replace(placement, members=(*placement.members[:-1], sick.id))
+
+    UltraServer.objects.filter(serial="FAB1-L3-1").update(in_maintenance=True)
+    monkeypatch.setattr(services, "solve", cheat)
+    with pytest.raises(services.SolverContractError):
+        place(fleet, fab, size=2)
+    assert not WorkloadUnit.objects.exists()
+
+
+def test_a_unit_inside_a_reservation_keeps_servers_booked_after_it(fleet, fab):
+    block = services.reserve(
+        fleet.alpha, fab.site, fab.model, 3, hours(0), hours(4), "same_node", None, CTX
+    )
+    held = set(block.holds.values_list("ultraserver_id", flat=True))
+    # A later reservation back to back on the very same servers (nothing else overlaps it).
+    UltraServer.objects.exclude(pk__in=held).update(in_maintenance=True)
+    later = services.reserve(
+        fleet.alpha, fab.site, fab.model, 3, hours(4), hours(8), "same_node", None, CTX
+    )
+    assert set(later.holds.values_list("ultraserver_id", flat=True)) == held
+    UltraServer.objects.update(in_maintenance=False)
+    inside = place(fleet, fab, "inside", size=3, reservation=block)
+    assert set(inside.members.values_list("ultraserver_id", flat=True)) == held
