@@ -4,9 +4,6 @@ admin). Each run is recorded as a JobRun with its outcome, visible in admin and 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Callable
-from typing import ParamSpec
 
 from django.conf import settings
 from django.db import transaction
@@ -24,10 +21,10 @@ from factory.telemetry.choices import Resolution
 from factory.telemetry.rules import Finding
 from factory.wire import FaultRule
 from provisioning import queue, rollout, runner
-from provisioning.choices import JobOutcome, StepState, WorkflowKind, WorkflowState
+from provisioning.choices import StepState, WorkflowKind, WorkflowState
+from provisioning.jobruns import JOB_CTX, recorded
 from provisioning.models import (
     FirmwareRelease,
-    JobRun,
     Notification,
     Step,
     Workflow,
@@ -35,36 +32,7 @@ from provisioning.models import (
 )
 from provisioning.services import MAINTAINABLE, create_workflow
 from provisioning.windows import next_opening
-from tenants.access import SYSTEM
-from tenants.choices import AuditSource
 from tenants.errors import Conflict
-from tenants.services.changes import ChangeContext
-
-JOB_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
-P = ParamSpec("P")
-
-
-def recorded(name: str) -> Callable[[Callable[P, dict]], Callable[P, dict]]:
-    """Record each run of a job (start, end, outcome, summary or error)."""
-
-    def wrap(fn: Callable[P, dict]) -> Callable[P, dict]:
-        @functools.wraps(fn)
-        def run(*args: P.args, **kwargs: P.kwargs) -> dict:
-            job = JobRun.objects.create(job=name, started_at=timezone.now())
-            try:
-                summary = fn(*args, **kwargs)
-            except Exception as exc:
-                job.outcome, job.error = JobOutcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
-                job.finished_at = timezone.now()
-                job.save(update_fields=["outcome", "error", "finished_at"])
-                raise
-            job.outcome, job.summary, job.finished_at = JobOutcome.OK, summary, timezone.now()
-            job.save(update_fields=["outcome", "summary", "finished_at"])
-            return summary
-
-        return run
-
-    return wrap
 
 
 def reconcile(limit: int = 5000) -> dict:
