@@ -137,7 +137,7 @@ class UltraServerForm(forms.ModelForm):
 
     class Meta:
         model = UltraServer
-        fields = ["serial", "rack", "network_node"]  # the admin adds the rest
+        fields = "__all__"  # the admin's own field list decides what is shown
 
     def clean(self):
         cleaned = super().clean()
