@@ -43,13 +43,17 @@ def api(gunicorn_url, tmp_path):
     with urllib.request.urlopen(f"{gunicorn_url}/api/schema/?format=json", timeout=30) as r:
         schema.write_bytes(r.read())
     config = tmp_path / "config.json"
-    # Evidence packs are zip archives: the generator's documented override reads them as files.
+    # Evidence packs are zip archives and the Slurm exports YAML: the generator's documented
+    # override reads both as files (it has no YAML reader).
     config.write_text(
         json.dumps(
             {
                 "package_name_override": PACKAGE,
                 "post_hooks": [],
-                "content_type_overrides": {"application/zip": "application/octet-stream"},
+                "content_type_overrides": {
+                    "application/zip": "application/octet-stream",
+                    "application/yaml": "application/octet-stream",
+                },
             }
         )
     )
