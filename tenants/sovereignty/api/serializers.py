@@ -264,8 +264,17 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        if data["redacted"]:
-            data.update(self.REDACTED, rule_ids=[], reasons=[], request_id="")
+        if self._redacted(instance):
+            verdict = "allowed" if instance.allowed else "denied"
+            hidden = {
+                **self.REDACTED,
+                "rule_ids": [],
+                "reasons": [],
+                "request_id": "",
+                "display": f"{instance.action} (another tenant's asset): {verdict}",
+            }
+            # Only the fields this answer carries (``?brief``/``?fields`` choose fewer).
+            data.update({k: v for k, v in hidden.items() if k in data})
         return data
 
 

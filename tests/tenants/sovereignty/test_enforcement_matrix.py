@@ -637,6 +637,11 @@ def test_a_decision_is_filed_under_the_assets_owner_and_shown_redacted_to_the_si
     assert all(d["tenant_id"] == world.tenant.pk for d in ours if not d["redacted"])
     assert (seen["site_id"], seen["action"], seen["allowed"]) == (world.de.pk, "place_asset", False)
     assert "beta-secret-weights" not in str(seen) and seen["reasons"] == []
+    # A brief list (fewer fields) is redacted alike, and answers.
+    brief = world.client("alpha_admin").get(DECISIONS, {"brief": "true"})
+    assert brief.status_code == 200 and "beta-secret-weights" not in brief.content.decode()
+    some = world.client("alpha_admin").get(DECISIONS, {"fields": "id,resource_repr"}).json()
+    assert "beta-secret-weights" not in str(some)
     assert seen["rule_ids"] == [] and seen["resource_id"] == ""
     # Searching or filtering on what is redacted finds only the caller's own records.
     client = world.client("alpha_admin")
