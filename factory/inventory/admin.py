@@ -135,9 +135,7 @@ class UltraServerForm(forms.ModelForm):
     """Checks the server's network node with the fabric's own rule (same site as its rack,
     the lowest layer)."""
 
-    class Meta:
-        model = UltraServer
-        fields = "__all__"  # the admin's own field list decides what is shown
+    # No Meta: the admin builds the form for UltraServer with its own field list.
 
     def clean(self):
         cleaned = super().clean()
