@@ -23,7 +23,12 @@ from factory.inventory.models import Chip, NetworkNode, Site, UltraServer
 from factory.inventory.topology import hops, lowest_common_node, max_hops, mean_hops
 from provisioning.models import WorkflowTarget
 from provisioning.placement import exports
-from provisioning.placement.choices import HOLDING_UNIT_STATES, MemberRole, MemberState
+from provisioning.placement.choices import (
+    HOLDING_MEMBER_STATES,
+    HOLDING_UNIT_STATES,
+    MemberRole,
+    MemberState,
+)
 from provisioning.placement.models import (
     CapacityReservation,
     UnitMember,
@@ -50,7 +55,6 @@ PALETTE = (
     "#637939",
 )
 #: Live memberships: a failed member still belongs to its unit until it is replaced.
-CURRENT_MEMBER_STATES = (MemberState.ACTIVE, MemberState.FAILED)
 #: Health → (marker, words). Colour is never the only signal: each has a glyph and a label.
 HEALTH = {
     "ok": ("", "healthy, in service"),
@@ -81,10 +85,9 @@ def hashed_node_id(tenant_id: int | None, node_id: int) -> str:
     return exports.node_id(id_secret(), tenant_id, node_id)
 
 
-#: Where the solver's reasons name a node by its key (``str(pk)``, see
-#: ``provisioning.placement.selectors.network_paths``): "under 17", "one node (17)".
+#: A node as the solver names it in its reasons: the tenant's hashed id
+#: (``provisioning.placement.selectors.network_paths``).
 _HASHED_KEY = re.compile(re.escape(exports.NODE_PREFIX) + r"[0-9a-f]+")
-_NODE_KEY = re.compile(r"(?<=under )\d+|(?<=node \()\d+|(?<=node )\d+")
 
 
 class NodeNames:
@@ -96,6 +99,7 @@ class NodeNames:
         self.real = is_provider(actor)
         self.tenant_id = tenant_id
         self.by_pk = {n["pk"]: n for n in nodes}
+        self._parents = {pk: n["parent_id"] for pk, n in self.by_pk.items()}
         self.label_of = {pk: self._label(n) for pk, n in self.by_pk.items()}
         # The solver keys nodes by the tenant's hashed ids (selectors.network_paths).
         self._hashed = {hashed_node_id(tenant_id, pk): self.label_of[pk] for pk in self.by_pk}
@@ -110,15 +114,13 @@ class NodeNames:
         return self.label_of.get(pk, "") if pk is not None else ""
 
     def key(self, key: object) -> str:
-        """A node as the solver keyed it (its pk as a string, or a name), as this viewer may
-        see it."""
+        """A node as the solver keyed it (the tenant's hashed id, or a name), as this viewer
+        may see it."""
         if key is None or key == "":
             return ""
         text = str(key)
         if text in self._hashed:
             return self._hashed[text]
-        if text.isdigit() and int(text) in self.label_of:
-            return self.label_of[int(text)]
         if text in self._names:
             return self._names[text]
         return self.scrub(text)
@@ -128,7 +130,6 @@ class NodeNames:
         viewer sees of the node."""
         if not isinstance(text, str):
             return text
-        text = _NODE_KEY.sub(lambda m: self.label_of.get(int(m.group(0)), m.group(0)), text)
         text = _HASHED_KEY.sub(lambda m: self._hashed.get(m.group(0), m.group(0)), text)
         if self.real or self._pattern is None:
             return text
@@ -136,13 +137,9 @@ class NodeNames:
 
     def path(self, node_id: int | None) -> tuple[str, ...]:
         """Node pks (as strings) from the top layer down to ``node_id``: the distance key."""
-        chain: list[str] = []
-        seen: set[int] = set()
-        while node_id is not None and node_id in self.by_pk and node_id not in seen:
-            seen.add(node_id)
-            chain.append(str(node_id))
-            node_id = self.by_pk[node_id]["parent_id"]
-        return tuple(reversed(chain))
+        if node_id not in self._parents:
+            return ()
+        return tuple(map(str, exports.node_path(node_id, self._parents)))
 
 
 def _names_by_site(actor: Actor, tenants: Mapping[int, int | None]) -> dict[int, NodeNames]:
@@ -232,7 +229,7 @@ def site_topology(site: Site, actor: Actor) -> dict[str, Any]:
     membership = {
         server_id: (unit_id, role, state)
         for server_id, unit_id, role, state in UnitMember.objects.filter(
-            unit__in=[u.pk for u in units], state__in=CURRENT_MEMBER_STATES
+            unit__in=[u.pk for u in units], state__in=HOLDING_MEMBER_STATES
         ).values_list("ultraserver_id", "unit_id", "role", "state")
     }
     unit_by_pk = {u.pk: u for u in units}
@@ -404,7 +401,7 @@ def unit_rows(actor: Actor) -> list[dict[str, Any]]:
     units = list(
         units_for(actor)
         .annotate(
-            live=Count("members", filter=Q(members__state__in=CURRENT_MEMBER_STATES)),
+            live=Count("members", filter=Q(members__state__in=HOLDING_MEMBER_STATES)),
             failed_n=Count("members", filter=Q(members__state=MemberState.FAILED)),
         )
         .order_by("-state", "site__code", "name")[:UNIT_LIMIT]
@@ -524,14 +521,14 @@ def unit_page(unit: WorkloadUnit, actor: Actor) -> dict[str, Any]:
         .select_related("ultraserver__rack", "ultraserver__model")
         .order_by("left_at", "-role", "id")
     )
-    current = [m for m in members if m.state in CURRENT_MEMBER_STATES]
+    current = [m for m in members if m.state in HOLDING_MEMBER_STATES]
     leader = next((m for m in current if m.role == MemberRole.LEADER), None)
     leader_path = names.path(leader.ultraserver.network_node_id) if leader else ()
     rows = []
     paths = []
     for m in members:
         path = names.path(m.ultraserver.network_node_id)
-        live = m.state in CURRENT_MEMBER_STATES
+        live = m.state in HOLDING_MEMBER_STATES
         if live:
             paths.append(path)
         to_leader = None

@@ -52,6 +52,11 @@ class MemberState(models.TextChoices):
     RELEASED = "released", "Released"
 
 
+#: Memberships that hold a server (a failed member keeps its place until it is replaced; the
+#: partial unique constraint on ``UnitMember`` is over these).
+HOLDING_MEMBER_STATES = (MemberState.ACTIVE, MemberState.FAILED)
+
+
 class ReplacementState(models.TextChoices):
     PROPOSED = "proposed", "Proposed"
     ACCEPTED = "accepted", "Accepted"

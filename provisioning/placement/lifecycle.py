@@ -68,6 +68,7 @@ from provisioning.choices import ACTIVE_WORKFLOW_STATES, TargetState, WorkflowKi
 from provisioning.history import event
 from provisioning.models import Workflow, WorkflowTarget
 from provisioning.placement.choices import (
+    HOLDING_MEMBER_STATES,
     HOLDING_UNIT_STATES,
     MemberState,
     ReplacementState,
@@ -111,7 +112,7 @@ def _not_serving(state: str, lifecycle_state: str, in_maintenance: bool) -> bool
 def _memberships(server_ids: Iterable[int]) -> dict[int, _Member]:
     rows = UnitMember.objects.filter(
         ultraserver_id__in=list(server_ids),
-        state__in=(MemberState.ACTIVE, MemberState.FAILED),
+        state__in=HOLDING_MEMBER_STATES,
         unit__state__in=HOLDING_UNIT_STATES,
     ).values_list(
         "ultraserver_id",
@@ -172,7 +173,7 @@ def units_down(
         unit__site_id=site_id,
         unit__tenant_id__in=list(tenant_ids),
         unit__state__in=HOLDING_UNIT_STATES,
-        state__in=(MemberState.ACTIVE, MemberState.FAILED),
+        state__in=HOLDING_MEMBER_STATES,
     )
     holders = WorkflowTarget.objects.filter(
         active=True,
@@ -399,7 +400,7 @@ def member_failed(
         found = (
             UnitMember.objects.filter(
                 ultraserver_id=server_id,
-                state__in=(MemberState.ACTIVE, MemberState.FAILED),
+                state__in=HOLDING_MEMBER_STATES,
                 unit__state__in=HOLDING_UNIT_STATES,
             )
             .values_list("unit_id", "unit__site_id")
@@ -411,7 +412,7 @@ def member_failed(
         lock_capacity_scope(site_ids=[site_id])  # site, then unit: the order accept uses
         unit = WorkloadUnit.objects.select_for_update().get(pk=unit_id)
         member = UnitMember.objects.get(
-            unit=unit, ultraserver_id=server_id, state__in=(MemberState.ACTIVE, MemberState.FAILED)
+            unit=unit, ultraserver_id=server_id, state__in=HOLDING_MEMBER_STATES
         )
         if member.state == MemberState.FAILED:
             return unit.replacements.filter(
@@ -448,9 +449,9 @@ def _unit_path(unit: WorkloadUnit, by_id: dict[int, Candidate]) -> tuple[str, ..
     """The path down to the unit's lowest common network node (its members' shared prefix)."""
     paths = [
         by_id[s].path
-        for s in unit.members.filter(
-            state__in=(MemberState.ACTIVE, MemberState.FAILED)
-        ).values_list("ultraserver_id", flat=True)
+        for s in unit.members.filter(state__in=HOLDING_MEMBER_STATES).values_list(
+            "ultraserver_id", flat=True
+        )
         if s in by_id and by_id[s].path
     ]
     if not paths:

@@ -23,11 +23,11 @@ from factory.inventory.power import FeedCapacity, kw, protected_budget
 from factory.inventory.selectors import MAX_POWER_W
 from provisioning.models import WorkflowTarget
 from provisioning.placement.choices import (
+    HOLDING_MEMBER_STATES,
     HOLDING_RESERVATION_STATES,
     HOLDING_UNIT_STATES,
-    MemberState,
 )
-from provisioning.placement.exports import node_id
+from provisioning.placement.exports import node_id, node_path
 from provisioning.placement.models import CapacityReservation, ReservedServer, UnitMember
 from provisioning.placement.solver import Candidate
 from provisioning.placement.topology import id_secret
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from factory.inventory.models import Site
 
 #: Memberships that hold a server (the partial unique constraint on ``UnitMember`` too).
-HOLDING_MEMBER_STATES = (MemberState.ACTIVE, MemberState.FAILED)
 
 
 def network_paths(site_id: int) -> dict[int, tuple[str, ...]]:
@@ -53,19 +52,7 @@ def network_paths(site_id: int) -> dict[int, tuple[str, ...]]:
     parents = {pk: parent for pk, parent, _ in rows}
     secret = id_secret()
     key = {pk: node_id(secret, tenant, pk) for pk, _, tenant in rows}
-    paths: dict[int, tuple[str, ...]] = {}
-    for nid in parents:
-        chain: list[int] = []
-        current: int | None = nid
-        # Walk up to a node whose path is known (or the top); the bound guards a cycle.
-        while current is not None and current not in paths and len(chain) <= len(parents):
-            chain.append(current)
-            current = parents.get(current)
-        prefix = paths.get(current, ()) if current is not None else ()
-        for pk in reversed(chain):
-            prefix = (*prefix, key[pk])
-            paths[pk] = prefix
-    return paths
+    return {pk: tuple(key[n] for n in node_path(pk, parents)) for pk in parents}
 
 
 def _power_problems(site_id: int) -> tuple[dict[int, tuple[str, ...]], dict[int, list[str]]]:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from factory.inventory import topology
 from factory.inventory.models.locking import lock_capacity_scope
 from provisioning.placement.choices import (
+    HOLDING_MEMBER_STATES,
     HOLDING_RESERVATION_STATES,
     HOLDING_UNIT_STATES,
     MemberRole,
@@ -328,9 +329,9 @@ def _release_units(units: Sequence[WorkloadUnit], reason: str, ctx: ChangeContex
 
 
 def _release_members(unit_ids: Sequence[int], reason: str) -> None:
-    UnitMember.objects.filter(
-        unit__in=unit_ids, state__in=(MemberState.ACTIVE, MemberState.FAILED)
-    ).update(state=MemberState.RELEASED, left_at=timezone.now(), state_reason=reason[:500])
+    UnitMember.objects.filter(unit__in=unit_ids, state__in=HOLDING_MEMBER_STATES).update(
+        state=MemberState.RELEASED, left_at=timezone.now(), state_reason=reason[:500]
+    )
 
 
 def _unusable_holds(reservation_ids: Sequence[int]) -> dict[int, list[int]]:
@@ -705,7 +706,7 @@ def release_unit(unit: WorkloadUnit, ctx: ChangeContext, reason: str = "") -> Wo
 
 def member_distances(unit: WorkloadUnit) -> dict[int, int | None]:
     """Member id → hops to the unit's leader (0 for the leader), over the site's fabric now."""
-    members = list(unit.members.all())
+    members = [m for m in unit.members.all() if m.state in HOLDING_MEMBER_STATES]
     paths = network_paths(unit.site_id)
     node = {m.pk: m.ultraserver.network_node_id for m in members}
     leader = next((m for m in members if m.role == MemberRole.LEADER), None)

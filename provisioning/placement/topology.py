@@ -27,7 +27,7 @@ from django.utils.crypto import salted_hmac
 
 from factory.inventory.models import NetworkNode, Site, UltraServer
 from provisioning.placement import exports
-from provisioning.placement.choices import HOLDING_RESERVATION_STATES, MemberState
+from provisioning.placement.choices import HOLDING_MEMBER_STATES, HOLDING_RESERVATION_STATES
 from provisioning.placement.exports import ServerTopology, UnitRef
 from provisioning.placement.models import CapacityReservation, ReservedServer, UnitMember
 from tenants.access import Actor, scope_queryset
@@ -35,7 +35,6 @@ from tenants.access import Actor, scope_queryset
 #: Lookups from an UltraServer to the tenants that see it (as ``ultraservers/`` scopes it).
 SERVER_TENANT_FIELDS = ("rack__site__tenant", "tenant")
 #: Memberships that tie a server to its unit (the one-unit-at-a-time constraint's states).
-MEMBER_STATES = (MemberState.ACTIVE, MemberState.FAILED)
 
 
 @functools.cache
@@ -98,7 +97,7 @@ def filtered(actor: Actor, filters: Filters) -> QuerySet[UltraServer]:
         servers = servers.filter(named)
     if filters.unit is not None:
         members = UnitMember.objects.filter(
-            _visible(actor, "unit__tenant"), unit_id=filters.unit, state__in=MEMBER_STATES
+            _visible(actor, "unit__tenant"), unit_id=filters.unit, state__in=HOLDING_MEMBER_STATES
         )
         servers = servers.filter(pk__in=members.values("ultraserver_id"))
     if filters.reservation is not None:
@@ -150,7 +149,7 @@ def _shape(actor: Actor, rows: Sequence[dict]) -> list[ServerTopology]:
     units: dict[int, UnitRef] = {}
     for server_id, unit_pk, name, role, state in (
         UnitMember.objects.filter(
-            _visible(actor, "unit__tenant"), ultraserver_id__in=ids, state__in=MEMBER_STATES
+            _visible(actor, "unit__tenant"), ultraserver_id__in=ids, state__in=HOLDING_MEMBER_STATES
         )
         .order_by("id")
         .values_list("ultraserver_id", "unit_id", "unit__name", "role", "state")

@@ -504,13 +504,13 @@ def _rgb(hex_colour: str) -> str:
 
 
 def test_a_real_solver_explanation_is_shown_and_hidden_from_tenants(client, fabric):
-    """The explanation as the placement solver stores it (node keys are pks), not a mock."""
+    """The explanation as the placement solver stores it (node keys as the candidates carry
+    them: the tenant's hashed ids), not a mock."""
+    from provisioning.placement.selectors import network_paths
     from provisioning.placement.solver import Candidate, Request, solve
 
     site, fleet = fabric["site"], fabric["fleet"]
-    paths = {
-        leaf.pk: (str(leaf.parent_id), str(leaf.pk)) for leaf in fabric["leaves"]
-    }  # spine, leaf
+    paths = network_paths(site.pk)  # leaf → (spine, leaf), keyed as in production
     spare = fabric["leaves"][2]  # under SPINE-2: no unit there yet
     candidates = [
         Candidate(
@@ -549,7 +549,9 @@ def test_a_real_solver_explanation_is_shown_and_hidden_from_tenants(client, fabr
 def test_a_failed_reservations_reason_names_nodes_as_the_viewer_may_see_them(client, fabric):
     fleet, leaf = fabric["fleet"], fabric["leaves"][1]
     failed = fabric["failed"]
-    failed.state_reason = f"at most 3 usable servers within 2 hops of each other (under {leaf.pk})"
+    # As the solver words it: nodes keyed by the tenant's hashed ids (selectors.network_paths).
+    key = hashed_node_id(fleet.alpha.pk, leaf.pk)
+    failed.state_reason = f"at most 3 usable servers within 2 hops of each other (under {key})"
     failed.save()
     login(client, fleet, "provider_admin")
     html = client.get("/console/reservations/").content.decode()

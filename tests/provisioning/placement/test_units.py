@@ -58,6 +58,20 @@ def test_a_unit_is_placed_under_one_leaf_with_a_leader_and_an_explanation(fleet,
     assert sorted(distances.values()) == [0, 2, 2]
 
 
+def test_distances_are_to_the_current_leader_not_a_replaced_one(fleet, fab):
+    """A leader that was replaced keeps its (ended) membership row: distances are measured to
+    the one that leads now, and the ended member has none."""
+    unit = place(fleet, fab, size=2)
+    old = unit.members.get(role="leader")
+    old.state = "replaced"
+    old.save(update_fields=["state"])
+    follower = unit.members.get(role="follower")
+    follower.role = "leader"
+    follower.save(update_fields=["role"])
+    distances = services.member_distances(unit)
+    assert distances == {follower.pk: 0}
+
+
 def test_members_of_one_unit_are_not_given_to_another(fleet, fab):
     first = place(fleet, fab, "one")
     second = place(fleet, fab, "two")
