@@ -23,3 +23,22 @@ DeviceKind = models.TextChoices(
         for d in (wire.DeviceKind.PDU, wire.DeviceKind.CDU)
     ],
 )
+
+
+class FaultSeverity(models.TextChoices):
+    """How urgent a fault is, set from its rule's policy when it opens (``wire``)."""
+
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class FaultAction(models.TextChoices):
+    """What the control plane did about a fault: shown beside it, so a refused drain is a
+    visible state, not a missing record."""
+
+    RECORDED = "recorded", "Recorded only"
+    MAINTENANCE = "maintenance", "Maintenance opened"
+    HELD = "held", "Handled by the workflow holding the server"
+    WAITING_FLOOR = "waiting-capacity-floor", "Waiting: capacity floor"
+    ISOLATED = "isolated", "Powered off (isolated)"

@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from factory.telemetry.choices import FaultRule
+from factory.telemetry.choices import FaultAction, FaultRule, FaultSeverity
 
 
 class Fault(models.Model):
@@ -23,6 +23,24 @@ class Fault(models.Model):
     opened_at = models.DateTimeField(auto_now_add=True)
     cleared_at = models.DateTimeField(null=True, blank=True)
     cleared_reason = models.CharField(max_length=200, blank=True)
+    cleared_by = models.CharField(
+        max_length=150, blank=True, help_text="The person who resolved it; blank for the rules."
+    )
+    severity = models.CharField(
+        max_length=10, choices=FaultSeverity.choices, default=FaultSeverity.CRITICAL
+    )
+    action = models.CharField(
+        max_length=24, choices=FaultAction.choices, default=FaultAction.RECORDED
+    )
+    action_detail = models.CharField(
+        max_length=500, blank=True, help_text="Why the action is what it is (a refusal's words)."
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    acknowledge_note = models.CharField(max_length=500, blank=True)
+    silenced_until = models.DateTimeField(null=True, blank=True)
+    silenced_by = models.CharField(max_length=150, blank=True)
+    silence_note = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -33,7 +51,14 @@ class Fault(models.Model):
                 name="fault_one_open_per_key",
             )
         ]
-        indexes = [models.Index(fields=["ultraserver", "cleared_at"], name="fault_server_open")]
+        indexes = [
+            models.Index(fields=["ultraserver", "cleared_at"], name="fault_server_open"),
+            models.Index(
+                fields=["site", "severity"],
+                condition=Q(cleared_at__isnull=True),
+                name="fault_open_by_severity",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.get_rule_display()}: {self.detail}"
