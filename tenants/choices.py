@@ -51,3 +51,14 @@ class AuditSource(models.TextChoices):
     CONSOLE = "console", "Operator console"
     COMMAND = "command", "Management command"
     SYSTEM = "system", "System"
+
+
+class AuditCause(models.TextChoices):
+    """What made a change the control plane carried out itself (``AuditEvent.cause_type``; its
+    ``cause_id`` names which one). Empty: a person's own request, whose actor and request id say
+    it all."""
+
+    WORKFLOW = "workflow", "Workflow"  # cause_id: the workflow's id
+    JOB = "job", "Scheduled job"  # cause_id: the JobRun's id
+    RULE = "rule", "Health rule"  # cause_id: the fault's id (when known)
+    AGENT = "agent", "Site agent"  # cause_id: the site agent's id

@@ -24,6 +24,9 @@ class AuditEventFilterSet(FilterSet):
             "request_id",
             "actor_id",
             ("actor", "actor_username"),
+            "on_behalf_of",
+            "cause_type",
+            "cause_id",
             "occurred_at",
         ]
         search_fields = ["object_repr", "actor_username", "object_id"]

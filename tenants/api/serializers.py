@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tenants.choices import TokenScope
+from tenants.choices import AuditCause, TokenScope
 from tenants.models import ApiToken, AuditEvent, Tenant
 from tenants.services.tokens import MAX_DAYS
 
@@ -14,8 +14,20 @@ class TenantSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
+def cause_type_field() -> serializers.ChoiceField:
+    """An audit event's ``cause_type``: one of ``AuditCause``, or blank for a person's own
+    request (declared: a read-only model field would lose the blank in the schema)."""
+    return serializers.ChoiceField(
+        choices=AuditCause.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="What caused the change (its id in cause_id); blank: a person's own request.",
+    )
+
+
 class AuditEventSerializer(serializers.ModelSerializer):
     changed_fields = serializers.ListField(child=serializers.CharField(), read_only=True)
+    cause_type = cause_type_field()
 
     class Meta:
         model = AuditEvent
@@ -35,6 +47,10 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "before",
             "after",
             "request_id",
+            "on_behalf_of",
+            "cause_type",
+            "cause_id",
+            "reason",
         ]
         read_only_fields = fields
 

@@ -8,7 +8,8 @@ Canonical form of a record (defined once, here): its fields as a JSON object, to
 left out (so a nullable column added later does not change old digests), keys sorted by code
 point, no whitespace, UTF-8, no NaN; values as JSON gives them back from storage (the writer
 normalises numbers to what PostgreSQL's jsonb returns); times as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
-in UTC (the writer formats them). A record's digest is the sha256
+in UTC (the writer formats them); a field a log gained after records were chained is left out
+while it is empty (``ADDED_LATER``). A record's digest is the sha256
 of that, over every field except ``hash`` itself, including its ``log``, chain (``tenant_id``,
 null for the provider's own chain), ``chain_seq`` and ``prev_hash``: so an edit, a deletion, a
 reordering or a truncation after a signed checkpoint each breaks a named link.
@@ -60,9 +61,33 @@ def _jsonb_value(value: Any) -> Any:
     return value
 
 
+#: Fields each log gained after records were chained in it: hashed only when set (not ``""``
+#: or null), so a record written before the field existed keeps its digest, and one written
+#: after with the field empty hashes as it would have before. Append here; never remove a name
+#: (records that set it would stop verifying). A verifier older than a name still checks new
+#: records: the writer leaves the empty field out of what it exports, and a set one is hashed
+#: like any other field.
+ADDED_LATER: Mapping[str, frozenset[str]] = {
+    # the causing person and the cause of a change (issue 17): who started the workflow, job
+    # run or rule that made it; and the reason a person gave
+    "audit": frozenset({"on_behalf_of", "cause_type", "cause_id", "reason"}),
+}
+
+
+def unset_later_field(log: Any, name: str, value: Any) -> bool:
+    """Whether ``name`` is a field ``log`` gained later (``ADDED_LATER``) and is empty here."""
+    return (value is None or value == "") and name in ADDED_LATER.get(log, frozenset())
+
+
 def canonical(fields: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of a record's fields (``hash`` excluded, top-level nulls omitted)."""
-    body = {k: _jsonb_value(v) for k, v in fields.items() if v is not None and k != "hash"}
+    """The canonical bytes of a record's fields (``hash`` excluded, top-level nulls omitted, and
+    the empty fields a log gained later: ``ADDED_LATER``)."""
+    log = fields.get("log")
+    body = {
+        k: _jsonb_value(v)
+        for k, v in fields.items()
+        if v is not None and k != "hash" and not unset_later_field(log, k, v)
+    }
     return json.dumps(
         body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 from django.db import connections, models, transaction
 from django.utils import timezone
 
-from tenants.choices import AuditAction, AuditSource
+from tenants.choices import AuditAction, AuditCause, AuditSource
 from tenants.errors import Denied
-from tenants.ledger.verify_pack import GENESIS, digest, format_time
+from tenants.ledger.verify_pack import GENESIS, digest, format_time, unset_later_field
 
 
 class AppendOnlyError(Denied):
@@ -117,13 +117,17 @@ def ledger_content(
 ) -> dict[str, Any]:
     """The hashed fields of a row, from its attribute values (an instance's ``__dict__`` or a
     ``.values()`` row), normalised to what the database gives back. Read from the model's
-    fields generically, so a column added later is covered without touching this. (``log``:
-    for a migration's historical model, which has no ``ledger_log``.)"""
+    fields generically, so a column added later is covered without touching this. A column the
+    log gained after records were chained (``verify_pack.ADDED_LATER``) is left out while it is
+    empty, so old records keep their digests and exported ones read as an older verifier
+    expects. (``log``: for a migration's historical model, which has no ``ledger_log``.)"""
     out: dict[str, Any] = {"log": log or model.ledger_log}  # type: ignore[attr-defined]
     for f in model._meta.concrete_fields:
         if f.attname == "record_hash":
             continue
         value = values.get(f.attname)
+        if unset_later_field(out["log"], f.attname, value):
+            continue
         if value is None:
             out[f.attname] = None
         elif isinstance(f, models.DateTimeField):
@@ -239,10 +243,22 @@ class AuditEvent(ChainedModel):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Added later (hashed only when set: ``verify_pack.ADDED_LATER``). Who and what caused a
+    # change the control plane made itself: the person who started or approved it, and the
+    # workflow, job run, rule's fault or agent it was made for.
+    on_behalf_of = models.CharField(
+        max_length=150, blank=True, help_text="The person who started or approved the cause."
+    )
+    cause_type = models.CharField(max_length=16, choices=AuditCause.choices, blank=True)
+    cause_id = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=500, blank=True, help_text="Why, as a person gave it.")
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            models.Index(fields=["cause_type", "cause_id"], name="audit_cause_idx"),
+        ]
         constraints = chain_constraints("audit")
 
     def __str__(self) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
@@ -54,6 +56,28 @@ def snapshot(instance: models.Model) -> dict[str, Any]:
     return values
 
 
+#: The cause of the changes made inside ``acting_for``: a scheduled job's run, an agent's request.
+_AMBIENT: ContextVar[ChangeContext | None] = ContextVar("audit_cause", default=None)
+
+
+@contextmanager
+def acting_for(ctx: ChangeContext) -> Iterator[None]:
+    """Changes recorded inside that name no cause of their own take ``ctx``'s (cause, person
+    and request id): what a job run or an agent's report sets off, however deep the service
+    that writes it and whatever context it was handed. A cause named explicitly (a workflow's,
+    a fault's) stays: it is the nearer one."""
+    token = _AMBIENT.set(ctx)
+    try:
+        yield
+    finally:
+        _AMBIENT.reset(token)
+
+
+def current_cause() -> ChangeContext | None:
+    """The context ``acting_for`` set, if any."""
+    return _AMBIENT.get()
+
+
 def record(
     *,
     actor: Actor,
@@ -64,9 +88,21 @@ def record(
     source: AuditSource | str,
     request_id: str = "",
     tenant_id: int | None = None,
+    on_behalf_of: str = "",
+    cause_type: str = "",
+    cause_id: str = "",
+    reason: str = "",
 ) -> AuditEvent:
+    """Append one event. ``on_behalf_of``/``cause_type``/``cause_id``: what caused a change the
+    control plane made itself (see ``ChangeContext``); without a cause, the one ``acting_for``
+    set applies. ``reason``: why, as a person gave it."""
     if tenant_id is None:
         tenant_id = getattr(instance, "owning_tenant_id", None)
+    ambient = _AMBIENT.get()
+    if not cause_type and ambient is not None:
+        cause_type, cause_id = ambient.cause_type, ambient.cause_id
+        on_behalf_of = on_behalf_of or ambient.on_behalf_of
+        request_id = request_id or ambient.request_id
     return AuditEvent.objects.create(
         actor_id=actor.user_id,
         actor_username=actor.username,
@@ -79,6 +115,10 @@ def record(
         before=before,
         after=after,
         request_id=request_id[:64],
+        on_behalf_of=on_behalf_of[:150],
+        cause_type=cause_type,
+        cause_id=str(cause_id)[:64],
+        reason=reason[:500],
     )
 
 
@@ -95,4 +135,5 @@ def record_change(
         after=snapshot(instance),
         source=ctx.source,
         request_id=ctx.request_id,
+        **ctx.attribution(),
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict, TypeVar
 
 from django.db import models, transaction
 
@@ -22,13 +22,52 @@ from tenants.services import audit
 M = TypeVar("M", bound=models.Model)
 
 
+class Attribution(TypedDict):
+    """The cause fields of an audit event (``audit.record``'s keywords)."""
+
+    on_behalf_of: str
+    cause_type: str
+    cause_id: str
+
+
 @dataclass(frozen=True)
 class ChangeContext:
-    """Who is changing things, through what, under which request id."""
+    """Who is changing things, through what, under which request id; and, for a change the
+    control plane makes itself, what caused it (``cause_type``: an ``AuditCause``, and
+    ``cause_id``) on behalf of whom (the person who started or approved that cause). Every
+    audit event written under this context carries all of it."""
 
     actor: Actor
     source: AuditSource | str = AuditSource.SYSTEM
     request_id: str = ""
+    on_behalf_of: str = ""
+    cause_type: str = ""
+    cause_id: str = ""
+
+    def caused_by(
+        self,
+        cause_type: str,
+        cause_id: object = "",
+        *,
+        on_behalf_of: str | None = None,
+        request_id: str | None = None,
+    ) -> ChangeContext:
+        """This context for the changes one cause makes (a workflow, a job run, a fault)."""
+        return replace(
+            self,
+            cause_type=str(cause_type),
+            cause_id="" if cause_id is None else str(cause_id)[:64],
+            on_behalf_of=self.on_behalf_of if on_behalf_of is None else on_behalf_of[:150],
+            request_id=self.request_id if request_id is None else request_id[:64],
+        )
+
+    def attribution(self) -> Attribution:
+        """The cause fields, as ``audit.record`` takes them."""
+        return {
+            "on_behalf_of": self.on_behalf_of,
+            "cause_type": self.cause_type,
+            "cause_id": self.cause_id,
+        }
 
 
 @dataclass
@@ -105,6 +144,7 @@ def save_object(
                 after=after,
                 source=ctx.source,
                 request_id=ctx.request_id,
+                **ctx.attribution(),
             )
     return instance
 
@@ -138,4 +178,5 @@ def delete_object(
             source=ctx.source,
             request_id=ctx.request_id,
             tenant_id=tenant_id,
+            **ctx.attribution(),
         )

@@ -1,10 +1,16 @@
+from contextlib import ExitStack
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.views import APIView
 
 from factory import wire
 from factory.agents.services import authenticate_agent
+from tenants.access import SYSTEM
 from tenants.api.authentication import credential_for
+from tenants.choices import AuditCause, AuditSource
+from tenants.services import audit
+from tenants.services.changes import ChangeContext
 
 
 class AgentPrincipal:
@@ -69,3 +75,16 @@ class SiteAgentView(APIView):
     authentication_classes = [SiteAgentAuthentication]
     permission_classes = [IsSiteAgent]
     throttle_scope = "agent"
+
+    def initial(self, request, *args, **kwargs):
+        """Once the agent is known: every change its request sets off that names no nearer
+        cause (a fault's) is audited as caused by this agent, under the request's id."""
+        super().initial(request, *args, **kwargs)
+        agent = request.user.agent
+        ctx = ChangeContext(SYSTEM, AuditSource.SYSTEM, getattr(request, "request_id", ""))
+        self._cause.enter_context(audit.acting_for(ctx.caused_by(AuditCause.AGENT, agent.pk)))
+
+    def dispatch(self, request, *args, **kwargs):
+        self._cause = ExitStack()
+        with self._cause:  # the cause ends with the request, whatever happens in it
+            return super().dispatch(request, *args, **kwargs)
