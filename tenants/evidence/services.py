@@ -38,6 +38,7 @@ from tenants.models.audit import AuditEvent, Checkpoint, chain_filter, ledger_co
 from tenants.sovereignty.core import cedar
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule
 from tenants.sovereignty.services import as_rule
+from tenants.sovereignty.services.decisions import close_repeats
 
 from .keys import signing_key, trusted_keys
 
@@ -287,6 +288,9 @@ def export_evidence(tenant: Tenant, start: dt.datetime, end: dt.datetime) -> byt
     anchor and the checkpoints that cover them), the rules in force as Cedar, the public keys,
     an index mapping each kind to the controls it evidences, and a signed sha256 manifest."""
     kid, key = signing_key()
+    # Repeats still being counted reach the chain first (as summary rows), so the pack holds
+    # every decision up to now, not only those whose tally period has ended.
+    close_repeats(tenant.pk, everything=True)
     checkpoint([tenant.pk], raise_on_broken=True)  # the pack ends at a signed head
     files: dict[str, bytes] = {}
     chains, cps = [], []

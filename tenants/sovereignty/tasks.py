@@ -30,3 +30,15 @@ def apply_fact_changes() -> int:
     from tenants.sovereignty.services.facts import apply_due
 
     return len(apply_due(ctx=ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)))
+
+
+REPEATS_TASK = "tenants.sovereignty.close_decision_repeats"
+
+
+@shared_task(name=REPEATS_TASK, acks_late=True, ignore_result=True)
+def close_decision_repeats() -> int:
+    """Tallies of repeated decisions whose period has ended are summarised into the chain
+    (beat row: migration ``0012_decision_repeats``)."""
+    from tenants.sovereignty.services.decisions import close_repeats
+
+    return close_repeats()

@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -219,6 +221,21 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
         help_text="Another tenant's decision at the caller's site, shown only as far as it "
         "concerns the premises."
     )
+    site_code = serializers.CharField(
+        read_only=True, allow_null=True, default=None, help_text="The site's code."
+    )
+    repeat_count = serializers.IntegerField(
+        read_only=True,
+        default=1,
+        help_text="How many identical decisions this row stands for (a telemetry poll asks "
+        "again and again: repeats within the period are counted, not logged one by one).",
+    )
+    repeat_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="When the last of those repeats was decided; null if it never repeated.",
+    )
 
     class Meta:
         model = DecisionRecord
@@ -235,11 +252,14 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
             "resource_id",
             "resource_repr",
             "site_id",
+            "site_code",
             "site_owner_id",
             "allowed",
             "rule_ids",
             "reasons",
             "request_id",
+            "repeat_count",
+            "repeat_until",
         ]
         read_only_fields = fields
 
@@ -254,9 +274,13 @@ class DecisionRecordSerializer(serializers.ModelSerializer):
         "actor_username": "",
     }
 
-    def _redacted(self, instance) -> bool:
-        request = self.context.get("request")
-        visible = actor_for(request.user).visible_tenant_ids() if request else None
+    def _redacted(self, instance: DecisionRecord) -> bool:
+        context = cast(dict[str, Any], self.context)
+        if "visible_tenants" not in context:  # once per answer, not once per row
+            request = context.get("request")
+            visible = actor_for(request.user).visible_tenant_ids() if request else None
+            context["visible_tenants"] = visible
+        visible = context["visible_tenants"]
         return visible is not None and instance.tenant_id not in visible
 
     def get_redacted(self, instance) -> bool:

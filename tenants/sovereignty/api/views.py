@@ -1,14 +1,20 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tenants.access import actor_for
 from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
 from tenants.choices import PROVIDER_ROLES, TENANT_ROLES, Role
+from tenants.filters import filter_for_action, query_params
 from tenants.sovereignty import services
 from tenants.sovereignty.api import serializers as s
+from tenants.sovereignty.api import transparency
 from tenants.sovereignty.core.model import Action
 from tenants.sovereignty.filtersets import (
     AccessRequestFilterSet,
@@ -238,7 +244,7 @@ class DecisionRecordViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     read_roles = frozenset({Role.PROVIDER_ADMIN, *TENANT_ROLES})
     #: Filters on what a site owner sees redacted match only the caller's own records: they
     #: must not let it probe for another tenant's asset names.
-    redacted_filters = ("resource_id", "principal", "request_id", "tenant_id", "q")
+    redacted_filters = ("resource_id", "principal", "request_id", "tenant_id", "q", "person")
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -246,7 +252,49 @@ class DecisionRecordViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
         params = self.request.query_params
         if visible is not None and any(params.get(p) for p in self.redacted_filters):
             queryset = queryset.filter(tenant_id__in=visible)
-        return queryset
+        return transparency.log_rows(queryset, summaries=transparency.asks_for_summaries(params))
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        # The export streams CSV or JSON itself (``format`` chooses); a refusal is JSON.
+        if self.action == "export":
+            transparency.export_format(request.query_params)
+            return (JSONRenderer(), JSONRenderer.media_type)
+        return super().perform_content_negotiation(request, force=force)
+
+    @extend_schema(
+        operation_id="sovereignty_decisions_export",
+        filters=True,
+        description="The log as a file, with the list's filters, newest first, streamed: "
+        "`format=csv` (one row per record, lists joined with `; `) or `format=json` (an array "
+        "of the list's objects). Other tenants' records at the caller's sites stay redacted.",
+        parameters=[
+            OpenApiParameter(
+                "format",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                enum=list(transparency.EXPORT_FORMATS),
+                description="csv or json (the default).",
+            )
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="The records: CSV with a header row, or JSON."
+            ),
+            (200, "application/json"): OpenApiResponse(
+                s.DecisionRecordSerializer(many=True), description="The records: an array."
+            ),
+        },
+    )
+    @query_params(DecisionRecordFilterSet, "format")
+    @action(detail=False, methods=["get"], pagination_class=None)  # one file, not pages
+    def export(self, request: Request) -> StreamingHttpResponse:
+        records = filter_for_action(self, self.filter_queryset(self.get_queryset()))
+        serializer = s.DecisionRecordSerializer(context=self.get_serializer_context())
+        return transparency.export_response(
+            records, serializer, transparency.export_format(request.query_params)
+        )
 
 
 class EvaluateView(APIView):

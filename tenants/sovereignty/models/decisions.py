@@ -47,3 +47,52 @@ class DecisionRecord(ChainedModel):
     @property
     def owning_tenant_id(self) -> int:
         return self.tenant_id
+
+
+#: ``resource_type`` of the chained row that closes a tally: "N identical decisions from t1 to
+#: t2", ``resource_id`` the first occurrence's id.
+REPEATS_RESOURCE = "decision.repeats"
+
+
+class DecisionRepeat(models.Model):
+    """The mutable tally of a chained decision's identical repeats (same tenant, action,
+    principal, resource, site, verdict, rules and reasons within ``REPEAT_PERIOD``).
+
+    The chain stays append-only: the first occurrence is a chained ``DecisionRecord``; each
+    repeat only counts here; when the outcome changes, the period ends or the sweep runs, a
+    chained summary row (``REPEATS_RESOURCE``) puts the final count into the chain and the
+    tally is closed (``summary`` set, or ``closed`` with no summary when it never repeated).
+    """
+
+    record = models.OneToOneField(
+        DecisionRecord, on_delete=models.CASCADE, primary_key=True, related_name="repeats"
+    )
+    tenant_id = models.BigIntegerField()
+    #: Digest of (action, principal, resource type and id, site): what "the same" is about.
+    key = models.CharField(max_length=64)
+    #: Digest of (verdict, rules, reasons): what "identical" answers.
+    outcome = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=1, help_text="Occurrences, the first included.")
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    closed = models.BooleanField(default=False)
+    summary = models.OneToOneField(
+        DecisionRecord,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="summarises",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "key"],
+                condition=models.Q(closed=False),
+                name="decision_repeat_one_open_per_key",
+            )
+        ]
+        indexes = [models.Index(fields=["closed", "first_at"], name="decision_repeat_open")]
+
+    def __str__(self) -> str:
+        return f"decision {self.record_id} x{self.count}"

@@ -16,16 +16,20 @@ slice in one Cedar call and records them in one multi-row insert.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
 
 from tenants.errors import Denied, FieldError
+from tenants.models.audit import lock_chains
 from tenants.services.changes import ChangeContext
 from tenants.sovereignty import revision
 from tenants.sovereignty.core import cedar
@@ -45,6 +49,7 @@ from tenants.sovereignty.models import (
     RuleStatus,
     SovereigntyRule,
 )
+from tenants.sovereignty.models.decisions import REPEATS_RESOURCE, DecisionRepeat
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -465,29 +470,184 @@ def decide_many(
     ctx: ChangeContext,
     raise_on_deny: bool = True,
     policies: cedar.CompiledPolicies | None = None,
+    collapse: bool = False,
 ) -> list[Decision]:
     """``decide`` for many questions under one tenant's rules: one Cedar call per action (the
     compiled slice evaluated once for all) and one multi-row insert into the transparency log.
     Every decision is recorded before the first deny is raised: a batch check logs each of its
-    questions, where the one-by-one loop it replaces stopped at the first deny."""
+    questions, where the one-by-one loop it replaces stopped at the first deny.
+
+    ``collapse``: a machine's repeated question (a telemetry poll) is recorded once per period
+    and counted (``record_collapsed``), so that it cannot push a person's denial off the page."""
     if not asks:
         return []
     decisions = cedar.evaluate_many(
         policies or active_policies(tenant_id), [ask.request for ask in asks]
     )
-    DecisionRecord.objects.bulk_create(
-        [
-            DecisionRecord(
-                **_record_fields(ask.request, decision, tenant_id, ask.subject, ctx, ask.site_id)
-            )
-            for ask, decision in zip(asks, decisions, strict=True)
-        ]
-    )
+    rows = [
+        _record_fields(ask.request, decision, tenant_id, ask.subject, ctx, ask.site_id)
+        for ask, decision in zip(asks, decisions, strict=True)
+    ]
+    if collapse:
+        record_collapsed(rows, tenant_id)
+    else:
+        DecisionRecord.objects.bulk_create([DecisionRecord(**row) for row in rows])
     if raise_on_deny:
         for decision in decisions:
             if not decision.allowed:
                 raise SovereigntyDenied(decision)
     return decisions
+
+
+# --- Repeats: counted beside the chain, summarised into it -----------------------------------
+
+
+def repeat_period() -> dt.timedelta:
+    """How long identical decisions are counted against one chained row before the next one."""
+    return dt.timedelta(seconds=getattr(settings, "SOVEREIGNTY_DECISION_REPEAT_SECONDS", 3600))
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+
+
+def repeat_key(row: dict[str, Any]) -> str:
+    """What a decision is about: the same key, the same question."""
+    return _digest(
+        row["action"], row["principal"], row["resource_type"], row["resource_id"], row["site_id"]
+    )
+
+
+def repeat_outcome(row: dict[str, Any]) -> str:
+    """What it answered: the same outcome, an identical decision."""
+    return _digest(bool(row["allowed"]), list(row["rule_ids"]), list(row["reasons"]))
+
+
+def _utc(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _summary(tally: DecisionRepeat, now: dt.datetime) -> DecisionRecord:
+    """The chained row that puts a tally's final count into the chain: what it repeated (the
+    first occurrence's id, verdict, rules and reasons) and how often, from when to when."""
+    first = tally.record
+    span = f"{_utc(tally.first_at)} to {_utc(tally.last_at)}"
+    return DecisionRecord(
+        occurred_at=now,
+        tenant_id=first.tenant_id,
+        actor_username=first.actor_username,
+        action=first.action,
+        principal=first.principal,
+        resource_type=REPEATS_RESOURCE,
+        resource_id=str(first.pk),
+        resource_repr=f"x{tally.count} from {span}: {first.resource_repr}"[:200],
+        site_id=first.site_id,
+        site_owner_id=first.site_owner_id,
+        allowed=first.allowed,
+        rule_ids=first.rule_ids,
+        reasons=first.reasons,
+        request_id=first.request_id,
+    )
+
+
+def _unique_runs(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``rows`` in order, cut wherever a key comes back: each run asks each question once."""
+    runs: list[list[dict[str, Any]]] = [[]]
+    seen: set[str] = set()
+    for row in rows:
+        key = repeat_key(row)
+        if key in seen:
+            runs.append([])
+            seen = set()
+        seen.add(key)
+        runs[-1].append(row)
+    return runs
+
+
+def record_collapsed(rows: list[dict[str, Any]], tenant_id: int) -> None:
+    """Record decisions, a repeat of the open tally's decision (same key and outcome, within
+    ``repeat_period`` of its first) only counted. A changed outcome or a lapsed period closes
+    the tally: its chained summary row is written, then the new decision's chained row.
+
+    Serialised on the tenant's decision-chain lock (taken first, so in the one global order):
+    two workers asking at once make one chained row and one tally counting both."""
+    with transaction.atomic(savepoint=False):
+        lock_chains(DecisionRecord, [tenant_id])
+        for run in _unique_runs(rows):
+            _record_run(run, tenant_id, timezone.now())
+
+
+def _record_run(rows: list[dict[str, Any]], tenant_id: int, now: dt.datetime) -> None:
+    period = repeat_period()
+    keyed = [(repeat_key(row), repeat_outcome(row), row) for row in rows]
+    open_tallies = {
+        tally.key: tally
+        for tally in DecisionRepeat.objects.select_related("record").filter(
+            tenant_id=tenant_id, closed=False, key__in=[key for key, _, _ in keyed]
+        )
+    }
+    counted: list[DecisionRepeat] = []
+    closing: list[DecisionRepeat] = []
+    fresh: list[tuple[str, str, DecisionRecord]] = []
+    for key, outcome, row in keyed:
+        tally = open_tallies.get(key)
+        if tally is not None and tally.outcome == outcome and now - tally.first_at < period:
+            tally.count += 1
+            tally.last_at = now
+            counted.append(tally)
+            continue
+        if tally is not None:
+            closing.append(tally)
+        fresh.append((key, outcome, DecisionRecord(**row)))
+    _close(closing, now, [record for _, _, record in fresh])
+    DecisionRepeat.objects.bulk_update(counted, ["count", "last_at"])
+    DecisionRepeat.objects.bulk_create(
+        [
+            DecisionRepeat(
+                record=record,
+                tenant_id=tenant_id,
+                key=key,
+                outcome=outcome,
+                first_at=record.occurred_at,
+                last_at=record.occurred_at,
+            )
+            for key, outcome, record in fresh
+        ]
+    )
+
+
+def _close(
+    tallies: list[DecisionRepeat], now: dt.datetime, then: list[DecisionRecord] | None = None
+) -> None:
+    """Close ``tallies``: a summary row for each that repeated, chained before ``then`` (the
+    rows that replace them), in one insert."""
+    summaries = {tally.pk: _summary(tally, now) for tally in tallies if tally.count > 1}
+    DecisionRecord.objects.bulk_create([*summaries.values(), *(then or [])])
+    for tally in tallies:
+        tally.closed = True
+        tally.summary = summaries.get(tally.pk)
+    DecisionRepeat.objects.bulk_update(tallies, ["closed", "summary"])
+
+
+def close_repeats(
+    tenant_id: int | None = None, *, everything: bool = False, now: dt.datetime | None = None
+) -> int:
+    """The beat job (and an evidence export's first step, ``everything=True``): close the
+    tallies whose period has ended, so that every count reaches the chain. Returns how many."""
+    now = now or timezone.now()
+    due = DecisionRepeat.objects.filter(closed=False)
+    if tenant_id is not None:
+        due = due.filter(tenant_id=tenant_id)
+    if not everything:
+        due = due.filter(first_at__lte=now - repeat_period())
+    closed = 0
+    for tenant in sorted(set(due.values_list("tenant_id", flat=True))):
+        with transaction.atomic():
+            lock_chains(DecisionRecord, [tenant])
+            tallies = list(due.filter(tenant_id=tenant).select_related("record").order_by("pk"))
+            _close(tallies, now)
+            closed += len(tallies)
+    return closed
 
 
 def _asset_subject(asset: ProtectedAsset) -> Subject:

@@ -55,7 +55,8 @@ def allowed_telemetry(
     """The telemetry categories that may leave ``site`` for ``destination``; the rest are to be
     dropped at the site agent. One decision per category is recorded; ``facts`` are those the
     caller already read (``egress_facts``). The categories are evaluated together and recorded
-    in one insert (``decide_many``), in the order given."""
+    in one insert (``decide_many``), in the order given. Every agent poll asks again, so an
+    identical answer is counted against the last chained one (``collapse``), not chained anew."""
     facts = facts or egress_facts(site, destination)
     categories = list(categories)
     asks = [
@@ -73,6 +74,11 @@ def allowed_telemetry(
         for category in categories
     ]
     decisions = decide_many(
-        asks, tenant_id=site.tenant_id, ctx=ctx, raise_on_deny=False, policies=facts.policies
+        asks,
+        tenant_id=site.tenant_id,
+        ctx=ctx,
+        raise_on_deny=False,
+        policies=facts.policies,
+        collapse=True,
     )
     return [c for c, d in zip(categories, decisions, strict=True) if d.allowed]
