@@ -110,17 +110,19 @@ class WorkflowAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/provisioning/start_upgrade.html", context)
 
-    def _each(self, request, queryset, fn, verb):
+    def _each(self, request, queryset, fn, verb, reason=""):
         for workflow in queryset:
             try:
-                fn(workflow, admin_context(request))
+                fn(workflow, admin_context(request), **({"reason": reason} if reason else {}))
                 self.message_user(request, f"#{workflow.pk} {verb}.")
             except Conflict as refused:
                 self.message_user(request, refused.message, messages.ERROR)
 
     @admin.action(description="Pause selected workflows")
     def pause_selected(self, request, queryset):
-        self._each(request, queryset, services.pause, "paused")
+        self._each(
+            request, queryset, services.pause, "paused", f"paused from the admin by {request.user}"
+        )
 
     @admin.action(description="Resume selected workflows")
     def resume_selected(self, request, queryset):
@@ -128,7 +130,13 @@ class WorkflowAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected workflows")
     def cancel_selected(self, request, queryset):
-        self._each(request, queryset, services.cancel, "cancelling")
+        self._each(
+            request,
+            queryset,
+            services.cancel,
+            "cancelling",
+            f"cancelled from the admin by {request.user}",
+        )
 
 
 @admin.register(WorkflowTarget)

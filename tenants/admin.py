@@ -20,6 +20,7 @@ class TenantAdmin(AuditedModelAdmin):
     list_filter = ["kind", "country"]
     search_fields = ["name", "slug", "contact_email"]
     prepopulated_fields = {"slug": ["name"]}
+    bulk_delete = False  # sites, memberships and the audit log hold on to a tenant
 
 
 @admin.register(User)
@@ -40,6 +41,7 @@ class PersonAdmin(UserAdmin):
         ("Sovereignty facts", {"fields": ["nationality", "residency", "clearance"]}),
     ]
     inlines = [MembershipInline]
+    readonly_fields = ["last_login", "date_joined"]  # the system's clocks
 
     def save_model(self, request, obj, form, change):
         """Nationality, residency and clearance: audited into every affected tenant's log and

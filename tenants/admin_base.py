@@ -69,6 +69,29 @@ class AuditedModelAdmin(admin.ModelAdmin):
     500: on the change form it becomes errors on the fields it names and the form is shown
     again (200, nothing written); a refused delete or list edit becomes an error message."""
 
+    #: Fields the system writes (its clocks, hashes, leases, what agents report): shown,
+    #: never edited. Added to ``readonly_fields`` with every ``*_at`` timestamp Django fills.
+    system_fields: tuple[str, ...] = ()
+    #: False where a bulk delete would be refused anyway (protected objects): no
+    #: "delete selected" action to offer a person a promise the services will break.
+    bulk_delete = True
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        declared = list(super().get_readonly_fields(request, obj))
+        stamped = [
+            f.name
+            for f in self.model._meta.fields
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+        ]
+        extra = [n for n in (*self.system_fields, *stamped) if n not in declared]
+        return [*declared, *extra]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not self.bulk_delete:
+            actions.pop("delete_selected", None)
+        return actions
+
     def save_instance(self, obj: Any, ctx: ChangeContext) -> Any:
         return save_object(obj, ctx)
 

@@ -29,6 +29,8 @@ class UltraServerModelAdmin(ReadOnlyAdmin):
         "name",
         "chip_model",
         "chip_count",
+        "chips_per_tray",
+        "trays",
         "interconnect",
         "fp8_dense_pflops",
         "hbm_tb",

@@ -59,6 +59,10 @@ class UltraServerModel(models.Model):
     interconnect = models.CharField(max_length=24, choices=Interconnect.choices)
     interconnect_note = models.CharField(max_length=200, blank=True)
     rack_units = models.PositiveSmallIntegerField(help_text="Height in rack units (U).")
+    chips_per_tray = models.PositiveSmallIntegerField(
+        default=4,
+        help_text="Accelerator chips per compute tray; chip i sits in tray i // chips_per_tray.",
+    )
     overhead_power_w = models.PositiveIntegerField(
         help_text="Power beyond the chips: host CPUs, switches, fans, pumps."
     )
@@ -67,11 +71,19 @@ class UltraServerModel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "UltraServer model"
+        verbose_name_plural = "UltraServer models"
 
     def __str__(self) -> str:
         return self.name
 
     # Derived aggregates: never stored.
+    @property
+    def trays(self) -> int:
+        """Compute trays (HARDWARE.md: Trn3 36 × 4, Trn2 16 × 4, GB300 NVL72 18 × 4)."""
+        per = self.chips_per_tray or 1
+        return -(-self.chip_count // per)
+
     @property
     def fp8_dense_pflops(self) -> Decimal | None:
         per_chip = self.chip_model.fp8_dense_pflops

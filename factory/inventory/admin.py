@@ -2,8 +2,11 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from factory.inventory import fabric, services
+from factory.inventory.choices import ChipHealth
 from factory.inventory.models import (
     Chip,
     ComponentFirmware,
@@ -21,14 +24,6 @@ class PowerFeedInline(ReadOnlyInline):
     model = PowerFeed
     show_change_link = True
     fields = ["name", "path", *PowerFeed.RATINGS]
-
-
-class ChipInline(ReadOnlyInline):
-    """The chips of an UltraServer: read here, health changed on the chip's own page."""
-
-    model = Chip
-    show_change_link = True
-    fields = ["index", "serial", "health", *Chip.COUNTERS, "updated_at"]
 
 
 class FirmwareInline(ReadOnlyInline):
@@ -55,6 +50,7 @@ class SiteAdmin(AuditedModelAdmin):
     list_filter = ["status", "country", "tenant"]
     search_fields = ["code", "name", "city", "tenant__name"]
     list_select_related = ["tenant"]
+    bulk_delete = False  # racks hold on to their site (PROTECT): refused anyway
 
     def save_instance(self, obj, ctx):
         return services.save_site(obj, ctx)  # provider facts: audited, announced (issue 14)
@@ -67,6 +63,7 @@ class RackAdmin(AuditedModelAdmin):
     search_fields = ["name", "site__code"]
     list_select_related = ["site"]
     inlines = [PowerFeedInline]
+    bulk_delete = False  # servers hold on to their rack (PROTECT): refused anyway
 
 
 @admin.register(PowerFeed)
@@ -97,6 +94,7 @@ class NetworkNodeAdmin(AuditedModelAdmin):
     autocomplete_fields = ["parent"]
     readonly_fields = ["created_at", "updated_at"]
     ordering = ["site__code", "layer", "name"]
+    bulk_delete = False  # children and servers hold on to a node (PROTECT)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(server_count=Count("ultraservers"))
@@ -169,13 +167,46 @@ class UltraServerAdmin(AuditedModelAdmin):
     search_fields = ["serial", "rack__name", "firmware_version"]
     list_select_related = ["model", "rack", "tenant"]
     readonly_fields = [
+        "chips",
         "last_heartbeat_at",
+        "unreachable_since",
         "isolated_since",
         "isolation_reason",
         "created_at",
         "updated_at",
     ]
-    inlines = [FirmwareInline, ChipInline]
+    inlines = [FirmwareInline]
+
+    @admin.display(description="Chips")
+    def chips(self, server: UltraServer | None) -> str:
+        """Counts by health, each a link to the chip list filtered to this server: 144 rows
+        inline would bury the form."""
+        if server is None or server.pk is None:
+            return "–"
+        counts = dict(
+            Chip.objects.filter(ultraserver=server)
+            .values_list("health")
+            .annotate(n=Count("pk"))
+            .values_list("health", "n")
+        )
+        base = reverse("admin:inventory_chip_changelist")
+        total = sum(counts.values())
+        parts = [
+            format_html(
+                '<a href="{}?ultraserver__id__exact={}&amp;health={}">{} {}</a>',
+                base,
+                server.pk,
+                health,
+                counts[health],
+                str(label).lower(),
+            )
+            for health, label in ChipHealth.choices
+            if counts.get(health)
+        ]
+        everything = format_html(
+            '<a href="{}?ultraserver__id__exact={}">all {} chips</a>', base, server.pk, total
+        )
+        return format_html_join(" · ", "{}", ((p,) for p in [*parts, everything]))
 
     def save_instance(self, obj, ctx):
         return services.save_ultraserver(obj, ctx)
@@ -187,7 +218,7 @@ class ChipAdmin(AuditedModelAdmin):
     list_filter = ["health", "ultraserver__rack__site"]
     search_fields = ["serial", "ultraserver__serial"]
     list_select_related = ["ultraserver"]
-    fields = [*Chip.IDENTITY, "health", "health_note", *Chip.COUNTERS]
+    fields = [*Chip.IDENTITY, "health", "health_note", *Chip.COUNTERS, "updated_at"]
     readonly_fields = [*Chip.IDENTITY, *Chip.COUNTERS]
 
     def has_add_permission(self, request):

@@ -46,7 +46,8 @@ class ProtectedAssetAdmin(AuditedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # An asset's tenant never changes (save_asset refuses it too).
-        return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
+        declared = list(super().get_readonly_fields(request, obj))
+        return [*declared, "tenant"] if obj is not None else declared
 
     def save_instance(self, obj, ctx):
         return services.save_asset(obj, ctx)

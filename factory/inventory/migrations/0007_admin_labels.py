@@ -1,8 +1,17 @@
-# Reserved for one helper's change; empty until it writes its operations.
+# Admin labels a person would write (issue 17).
 from django.db import migrations
 
 
 class Migration(migrations.Migration):
     dependencies = [("inventory", "0006_network_fabric")]
 
-    operations: list = []
+    operations = [
+        migrations.AlterModelOptions(
+            name="ultraserver",
+            options={
+                "ordering": ["serial"],
+                "verbose_name": "UltraServer",
+                "verbose_name_plural": "UltraServers",
+            },
+        ),
+    ]

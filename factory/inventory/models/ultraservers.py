@@ -74,6 +74,8 @@ class UltraServer(models.Model):
 
     class Meta:
         ordering = ["serial"]
+        verbose_name = "UltraServer"
+        verbose_name_plural = "UltraServers"
         constraints = [
             models.CheckConstraint(
                 condition=Q(rack__isnull=True, position__isnull=True)

@@ -80,6 +80,7 @@ class TransferBasis(models.Model):
 
     class Meta:
         ordering = ["destination", "kind"]
+        verbose_name_plural = "transfer bases"
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.destination}"

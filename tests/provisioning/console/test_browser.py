@@ -183,17 +183,18 @@ def test_provider_admin_goes_fleet_site_rack_ultraserver_and_runs_an_upgrade(
     page.get_by_role("link", name="FRA1-R02").click()  # site → rack
     page.wait_for_url(re.compile(r".*/console/racks/\d+/$"))
     tab.shot("rack")
-    page.locator("a.tile").first.click()  # rack → UltraServer
+    page.locator(".elevation a.slot.server").first.click()  # rack elevation → UltraServer
     page.wait_for_url(re.compile(r".*/console/ultraservers/\d+/"))
-    cells = page.locator("ol.heatmap li.cell")
+    cells = page.locator("table.heatgrid td.cell")
     assert cells.count() == 144
-    assert page.locator("ol.heatmap li.cell.bad").count() == 1  # the failed chip, labelled too
-    assert "failed" in page.locator("ol.heatmap li.cell.bad").inner_text()
-    assert page.locator("figure.chart svg polyline").count() == 2  # power and temperature
+    assert page.locator("table.heatgrid td.cell.bad").count() == 1  # the failed chip, labelled
+    assert "failed" in page.locator("table.heatgrid td.cell.bad").inner_text()
+    # power, and the hottest chip and the chip average on the temperature chart
+    assert page.locator("figure.chart svg polyline").count() == 3
     tab.shot("ultraserver-health")
     page.get_by_role("link", name="Temperature").click()
-    page.wait_for_selector("ol.heatmap[data-metric=temp]")
-    assert "°" in page.locator("ol.heatmap li.cell").nth(3).inner_text()
+    page.wait_for_selector("table.heatgrid[data-metric=temp]")
+    assert "°" in page.locator("table.heatgrid td.cell").nth(3).inner_text()
     tab.shot("ultraserver-temperature")
 
     # Start a rolling upgrade from a selection, then watch it advance.
