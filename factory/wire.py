@@ -502,26 +502,116 @@ FAULT_RULE_LABELS: Final[Mapping[FaultRule, str]] = MappingProxyType(
 
 
 class Severity(StrEnum):
-    """How urgent a fault is, for people and their tools (``fault.opened``'s ``severity``)."""
+    """How urgent a fault is, for people and their tools (``fault.opened``'s ``severity``, the
+    fault's own ``severity``)."""
 
-    CRITICAL = "critical"  # act now, without waiting for a window or a person
-    MAJOR = "major"  # out of service until repaired
-    MINOR = "minor"  # degraded; judged by the rules over time
+    INFO = "info"  # worth knowing; nobody need act
+    WARNING = "warning"  # degraded or unheard: someone should look, nothing drains
+    CRITICAL = "critical"  # act now: hardware or capacity is being lost
 
 
-#: Severity by rule; a rule not named here is MAJOR (``severity_of``).
+class RuleAction(StrEnum):
+    """What a rule's fault asks the control plane to do to its server."""
+
+    RECORD = "record"  # recorded and told to the tenant; the server keeps working
+    MAINTAIN = "maintain"  # maintenance flag, then a maintain workflow drains and repairs it
+    ISOLATE = "isolate"  # powered off at once (ISOLATION_RESET_TYPE), then maintained
+
+
+@dataclass(frozen=True)
+class RulePolicy:
+    """A rule's severity and the action its faults ask for."""
+
+    severity: Severity
+    action: RuleAction
+
+    @property
+    def drains(self) -> bool:
+        """The fault takes its server out of service (flag, workflow, unit membership)."""
+        return self.action is not RuleAction.RECORD
+
+
+#: What a provider's SRE expects of each rule; ``FACTORY_FAULT_POLICY`` (settings) overrides a
+#: rule's entry, checked by ``fault_policy`` at startup.
+DEFAULT_FAULT_POLICY: Final[Mapping[FaultRule, RulePolicy]] = MappingProxyType(
+    {
+        FaultRule.LEAK: RulePolicy(Severity.CRITICAL, RuleAction.ISOLATE),
+        FaultRule.CHIP_DOWN: RulePolicy(Severity.CRITICAL, RuleAction.MAINTAIN),
+        FaultRule.ECC_UNCORRECTABLE: RulePolicy(Severity.CRITICAL, RuleAction.MAINTAIN),
+        FaultRule.LINK_DOWN: RulePolicy(Severity.CRITICAL, RuleAction.MAINTAIN),
+        FaultRule.COOLANT_EXCURSION: RulePolicy(Severity.CRITICAL, RuleAction.MAINTAIN),
+        FaultRule.THERMAL_THROTTLE: RulePolicy(Severity.WARNING, RuleAction.RECORD),
+        FaultRule.TELEMETRY_STALE: RulePolicy(Severity.WARNING, RuleAction.RECORD),
+        FaultRule.AGENT_SILENT: RulePolicy(Severity.WARNING, RuleAction.RECORD),
+        FaultRule.FEED_LOSS: RulePolicy(Severity.CRITICAL, RuleAction.RECORD),  # a site's fault
+        FaultRule.REPORTED: RulePolicy(Severity.CRITICAL, RuleAction.MAINTAIN),
+    }
+)
+#: Severity by rule, as the defaults say (``severity_of``).
 FAULT_RULE_SEVERITY: Final[Mapping[str, Severity]] = MappingProxyType(
-    {FaultRule.LEAK: Severity.CRITICAL, FaultRule.THERMAL_THROTTLE: Severity.MINOR}
+    {rule: p.severity for rule, p in DEFAULT_FAULT_POLICY.items()}
 )
 #: Rules whose fault on a server powers it off at once through the agent (``RESET`` with
 #: ``ISOLATION_RESET_TYPE``), before any drain, window or person: coolant must not reach live
-#: electronics (HARDWARE.md, leaks).
-ISOLATING_RULES: Final = frozenset({FaultRule.LEAK})
+#: electronics (HARDWARE.md, leaks). Fixed: ``fault_policy`` refuses to change who isolates.
+ISOLATING_RULES: Final = frozenset(
+    r for r, p in DEFAULT_FAULT_POLICY.items() if p.action is RuleAction.ISOLATE
+)
 ISOLATION_RESET_TYPE: Final = "ForceOff"  # Redfish ResetType: the BMC cuts power, no OS shutdown
 
 
-def severity_of(rule: str) -> Severity:
-    return FAULT_RULE_SEVERITY.get(rule, Severity.MAJOR)
+def fault_policy(
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+) -> Mapping[FaultRule, RulePolicy]:
+    """The defaults with ``overrides`` (rule -> {"severity"?, "action"?}) applied. Raises
+    ValueError naming the rule and key at fault: a typo must stop startup, not silently leave
+    a rule at its default. Isolation stays with ``ISOLATING_RULES`` (a safety interlock, not a
+    preference): neither moved to another rule nor taken from a leak."""
+    policy = dict(DEFAULT_FAULT_POLICY)
+    if not isinstance(overrides, Mapping):
+        if overrides is None:
+            return MappingProxyType(policy)
+        raise ValueError("FACTORY_FAULT_POLICY must be a mapping of rule -> {severity, action}")
+    rules, severities, actions = (
+        ", ".join(e.value for e in enum) for enum in (FaultRule, Severity, RuleAction)
+    )
+    for name, entry in overrides.items():
+        where = f"FACTORY_FAULT_POLICY[{name!r}]"
+        if name not in FaultRule._value2member_map_:
+            raise ValueError(f"{where}: no such rule (rules: {rules})")
+        rule = FaultRule(name)
+        if not isinstance(entry, Mapping) or not entry:
+            raise ValueError(f"{where}: give a mapping with severity and/or action")
+        unknown = sorted(set(entry) - {"severity", "action"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r} (keys: severity, action)")
+        severity, action = policy[rule].severity, policy[rule].action
+        if "severity" in entry:
+            if entry["severity"] not in Severity._value2member_map_:
+                raise ValueError(
+                    f"{where}['severity']: {entry['severity']!r} is not one of {severities}"
+                )
+            severity = Severity(entry["severity"])
+        if "action" in entry:
+            if entry["action"] not in RuleAction._value2member_map_:
+                raise ValueError(f"{where}['action']: {entry['action']!r} is not one of {actions}")
+            action = RuleAction(entry["action"])
+        if (action is RuleAction.ISOLATE) != (rule in ISOLATING_RULES):
+            raise ValueError(
+                f"{where}['action']: isolation is fixed to {', '.join(sorted(ISOLATING_RULES))}"
+                " (a safety interlock, not a preference)"
+            )
+        policy[rule] = RulePolicy(severity, action)
+    return MappingProxyType(policy)
+
+
+def severity_of(
+    rule: str, policy: Mapping[FaultRule, RulePolicy] = DEFAULT_FAULT_POLICY
+) -> Severity:
+    """A rule's severity under ``policy`` (the defaults unless given); unknown rules are
+    critical (a rule nobody classified is not one to ignore)."""
+    entry = policy.get(rule)  # type: ignore[call-overload]
+    return entry.severity if entry is not None else Severity.CRITICAL
 
 
 # --- The Redfish OEM extension: what the agent reads from and asks of a BMC -----------------

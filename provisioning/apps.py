@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -35,26 +37,26 @@ class ProvisioningConfig(AppConfig):
         metrics.register(workflow_metrics.collect)
 
 
-def _open_maintenance(sender, faults, **kwargs) -> None:
-    """A health rule found something wrong with a server: a maintain workflow for it (one per
-    server, however many of its chips failed). A refusal (say, a capacity floor) is logged; the
-    health sweep tries again."""
+def _open_maintenance(sender: object, faults: list[Any], **kwargs: object) -> None:
+    """A health rule found something wrong with a server that its policy drains: a maintain
+    workflow for it (one per server, however many of its chips failed), and what became of it
+    written on the faults (``report_fault``). A refusal (a capacity floor) leaves them waiting
+    with the refusal's words; the health sweep tries again."""
     import logging
 
     from provisioning.jobs import JOB_CTX
     from provisioning.services import report_fault
-    from tenants.errors import Conflict
 
-    done = set()
+    by_server: dict[int, list[Any]] = {}
     for fault in faults:
-        if fault.ultraserver_id in done:
-            continue
-        done.add(fault.ultraserver_id)
+        if fault.drains:
+            by_server.setdefault(fault.ultraserver_id, []).append(fault)
+    for mine in by_server.values():
         try:
-            report_fault(fault.ultraserver, fault.detail, JOB_CTX)
-        except Conflict as refusal:
-            logging.getLogger(__name__).warning(
-                "no maintain workflow for %s yet: %s", fault.ultraserver, refusal.message
+            report_fault(mine[0].ultraserver, mine[0].detail, JOB_CTX, faults=mine)
+        except Exception:  # the signal's sender must not fail; the health sweep tries again
+            logging.getLogger(__name__).exception(
+                "no maintain workflow for %s yet", mine[0].ultraserver
             )
 
 

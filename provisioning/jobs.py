@@ -17,7 +17,8 @@ from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Site, UltraServer
 from factory.telemetry import faults, ingest
 from factory.telemetry import services as telemetry
-from factory.telemetry.choices import Resolution
+from factory.telemetry.choices import FaultAction, Resolution
+from factory.telemetry.models import Fault
 from factory.telemetry.rules import Finding
 from factory.wire import FaultRule
 from provisioning import queue, rollout, runner
@@ -30,7 +31,7 @@ from provisioning.models import (
     Workflow,
     WorkflowTarget,
 )
-from provisioning.services import MAINTAINABLE, create_workflow
+from provisioning.services import MAINTAINABLE, create_workflow, refused_action
 from provisioning.windows import next_opening
 from tenants.errors import Conflict
 
@@ -110,8 +111,13 @@ def health_sweep() -> dict:
                 idempotency_key=f"health:{server.pk}:{server.updated_at:%Y%m%d%H%M%S%f}",
             )
             opened.append(workflow.pk)
+            action: tuple[str, str] = (FaultAction.MAINTENANCE, f"maintain workflow #{workflow.pk}")
         except Conflict as refusal:
             refused.append(f"{server.serial}: {refusal.message}")
+            action = refused_action(refusal)
+        # Its faults waiting at a floor (or flagged without a workflow) say what happened now.
+        waiting = (FaultAction.WAITING_FLOOR, FaultAction.MAINTENANCE)
+        faults.set_action(Fault.objects.filter(ultraserver=server, action__in=waiting), *action)
     return {"opened": opened, "refused": refused[:20]}
 
 

@@ -21,8 +21,12 @@ MAX_SILENCE = dt.timedelta(days=7)
 
 
 def _locked_open(fault: Fault) -> Fault:
+    # Only the fault's row: its server is an outer join (a site's fault has none), which
+    # PostgreSQL will not lock.
     locked = (
-        Fault.objects.select_for_update().select_related("site", "ultraserver").get(pk=fault.pk)
+        Fault.objects.select_for_update(of=("self",))
+        .select_related("site", "ultraserver")
+        .get(pk=fault.pk)
     )
     if locked.cleared_at is not None:
         raise Conflict("the fault is already resolved", code="fault_resolved", field="cleared_at")

@@ -1,9 +1,14 @@
 """Faults: raised by the health rules (or by people), one open per subject and rule.
 
-A new fault on a server sets its maintenance flag and, after commit, announces itself with
-the ``fault_opened`` signal; the workflow engine (which this app may not import) listens and
-opens a maintain workflow. Its health sweep catches any the signal missed. A leak does not
-wait for that: ``isolation`` powers its server off in the transaction that opens the fault.
+Each fault takes its rule's severity and action from the policy in force (``policy``, the
+wire contract's defaults and the ``FACTORY_FAULT_POLICY`` setting) when it opens. A new fault
+on a server whose rule drains it sets the maintenance flag and, after commit, announces itself
+with the ``fault_opened`` signal; the workflow engine (which this app may not import) listens,
+opens a maintain workflow and writes what became of it on the fault (``set_action``). Its
+health sweep catches any the signal missed, and moves a fault waiting at a capacity floor on
+when the floor allows. A leak does not wait for that: ``isolation`` powers its server off in
+the transaction that opens the fault. A rule that only records (a warning: throttling, a
+server or agent not heard from) neither flags nor drains anything.
 
 Every fault opened and every fault resolved is an event of the site's tenant
 (``fault.opened``, ``fault.resolved``), written here, in the transaction that opens or clears
@@ -24,12 +29,13 @@ from django.utils import timezone
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Chip, UltraServer
 from factory.inventory.services import transition
-from factory.telemetry import isolation
+from factory.telemetry import isolation, policy
+from factory.telemetry.choices import FaultAction
 from factory.telemetry.models import Fault
 from factory.telemetry.rules import Finding
-from factory.wire import ISOLATING_RULES, FaultRule, severity_of
+from factory.wire import ISOLATING_RULES, ISOLATION_RESET_TYPE, FaultRule, RuleAction
 from tenants.access import SYSTEM
-from tenants.choices import AuditSource
+from tenants.choices import AuditCause, AuditSource
 from tenants.events.kinds import EventKind, timestamp
 from tenants.events.services import emit
 from tenants.services.changes import ChangeContext, save_object
@@ -42,10 +48,11 @@ RULES_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 fault_opened = Signal()
 
 CHIP_RULES = frozenset({FaultRule.CHIP_DOWN, FaultRule.ECC_UNCORRECTABLE})
-#: Server faults that say only that the server is not heard from: recorded and told to the
-#: tenant, but the server is not flagged for maintenance (no maintain workflow drains it for a
-#: BMC that stopped answering the agent); they clear when its telemetry comes back.
-WATCH_RULES = frozenset({FaultRule.TELEMETRY_STALE})
+#: The actions of a fault that asked for maintenance: what the workflow engine may rewrite as
+#: it opens, finds held, or is refused a maintain workflow (an isolated or recorded fault keeps
+#: its action).
+MAINTAIN_ACTIONS = (FaultAction.MAINTENANCE, FaultAction.HELD, FaultAction.WAITING_FLOOR)
+OPENING = "maintenance flag set; maintain workflow being opened"
 
 
 def server_key(rule: str, server_id: int, chip: int | None) -> str:
@@ -70,6 +77,7 @@ def _open(site_id: int, candidates: list[Fault]) -> list[Fault]:
     for fault in candidates:
         if fault.key not in seen:
             seen.add(fault.key)
+            _apply_policy(fault)
             new.append(fault)
     if not new:
         return []
@@ -95,11 +103,34 @@ def _open(site_id: int, candidates: list[Fault]) -> list[Fault]:
     return opened
 
 
+def _apply_policy(fault: Fault) -> None:
+    """The severity and first action of a fault about to open, from its rule's policy."""
+    rule = policy.of(fault.rule)
+    fault.severity = rule.severity.value
+    if rule.action is RuleAction.RECORD:
+        fault.action, fault.action_detail = FaultAction.RECORDED, ""
+    elif fault.ultraserver_id is None:
+        fault.action = FaultAction.RECORDED
+        fault.action_detail = "a site's fault: no server of its own to take out of service"
+    elif rule.action is RuleAction.ISOLATE:
+        fault.action = FaultAction.ISOLATED
+        fault.action_detail = f"powered off at once ({ISOLATION_RESET_TYPE}); maintenance follows"
+    else:
+        fault.action, fault.action_detail = FaultAction.MAINTENANCE, OPENING
+
+
+def set_action(faults: QuerySet[Fault], action: str, detail: str) -> int:
+    """Write what became of the open ones among ``faults`` (the workflow engine's outcome:
+    a maintain workflow opened, the server held by another, a refused drain's words), so the
+    fault says it rather than a log line."""
+    return faults.filter(cleared_at__isnull=True).update(action=action, action_detail=detail[:500])
+
+
 def _event_data(fault: Fault, **more: Any) -> dict[str, Any]:
     server = fault.ultraserver
     return {
         "rule": fault.rule,
-        "severity": severity_of(fault.rule).value,
+        "severity": fault.severity,
         "detail": fault.detail,
         "site": fault.site.code,
         "server": server.serial if server is not None else None,
@@ -157,13 +188,14 @@ def raise_findings(
         for f in site_findings
     ]
     opened = _open(site_id, candidates)
-    on_servers = [f for f in opened if f.ultraserver_id and f.rule not in WATCH_RULES]
+    # Only what the policy says drains: a recorded fault (a warning) flags nothing.
+    on_servers = [f for f in opened if f.ultraserver_id and f.action != FaultAction.RECORDED]
     flagged = set()
     for fault in on_servers:
         flag_server(fault, flag=fault.ultraserver_id not in flagged)
         flagged.add(fault.ultraserver_id)
     # A leak powers its server off now, in this transaction: no drain, window or person first.
-    isolation.isolate([f for f in on_servers if f.rule in ISOLATING_RULES])
+    isolation.isolate([f for f in on_servers if f.action == FaultAction.ISOLATED])
     if on_servers:
         transaction.on_commit(lambda: _announce(on_servers))
     return len(opened)
@@ -175,19 +207,20 @@ def flag_server(fault: Fault, *, flag: bool = True) -> None:
     a server's fault (``ultraserver_id`` set)."""
     server_id = fault.ultraserver_id
     assert server_id is not None, "flag_server takes a server's fault"
+    ctx = RULES_CTX.caused_by(AuditCause.RULE, fault.pk)  # audited as caused by this fault
     if flag:
         state = UltraServer.objects.values_list("lifecycle_state", flat=True).get(pk=server_id)
         transition(
             server_id,
             state,
-            RULES_CTX,
+            ctx,
             fields={"in_maintenance": True, "fault_reason": fault.detail[:500]},
         )
     if fault.rule in CHIP_RULES and fault.chip_index is not None:
         chip = Chip.objects.filter(ultraserver_id=server_id, index=fault.chip_index).first()
         if chip is not None and chip.health != ChipHealth.FAILED:
             chip.health, chip.health_note = ChipHealth.FAILED, fault.detail[:500]
-            save_object(chip, RULES_CTX)
+            save_object(chip, ctx)
 
 
 def _announce(opened: list[Fault]) -> None:
@@ -198,7 +231,8 @@ def _announce(opened: list[Fault]) -> None:
 
 
 def record(server: UltraServer, rule: str, detail: str, chip: int | None = None) -> Fault | None:
-    """A fault someone reported (API): recorded once, like the rules' own."""
+    """A fault someone reported (API): recorded once, like the rules' own, with its rule's
+    severity and action; the caller flags and maintains the server (``report_fault``)."""
     rack = server.rack  # None without a query when rack_id is None
     if rack is None:
         return None

@@ -27,7 +27,7 @@ import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from factory import wire
@@ -683,9 +683,19 @@ def _ingest(
                 previous[r.server_id] = {**state, "link_outage_s": outages[r.server_id]}
                 findings.extend((r.server_id, f) for f in found)
             _store_latest(fresh, received, outages)
+            _heard_from(sorted({r.server_id for r in fresh}), received)
         site_findings = _store_devices(site_id, fresh_devices)
         result.faults_opened = faults.raise_findings(site_id, findings, site_findings)
     return result
+
+
+def _heard_from(server_ids: list[int], received: dt.datetime) -> None:
+    """``last_heartbeat_at`` of the servers with a new sample in this batch: one set-based
+    UPDATE whatever the batch size, never moving it backwards. Taken after ``_store_latest``
+    has locked the same servers' latest rows in id order, so two batches cannot deadlock here."""
+    UltraServer.objects.filter(pk__in=server_ids).filter(
+        Q(last_heartbeat_at__isnull=True) | Q(last_heartbeat_at__lt=received)
+    ).order_by().update(last_heartbeat_at=received)
 
 
 # --- freshness: a server silent while its site's agent reports ----------------------------

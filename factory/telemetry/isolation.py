@@ -137,7 +137,7 @@ def isolate(opened: list[Fault]) -> list[AgentCommand]:
                 "site": fault.site.code,
                 "fault": fault.pk,
                 "rule": fault.rule,
-                "severity": wire.severity_of(fault.rule).value,
+                "severity": fault.severity,
                 "detail": fault.detail,
                 "action": "power-off",
                 "reset_type": wire.ISOLATION_RESET_TYPE,

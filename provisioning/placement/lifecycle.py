@@ -63,7 +63,6 @@ from factory.inventory.lifecycle import IN_SERVICE
 from factory.inventory.models import PowerFeed, UltraServer
 from factory.inventory.models.locking import lock_capacity_scope
 from factory.inventory.topology import common_depth, hops
-from factory.wire import Severity, severity_of
 from provisioning.choices import ACTIVE_WORKFLOW_STATES, TargetState, WorkflowKind
 from provisioning.history import event
 from provisioning.models import Workflow, WorkflowTarget
@@ -351,13 +350,10 @@ def unit_batch(
 
 
 def on_faults(sender: Any, faults: Sequence[Any], **kwargs: Any) -> None:
-    """``fault_opened`` receiver: a server fault that is not minor fails the server's unit
-    membership. Never raises (the signal's sender must not fail)."""
-    for server_id, detail in {
-        f.ultraserver_id: f.detail
-        for f in faults
-        if f.ultraserver_id and severity_of(f.rule) != Severity.MINOR
-    }.items():
+    """``fault_opened`` receiver: a server fault whose rule drains it (``Fault.drains``, by the
+    fault policy) fails the server's unit membership. Never raises (the signal's sender must
+    not fail)."""
+    for server_id, detail in {f.ultraserver_id: f.detail for f in faults if f.drains}.items():
         try:
             member_failed(server_id, f"fault: {detail}")
         except Exception:  # logged; the health sweep's next fault tries again

@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from factory import wire
@@ -182,11 +183,14 @@ class SitePowerDrawSerializer(serializers.Serializer):
 
 
 class FaultSerializer(serializers.ModelSerializer):
+    """A fault, what the control plane did about it (``action``: by its rule's policy, and as
+    the drain went), and what people did (acknowledged, silenced, resolved)."""
+
     site_code = serializers.CharField(source="site.code", read_only=True)
     ultraserver_serial = serializers.CharField(
         source="ultraserver.serial", read_only=True, default=None
     )
-    severity = serializers.SerializerMethodField(help_text="critical, major or minor (by rule).")
+    silenced = serializers.SerializerMethodField(help_text="Silenced now (until is ahead).")
 
     class Meta:
         model = Fault
@@ -200,12 +204,26 @@ class FaultSerializer(serializers.ModelSerializer):
             "chip_index",
             "rule",
             "severity",
+            "action",
+            "action_detail",
             "detail",
             "opened_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "acknowledge_note",
+            "silenced",
+            "silenced_until",
+            "silenced_by",
+            "silence_note",
             "cleared_at",
             "cleared_reason",
+            "cleared_by",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "severity": {"help_text": "info, warning or critical: its rule's, when it opened."},
+            "action": {"help_text": "What the control plane did about it, kept up to date."},
+        }
 
-    def get_severity(self, fault: Fault) -> str:
-        return wire.severity_of(fault.rule).value
+    def get_silenced(self, fault: Fault) -> bool:
+        return fault.silenced_until is not None and fault.silenced_until > timezone.now()

@@ -2,6 +2,36 @@
 
 from django.db import migrations, models
 
+# The rules' policy when this migration was written (factory.wire.DEFAULT_FAULT_POLICY),
+# frozen here: a later change of the defaults must not rewrite what this backfill did.
+_POLICY = {
+    "leak": ("critical", "isolate"),
+    "chip-down": ("critical", "maintain"),
+    "ecc-uncorrectable": ("critical", "maintain"),
+    "link-down": ("critical", "maintain"),
+    "coolant-excursion": ("critical", "maintain"),
+    "thermal-throttle": ("warning", "record"),
+    "telemetry-stale": ("warning", "record"),
+    "agent-silent": ("warning", "record"),
+    "feed-loss": ("critical", "record"),
+    "reported": ("critical", "maintain"),
+}
+
+
+def _backfill(apps, schema_editor):
+    """Faults recorded before severity and action were stored get their rule's: what the
+    attention list sorts and filters by, so an old fault is not shown as something else."""
+    Fault = apps.get_model("telemetry", "Fault")
+    for rule, (severity, wanted) in _POLICY.items():
+        faults = Fault.objects.filter(rule=rule)
+        faults.update(severity=severity, action="recorded")
+        if wanted == "isolate":
+            faults.filter(ultraserver__isnull=False).update(action="isolated")
+        elif wanted == "maintain":
+            faults.filter(ultraserver__isnull=False).update(
+                action="maintenance", action_detail="recorded before actions were kept"
+            )
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -90,4 +120,5 @@ class Migration(migrations.Migration):
                 name="fault_open_by_severity",
             ),
         ),
+        migrations.RunPython(_backfill, migrations.RunPython.noop),
     ]

@@ -64,5 +64,11 @@ class Fault(models.Model):
         return f"{self.get_rule_display()}: {self.detail}"
 
     @property
+    def drains(self) -> bool:
+        """Its rule's policy took (or is taking) the server out of service: not merely
+        recorded."""
+        return bool(self.ultraserver_id) and self.action != FaultAction.RECORDED
+
+    @property
     def owning_tenant_id(self):
         return self.site.tenant_id

@@ -6,7 +6,7 @@ from tenants.events.models import Event
 
 DATA_HELP = (
     "What happened, by kind (free-form; keys are only ever added). "
-    "`fault.opened`, `fault.resolved`: `rule`, `severity` (`critical`, `major`, `minor`), "
+    "`fault.opened`, `fault.resolved`: `rule`, `severity` (`info`, `warning`, `critical`), "
     "`detail`, `site`, `server` (serial or null), `chip` (index or null), `opened_at`; "
     "resolved also `reason`, `cleared_at`. "
     "`server.isolated` (a leak powered a server off at once): `server`, `site`, `fault`, "

@@ -46,7 +46,7 @@ def test_a_fault_opened_is_one_event_of_the_sites_tenant(site, fleet):
     assert (event.subject_type, event.subject_id) == ("fault", str(fault.pk))
     assert event.data == {
         "rule": FaultRule.CHIP_DOWN,
-        "severity": "major",
+        "severity": "critical",
         "detail": fault.detail,
         "site": fleet.sites["alpha"].code,
         "server": server.serial,

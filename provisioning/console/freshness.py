@@ -1,0 +1,118 @@
+"""How fresh what the console shows is: when each site's agent was last heard from, and how old
+the newest telemetry is per site and per server. Stale is judged with the limits the
+``agent-silent`` and ``telemetry-stale`` rules use, so the page and the faults agree. A fixed
+number of queries whatever the number of sites or servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+
+from factory.agents.models import SiteAgent
+from factory.inventory.models import Site, UltraServer
+from factory.telemetry.ingest import stale_after
+from factory.telemetry.models import ServerTelemetry
+
+
+def agent_silent_after() -> dt.timedelta:
+    """The ``agent-silent`` rule's limit (``provisioning.jobs.detect_stale_agents``)."""
+    return dt.timedelta(seconds=settings.AGENT_SILENT_AFTER_SECONDS)
+
+
+def ago(seconds: float) -> str:
+    """A short relative age: ``12 s``, ``4 min``, ``3 h``, ``2 d``."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+@dataclass(frozen=True)
+class Age:
+    """When something was last heard from, against the limit past which it is stale."""
+
+    at: dt.datetime | None
+    limit: dt.timedelta
+    now: dt.datetime
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.at is None else (self.now - self.at).total_seconds()
+
+    @property
+    def state(self) -> str:
+        """``never`` (nothing yet: not a fault), ``stale`` (past the limit) or ``fresh``."""
+        if self.at is None:
+            return "never"
+        return "stale" if self.now - self.at > self.limit else "fresh"
+
+    @property
+    def stale(self) -> bool:
+        return self.state == "stale"
+
+    @property
+    def text(self) -> str:
+        seconds = self.seconds
+        return "never" if seconds is None else f"{ago(seconds)} ago"
+
+    @property
+    def utc(self) -> str:
+        """The absolute time, in UTC whatever the server's zone."""
+        return "" if self.at is None else f"{self.at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def of_sites(site_ids: list[int], now: dt.datetime | None = None) -> dict[int, dict[str, Age]]:
+    """Per site: ``agent`` (its live agents' newest last-seen) and ``telemetry`` (its newest
+    server sample). Two queries."""
+    now = now or timezone.now()
+    seen = dict(
+        SiteAgent.objects.filter(site_id__in=site_ids, revoked_at__isnull=True)
+        .values_list("site_id")
+        .annotate(at=Max("last_seen_at"))
+        .values_list("site_id", "at")
+    )
+    newest = dict(
+        ServerTelemetry.objects.filter(ultraserver__rack__site_id__in=site_ids)
+        .values_list("ultraserver__rack__site_id")
+        .annotate(at=Max("ts"))
+        .values_list("ultraserver__rack__site_id", "at")
+    )
+    agent_limit, telemetry_limit = agent_silent_after(), stale_after()
+    return {
+        pk: {
+            "agent": Age(seen.get(pk), agent_limit, now),
+            "telemetry": Age(newest.get(pk), telemetry_limit, now),
+        }
+        for pk in site_ids
+    }
+
+
+def of_servers(site: Site, now: dt.datetime | None = None) -> list[dict]:
+    """Per server of the site, by rack and position: its newest sample's age and its last
+    heartbeat (when the control plane last received a sample from it). Two queries."""
+    now = now or timezone.now()
+    limit = stale_after()
+    newest = dict(
+        ServerTelemetry.objects.filter(ultraserver__rack__site=site).values_list(
+            "ultraserver_id", "ts"
+        )
+    )
+    return [
+        {
+            "server": server,
+            "telemetry": Age(newest.get(server.pk), limit, now),
+            "heartbeat": Age(server.last_heartbeat_at, limit, now),
+        }
+        for server in UltraServer.objects.filter(rack__site=site)
+        .select_related("rack")
+        .only("pk", "serial", "position", "last_heartbeat_at", "rack__name")
+        .order_by("rack__name", "-position")
+    ]

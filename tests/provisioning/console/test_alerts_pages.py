@@ -1,0 +1,247 @@
+"""The console's Faults & alerts page, header badge and freshness cells, with Django's test
+client against real PostgreSQL: scoping, the audited actions and their refusals, what the badge
+counts, the stale label, heartbeats written by ingest, and what a refreshing tab costs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from factory.agents import services as agents
+from factory.agents.models import SiteAgent
+from factory.telemetry import faults
+from factory.telemetry.choices import FaultSeverity
+from factory.telemetry.ingest import stale_after
+from factory.telemetry.models import Fault, ServerTelemetry
+from factory.telemetry.rules import Finding
+from factory.wire import FaultRule
+from tenants.models import AuditEvent
+from tests.support.fleet import make_rack, make_server, make_site
+from tests.support.telemetry import CTX, agent_client, post, server_report
+
+
+def login(client, username: str):
+    client.force_login(get_user_model().objects.get(username=username))
+    return client
+
+
+def open_fault(
+    server, rule=FaultRule.ECC_UNCORRECTABLE, chip=3, severity=FaultSeverity.CRITICAL, **fields
+) -> Fault:
+    """A fault opened by the engine's own path, then given the severity the test wants."""
+    faults.raise_findings(server.rack.site_id, [(server.pk, Finding(rule, "ECC storm", chip))], [])
+    fault = Fault.objects.get(ultraserver=server, rule=rule, cleared_at__isnull=True)
+    Fault.objects.filter(pk=fault.pk).update(severity=severity, **fields)
+    fault.refresh_from_db()
+    return fault
+
+
+def site_fault(site, subject: str, severity: str) -> Fault:
+    faults.raise_findings(
+        site.pk, [], [Finding(FaultRule.AGENT_SILENT, f"{subject}", subject=subject)]
+    )
+    fault = Fault.objects.get(site=site, key__endswith=subject, cleared_at__isnull=True)
+    Fault.objects.filter(pk=fault.pk).update(severity=severity)
+    return fault
+
+
+def test_the_page_lists_open_faults_critical_first_and_only_the_tenants_own(client, fleet):
+    alpha, beta = fleet.servers["alpha"], fleet.servers["beta"]
+    info = site_fault(alpha.rack.site, "info-one", FaultSeverity.INFO)
+    critical = open_fault(alpha)
+    warning = site_fault(alpha.rack.site, "warn-one", FaultSeverity.WARNING)
+    theirs = open_fault(beta)
+    login(client, "padmin")
+    page = client.get("/console/alerts/").content.decode()
+    order = [page.index(f'id="fault-{f.pk}"') for f in (critical, warning, info)]
+    assert order == sorted(order)
+    assert f'id="fault-{theirs.pk}"' in page  # the provider sees every tenant's
+    assert alpha.serial in page and "chip 3" in page and "ECC storm" in page
+    login(client, "alpha-viewer")
+    page = client.get("/console/alerts/").content.decode()
+    assert f'id="fault-{critical.pk}"' in page and f'id="fault-{theirs.pk}"' not in page
+    assert "Act on #" not in page  # a viewer looks only
+
+
+def test_another_tenants_fault_actions_are_404_and_a_viewers_403(client, fleet):
+    theirs = open_fault(fleet.servers["beta"])
+    mine = open_fault(fleet.servers["alpha"])
+    login(client, "alpha-admin")
+    for verb in ("acknowledge", "silence", "resolve"):
+        response = client.post(f"/console/alerts/{theirs.pk}/{verb}/", {"note": "mine now"})
+        assert response.status_code == 404, verb
+    login(client, "alpha-viewer")
+    assert client.post(f"/console/alerts/{mine.pk}/acknowledge/", {"note": "x"}).status_code == 403
+    theirs.refresh_from_db()
+    mine.refresh_from_db()
+    assert not theirs.acknowledged_at and not mine.acknowledged_at
+
+
+def _audit_notes(fault: Fault) -> list[dict]:
+    return [
+        e.after
+        for e in AuditEvent.objects.filter(
+            object_type="telemetry.fault", object_id=str(fault.pk)
+        ).order_by("occurred_at", "pk")
+    ]
+
+
+def test_acknowledge_silence_and_resolve_are_audited_with_the_note(client, fleet):
+    fault = open_fault(fleet.servers["alpha"])
+    login(client, "alpha-operator")
+    response = client.post(
+        f"/console/alerts/{fault.pk}/acknowledge/", {"note": "swapping the chip", "severity": ""}
+    )
+    assert response.status_code == 302 and response["Location"] == "/console/alerts/"
+    fault.refresh_from_db()
+    assert (fault.acknowledged_by, fault.acknowledge_note) == (
+        "alpha-operator",
+        "swapping the chip",
+    )
+    page = client.get("/console/alerts/").content.decode()
+    assert "swapping the chip" in page
+
+    response = client.post(
+        f"/console/alerts/{fault.pk}/silence/", {"note": "parts on order", "hours": "24"}
+    )
+    assert response.status_code == 302
+    fault.refresh_from_db()
+    assert fault.silenced_until - timezone.now() > dt.timedelta(hours=23)
+    page = client.get("/console/alerts/").content.decode()
+    silenced_part = page[page.index('id="section-silenced"') :]
+    assert f'id="fault-{fault.pk}"' in silenced_part and "parts on order" in silenced_part
+
+    response = client.post(
+        f"/console/alerts/{fault.pk}/resolve/", {"note": "chip replaced", "state": "silenced"}
+    )
+    assert response.status_code == 302 and response["Location"] == "/console/alerts/?state=silenced"
+    fault.refresh_from_db()
+    assert fault.cleared_at and fault.cleared_by == "alpha-operator"
+    notes = _audit_notes(fault)
+    assert any(a.get("acknowledge_note") == "swapping the chip" for a in notes)
+    assert any(a.get("silence_note") == "parts on order" for a in notes)
+    assert any("chip replaced" in (a.get("cleared_reason") or "") for a in notes)
+    resolved = client.get("/console/alerts/?state=resolved").content.decode()
+    assert f'id="fault-{fault.pk}"' in resolved and "chip replaced" in resolved
+
+
+def test_refusals_are_shown_on_the_row_and_nothing_is_written(client, fleet):
+    fault = open_fault(fleet.servers["alpha"])
+    login(client, "alpha-admin")
+    response = client.post(f"/console/alerts/{fault.pk}/acknowledge/", {"note": "  "})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "note: a note is required" in page and f"Fault #{fault.pk}: acknowledge refused" in page
+    fault.refresh_from_db()
+    assert not fault.acknowledged_at and not _audit_notes(fault)
+    client.post(f"/console/alerts/{fault.pk}/resolve/", {"note": "done"})
+    again = client.post(f"/console/alerts/{fault.pk}/resolve/", {"note": "done again"})
+    assert again.status_code == 409 and "already resolved" in again.content.decode()
+
+
+def test_the_badge_links_to_the_page_and_counts_loud_open_faults(client, fleet):
+    alpha = fleet.servers["alpha"]
+    login(client, "alpha-admin")
+    quiet = client.get("/console/").content.decode()
+    assert 'href="/console/alerts/"' in quiet and "No open alerts" in quiet
+    critical = open_fault(alpha)
+    site_fault(alpha.rack.site, "warn", FaultSeverity.WARNING)
+    site_fault(alpha.rack.site, "info", FaultSeverity.INFO)  # not on the badge
+    open_fault(fleet.servers["beta"])  # another tenant's
+    badge = client.get("/console/alerts/badge/").content.decode()
+    assert "2 open faults · 1 critical" in badge and 'class="badge critical"' in badge
+    Fault.objects.filter(pk=critical.pk).update(
+        silenced_until=timezone.now() + dt.timedelta(hours=1)
+    )
+    badge = client.get("/console/alerts/badge/").content.decode()
+    assert "1 open fault<" in badge.replace(" ·", "<") or "1 open fault</a>" in badge
+    assert 'class="badge warning"' in badge
+    # silenced: off the top of the list too, under "Silenced"
+    page = client.get("/console/alerts/").content.decode()
+    assert page.index(f'id="fault-{critical.pk}"') > page.index('id="section-silenced"')
+    # a silence gone by counts again
+    Fault.objects.filter(pk=critical.pk).update(
+        silenced_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert "2 open faults" in client.get("/console/alerts/badge/").content.decode()
+
+
+def test_ingest_writes_last_heartbeat_at_once_per_batch(fleet):
+    server = fleet.servers["alpha"]
+    assert server.last_heartbeat_at is None
+    client, _ = agent_client(fleet.sites["alpha"])
+    before = timezone.now()
+    assert post(client, [server_report(server.serial, 1)]).status_code == 200
+    server.refresh_from_db()
+    assert server.last_heartbeat_at >= before
+    first = server.last_heartbeat_at
+    post(client, [server_report(server.serial, 1)])  # a replay is not a heartbeat
+    server.refresh_from_db()
+    assert server.last_heartbeat_at == first
+    post(client, [server_report(server.serial, 2)])
+    server.refresh_from_db()
+    assert server.last_heartbeat_at > first
+    assert fleet.servers["beta"].last_heartbeat_at is None
+
+
+def test_fleet_and_site_pages_show_freshness_and_stale(client, fleet):
+    server = fleet.servers["alpha"]
+    site = fleet.sites["alpha"]
+    login(client, "alpha-admin")
+    agent, _ = agent_client(site)
+    post(agent, [server_report(server.serial, 1)])
+    page = client.get(f"/console/sites/{site.pk}/").content.decode()
+    assert "Last heartbeat" in page and "stale</span>" not in page
+    assert 'class="fresh fresh"' in page
+    # Telemetry older than the telemetry-stale limit, an agent past the agent-silent one.
+    old = timezone.now() - stale_after() - dt.timedelta(seconds=5)
+    ServerTelemetry.objects.filter(ultraserver=server).update(ts=old, received_at=old)
+    SiteAgent.objects.filter(site=site).update(last_seen_at=timezone.now() - dt.timedelta(hours=1))
+    page = client.get(f"/console/sites/{site.pk}/").content.decode()
+    assert page.count('class="fresh stale"') >= 3  # site telemetry, agent, the server's sample
+    assert '<span class="label">stale</span>' in page
+    fleet_table = client.get("/console/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Agent:" in fleet_table and fleet_table.count('class="fresh stale"') == 2
+    # the other site has never reported: "never", not stale
+    login(client, "beta-admin")
+    assert "never" in client.get("/console/", HTTP_HX_REQUEST="true").content.decode()
+
+
+@pytest.mark.parametrize("n", [1, 12])
+def test_the_refreshing_fragments_cost_a_few_flat_queries(
+    client, fleet, n, django_assert_max_num_queries
+):
+    server = fleet.servers["alpha"]
+    for i in range(n):
+        site_fault(server.rack.site, f"s{i}", FaultSeverity.WARNING)
+    open_fault(server)
+    login(client, "alpha-operator")
+    client.get("/console/alerts/badge/")  # session, warm
+    with django_assert_max_num_queries(5):
+        assert client.get("/console/alerts/badge/").status_code == 200
+    with django_assert_max_num_queries(6):
+        table = client.get("/console/alerts/", HTTP_HX_REQUEST="true")
+    assert table.status_code == 200
+    assert table.content.decode().count('data-fault="') == n + 1
+    assert "<html" not in table.content.decode()  # only the fragment
+
+
+def test_the_fleet_fragments_freshness_costs_the_same_for_more_sites(client, fleet):
+    login(client, "padmin")
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/console/", HTTP_HX_REQUEST="true").status_code == 200
+        return len(queries)
+
+    before = count()
+    for i in range(3):
+        site = make_site(fleet.alpha, f"XT{i}")
+        make_server(f"XT{i}-SRV1", rack=make_rack(site, f"XT{i}-R01"))
+        agents.issue_agent(site, f"agent-{i}", CTX)
+    assert count() == before
