@@ -52,6 +52,14 @@ class StepState(models.TextChoices):
 DUE_STEP_STATES = frozenset({StepState.READY, StepState.WAITING})
 FINISHED_STEP_STATES = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})
 
+#: Steps that change hardware (flash, power cycle): held, not started, once a batch is stopped
+#: (failure budget reached, batch aborted). Compensation steps are never held.
+RISKY_STEPS = frozenset({"flash", "firmware", "power_on"})
+#: The spec key naming the batch whose risky steps are held while the workflow is paused.
+HOLD_RISKY_BATCH = "hold_risky_batch"
+#: The steps that put a taken-out server back where it came from (``Undrain`` and its kin).
+RESTORE_STEPS = frozenset({"restore", "return_to_service"})
+
 
 class WindowStatus(models.TextChoices):
     PROPOSED = "proposed", "Proposed by the provider"

@@ -1,11 +1,39 @@
 """Filters of the workflow API's lists (NetBox-style lookups, ``tenants.filters``)."""
 
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
 from factory.telemetry.models import Fault
-from provisioning.models import Step, Workflow
-from tenants.filters import FilterSet, boolean_filter
+from provisioning.models import Step, Workflow, WorkflowTarget
+from tenants.filters import FilterSet, LookupFilter, StrictBooleanField, boolean_filter
+
+
+class _NeedsActionFilter(LookupFilter):
+    """``needs_action=true|false``: the workflows that need a person now
+    (``provisioning.attention``), or not."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "",
+            "exact",
+            item=StrictBooleanField,
+            schema={"type": "boolean"},
+            many=False,
+            label="true: it needs a person now (needs_action is set); false: it does not",
+        )
+
+    def predicate(self, value: Any) -> Q:
+        from provisioning.attention import needs_action_filter
+
+        return needs_action_filter() if value else ~needs_action_filter()
 
 
 class WorkflowFilterSet(FilterSet):
+    needs_action = _NeedsActionFilter()
+
     class Meta:
         model = Workflow
         fields = [
@@ -21,12 +49,46 @@ class WorkflowFilterSet(FilterSet):
         search_fields = ["reason", "state_reason", "created_by"]
 
 
+class _StateFilter(LookupFilter):
+    """``name=true|false``: the faults in a state (``when``, a Q built per request: "silenced"
+    means until a time still ahead), or not in it."""
+
+    def __init__(self, when: Callable[[], Q], label: str) -> None:
+        super().__init__(
+            "",
+            "exact",
+            item=StrictBooleanField,
+            schema={"type": "boolean"},
+            many=False,
+            label=label,
+        )
+        self.when = when
+
+    def predicate(self, value: Any) -> Q:
+        return self.when() if value else ~self.when()
+
+
 class FaultFilterSet(FilterSet):
     open = boolean_filter("cleared_at", "isnull", "true: not cleared yet; false: cleared")
+    acknowledged = _StateFilter(
+        lambda: Q(acknowledged_at__isnull=False), "true: someone acknowledged it; false: nobody"
+    )
+    silenced = _StateFilter(
+        lambda: Q(silenced_until__gt=timezone.now()), "true: silenced now; false: not silenced"
+    )
 
     class Meta:
         model = Fault
-        fields = ["site", "ultraserver", "rule", "chip_index", "opened_at", "cleared_at"]
+        fields = [
+            "site",
+            "ultraserver",
+            "rule",
+            "severity",
+            "action",
+            "chip_index",
+            "opened_at",
+            "cleared_at",
+        ]
         search_fields = ["detail"]
 
 
@@ -35,4 +97,12 @@ class StepFilterSet(FilterSet):
 
     class Meta:
         model = Step
+        fields = ["state"]
+
+
+class TargetFilterSet(FilterSet):
+    """A workflow's servers (``/workflows/{id}/targets/``)."""
+
+    class Meta:
+        model = WorkflowTarget
         fields = ["state"]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from factory.core.bulk import update_rows
@@ -23,6 +24,8 @@ from factory.inventory.models import Chip, PowerFeed, Site, UltraServer
 from provisioning import budgets
 from provisioning.choices import (
     FINISHED_TARGET_STATES,
+    HOLD_RISKY_BATCH,
+    RISKY_STEPS,
     StepState,
     TargetState,
     WorkflowState,
@@ -31,7 +34,7 @@ from provisioning.history import event, set_state
 from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowTarget
 from provisioning.placement import lifecycle as unit_lifecycle
 from provisioning.queue import queue_steps
-from provisioning.windows import Window, is_open, next_opening
+from provisioning.windows import Window, describe_opening, is_open, next_opening
 from provisioning.workflows import definition_for
 from provisioning.workflows.definition import WorkflowDefinition
 
@@ -135,7 +138,7 @@ def advance(workflow_id: int) -> str:
                 opening = next_opening(windows, now)
                 reason = (
                     "waiting for the site's maintenance window "
-                    f"(next opens {opening:%Y-%m-%d %H:%M}Z)"
+                    f"(next opens {describe_opening(opening, workflow.site.time_zone)})"
                     if opening
                     else "waiting: the site has no tenant-approved maintenance window"
                 )
@@ -224,3 +227,103 @@ def _start_batch(workflow: Workflow, definition: WorkflowDefinition, now: dt.dat
     event(workflow.pk, "batch-started", f"{label}: {len(chosen)} UltraServers")
     queue_steps(first_steps)
     return "started"
+
+
+# --- Stopping a batch in time ---------------------------------------------------------------
+
+
+def failed_serials(workflow: Workflow) -> list[str]:
+    """The servers failed so far, counting those whose failure is being compensated right now
+    (a rollback in progress): their failure has happened."""
+    return sorted(
+        set(
+            WorkflowTarget.objects.filter(workflow=workflow)
+            .filter(
+                Q(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK])
+                | Q(state=TargetState.RUNNING, steps__state=StepState.FAILED)
+            )
+            .values_list("ultraserver__serial", flat=True)
+        )
+    )
+
+
+def budget_reached(spec: dict, failed: int, total: int) -> bool:
+    """One more failure would exceed the budget (``advance`` pauses once it is exceeded)."""
+    new = failed - int(spec.get("failures_acknowledged", 0))
+    if new <= 0 or not total:
+        return False
+    max_failures, max_pct = spec.get("max_failures"), spec.get("max_failure_pct")
+    return (max_failures is not None and new >= int(max_failures)) or (
+        max_pct is not None and 100.0 * (new + 1) / total > float(max_pct)
+    )
+
+
+def unstarted_risky_steps(workflow: Workflow) -> QuerySet[Step]:
+    """The hardware-changing steps of the batch in flight that have not started: held from
+    now on (``runner._StepBatch._held``)."""
+    return (
+        Step.objects.filter(
+            workflow=workflow,
+            target__batch=workflow.current_batch,
+            target__state=TargetState.RUNNING,
+            name__in=RISKY_STEPS,
+            state__in=[StepState.PENDING, StepState.READY, StepState.WAITING],
+            external_ref="",
+        )
+        .exclude(input__has_key="compensation")
+        .exclude(input__has_key="retried_by")
+    )
+
+
+def hold_batch(
+    workflow: Workflow,
+    *,
+    reason: str,
+    kind: str,
+    actor: str = "engine",
+    fields: Iterable[str] = (),
+) -> None:
+    """Pause ``workflow`` (its locked row) so that the risky steps of its batch in flight that
+    have not started do not start; steps running finish (or reach their next safe point)."""
+    workflow.spec = {**workflow.spec, HOLD_RISKY_BATCH: workflow.current_batch}
+    set_state(
+        workflow,
+        WorkflowState.PAUSED,
+        reason=reason,
+        kind=kind,
+        actor=actor,
+        fields=["spec", *fields],
+    )
+
+
+def hold_for_budget(workflow_id: int) -> bool:
+    """After a server failed: when the failure budget is now used up and the batch in flight
+    still has risky steps to start, pause before they start (so a budget of 1 does not let
+    the batch-mates fail too). Called in the failing step's transaction."""
+    workflow = (
+        Workflow.objects.select_for_update(of=("self",))
+        .select_related("site")
+        .filter(pk=workflow_id)
+        .first()
+    )
+    if workflow is None or workflow.state != WorkflowState.RUNNING:
+        return False
+    total = WorkflowTarget.objects.filter(workflow=workflow).count()
+    failed_now = failed_serials(workflow)
+    failed = len(failed_now)
+    if not budget_reached(workflow.spec, failed, total):
+        return False
+    serials = sorted(
+        set(unstarted_risky_steps(workflow).values_list("target__ultraserver__serial", flat=True))
+    )
+    if not serials:
+        return False  # nothing left to stop: ``advance`` applies the budget as the batch ends
+    hold_batch(
+        workflow,
+        reason=f"failure budget reached: {failed} of {total} failed "
+        f"({', '.join(failed_now[:10])}; budget {workflow.spec.get('max_failures')} or "
+        f"{workflow.spec.get('max_failure_pct')}%); paused itself before the risky steps still "
+        f"to start in batch {workflow.current_batch} ({', '.join(serials[:10])})",
+        kind="budget-exceeded",
+    )
+    return True

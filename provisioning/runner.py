@@ -27,7 +27,16 @@ from factory.core.bulk import update_rows
 from factory.inventory import lifecycle
 from factory.inventory.models import UltraServer
 from factory.inventory.services import transition
-from provisioning.choices import StepState, TargetState, WorkflowState
+from provisioning import rollout, waits
+from provisioning.attribution import workflow_ctx
+from provisioning.choices import (
+    HOLD_RISKY_BATCH,
+    RESTORE_STEPS,
+    RISKY_STEPS,
+    StepState,
+    TargetState,
+    WorkflowState,
+)
 from provisioning.history import event
 from provisioning.models import Step, Workflow, WorkflowEvent, WorkflowTarget
 from provisioning.outcomes import Done, Fail, Outcome, Wait
@@ -40,6 +49,7 @@ from tenants.services.changes import ChangeContext
 
 logger = structlog.get_logger(__name__)
 MAX_LOST_LEASES = 3
+#: For engine changes that no workflow caused; a workflow's changes use ``workflow_ctx``.
 ENGINE_CTX = ChangeContext(actor=SYSTEM, source=AuditSource.SYSTEM)
 
 #: The failed state of each in-progress lifecycle state.
@@ -151,6 +161,8 @@ class _StepBatch:
         self.siblings: dict[int | None, list[Step]] = defaultdict(list)  # by target, in order
         self.servers: dict[int, UltraServer] = {}  # locked
         self.commands: dict[str, AgentCommand] = {}
+        #: Each workflow's (state, spec, current batch), read once a batch for ``_held``.
+        self.hold_state: dict[int, tuple[str, dict, int]] = {}
 
     def run(self) -> dict[int, str]:
         steps = list(
@@ -227,12 +239,18 @@ class _StepBatch:
             workflow,
             target,
             server,
-            ENGINE_CTX,
+            workflow_ctx(workflow),
             self.now,
             server_locked=server is not None,
             commands=self.commands,
             siblings=self.siblings.get(step.target_id, []),
         )
+        held = self._held(step)
+        if isinstance(held, Done):  # cancelled while held: on to the step that puts it back
+            return held
+        if held is not None:  # before its deadline starts: a held step has not started
+            self._apply(step, held, run)
+            return held
         if step.deadline_at is None:
             timeout = definition.step(step.name).timeout_seconds
             if timeout:
@@ -250,8 +268,73 @@ class _StepBatch:
             self.servers[run.server.pk] = run.server
         for kind, message in run.events:
             self._event(step, kind, message)
+        person = isinstance(outcome, Wait) and waits.waits_for_person(workflow, step.name)
+        if person:  # escalated once it waited too long for a person; it keeps waiting
+            serial = server.serial if server is not None else f"workflow #{workflow.pk}"
+            escalated = waits.escalate_if_overdue(step, workflow, run.now, serial)
+            if escalated is not None:
+                self._event(step, *escalated)
         self._apply(step, outcome, run)
+        if person and step.next_check_at is not None:
+            step.next_check_at = waits.next_check(step, workflow, run.now, step.next_check_at)
+        if person and workflow.state == WorkflowState.CANCELLING and target is not None:
+            # cancelled while this step ran (the cancel stops only the steps it saw waiting)
+            self.flush()
+            waits.stop_target(workflow, step, run.ctx, workflow.state_reason or "cancelled")
+            self.advance.add(workflow.pk)
         return outcome
+
+    def _held(self, step: Step) -> Outcome | None:
+        """A risky step not yet started waits while its batch is stopped (the failure budget
+        was reached, or the batch was aborted: ``rollout.hold_batch``). The workflow's state is
+        read once a batch, and again after a failure in it: that may just have paused it.
+        Cancelled while held, the server is put back instead (``_put_back``)."""
+        if (
+            step.name not in RISKY_STEPS
+            or step.external_ref
+            or step.input.get("compensation")
+            or step.input.get("retried_by")
+        ):
+            return None
+        if step.workflow_id not in self.hold_state:
+            self.hold_state[step.workflow_id] = (
+                Workflow.objects.filter(pk=step.workflow_id)
+                .values_list("state", "spec", "current_batch")
+                .get()
+            )
+        state, spec, batch = self.hold_state[step.workflow_id]
+        target_batch = step.target.batch if step.target is not None else None
+        held_batch = spec.get(HOLD_RISKY_BATCH)
+        if state == WorkflowState.CANCELLING and held_batch == batch == target_batch:
+            return self._put_back(step)
+        if state != WorkflowState.PAUSED or held_batch != batch or target_batch != batch:
+            step.output.pop("held", None)
+            return None
+        if "held" not in step.output:
+            step.output["held"] = True
+            self._event(step, "step-held", f"{step.name} held, not started: the batch is stopped")
+        return Wait(float(spec.get("poll_seconds", 30.0)), f"{step.name} held")
+
+    def _put_back(self, step: Step) -> Done:
+        """Cancelled while held: this step and the server's others skipped, but for its
+        restore step, which runs next in this chain and puts the server back (the engine then
+        marks it skipped); with no restore step the target is skipped now."""
+        marker = {"skipped_by": "cancel"}
+        for sibling in self.siblings.get(step.target_id, ()):
+            if sibling.pk == step.pk or (
+                sibling.seq > step.seq
+                and sibling.state == StepState.PENDING
+                and sibling.name not in RESTORE_STEPS
+            ):
+                sibling.state, sibling.finished_at = StepState.SKIPPED, self.now
+                sibling.lease_owner, sibling.lease_expires_at = "", None
+                sibling.output = {**sibling.output, **marker}
+                self.dirty[sibling.pk] = sibling
+        self._event(step, "step-skipped", f"{step.name} not started: cancelled while held")
+        if self._next_pending(step) is None and step.target is not None:
+            _finish_target(step.target, TargetState.SKIPPED, "cancelled", record=self._record)
+            self.advance.add(step.workflow_id)
+        return Done({}, "put back")
 
     def _record(
         self,
@@ -295,10 +378,13 @@ class _StepBatch:
             self._event(step, "step-succeeded", outcome.message or f"{step.name} succeeded")
             target = step.target
             if target is not None and self._next_pending(step) is None:
+                siblings = self.siblings.get(step.target_id, ())
                 compensated = any(
-                    s.state == StepState.FAILED for s in self.siblings.get(step.target_id, ())
+                    s.state == StepState.FAILED or s.input.get("aborted") for s in siblings
                 )
                 state = TargetState.ROLLED_BACK if compensated else TargetState.SUCCEEDED
+                if not compensated and any(s.output.get("skipped_by") for s in siblings):
+                    state = TargetState.SKIPPED  # an operator skipped it; it is put back
                 _finish_target(target, state, "", record=self._record)
                 self.advance.add(step.workflow_id)
             return
@@ -307,6 +393,7 @@ class _StepBatch:
         self._event(step, "step-failed", f"{step.name} failed: {outcome.error}")
         self.flush()  # the failure path reads and writes the database directly
         _after_step_failed(step, step.workflow, step.target, outcome, run)
+        self.hold_state.pop(step.workflow_id, None)  # the failure may have stopped the batch
 
     def flush(self) -> None:
         if self.dirty:
@@ -350,13 +437,15 @@ def _after_step_failed(
         target.error = outcome.error[:1000]
         target.save(update_fields=["error"])
         queue_step(created[0].pk)
+        rollout.hold_for_budget(workflow.pk)
         return
     verified = outcome.verified_state
     if verified is None:
         verified = _first_verified_state(target)
-    _mark_server_failed(target.ultraserver_id, outcome.error)
+    _mark_server_failed(target.ultraserver_id, outcome.error, run.ctx)
     target.verified_state = verified
     _finish_target(target, TargetState.FAILED, outcome.error)
+    rollout.hold_for_budget(workflow.pk)
     queue_advance(workflow.pk)
 
 
@@ -371,14 +460,14 @@ def _first_verified_state(target: WorkflowTarget) -> dict:
     }
 
 
-def _mark_server_failed(server_id: int, error: str) -> None:
+def _mark_server_failed(server_id: int, error: str, ctx: ChangeContext = ENGINE_CTX) -> None:
     server = UltraServer.objects.get(pk=server_id)
     failed = FAILED_STATE.get(server.lifecycle_state)
     fields = {"in_maintenance": True, "fault_reason": error[:500]}
     if failed:
-        transition(server_id, failed, ENGINE_CTX, fields=fields)
+        transition(server_id, failed, ctx, fields=fields)
     else:
-        transition(server_id, server.lifecycle_state, ENGINE_CTX, fields=fields)
+        transition(server_id, server.lifecycle_state, ctx, fields=fields)
 
 
 def _finish_target(
@@ -433,7 +522,7 @@ def recover_expired_leases(now: dt.datetime | None = None) -> int:
                 workflow = Workflow.objects.get(pk=step.workflow_id)
                 target = step.target
                 server = UltraServer.objects.get(pk=target.ultraserver_id) if target else None
-                run = StepRun(step, workflow, target, server, ENGINE_CTX, now)
+                run = StepRun(step, workflow, target, server, workflow_ctx(workflow), now)
                 _after_step_failed(step, workflow, target, Fail(step.error), run)
             else:
                 step.state = StepState.WAITING

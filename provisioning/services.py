@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,7 +15,12 @@ from django.utils import timezone
 from factory.inventory import lifecycle
 from factory.inventory.models import Site, UltraServer
 from factory.inventory.services import transition
-from provisioning import budgets, history
+from factory.telemetry.choices import FaultAction
+from factory.telemetry.faults import MAINTAIN_ACTIONS
+from factory.telemetry.faults import set_action as set_fault_action
+from factory.telemetry.models import Fault
+from provisioning import budgets, history, waits
+from provisioning.attribution import record_workflow_action
 from provisioning.choices import (
     ACTIVE_WORKFLOW_STATES,
     StepState,
@@ -276,6 +281,8 @@ def _create_workflow(
                 idempotency_key=idempotency_key or None,
                 reason=reason,
                 created_by=ctx.actor.username,
+                started_by=ctx.actor.username if start else "",
+                request_id=ctx.request_id[:64],
                 state=WorkflowState.RUNNING if start else WorkflowState.PROPOSED,
                 started_at=timezone.now() if start else None,
             )
@@ -300,6 +307,9 @@ def _create_workflow(
                 + ("" if start else " (proposed; starts when approved)"),
                 targets=len(servers),
                 actor=ctx.actor.username,
+            )
+            record_workflow_action(
+                workflow, "create", ctx, reason=reason, servers=[s.pk for s in servers]
             )
             if start:
                 queue_advance(workflow.pk)
@@ -340,12 +350,21 @@ def _refuse(workflow: Workflow, verb: str) -> Conflict:
     )
 
 
+def _reason_given(reason: str, verb: str) -> str:
+    """Pausing and cancelling say why (issue 17): a blank reason is refused, naming it."""
+    if not (reason or "").strip():
+        raise Invalid(f"say why you {verb} it", code="required", field="reason")
+    return reason.strip()
+
+
 def pause(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow:
     """No new batch starts; servers mid-step finish that server (never left half-done)."""
+    reason = _reason_given(reason, "pause")
     with transaction.atomic():
         wf = _locked(workflow)
         if wf.state != WorkflowState.RUNNING:
             raise _refuse(wf, "pause")
+        record_workflow_action(wf, "pause", ctx, to=WorkflowState.PAUSED, reason=reason)
         set_state(
             wf,
             WorkflowState.PAUSED,
@@ -380,6 +399,7 @@ def resume(
         wf.spec = {**wf.spec, **new_budget, "failures_acknowledged": failed}
         if wf.batch_finished_at is not None:
             wf.batch_finished_at = timezone.now() - dt.timedelta(days=1)  # gate passed
+        record_workflow_action(wf, "resume", ctx, to=WorkflowState.RUNNING, budget=new_budget)
         set_state(
             wf,
             WorkflowState.RUNNING,
@@ -394,16 +414,21 @@ def resume(
 
 
 def cancel(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow:
-    """Nothing new starts; servers mid-flight finish; the rest are released."""
+    """Nothing new starts; servers mid-flight finish; the rest are released. A server whose
+    step waits for a person (a dispatch, a repair) stops now, without that person
+    (``waits.stop_at_waits``): left in its true state, flagged for maintenance, released."""
+    reason = _reason_given(reason, "cancel")
     with transaction.atomic():
         wf = _locked(workflow)
         if wf.state not in (*ACTIVE_WORKFLOW_STATES, WorkflowState.PROPOSED) or (
             wf.state == WorkflowState.CANCELLING
         ):
             raise _refuse(wf, "cancel")
+        record_workflow_action(wf, "cancel", ctx, to=WorkflowState.CANCELLING, reason=reason)
         pending = wf.targets.filter(state=TargetState.PENDING)
         Step.objects.filter(target__in=pending).update(state=StepState.SKIPPED)
         pending.update(state=TargetState.SKIPPED, active=False, finished_at=timezone.now())
+        waits.stop_at_waits(wf, ctx, reason)
         set_state(
             wf,
             WorkflowState.CANCELLING,
@@ -434,13 +459,15 @@ def start(workflow: Workflow, ctx: ChangeContext) -> Workflow:
                 field="targets",
             ) from exc
         wf.started_at = timezone.now()
+        wf.started_by, wf.request_id = ctx.actor.username, ctx.request_id[:64] or wf.request_id
+        record_workflow_action(wf, "start", ctx, to=WorkflowState.RUNNING)
         set_state(
             wf,
             WorkflowState.RUNNING,
             kind="started",
             message=f"started by {ctx.actor.username}",
             actor=ctx.actor.username,
-            fields=["started_at"],
+            fields=["started_at", "started_by", "request_id"],
         )
         queue_advance(wf.pk)
     return wf
@@ -484,6 +511,7 @@ def provide_input(
         step.input = {**step.input, **data}
         step.next_check_at = timezone.now()
         step.save(update_fields=["input", "next_check_at"])
+        record_workflow_action(workflow, "input", ctx, step=step_name, server=server_id, data=data)
         event(
             workflow.pk,
             "input",
@@ -511,6 +539,9 @@ def record_part_replacement(
         )
         part.full_clean()
         part.save()
+        record_workflow_action(
+            workflow, "part-replaced", ctx, servers=[server.pk], part=part.part, rma=part.rma_number
+        )
         event(
             workflow.pk,
             "part-replaced",
@@ -526,30 +557,75 @@ def record_part_replacement(
 
 
 def report_fault(
-    server: UltraServer, reason: str, ctx: ChangeContext, *, open_workflow: bool = True
+    server: UltraServer,
+    reason: str,
+    ctx: ChangeContext,
+    *,
+    open_workflow: bool = True,
+    faults: Sequence[Fault] = (),
 ) -> tuple[UltraServer, Workflow | None]:
     """Flag the server (maintenance flag + reason) and open a maintain workflow, unless one
     already holds it (then it is returned). Another kind of workflow holding it sees the flag
-    at its health gate."""
-    server = transition(
-        server.pk,
-        server.lifecycle_state,
-        ctx,
-        fields={"in_maintenance": True, "fault_reason": reason[:500]},
-    )
-    holder = (
-        WorkflowTarget.objects.filter(ultraserver=server, active=True)
-        .select_related("workflow")
-        .first()
-    )
-    if holder is not None:
-        return server, holder.workflow if holder.workflow.kind == WorkflowKind.MAINTAIN else None
-    if not open_workflow or server.lifecycle_state not in MAINTAINABLE:
-        return server, None
-    workflow, _ = create_workflow(
-        WorkflowKind.MAINTAIN, [server], ctx, reason=f"fault: {reason}"[:500]
-    )
+    at its health gate.
+
+    With ``faults`` (the open faults this report is about), what became of it is written on
+    those of them that asked for maintenance (``Fault.action``), and a refusal does not raise:
+    at a capacity floor they say ``waiting-capacity-floor`` with the refusal's words, the flag
+    stays, and the health sweep tries again. Without, a refusal is the caller's ``Conflict``."""
+    mine = Fault.objects.filter(pk__in=[f.pk for f in faults], action__in=MAINTAIN_ACTIONS)
+    with transaction.atomic():
+        server = transition(
+            server.pk,
+            server.lifecycle_state,
+            ctx,
+            fields={"in_maintenance": True, "fault_reason": reason[:500]},
+        )
+        holder = (
+            WorkflowTarget.objects.filter(ultraserver=server, active=True)
+            .select_related("workflow")
+            .first()
+        )
+        if holder is not None:
+            held = holder.workflow
+            set_fault_action(mine, FaultAction.HELD, _held_detail(held))
+            return server, held if held.kind == WorkflowKind.MAINTAIN else None
+        if not open_workflow or server.lifecycle_state not in MAINTAINABLE:
+            why = (
+                f"not while {server.lifecycle_state}"
+                if server.lifecycle_state not in MAINTAINABLE
+                else "not asked for (the health sweep opens one)"
+            )
+            set_fault_action(
+                mine, FaultAction.MAINTENANCE, f"maintenance flag set; maintain workflow {why}"
+            )
+            return server, None
+        try:
+            workflow, _ = create_workflow(
+                WorkflowKind.MAINTAIN, [server], ctx, reason=f"fault: {reason}"[:500]
+            )
+        except Conflict as refusal:
+            if not faults:
+                raise
+            set_fault_action(mine, *refused_action(refusal))
+            return server, None
+        set_fault_action(mine, FaultAction.MAINTENANCE, f"maintain workflow #{workflow.pk}")
     return server, workflow
+
+
+def _held_detail(workflow: Workflow) -> str:
+    if workflow.kind == WorkflowKind.MAINTAIN:
+        return f"maintain workflow #{workflow.pk} already looks after the server"
+    return f"{workflow.kind} workflow #{workflow.pk} holds the server; it sees the flag"
+
+
+def refused_action(refusal: Conflict) -> tuple[str, str]:
+    """A fault's action and detail when its maintain workflow was refused: the refusal's own
+    words, so the fault says why it is waiting."""
+    if refusal.code == "capacity_floor":
+        return FaultAction.WAITING_FLOOR, refusal.message
+    if refusal.code == "held_by_workflow":
+        return FaultAction.HELD, refusal.message
+    return FaultAction.RECORDED, f"no maintain workflow: {refusal.message}"
 
 
 # --- Maintenance windows -------------------------------------------------------------------

@@ -54,3 +54,13 @@ def open_until(windows: list[Window], at: dt.datetime) -> dt.datetime | None:
 def next_opening(windows: list[Window], at: dt.datetime) -> dt.datetime | None:
     openings = [current_or_next(w, at)[0] for w in windows if w.weekdays]
     return min(openings) if openings else None
+
+
+def describe_opening(opening: dt.datetime, time_zone: str) -> str:
+    """An opening as a person at the site and one reading UTC both read it, each right:
+    ``2026-12-03 02:00 EST (America/New_York), 07:00 UTC``. (It was once the local time
+    labelled "Z".)"""
+    local = opening.astimezone(ZoneInfo(time_zone))
+    utc = opening.astimezone(dt.UTC)
+    day = "" if utc.date() == local.date() else f"{utc:%Y-%m-%d} "
+    return f"{local:%Y-%m-%d %H:%M} {local:%Z} ({time_zone}), {day}{utc:%H:%M} UTC"

@@ -226,7 +226,7 @@ def _steer(session: Session, workflow_id: str, action: str, body: dict[str, Any]
 
 @workflow.command()
 @click.argument("workflow_id", metavar="ID")
-@click.option("--reason", default="", help="Why (kept in the history).")
+@click.option("--reason", required=True, help="Why (required; kept in the history).")
 @OUTPUT_OPTION
 @pass_session
 def pause(session: Session, workflow_id: str, reason: str, fmt: str) -> None:
@@ -258,7 +258,7 @@ def resume(
 
 @workflow.command()
 @click.argument("workflow_id", metavar="ID")
-@click.option("--reason", default="", help="Why (kept in the history).")
+@click.option("--reason", required=True, help="Why (required; kept in the history).")
 @OUTPUT_OPTION
 @pass_session
 def cancel(session: Session, workflow_id: str, reason: str, fmt: str) -> None:

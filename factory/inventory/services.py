@@ -8,12 +8,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from factory import wire
 from factory.inventory import lifecycle
 from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Site, UltraServer
 from factory.inventory.models.power import budget_problem_without
-from tenants.errors import Conflict
+from tenants.choices import AuditAction
+from tenants.errors import Conflict, FieldError, NotFound
+from tenants.models import AuditEvent
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, delete_object, save_object
 from tenants.sovereignty.services import facts
@@ -156,3 +159,94 @@ def record_firmware_inventory(
             update_fields=["version", "observed_at"],
         )
     return len(rows)
+
+
+#: The states a server may be put in service from by ``put_in_service``: deployed and idle
+#: (``ready``), or in service already (nothing to do).
+PUT_IN_SERVICE_FROM = frozenset({lifecycle.READY, lifecycle.IN_SERVICE})
+
+
+def put_in_service(
+    server_ids: list[int], ctx: ChangeContext, *, reason: str = "", field: str = "ultraservers"
+) -> list[UltraServer]:
+    """Put many deployed servers in service in one transaction, all or nothing: the
+    lifecycle whitelist of a single change, and only from ``ready`` (a server a workflow holds
+    or one flagged for maintenance is refused, naming it as ``<field>[i]``). One lock, one
+    update and one insert of audit events (one per server changed), however many servers.
+    A server already in service is left as it is. Returns the servers it changed."""
+    with transaction.atomic():
+        servers = {
+            server.pk: server
+            for server in UltraServer.objects.select_for_update(of=("self",))
+            .select_related("rack__site")
+            .filter(pk__in=server_ids)
+            .order_by("pk")
+        }
+        missing = [
+            FieldError(f"{field}[{i}]", "not_found", f"no UltraServer with id {pk}")
+            for i, pk in enumerate(server_ids)
+            if pk not in servers
+        ]
+        if missing:
+            raise NotFound(errors=missing)
+        refusals: list[FieldError] = []
+        changing: list[UltraServer] = []
+        for index, pk in enumerate(server_ids):
+            server = servers[pk]
+            where = f"{field}[{index}]"
+            state = server.lifecycle_state
+            if state not in PUT_IN_SERVICE_FROM:
+                allowed = lifecycle.can_transition(state, lifecycle.IN_SERVICE)
+                refusals.append(
+                    FieldError(
+                        where,
+                        "invalid_transition",
+                        f"UltraServer {server.serial} is '{state}': only a ready one is put in "
+                        "service here"
+                        + (" (a workflow moves it on from there)" if allowed else ""),
+                    )
+                )
+            elif server.in_maintenance and state != lifecycle.IN_SERVICE:
+                refusals.append(
+                    FieldError(
+                        where,
+                        "in_maintenance",
+                        f"UltraServer {server.serial} is flagged for maintenance"
+                        + (f" ({server.fault_reason})" if server.fault_reason else ""),
+                    )
+                )
+            elif state == lifecycle.READY:
+                changing.append(server)
+        if refusals:
+            raise Conflict(
+                f"{len(refusals)} of {len(server_ids)} UltraServers cannot be put in service "
+                f"({refusals[0].message}); nothing was changed",
+                code=refusals[0].code,
+                errors=refusals,
+            )
+        now = timezone.now()
+        befores = {server.pk: audit.snapshot(server) for server in changing}
+        for server in changing:
+            server.lifecycle_state, server.updated_at = lifecycle.IN_SERVICE, now
+        UltraServer.objects.filter(pk__in=[s.pk for s in changing]).update(
+            lifecycle_state=lifecycle.IN_SERVICE, updated_at=now
+        )
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                actor_id=ctx.actor.user_id,
+                actor_username=ctx.actor.username,
+                source=ctx.source,
+                action=AuditAction.UPDATE,
+                object_type=server._meta.label_lower,
+                object_id=str(server.pk),
+                object_repr=str(server)[:200],
+                tenant_id=server.owning_tenant_id,
+                before=befores[server.pk],
+                after=audit.snapshot(server),
+                request_id=ctx.request_id[:64],
+                reason=reason[:500],
+                **{k: str(v)[:150] for k, v in ctx.attribution().items()},
+            )
+            for server in changing
+        )
+    return changing

@@ -6,6 +6,7 @@ under ``var/``. Set ``DATABASE_URL`` and ``REDIS_URL`` to run on PostgreSQL and 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -188,6 +189,15 @@ TELEMETRY_INTERVAL_SECONDS = float(os.environ.get("TELEMETRY_INTERVAL_SECONDS", 
 # A site agent's batch (50 reports of 144 chips) is about 0.6 MiB; the bench sends 60 a request.
 TELEMETRY_MAX_BATCH_BYTES = int(os.environ.get("TELEMETRY_MAX_BATCH_BYTES", str(8 * 1024 * 1024)))
 TELEMETRY_DESTINATION_SITE = os.environ.get("TELEMETRY_DESTINATION_SITE", "")
+# Per health rule, the severity and action that override the wire contract's defaults, as JSON:
+# {"thermal-throttle": {"severity": "critical", "action": "maintain"}}. Checked at startup
+# (factory.telemetry.policy): a wrong rule or value stops the process, naming it.
+FACTORY_FAULT_POLICY = json.loads(os.environ.get("FACTORY_FAULT_POLICY", "{}"))
+# Identical decisions (telemetry egress on each config poll) within this period are one chained
+# row plus a count; the count reaches the chain as a summary row when the period ends.
+SOVEREIGNTY_DECISION_REPEAT_SECONDS = int(
+    os.environ.get("SOVEREIGNTY_DECISION_REPEAT_SECONDS", "3600")
+)
 HEALTH_LINK_DOWN_SECONDS = float(os.environ.get("HEALTH_LINK_DOWN_SECONDS", "7"))
 HEALTH_THROTTLE_SECONDS = float(os.environ.get("HEALTH_THROTTLE_SECONDS", "5"))
 HEALTH_COOLANT_MAX_C = float(os.environ.get("HEALTH_COOLANT_MAX_C", "45"))
@@ -262,6 +272,9 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "CoolingEnum": "factory.catalog.choices.Cooling",
+        # The audit log's action (an audit event, a server's history) beside a fault's action.
+        "AuditActionEnum": "tenants.choices.AuditAction",
+        "FaultActionEnum": "factory.telemetry.choices.FaultAction",
         # Placement (issue 16): several of its models have a "state".
         "ReservationStateEnum": "provisioning.placement.choices.ReservationState",
         "UnitStateEnum": "provisioning.placement.choices.UnitState",

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from factory.inventory.models import Rack, Site, UltraServer
+from factory.telemetry.choices import FaultAction, FaultSeverity
+from provisioning.attention import NeedsAction, needs_action, needs_action_for
 from provisioning.choices import WorkflowKind
 from provisioning.models import (
     CapacityFloor,
@@ -95,8 +97,65 @@ class WorkflowCreateSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
+class NeedsActionDetailSerializer(serializers.Serializer):
+    """The facts behind a ``needs_action`` (``provisioning.attention``): each kind sets only
+    those that apply to it, so every field is optional."""
+
+    step = serializers.CharField(required=False, help_text="The step waiting for a person.")
+    step_id = serializers.IntegerField(required=False)
+    serial = serializers.CharField(required=False, help_text="The server it waits on.")
+    servers_waiting = serializers.IntegerField(required=False)
+    overdue = serializers.BooleanField(required=False, help_text="Past the person timeout.")
+    escalated_at = serializers.CharField(required=False, allow_null=True)
+    limit_seconds = serializers.IntegerField(required=False)
+    access_requests = serializers.ListField(child=serializers.IntegerField(), required=False)
+    denied = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Technicians refused so far."
+    )
+    last_denial = serializers.CharField(required=False, allow_blank=True)
+    access_ended = serializers.CharField(required=False, allow_blank=True)
+    failed_serials = serializers.ListField(child=serializers.CharField(), required=False)
+    time_zone = serializers.CharField(required=False, help_text="The site's IANA time zone.")
+    proposed_windows = serializers.ListField(child=serializers.CharField(), required=False)
+    opens_local = serializers.CharField(required=False, help_text="ISO 8601, site local time.")
+    opens_utc = serializers.CharField(required=False, help_text="ISO 8601, UTC.")
+
+
+class NeedsActionSerializer(serializers.Serializer):
+    """What the workflow needs from a person now (``provisioning.attention``)."""
+
+    kind = serializers.ChoiceField(
+        choices=[
+            "waiting-technician",
+            "waiting-tenant",
+            "waiting-window",
+            "waiting-parts",
+            "waiting-input",
+            "paused-budget",
+            "paused",
+        ]
+    )
+    message = serializers.CharField()
+    since = serializers.DateTimeField(allow_null=True)
+    detail = NeedsActionDetailSerializer(
+        help_text="Kind-specific facts; only those that apply to the kind are present."
+    )
+
+
+class WorkflowListSerializer(serializers.ListSerializer):
+    """A page of workflows: their ``needs_action`` read for the whole page at once."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        items = list(data.all() if hasattr(data, "all") else data)
+        cast(dict[str, Any], self.context)["needs_action"] = needs_action_for(items)
+        return super().to_representation(items)
+
+
 class WorkflowSerializer(serializers.ModelSerializer):
     site_code = serializers.CharField(source="site.code", read_only=True)
+    needs_action = serializers.SerializerMethodField(
+        help_text="What it needs from a person now (null: nothing)."
+    )
     target_count = serializers.IntegerField(read_only=True)
     finished_count = serializers.IntegerField(read_only=True)
     failed_count = serializers.IntegerField(read_only=True)
@@ -119,12 +178,24 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "target_count",
             "finished_count",
             "failed_count",
+            "needs_action",
             "created_at",
             "started_at",
             "finished_at",
             "updated_at",
         ]
         read_only_fields = fields
+        list_serializer_class = WorkflowListSerializer
+
+    @extend_schema_field(NeedsActionSerializer(allow_null=True))
+    def get_needs_action(self, workflow: Workflow) -> dict[str, Any] | None:
+        known = self.context.get("needs_action")
+        need: NeedsAction | None = (
+            known[workflow.pk]
+            if known is not None and workflow.pk in known
+            else needs_action(workflow)
+        )
+        return None if need is None else dict(NeedsActionSerializer(need).data)
 
 
 class BatchProgressSerializer(serializers.Serializer):
@@ -230,7 +301,19 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class PauseSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+    """Pause or cancel: always with why (issue 17)."""
+
+    reason = serializers.CharField(
+        max_length=500, help_text="Why (required; kept in the workflow's history)."
+    )
+
+
+class OperatorActionSerializer(serializers.Serializer):
+    """Retry, skip, force-release a server, or abort the batch in flight: always with why."""
+
+    reason = serializers.CharField(
+        max_length=500, help_text="Why (kept in the workflow's history and the audit log)."
+    )
 
 
 class ResumeSerializer(serializers.Serializer):
@@ -336,6 +419,26 @@ class FaultResultSerializer(serializers.Serializer):
     fault = serializers.IntegerField(
         allow_null=True, help_text="The fault record; null if one is already open for it."
     )
+    severity = serializers.ChoiceField(
+        choices=FaultSeverity.choices, allow_null=True, help_text="The open fault's severity."
+    )
+    action = serializers.ChoiceField(
+        choices=FaultAction.choices,
+        allow_null=True,
+        help_text="What became of the report: waiting-capacity-floor when the drain was "
+        "refused (the fault is kept, and the health sweep tries again).",
+    )
+    action_detail = serializers.CharField(allow_null=True, help_text="Why: a refusal's words.")
+
+
+class FaultNoteSerializer(serializers.Serializer):
+    """A person's note on acknowledging or resolving a fault (audited with it)."""
+
+    note = serializers.CharField(max_length=500, help_text="What you saw, or will do.")
+
+
+class FaultSilenceSerializer(FaultNoteSerializer):
+    until = serializers.DateTimeField(help_text="In the future, at most 7 days ahead.")
 
 
 class NotificationSerializer(serializers.ModelSerializer):

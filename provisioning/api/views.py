@@ -7,13 +7,20 @@ from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from factory.telemetry import attention
+from factory.telemetry import policy as fault_policy
 from factory.telemetry.api.serializers import FaultSerializer as FaultRecordSerializer
 from factory.telemetry.choices import FaultRule
 from factory.telemetry.faults import record as record_fault
 from factory.telemetry.models import Fault
-from provisioning import services
+from provisioning import operator_actions, services
 from provisioning.api import serializers as s
-from provisioning.filtersets import FaultFilterSet, StepFilterSet, WorkflowFilterSet
+from provisioning.filtersets import (
+    FaultFilterSet,
+    StepFilterSet,
+    TargetFilterSet,
+    WorkflowFilterSet,
+)
 from provisioning.models import (
     CapacityFloor,
     FirmwareRelease,
@@ -64,8 +71,9 @@ class WorkflowViewSet(
     etag_on_create = True  # create answers with the detail representation
 
     # Steering honours If-Match; these answer with the workflow (and its ETag).
-    object_actions = frozenset({"pause", "resume", "cancel", "start"})
-    conditional_actions = object_actions | {"provide_input", "parts"}
+    object_actions = frozenset({"pause", "resume", "cancel", "start", "abort_batch"})
+    TARGET_ACTIONS = frozenset({"retry_target", "skip_target", "force_release_target"})
+    conditional_actions = object_actions | {"provide_input", "parts"} | TARGET_ACTIONS
     SHOWN_BY = object_actions | {"list", "retrieve", "create"}
 
     def _shows_counts(self) -> bool:
@@ -204,6 +212,64 @@ class WorkflowViewSet(
 
         return Response(s.PartReplacementSerializer(self._steer(record)).data, status=201)
 
+    def _on_target(self, fn, target_id: str):
+        """``fn(workflow, target_id, reason, ctx)`` steered like pause: answered with the
+        target as ``targets/`` lists it."""
+        body = s.OperatorActionSerializer(data=self.request.data)
+        body.is_valid(raise_exception=True)
+        reason = body.validated_data["reason"]
+        target = self._steer(lambda workflow, ctx: fn(workflow, int(target_id), reason, ctx))
+        return Response(s.TargetSerializer(target).data)
+
+    TARGET_ID = OpenApiParameter(
+        "target_id", int, OpenApiParameter.PATH, description="The target's id (see targets/)."
+    )
+
+    @extend_schema(
+        request=s.OperatorActionSerializer,
+        responses=s.TargetSerializer,
+        parameters=[TARGET_ID],
+    )
+    @action(detail=True, methods=["post"], url_path=r"targets/(?P<target_id>[0-9]+)/retry")
+    def retry_target(self, request, pk=None, target_id=None):
+        """Run a failed server's failed step again (the server back to running, its hold
+        taken again). 409 naming the state when it is not failed."""
+        return self._on_target(operator_actions.retry_target, target_id)
+
+    @extend_schema(
+        request=s.OperatorActionSerializer,
+        responses=s.TargetSerializer,
+        parameters=[TARGET_ID],
+    )
+    @action(detail=True, methods=["post"], url_path=r"targets/(?P<target_id>[0-9]+)/skip")
+    def skip_target(self, request, pk=None, target_id=None):
+        """Leave a server out (not started, failed, or at rest between steps): skipped and
+        released, its recorded state kept. 409 when it is mid-step."""
+        return self._on_target(operator_actions.skip_target, target_id)
+
+    @extend_schema(
+        request=s.OperatorActionSerializer,
+        responses=s.TargetSerializer,
+        parameters=[TARGET_ID],
+    )
+    @action(detail=True, methods=["post"], url_path=r"targets/(?P<target_id>[0-9]+)/force-release")
+    def force_release_target(self, request, pk=None, target_id=None):
+        """Release a stuck hold: the target stops, the server is flagged for maintenance."""
+        return self._on_target(operator_actions.force_release, target_id)
+
+    @extend_schema(request=s.OperatorActionSerializer, responses=s.WorkflowDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="abort-batch")
+    def abort_batch(self, request, pk=None):
+        """Stop the batch in flight: risky steps not yet started are held, servers whose
+        firmware it changed are rolled back, and the workflow pauses."""
+        body = s.OperatorActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reason = body.validated_data["reason"]
+        workflow = self._steer(
+            lambda workflow, ctx: operator_actions.abort_batch(workflow, reason, ctx)
+        )
+        return self.object_response(workflow)
+
     def _page(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(serializer_class(page, many=True).data)
@@ -217,11 +283,12 @@ class WorkflowViewSet(
         return self._page(filter_for_action(self, steps), s.StepSerializer)
 
     @extend_schema(responses=s.TargetSerializer(many=True))
-    @query_params(paginated=True)
+    @query_params(TargetFilterSet, paginated=True)
     @action(detail=True, methods=["get"])
     def targets(self, request, pk=None):
         workflow = self.get_object()
-        return self._page(workflow.targets.select_related("ultraserver"), s.TargetSerializer)
+        targets = workflow.targets.select_related("ultraserver")
+        return self._page(filter_for_action(self, targets), s.TargetSerializer)
 
     @extend_schema(responses=s.EventSerializer(many=True))
     @query_params(paginated=True)
@@ -296,13 +363,16 @@ class FaultViewSet(
 ):
     """Faults: raised by the telemetry health rules or reported here by a person. Reporting
     one gives the server the maintenance flag and, unless a workflow already holds it, opens a
-    maintain workflow. ``?open=true`` lists those not yet cleared."""
+    maintain workflow; a refused drain (a capacity floor) never loses the report: the fault is
+    kept, ``waiting-capacity-floor``, and the health sweep tries again. ``?open=true`` lists
+    those not yet cleared. People acknowledge, silence and resolve them (audited, with the
+    note)."""
 
     queryset = Fault.objects.select_related("site", "ultraserver")
     serializer_class = FaultRecordSerializer
     tenant_fields = ("site__tenant",)
     filterset_class = FaultFilterSet
-    ordering_fields = ["opened_at", "cleared_at"]
+    ordering_fields = ["opened_at", "cleared_at", "severity"]
     write_roles = frozenset(
         {Role.PROVIDER_ADMIN, Role.PROVIDER_TECHNICIAN, Role.TENANT_ADMIN, Role.TENANT_OPERATOR}
     )
@@ -314,14 +384,22 @@ class FaultViewSet(
         server = body.validated_data["ultraserver"]
         if not self.actor.can_write(server.owning_tenant_id, self.write_roles):
             raise exceptions.PermissionDenied("Your role may not report faults here.", code="role")
+        reason = body.validated_data["reason"]
+        # The record commits on its own: whatever becomes of the drain, the report is kept.
         with transaction.atomic():
-            fault = record_fault(server, FaultRule.REPORTED, body.validated_data["reason"])
+            fault = record_fault(server, FaultRule.REPORTED, reason)
+        about = fault or self._open_report(server)
+        workflow = None
+        if fault_policy.of(FaultRule.REPORTED).drains:
             server, workflow = services.report_fault(
                 server,
-                body.validated_data["reason"],
+                reason,
                 change_context(request),
                 open_workflow=body.validated_data["open_workflow"],
+                faults=[about] if about is not None else [],
             )
+        if about is not None:
+            about.refresh_from_db()
         location = self.detail_url(fault.pk) if fault else None
         return Response(
             {
@@ -330,10 +408,45 @@ class FaultViewSet(
                 "fault_reason": server.fault_reason,
                 "workflow": workflow.pk if workflow else None,
                 "fault": fault.pk if fault else None,
+                "severity": about.severity if about else None,
+                "action": about.action if about else None,
+                "action_detail": about.action_detail if about else None,
             },
             status=201,
             headers={"Location": location} if location else None,
         )
+
+    @staticmethod
+    def _open_report(server) -> Fault | None:
+        """The person's report already open on the server (one open per key)."""
+        return Fault.objects.filter(
+            ultraserver=server, rule=FaultRule.REPORTED, chip_index=None, cleared_at__isnull=True
+        ).first()
+
+    def _attend(self, do, body_class):
+        fault = self.get_object()  # others' faults are 404; a role that may not write, 403
+        body = body_class(data=self.request.data)
+        body.is_valid(raise_exception=True)
+        fault = do(fault, ctx=change_context(self.request), **body.validated_data)
+        return Response(FaultRecordSerializer(fault).data)
+
+    @extend_schema(request=s.FaultNoteSerializer, responses=FaultRecordSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        """Seen, and someone is on it: the note says what they will do (again: a new note)."""
+        return self._attend(attention.acknowledge, s.FaultNoteSerializer)
+
+    @extend_schema(request=s.FaultSilenceSerializer, responses=FaultRecordSerializer)
+    @action(detail=True, methods=["post"])
+    def silence(self, request, pk=None):
+        """Out of the attention list until ``until``; it stays open and its action stands."""
+        return self._attend(attention.silence, s.FaultSilenceSerializer)
+
+    @extend_schema(request=s.FaultNoteSerializer, responses=FaultRecordSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        """Closed by a person (repaired, or not real); 409 if it is already resolved."""
+        return self._attend(attention.resolve, s.FaultNoteSerializer)
 
 
 class NotificationViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):

@@ -5,23 +5,26 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from factory.inventory.models import Chip, Site, UltraServer
+from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
 from factory.inventory.power import kw
 from factory.telemetry import codec
+from factory.telemetry.choices import DeviceKind, FaultSeverity
 from factory.telemetry.models import (
+    DeviceReading,
     Fault,
     ServerRollup,
     ServerSample,
     ServerTelemetry,
 )
 from factory.telemetry.services import rack_power
-from factory.wire import Metric
+from factory.wire import FeedReading, Metric
 from provisioning.choices import ACTIVE_WORKFLOW_STATES
-from provisioning.console import charts
+from provisioning.console import charts, freshness
 from provisioning.console.charts import heat_class, percent
+from provisioning.console.server_history import touches as server_touches
 from provisioning.models import Workflow, WorkflowTarget
 from tenants.access import Actor, scope_queryset
 from tenants.models import AuditEvent
@@ -36,7 +39,7 @@ def sites_for(actor: Actor) -> QuerySet[Site]:
 
 def servers_for(actor: Actor) -> QuerySet[UltraServer]:
     return scope_queryset(
-        UltraServer.objects.select_related("model", "rack__site"), actor, SERVER_TENANT
+        UltraServer.objects.select_related("model__chip_model", "rack__site"), actor, SERVER_TENANT
     )
 
 
@@ -69,6 +72,7 @@ def fleet(actor: Actor) -> list[dict]:
         .annotate(n=Count("pk"))
         .values_list("site_id", "n")
     )
+    fresh = freshness.of_sites(ids)
     rows = []
     for site in sites:
         racks = power[site.pk]
@@ -98,6 +102,7 @@ def fleet(actor: Actor) -> list[dict]:
                 "chips_other": sum(n for h, n in counts.items() if h not in ("ok", "failed")),
                 "active_workflows": active.get(site.pk, 0),
                 "open_faults": faults.get(site.pk, 0),
+                "freshness": fresh[site.pk],
             }
         )
     return rows
@@ -162,54 +167,248 @@ def site_page(site: Site) -> dict:
                 "servers": servers[rack.pk],
             }
         )
-    return {"racks": columns}
+    return {
+        "racks": columns,
+        "site_freshness": freshness.of_sites([site.pk])[site.pk],
+        "freshness": freshness.of_servers(site),
+    }
+
+
+def rack_page(rack: Rack) -> dict:
+    """One rack's elevation: every U from the top down, each server at its position and
+    height with its state and measured power against its rating, and the rack's feeds.
+    Reads this rack only (a fixed number of queries, whatever the site's size)."""
+    servers = list(
+        UltraServer.objects.filter(rack=rack)
+        .select_related("model__chip_model")
+        .order_by("-position")
+    )
+    ids = [s.pk for s in servers]
+    drawn = dict(
+        ServerTelemetry.objects.filter(ultraserver_id__in=ids).values_list(
+            "ultraserver_id", "power_total_w"
+        )
+    )
+    failed = dict(
+        Chip.objects.filter(ultraserver_id__in=ids, health="failed")
+        .values_list("ultraserver_id")
+        .annotate(n=Count("pk"))
+        .values_list("ultraserver_id", "n")
+    )
+    held = dict(
+        WorkflowTarget.objects.filter(ultraserver_id__in=ids, active=True).values_list(
+            "ultraserver_id", "workflow__kind"
+        )
+    )
+    placed = []
+    for server in servers:
+        rated = float(server.model.max_power_w)
+        measured = drawn.get(server.pk)
+        n_failed = failed.get(server.pk, 0)
+        health = "bad" if n_failed or server.in_maintenance else "ok"
+        if server.unreachable_since:
+            health = "unknown"
+        placed.append(
+            (
+                server.position or 1,
+                server.model.rack_units,
+                {
+                    "server": server,
+                    "failed_chips": n_failed,
+                    "health": health,
+                    "workflow": held.get(server.pk),
+                    "rated_w": rated,
+                    "drawn_w": measured,
+                    "drawn_pct": percent(measured, rated),
+                    "power_text": (
+                        f"{kw(measured)} of {kw(rated)} rated"
+                        if measured is not None
+                        else f"no reading · {kw(rated)} rated"
+                    ),
+                },
+            )
+        )
+    slots = [
+        {
+            "top": slot.top_u,
+            "height": slot.height_u,
+            "bottom": slot.top_u - slot.height_u + 1,
+            "s": slot.item,
+        }
+        for slot in charts.elevation(rack.u_height, placed)
+    ]
+    feeds = list(PowerFeed.objects.filter(rack=rack).order_by("path", "name"))
+    reading = DeviceReading.objects.filter(rack=rack, kind=DeviceKind.PDU).first()
+    values = reading.values.get("feeds", {}) if reading else {}
+    feed_rows = []
+    for feed in feeds:
+        v = values.get(feed.name)
+        up = bool(v.get(FeedReading.UP)) if v else None
+        watts = float(v.get(FeedReading.POWER_W, 0.0)) if v and up else (0.0 if v else None)
+        feed_rows.append(
+            {
+                "feed": feed,
+                "up": up,
+                "drawn_w": watts,
+                "drawn_pct": percent(watts, feed.capacity_watts),
+                "text": (
+                    f"{kw(watts)} of {kw(feed.capacity_watts)}"
+                    if watts is not None
+                    else f"no reading · {kw(feed.capacity_watts)}"
+                ),
+            }
+        )
+    committed = sum(float(s.model.max_power_w) for s in servers)
+    measured_total = [d for d in (drawn.get(s.pk) for s in servers) if d is not None]
+    return {
+        "elevation": slots,
+        "feeds": feed_rows,
+        "pdu_at": reading.ts if reading else None,
+        "committed_w": committed,
+        "servers_drawn_w": sum(measured_total) if measured_total else None,
+        "committed_text": kw(committed),
+        "servers_text": (
+            f"{kw(sum(measured_total))} ({len(measured_total)} of {len(servers)} reporting)"
+            if measured_total
+            else "no reading"
+        ),
+        "server_count": len(servers),
+        "used_u": sum(s.model.rack_units for s in servers),
+    }
 
 
 HEAT_METRICS = {"health": "Health", "temp": "Temperature", "util": "Utilization"}
 
 
-def server_page(server: UltraServer, metric: str) -> dict:
-    latest = ServerTelemetry.objects.filter(ultraserver=server).first()
+def heatmap(server: UltraServer, metric: str, latest: ServerTelemetry | None) -> dict:
+    """The chips in the model's physical layout (a row per tray), each coloured on a
+    continuous scale for ``metric``; a chip without a value is a "no data" cell, never a
+    number."""
     temps = codec.unpack(Metric.TEMP_C, latest.temp_c) if latest else None
     utils = codec.unpack(Metric.UTILIZATION, latest.utilization) if latest else None
-    chips = []
+    low, high, unit = charts.SCALES.get(metric, (0.0, 0.0, ""))
+    cells: dict[int, dict] = {}
     failed = 0
     for chip in server.chips.order_by("index").only("index", "health", "serial", "health_note"):
         temp = temps[chip.index] if temps and chip.index < len(temps) else None
         util = utils[chip.index] if utils and chip.index < len(utils) else None
+        if util is not None:
+            util = util * 100
         value = {"temp": temp, "util": util}.get(metric)
-        label = {
-            "health": chip.health,
-            "temp": f"{temp:.0f}°" if temp is not None else "–",
-            "util": f"{util * 100:.0f}%" if util is not None else "–",
-        }[metric]
+        css = heat_class(metric, value, chip.health)
+        background, ink = charts.ramp(value, low, high) if value is not None else ("", "")
+        if metric == "health":
+            label = chip.health
+        elif value is None:
+            label = "no data"
+        else:
+            label = f"{value:.0f}{'°' if metric == 'temp' else '%'}"
         if chip.health == "failed":
             failed += 1
-        chips.append(
-            {
-                "chip": chip,
-                "css": heat_class(metric, value, chip.health),
-                "label": label,
-                "temp": temp,
-                "util": util,
-            }
-        )
-    since = timezone.now() - dt.timedelta(hours=6)
-    rollups = list(
-        ServerRollup.objects.filter(ultraserver=server, resolution="1m", bucket__gte=since)
-        .order_by("bucket")
-        .values_list("bucket", "power_avg_w", "temp_max_c")
-    )
-    if len(rollups) < 2:  # roll-ups not there yet: the raw samples of the last hour
-        rollups = list(
-            ServerSample.objects.filter(
-                ultraserver=server, ts__gte=timezone.now() - dt.timedelta(hours=1)
+        cells[chip.index] = {
+            "chip": chip,
+            "css": css,
+            "label": label,
+            "value": value,
+            "style": f"background:{background};color:{ink}" if background else "",
+            "temp": temp,
+            "util": util,
+        }
+    per = server.model.chips_per_tray
+    rows = [
+        {"tray": tray, "cells": [cells[i] if i is not None else None for i in slots]}
+        for tray, slots in charts.trays(sorted(cells), per)
+    ]
+    low_ink = charts.ramp(low, low, high) if unit else ("", "")
+    high_ink = charts.ramp(high, low, high) if unit else ("", "")
+    return {
+        "chips": list(cells.values()),
+        "trays": rows,
+        "chips_per_tray": per,
+        "failed": failed,
+        "scale": {
+            "low": charts.fmt_number(low),
+            "high": charts.fmt_number(high),
+            "unit": unit,
+            "gradient": ", ".join(
+                charts.ramp(low + (high - low) * k / 8, low, high)[0] for k in range(9)
             )
+            if unit
+            else "",
+            "low_style": f"background:{low_ink[0]};color:{low_ink[1]}",
+            "high_style": f"background:{high_ink[0]};color:{high_ink[1]}",
+        },
+        "no_data": sum(1 for c in cells.values() if c["css"] == "nodata"),
+    }
+
+
+def server_heatmap(server: UltraServer, metric: str) -> dict:
+    """The heatmap alone (its 10-second refresh and colour switch read nothing else)."""
+    return heatmap(server, metric, ServerTelemetry.objects.filter(ultraserver=server).first())
+
+
+def server_charts(server: UltraServer, range_name: str, now: dt.datetime | None = None) -> dict:
+    """Power and chip temperature over the picked range, read at its resolution: raw
+    samples for 1 h, 1-minute roll-ups for 6 h and 24 h, 1-hour roll-ups for 7 d."""
+    now = now or timezone.now()
+    window, resolution, max_gap = charts.RANGES[range_name]
+    since = now - window
+    rows: list[tuple[dt.datetime, float | None, float | None, float | None]]
+    if resolution == "raw":
+        rows = list(
+            ServerSample.objects.filter(ultraserver=server, ts__gte=since, ts__lte=now)
             .order_by("ts")
-            .values_list("ts", "power_total_w", "temp_max_c")[:720]
+            .values_list("ts", "power_total_w", "temp_max_c", "temp_avg_c")[:2000]
         )
-    power = charts.line([(f"{t:%H:%M}", p / 1000 if p else None) for t, p, _ in rollups])
-    temperature = charts.line([(f"{t:%H:%M}", c) for t, _, c in rollups])
+    else:
+        rows = list(
+            ServerRollup.objects.filter(
+                ultraserver=server, resolution=resolution, bucket__gte=since, bucket__lte=now
+            )
+            .order_by("bucket")
+            .values_list("bucket", "power_avg_w", "temp_max_c", "temp_avg_c")
+        )
+    rated_kw = server.model.max_power_w / 1000
+    power = charts.chart(
+        [
+            (
+                "average" if resolution != "raw" else "measured",
+                [(t, p / 1000 if p is not None else None) for t, p, _, _ in rows],
+            )
+        ],
+        start=since,
+        end=now,
+        unit="kW",
+        min_span=max(rated_kw * 0.1, 1.0),
+        floor=0.0,
+        max_gap=max_gap,
+    )
+    temperature = charts.chart(
+        [
+            ("hottest chip", [(t, c) for t, _, c, _ in rows]),
+            ("chip average", [(t, a) for t, _, _, a in rows]),
+        ],
+        start=since,
+        end=now,
+        unit="°C",
+        min_span=10.0,
+        max_gap=max_gap,
+    )
+    return {
+        "power_chart": power,
+        "temp_chart": temperature,
+        "range": range_name,
+        "ranges": list(charts.RANGES),
+        "resolution": resolution,
+        "rated_kw": rated_kw,
+        "rated_kw_text": f"{rated_kw:.1f} kW",
+        "points": len(rows),
+    }
+
+
+def server_page(server: UltraServer, metric: str, range_name: str = charts.DEFAULT_RANGE) -> dict:
+    latest = ServerTelemetry.objects.filter(ultraserver=server).first()
+    heat = heatmap(server, metric, latest)
     history = list(
         AuditEvent.objects.filter(
             object_type="inventory.ultraserver", object_id=str(server.pk)
@@ -227,11 +426,10 @@ def server_page(server: UltraServer, metric: str) -> dict:
     ]
     return {
         "latest": latest,
-        "chips": chips,
-        "failed": failed,
-        "power_chart": power,
-        "temp_chart": temperature,
+        **heat,
+        **server_charts(server, range_name),
         "lifecycle": lifecycle,
+        "touched": server_touches(server),
         "targets": list(
             WorkflowTarget.objects.filter(ultraserver=server)
             .select_related("workflow")
@@ -304,7 +502,35 @@ def upgradable(site: Site) -> QuerySet[UltraServer]:
     )
 
 
-def open_fault_count(actor: Actor) -> int:
+class FaultBadge(int):
+    """The header badge: open, unsilenced critical and warning faults (info ones wait on the
+    alerts page), with how many of them are critical, for its own colour."""
+
+    critical: int
+
+    def __new__(cls, total: int, critical: int) -> FaultBadge:
+        badge = super().__new__(cls, total)
+        badge.critical = critical
+        return badge
+
+
+def attention_faults(actor: Actor) -> QuerySet[Fault]:
+    """The actor's open faults that want a person now: not silenced (or silenced until a time
+    gone by)."""
+    now = timezone.now()
     return scope_queryset(
-        Fault.objects.filter(cleared_at__isnull=True), actor, ("site__tenant",)
-    ).count()
+        Fault.objects.filter(cleared_at__isnull=True).filter(
+            Q(silenced_until__isnull=True) | Q(silenced_until__lte=now)
+        ),
+        actor,
+        ("site__tenant",),
+    )
+
+
+def open_fault_count(actor: Actor) -> FaultBadge:
+    """One query."""
+    counts = attention_faults(actor).aggregate(
+        total=Count("pk", filter=Q(severity__in=(FaultSeverity.CRITICAL, FaultSeverity.WARNING))),
+        critical=Count("pk", filter=Q(severity=FaultSeverity.CRITICAL)),
+    )
+    return FaultBadge(counts["total"], counts["critical"])

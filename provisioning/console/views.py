@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from factory.inventory.models import Rack
-from provisioning import services
+from provisioning import attention, services
 from provisioning.choices import WindowStatus, WorkflowKind
-from provisioning.console import selectors, topology
+from provisioning.console import charts, in_force, selectors, topology
 from provisioning.console.forms import ApiTokenForm, StartUpgradeForm
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tenants.access import Actor, actor_for, scope_queryset
@@ -32,7 +32,6 @@ from tenants.sovereignty.core.rules import describe
 from tenants.sovereignty.models import (
     AccessRequest,
     AccessRequestStatus,
-    DecisionRecord,
     RuleStatus,
     SovereigntyRule,
 )
@@ -90,9 +89,8 @@ def rack(request, pk: int):
     rack = get_object_or_404(
         scope_queryset(Rack.objects.select_related("site"), actor, ("site__tenant",)), pk=pk
     )
-    data = selectors.site_page(rack.site)
-    column = next(c for c in data["racks"] if c["rack"].pk == rack.pk)
-    return _page(request, "console/rack.html", site=rack.site, rack=rack, column=column)
+    data = selectors.rack_page(rack)
+    return _page(request, "console/rack.html", site=rack.site, rack=rack, **data)
 
 
 @console_login
@@ -101,10 +99,18 @@ def ultraserver(request, pk: int):
     metric = request.GET.get("color", "health")
     if metric not in selectors.HEAT_METRICS:
         metric = "health"
-    data = selectors.server_page(server, metric)
-    context = {"server": server, "metric": metric, "metrics": selectors.HEAT_METRICS, **data}
-    if request.headers.get("HX-Request"):
+    range_name = charts.pick_range(request.GET.get("range"))
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "charts":
+        # The range picker swaps the charts only: read nothing else.
+        charts_only = selectors.server_charts(server, range_name)
+        return render(
+            request, "console/_charts.html", {"server": server, "metric": metric, **charts_only}
+        )
+    context = {"server": server, "metric": metric, "metrics": selectors.HEAT_METRICS}
+    if request.headers.get("HX-Request"):  # the heatmap's refresh or colour switch: it only
+        context.update(selectors.server_heatmap(server, metric))
         return render(request, "console/_heatmap.html", context)
+    context.update(selectors.server_page(server, metric, range_name))
     return _page(request, "console/ultraserver.html", **context)
 
 
@@ -145,6 +151,9 @@ def unit(request: HttpRequest, pk: int) -> HttpResponse:
 def workflows(request):
     actor = _actor(request)
     rows = selectors.workflow_rows(actor)
+    needs = attention.needs_action_for([row["workflow"] for row in rows["active"]])
+    for row in rows["active"]:  # what each waits for, read for the page at once
+        row["need"] = needs[row["workflow"].pk]
     if request.headers.get("HX-Request"):
         context = {**rows, "actor": actor, "is_provider_admin": actor.is_provider_admin}
         return render(request, "console/_workflows.html", context)
@@ -161,7 +170,13 @@ def workflow_action(request, pk: int, verb: str):
     act = {"pause": services.pause, "resume": services.resume, "cancel": services.cancel}.get(verb)
     if act is None:
         raise Http404
-    act(workflow, _ctx(request))  # refused (e.g. pausing a finished workflow): the 409 page
+    if verb in ("pause", "cancel"):  # they say why: the reason form (``workflow_pages``)
+        reason = (request.POST.get("reason") or "").strip()
+        if not reason:
+            return redirect("console:workflow-steer", pk=workflow.pk, verb=verb)
+        act(workflow, _ctx(request), reason=reason)
+    else:
+        act(workflow, _ctx(request))  # refused (e.g. pausing a finished workflow): the 409 page
     messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
     return redirect("console:workflows")
 
@@ -271,7 +286,14 @@ def sovereignty_home(request):
     )
     for window in windows:
         window.can_decide = _tenant_admin_of(actor, window.site.tenant_id)
-    return _page(request, "console/sovereignty.html", rules=rules, access=access, windows=windows)
+    return _page(
+        request,
+        "console/sovereignty.html",
+        rules=rules,
+        access=access,
+        windows=windows,
+        **in_force.sovereignty_lists(actor),
+    )
 
 
 @console_login
@@ -292,14 +314,7 @@ def what_if(request, pk: int):
     )
 
 
-@console_login
-def access_log(request):
-    actor = _actor(request)
-    records = scope_queryset(DecisionRecord.objects.all(), actor, ("tenant_id",))
-    verdict = request.GET.get("verdict")
-    if verdict in ("allowed", "denied"):
-        records = records.filter(allowed=verdict == "allowed")
-    return _page(request, "console/access_log.html", records=list(records[:200]), verdict=verdict)
+# The access-transparency log: provisioning/console/transparency.py.
 
 
 @console_login

@@ -19,6 +19,16 @@ class Workflow(models.Model):
     idempotency_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
     reason = models.CharField(max_length=500, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
+    # Attribution (issue 17): the changes the engine makes for this workflow are recorded on
+    # behalf of the person who started it, under the request that created or started it.
+    started_by = models.CharField(
+        max_length=150,
+        blank=True,
+        help_text="Who started it (its creator, or who started it later).",
+    )
+    request_id = models.CharField(
+        max_length=64, blank=True, help_text="The request that created (or started) it."
+    )
     state_reason = models.CharField(
         max_length=1000, blank=True, help_text="Why it is paused, failed or cancelled."
     )
@@ -102,6 +112,7 @@ class Step(models.Model):
 
     class Meta:
         ordering = ["workflow_id", "target_id", "seq"]
+        verbose_name = "workflow step"
         constraints = [
             models.UniqueConstraint(fields=["target", "seq"], name="step_seq_unique_per_target")
         ]

@@ -19,7 +19,7 @@ from provisioning.outcomes import Done, Outcome, Wait
 from provisioning.workflows.base import HARDWARE_PARAMS, HardwareStep, StepDefinition, StepRun
 from provisioning.workflows.common import QuickHealthCheck, Undrain, move
 from provisioning.workflows.definition import ROLLOUT_PARAMS, WorkflowDefinition
-from provisioning.workflows.params import Param, ParamSet
+from provisioning.workflows.params import PERSON_TIMEOUT, Param, ParamSet
 from provisioning.workflows.upgrade import MAX_UNAVAILABLE_UNITS
 from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.services.access import ACCESS_ENDED
@@ -165,8 +165,10 @@ def _dispatch(run: StepRun, data: dict) -> tuple[dict | None, str]:
     except sovereignty.SovereigntyDenied as denied:
         rules = ", ".join(denied.decision.rule_ids) or "default deny"
         reasons = "; ".join(denied.decision.reasons)
-        run.note("dispatch-denied", f"{person.username} may not act here ({rules}): {reasons}")
+        why = f"{person.username} may not act here ({rules}): {reasons}"
+        run.note("dispatch-denied", why)
         run.step.output["denied"] = [*run.step.output.get("denied", []), person.username]
+        run.step.output["last_denial"] = why[:500]  # what ``attention.needs_action`` shows
         return None, "dispatch denied; assign someone who may"
     return {
         "technician": person.username,
@@ -352,6 +354,7 @@ class MaintainDefinition(WorkflowDefinition):
             help=f"{TECHNICIAN.help} Without one, the dispatch step waits for an assignment.",
         ),
         FROM_COUNTRY,
+        PERSON_TIMEOUT,
         Param(
             Verify.allowed_key,
             int,

@@ -270,3 +270,18 @@ def _json(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+#: How long a step may wait for a person before its workflow escalates (4 h).
+DEFAULT_PERSON_TIMEOUT = 4 * 3600
+PERSON_TIMEOUT = Param(
+    "person_timeout_seconds",
+    int,
+    "How long a step that waits for a person (dispatch, repair, any manual input) may wait "
+    "before the workflow escalates (an 'escalated' event and a notification). The step keeps "
+    "waiting: an escalation, not a failure.",
+    default=DEFAULT_PERSON_TIMEOUT,
+    minimum=1,
+    maximum=30 * 86400,
+    label="Wait for a person (seconds)",
+)

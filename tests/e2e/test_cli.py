@@ -173,7 +173,8 @@ def test_factoryctl_lists_starts_an_upgrade_watches_it_to_the_end_and_approves(t
                 "workflow", "start", "upgrade", "-u", "ALP1-SRV1", "-p", "firmware_version=1.0",
                 "-o", "json",
             ).json()  # fmt: skip
-            assert provider("workflow", "cancel", str(downgrade["id"])).code == 0
+            cancelling = provider("workflow", "cancel", str(downgrade["id"]), "--reason", "test")
+            assert cancelling.code == 0
             cancelled = provider("workflow", "watch", str(downgrade["id"]), "--timeout", "120")
             assert cancelled.code == 1, (cancelled.out, cancelled.err)
             last = cancelled.out.splitlines()[-1]

@@ -82,11 +82,11 @@ def test_pause_resume_cancel_over_the_api(fleet, in_service):
     created = client.post("/api/v1/workflows/", upgrade_body(in_service)).json()
     url = f"/api/v1/workflows/{created['id']}/"
     assert client.post(url + "pause/", {"reason": "holiday"}).json()["state"] == "paused"
-    again = assert_error_body(client.post(url + "pause/", {}), 409)
+    again = assert_error_body(client.post(url + "pause/", {"reason": "again"}), 409)
     assert again["errors"][0]["code"] == "invalid_workflow_state"
     assert "is paused" in again["message"]
     assert client.post(url + "resume/", {}).json()["state"] == "running"
-    assert client.post(url + "cancel/", {}).json()["state"] == "cancelling"
+    assert client.post(url + "cancel/", {"reason": "done"}).json()["state"] == "cancelling"
 
 
 def test_invalid_lifecycle_transition_is_409_naming_the_current_state(fleet):
@@ -282,7 +282,7 @@ def test_a_replaced_part_is_201_with_no_location_of_another_resource(fleet, rele
 STEER = [
     ("pause", {"reason": "holiday"}, "running", "paused"),
     ("resume", {}, "paused", "running"),
-    ("cancel", {}, "running", "cancelling"),
+    ("cancel", {"reason": "done"}, "running", "cancelling"),
     ("start", {}, "proposed", "running"),
 ]
 
@@ -295,7 +295,7 @@ def workflow_in(state: str, servers) -> Workflow:
         "upgrade", servers, CTX, spec=spec, start=state != "proposed"
     )
     if state == "paused":
-        services.pause(workflow, CTX)
+        services.pause(workflow, CTX, reason="test")
     return workflow
 
 
@@ -341,10 +341,12 @@ def test_if_match_on_steering_is_checked_under_the_workflows_row_lock(
     client = fleet.client("provider_admin")
     workflow = workflow_in("running", in_service[:1])
     url = f"/api/v1/workflows/{workflow.pk}/"
-    assert_error_body(client.post(url + "pause/", {}, HTTP_IF_MATCH='"stale"'), 412)
+    stale = {"reason": "x"}
+    assert_error_body(client.post(url + "pause/", stale, HTTP_IF_MATCH='"stale"'), 412)
     workflow.refresh_from_db()
     assert workflow.state == "running"
-    assert client.post(url + "pause/", {}, HTTP_IF_MATCH=client.get(url)["ETag"]).status_code == 200
+    etag = client.get(url)["ETag"]
+    assert client.post(url + "pause/", {"reason": "x"}, HTTP_IF_MATCH=etag).status_code == 200
 
     maintain = services_report(in_service[1])
     url = f"/api/v1/workflows/{maintain.pk}/"
@@ -377,7 +379,7 @@ def test_only_the_answers_that_show_a_workflow_count_its_targets(fleet, in_servi
     assert counted(lambda: client.get(url)) == (200, 1)
     assert counted(lambda: client.get("/api/v1/workflows/")) == (200, 1)
     # pause: the workflow read once to act on, and once more to answer with
-    assert counted(lambda: client.post(url + "pause/", {})) == (200, 2)
+    assert counted(lambda: client.post(url + "pause/", {"reason": "x"})) == (200, 2)
 
 
 def test_a_workflows_steps_take_the_step_filters(fleet, in_service):

@@ -28,7 +28,7 @@ def log(workflow) -> list[tuple[str, str | None, str | None]]:
 
 def test_creation_and_every_state_change_is_one_event(fleet, in_service, agent, hw):
     workflow, _ = services.create_workflow("upgrade", in_service[:2], CTX, spec=FAST)
-    services.pause(workflow, CTX)
+    services.pause(workflow, CTX, reason="paused by system")
     services.resume(workflow, CTX)
     workflow = drive(workflow, agent, hw)
     assert workflow.state == "succeeded", workflow.state_reason
@@ -76,7 +76,7 @@ def test_a_refused_or_rolled_back_change_leaves_no_event(fleet, in_service):
     with pytest.raises(Conflict):
         services.resume(workflow, CTX)  # running, not paused
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.pause(workflow, CTX)
+        services.pause(workflow, CTX, reason="test")
         raise RuntimeError("the request failed after the pause")
     assert log(workflow) == [(EventKind.WORKFLOW_CREATED, None, None)]
     with pytest.raises(RuntimeError), transaction.atomic():

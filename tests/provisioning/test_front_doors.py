@@ -183,7 +183,7 @@ def test_a_new_failure_budget_on_resume_is_checked_by_the_declaration(fleet, in_
     workflow, _ = services.create_workflow(
         "upgrade", in_service[:1], CTX, spec={"firmware_version": "2.0"}
     )
-    services.pause(workflow, CTX)
+    services.pause(workflow, CTX, reason="test")
     url = f"/api/v1/workflows/{workflow.pk}/resume/"
     client = fleet.client("provider_admin")
     error = assert_error_body(client.post(url, {"max_failure_pct": 150}), 400)
@@ -211,7 +211,7 @@ def test_resume_refuses_an_unknown_key_naming_it(fleet, in_service, body, field)
     workflow, _ = services.create_workflow(
         "upgrade", in_service[:1], CTX, spec={"firmware_version": "2.0"}
     )
-    services.pause(workflow, CTX)
+    services.pause(workflow, CTX, reason="test")
     spec = Workflow.objects.get(pk=workflow.pk).spec
     response = fleet.client("provider_admin").post(f"/api/v1/workflows/{workflow.pk}/resume/", body)
     error = assert_error_body(response, 400)

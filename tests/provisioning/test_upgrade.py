@@ -153,11 +153,11 @@ def test_waits_for_an_approved_window(in_service, agent, hw):
 
 def test_pause_and_cancel(in_service, agent, hw):
     workflow = upgrade(in_service)
-    services.pause(workflow, CTX)
+    services.pause(workflow, CTX, reason="test")
     workflow = drive(workflow, agent, hw, rounds=3)
     assert workflow.state == "paused" and not AgentCommand.objects.exists()
     services.resume(workflow, CTX)
-    services.cancel(workflow, CTX)
+    services.cancel(workflow, CTX, reason="test")
     workflow = drive(workflow, agent, hw)
     assert workflow.state == "cancelled"
     assert set(workflow.targets.values_list("state", flat=True)) == {"skipped"}

@@ -264,3 +264,28 @@ class FabricSerializer(serializers.Serializer):
         required=False,
         help_text="Server serial → the lowest-layer node it hangs under (null detaches it).",
     )
+
+
+class PutInServiceSerializer(serializers.Serializer):
+    """Many deployed UltraServers put in service at once (``ultraservers/put-in-service/``)."""
+
+    ultraservers = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        min_length=1,
+        max_length=1000,
+        help_text="The UltraServers' ids, each ready (deployed) or already in service.",
+    )
+    site = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="Optionally, the site they must all be at (a server elsewhere is a 400).",
+    )
+    reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class PutInServiceResultSerializer(serializers.Serializer):
+    ultraservers = serializers.ListField(child=serializers.IntegerField())
+    changed = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Those moved from ready to in service."
+    )

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from factory.inventory import fabric as site_fabric
 from factory.inventory import selectors, services
 from factory.inventory.api import serializers as s
+from factory.inventory.api.history import ServerHistorySerializer
 from factory.inventory.filtersets import (
     ChipFilterSet,
     PowerFeedFilterSet,
@@ -13,11 +14,13 @@ from factory.inventory.filtersets import (
     SiteFilterSet,
     UltraServerFilterSet,
 )
+from factory.inventory.history import ServerHistoryFilterSet, server_history
 from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
 from tenants.api.base import AuditedModelViewSet, ScopedViewSetMixin, change_context
 from tenants.api.bulk import BulkWriteMixin
 from tenants.choices import Role
-from tenants.filters import query_params
+from tenants.errors import Denied, FieldError, Invalid, NotFound
+from tenants.filters import filter_for_action, query_params
 
 # The customer supplies space and power: its admins and operators keep its racks and feeds.
 CUSTOMER_FACILITY_WRITERS = frozenset(
@@ -110,6 +113,73 @@ class UltraServerViewSet(BulkWriteMixin, AuditedModelViewSet):
 
     def save_instance(self, instance, ctx):
         return services.save_ultraserver(instance, ctx)
+
+    @extend_schema(responses=ServerHistorySerializer(many=True))
+    @query_params(ServerHistoryFilterSet, paginated=True)
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """What touched this server, oldest first: every audit event about it and its chips,
+        and the actions on workflows that targeted it, each with who (and on whose behalf),
+        why (the cause: workflow, job run, fault or agent; a reason) and what changed."""
+        events = filter_for_action(self, server_history(self.get_object()))
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(ServerHistorySerializer(page, many=True).data)
+
+    @extend_schema(
+        request=s.PutInServiceSerializer, responses={200: s.PutInServiceResultSerializer}
+    )
+    @action(detail=False, methods=["post"], url_path="put-in-service")
+    def put_in_service(self, request):
+        """Put many deployed (ready) UltraServers in service in one action, all or nothing:
+        one refused is a 4xx naming it as ``ultraservers[i]`` and nothing changes; each
+        changed server is audited. Ids not visible to the caller are a 404 naming them."""
+        body = s.PutInServiceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids: list[int] = body.validated_data["ultraservers"]
+        site = body.validated_data.get("site")
+        reasons: list[FieldError] = []
+        seen: dict[int, int] = {}
+        for index, pk in enumerate(ids):
+            if pk in seen:
+                reasons.append(
+                    FieldError(f"ultraservers[{index}]", "duplicate", f"also item [{seen[pk]}]")
+                )
+            seen.setdefault(pk, index)
+        if reasons:
+            raise Invalid(errors=reasons, code="duplicate")
+        visible = {
+            pk: (site_id, site_tenant if rack_id else tenant)
+            for pk, rack_id, site_id, site_tenant, tenant in self.get_queryset()
+            .filter(pk__in=ids)
+            .order_by()
+            .values_list("pk", "rack_id", "rack__site_id", "rack__site__tenant_id", "tenant_id")
+        }
+        missing = [
+            FieldError(f"ultraservers[{i}]", "not_found", f"no UltraServer with id {pk}")
+            for i, pk in enumerate(ids)
+            if pk not in visible
+        ]
+        if missing:
+            raise NotFound(errors=missing)
+        if site is not None:
+            elsewhere = [
+                FieldError(f"ultraservers[{i}]", "other_site", f"UltraServer {pk} is not at {site}")
+                for i, pk in enumerate(ids)
+                if visible[pk][0] != site
+            ]
+            if elsewhere:
+                raise Invalid(errors=elsewhere, code="other_site")
+        refused = [
+            FieldError(f"ultraservers[{i}]", "role", "your role may not change this server")
+            for i, pk in enumerate(ids)
+            if not self.actor.can_write(visible[pk][1], self.write_roles)
+        ]
+        if refused:
+            raise Denied(errors=refused, code="role")
+        changed = services.put_in_service(
+            ids, change_context(request), reason=body.validated_data["reason"]
+        )
+        return Response({"ultraservers": ids, "changed": [server.pk for server in changed]})
 
 
 class ChipViewSet(BulkWriteMixin, AuditedModelViewSet):

@@ -161,7 +161,7 @@ def test_workflows_start_with_typed_specs_and_are_steered(world):
     assert ctl("workflow", "resume", wid, "--max-failures", "2", "-o", "json").json()["state"] == (
         "running"
     )
-    assert ctl("workflow", "cancel", wid, "-o", "json").json()["state"] in (
+    assert ctl("workflow", "cancel", wid, "--reason", "done", "-o", "json").json()["state"] in (
         "cancelling",
         "cancelled",
     )
@@ -237,7 +237,7 @@ def test_events_tail_follows_across_reconnects_without_a_gap_or_a_repeat(world):
         "--timeout", "90", "-o", "json",
     )  # fmt: skip
     time.sleep(2.5)
-    assert ctl("workflow", "pause", wid).code == 0
+    assert ctl("workflow", "pause", wid, "--reason", "lunch").code == 0
     time.sleep(2.5)
     assert ctl("workflow", "resume", wid).code == 0
     result = finished(tail, timeout=120)

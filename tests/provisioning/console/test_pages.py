@@ -111,7 +111,7 @@ def test_provider_admin_starts_and_pauses_a_rolling_upgrade(client, demo):
     assert response.status_code == 302, response.content.decode()[:2000]
     workflow = Workflow.objects.get(kind="upgrade")
     assert workflow.targets.count() == len(servers)
-    client.post(f"/console/workflows/{workflow.pk}/pause/")
+    client.post(f"/console/workflows/{workflow.pk}/pause/", {"reason": "lunch"})
     workflow.refresh_from_db()
     assert workflow.state == "paused"
     # a tenant's admin may not steer it
