@@ -23,16 +23,21 @@ from typing import Any, TypedDict
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from provisioning import budgets
 from provisioning.choices import ACTIVE_WORKFLOW_STATES, StepState, TargetState, WorkflowState
-from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowEvent, WorkflowTarget
+from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowEvent
+from provisioning.waits import person_timeout
 from provisioning.windows import Window, describe_opening, next_opening
 from provisioning.workflows import definition_for
-from provisioning.workflows.params import DEFAULT_PERSON_TIMEOUT, PERSON_TIMEOUT
 from tenants.sovereignty.models import AccessRequest, AccessRequestStatus
 
 #: How ``rollout.advance`` words a wait for a window (its ``state_reason``).
 WINDOW_WAIT_PREFIX = "waiting for the site's maintenance window"
 WINDOW_NONE = "waiting: the site has no tenant-approved maintenance window"
+#: The history kinds of the pauses (``history.set_state``'s ``kind``): the failure budget's
+#: (``rollout``), a health gate's, a person's (``services.pause``) and an abort's.
+BUDGET_PAUSE_KIND = "budget-exceeded"
+PAUSE_EVENT_KINDS = (BUDGET_PAUSE_KIND, "health-gate", "paused", "batch-aborted")
 
 
 class NeedsAction(TypedDict):
@@ -95,21 +100,22 @@ def needs_action_for(
     ):
         waiting[step.workflow_id].append(step)
     paused = [w.pk for w in active if w.state == WorkflowState.PAUSED]
-    failed: dict[int, list[str]] = defaultdict(list)
+    failed: dict[int, list[str]] = {}
     budget_paused: dict[int, dt.datetime] = {}
     if paused:
-        for wf_id, serial in (
-            WorkflowTarget.objects.filter(
-                workflow_id__in=paused, state__in=[TargetState.FAILED, TargetState.ROLLED_BACK]
-            )
-            .order_by("workflow_id", "ultraserver__serial")
-            .values_list("workflow_id", "ultraserver__serial")
+        failed = budgets.failed_serials(paused)  # as the budget counts them
+        # What paused each one is its latest pause: a person's pause (or an abort) after an
+        # earlier budget pause, and a resume in between, is not the budget's.
+        latest: dict[int, tuple[str, dt.datetime]] = {}
+        for wf_id, kind, at in (
+            WorkflowEvent.objects.filter(workflow_id__in=paused, kind__in=PAUSE_EVENT_KINDS)
+            .order_by("workflow_id", "at", "pk")
+            .values_list("workflow_id", "kind", "at")
         ):
-            failed[wf_id].append(serial)
-        for wf_id, at in WorkflowEvent.objects.filter(
-            workflow_id__in=paused, kind="budget-exceeded"
-        ).values_list("workflow_id", "at"):
-            budget_paused[wf_id] = at
+            latest[wf_id] = (kind, at)
+        budget_paused = {
+            wf_id: at for wf_id, (kind, at) in latest.items() if kind == BUDGET_PAUSE_KIND
+        }
     sites = {w.site_id for w in active}
     pending_access: dict[int, list[int]] = defaultdict(list)
     for site_id, pk in AccessRequest.objects.filter(
@@ -198,9 +204,7 @@ def _waiting_person(
     target = step.target
     serial = target.ultraserver.serial if target is not None else ""
     since = step.started_at
-    limit = dt.timedelta(
-        seconds=int(workflow.spec.get(PERSON_TIMEOUT.name, DEFAULT_PERSON_TIMEOUT))
-    )
+    limit = person_timeout(workflow)  # the limit the escalation uses
     overdue = since is not None and now - since >= limit
     detail: dict[str, Any] = {
         "step": step.name,

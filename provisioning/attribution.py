@@ -25,7 +25,7 @@ from tenants.services import audit
 from tenants.services.changes import ChangeContext
 
 #: The audit ``object_type`` of a workflow, and the key of its targets in ``before``/``after``
-#: (read by ``factory.inventory.history`` as plain strings).
+#: (copied by ``factory.inventory.history`` as plain strings; a test keeps the copies equal).
 WORKFLOW_OBJECT = "provisioning.workflow"
 TARGETS_KEY = "ultraservers"
 

@@ -22,22 +22,30 @@ feeds, under the site's lock.
 
 On SQLite (``make up``'s embedded default) ``select_for_update`` is a no-op; its IMMEDIATE
 transactions serialize the writers instead, so the same reads stay correct there.
+
+The **failure budget** (a workflow's ``max_failures`` / ``max_failure_pct``) is counted here too,
+one way for every reader (``rollout.advance`` and ``rollout.hold_for_budget``, ``services.resume``
+acknowledging the failures so far, ``attention``'s "paused by its failure budget"): a server has
+failed once its target failed or was rolled back, or while a step of it has failed and its
+rollback runs. Counted otherwise by any one of them, a resume during a rollback would see that
+server's end as a new failure and pause again at once.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from factory.inventory import lifecycle
 from factory.inventory.models import PowerFeed, Site, UltraServer
 from factory.inventory.models.locking import lock_capacity_scope
-from provisioning.choices import ACTIVE_WORKFLOW_STATES, TargetState, WorkflowKind
+from provisioning.choices import ACTIVE_WORKFLOW_STATES, StepState, TargetState, WorkflowKind
 from provisioning.history import event
-from provisioning.models import CapacityFloor, Workflow, WorkflowTarget
+from provisioning.models import CapacityFloor, Step, Workflow, WorkflowTarget
 from tenants.errors import Conflict
 
 #: Kinds whose servers are claimed when the workflow is created (or started).
@@ -226,3 +234,57 @@ def _within_domains(
         f"waiting: per-domain limit ({limit} out per rack or feed; other workflows have "
         f"servers out in {', '.join(full[:5]) or 'its racks'})"
     )
+
+
+# --- The failure budget --------------------------------------------------------------------
+
+#: The spec key holding the failures a resume acknowledged: the budget applies to new ones.
+ACKNOWLEDGED = "failures_acknowledged"
+
+
+def failed_targets(workflow_ids: Iterable[int]) -> QuerySet[WorkflowTarget]:
+    """The targets of these workflows that count against the failure budget: failed, rolled
+    back, or running with a failed step (its rollback in progress: the failure has happened)."""
+    rolling_back = Exists(Step.objects.filter(target=OuterRef("pk"), state=StepState.FAILED))
+    return WorkflowTarget.objects.filter(workflow_id__in=list(workflow_ids)).filter(
+        Q(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK])
+        | Q(rolling_back, state=TargetState.RUNNING)
+    )
+
+
+def failed_serials(workflow_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Each workflow's failed servers by serial, sorted (one query for a page of them)."""
+    serials: dict[int, list[str]] = defaultdict(list)
+    for workflow_id, serial in (
+        failed_targets(workflow_ids)
+        .order_by("workflow_id", "ultraserver__serial")
+        .values_list("workflow_id", "ultraserver__serial")
+    ):
+        serials[workflow_id].append(serial)
+    return serials
+
+
+def failure_count(workflow: Workflow) -> int:
+    return failed_targets([workflow.pk]).count()
+
+
+def new_failures(spec: Mapping[str, Any], failed: int) -> int:
+    """Failures since the last resume (which acknowledged those before it)."""
+    return failed - int(spec.get(ACKNOWLEDGED, 0))
+
+
+def budget_exceeded(spec: Mapping[str, Any], failed: int, total: int) -> bool:
+    """More new failures than the budget allows: the rollout pauses (``rollout.advance``)."""
+    new = new_failures(spec, failed)
+    if new <= 0 or not total:
+        return False
+    max_failures, max_pct = spec.get("max_failures"), spec.get("max_failure_pct")
+    return (max_failures is not None and new > int(max_failures)) or (
+        max_pct is not None and 100.0 * new / total > float(max_pct)
+    )
+
+
+def budget_reached(spec: Mapping[str, Any], failed: int, total: int) -> bool:
+    """The budget is used up: one more failure would exceed it, so the risky steps still to
+    start in the batch in flight are held (``rollout.hold_for_budget``)."""
+    return new_failures(spec, failed) > 0 and budget_exceeded(spec, failed + 1, total)

@@ -47,7 +47,7 @@ from provisioning.models import Step, Workflow, WorkflowTarget
 from provisioning.queue import queue_advance, queue_steps
 from provisioning.runner import FAILED_STATE
 from provisioning.workflows import definition_for
-from tenants.errors import Conflict, Invalid, NotFound
+from tenants.errors import Conflict, NotFound, required_text
 from tenants.services.changes import ChangeContext, check_preconditions
 
 #: The in-progress state a failed server goes back to when its failed step is retried.
@@ -57,13 +57,6 @@ STEERABLE = frozenset({WorkflowState.RUNNING, WorkflowState.PAUSED})
 #: How far a retry moves the compensation steps of the failed attempt out of the way
 #: (``Step.seq`` is unique per target; a new failure plans its remedies at ``seq + 100``).
 RETRY_SEQ_SHIFT = 1000
-
-
-def _reason(reason: str | None) -> str:
-    text = (reason or "").strip()
-    if not text:
-        raise Invalid("say why: a reason is required", code="reason_required", field="reason")
-    return text[:500]
 
 
 def _locked(workflow: Workflow) -> Workflow:
@@ -158,7 +151,7 @@ def retry_target(
     the real state before it repeats anything): the server goes back to the in-progress state
     it failed in, its hold is taken again, the steps after it are planned again. Not for a
     rolled-back server: it is back where it started (start a new workflow for it)."""
-    reason = _reason(reason)
+    reason = required_text(reason)
     with transaction.atomic():
         wf = _locked(workflow)
         _steerable(wf, "retry a server")
@@ -236,7 +229,7 @@ def skip_target(
     its flash) is put back first by its own restore step, then marked skipped. A server with a
     command out is refused (wait for it, or force-release it if it is stuck). The server is
     released with its recorded state kept as verified."""
-    reason = _reason(reason)
+    reason = required_text(reason)
     with transaction.atomic():
         wf = _locked(workflow)
         _steerable(wf, "skip a server")
@@ -294,7 +287,7 @@ def force_release(
     """Release a stuck hold: the target stops (its unfinished steps skipped, a command out is
     no longer awaited), its hold is gone, and the server is flagged for maintenance with why,
     so nothing assumes it is fine. Its state is unverified and says so; it counts as failed."""
-    reason = _reason(reason)
+    reason = required_text(reason)
     with transaction.atomic():
         wf = _locked(workflow)
         if wf.state not in (*STEERABLE, WorkflowState.CANCELLING):
@@ -367,7 +360,7 @@ def abort_batch(workflow: Workflow, reason: str, ctx: ChangeContext) -> Workflow
     servers whose firmware was flashed are rolled back by the upgrade's own rollback path
     (boot the other bank, put back), and the workflow pauses. Steps mid-command finish; a
     server still flashing is rolled back by a second abort once its flash is done."""
-    reason = _reason(reason)
+    reason = required_text(reason)
     with transaction.atomic():
         wf = _locked(workflow)
         _steerable(wf, "abort its batch")

@@ -33,7 +33,7 @@ from provisioning.choices import (
 from provisioning.history import event, set_state
 from provisioning.models import MaintenanceWindow, Step, Workflow, WorkflowTarget
 from provisioning.placement import lifecycle as unit_lifecycle
-from provisioning.queue import queue_steps
+from provisioning.queue import queue_advance, queue_steps
 from provisioning.windows import Window, describe_opening, is_open, next_opening
 from provisioning.workflows import definition_for
 from provisioning.workflows.definition import WorkflowDefinition
@@ -103,21 +103,23 @@ def advance(workflow_id: int) -> str:
         if workflow.state != WorkflowState.RUNNING:
             return workflow.state
         spec = workflow.spec
-        max_failures = spec.get("max_failures")
-        max_pct = spec.get("max_failure_pct")
-        base = spec.get("failures_acknowledged", 0)
-        if (max_failures is not None and failed - base > max_failures) or (
-            max_pct is not None and failed > 0 and 100.0 * (failed - base) / total > max_pct
-        ):
+        # Counted as the hold and a resume count them (``budgets.failed_targets``): a server
+        # whose rollback runs has failed already. The pause is taken while it stops something
+        # (servers not started yet); in the last batch the workflow ends failed by itself.
+        failures = budgets.failure_count(workflow) if running else failed
+        if counts[TargetState.PENDING] and budgets.budget_exceeded(spec, failures, total):
             set_state(
                 workflow,
                 WorkflowState.PAUSED,
-                reason=f"failure budget exceeded: {failed} of {total} failed "
-                f"(budget {max_failures} or {max_pct}%); paused itself",
+                reason=f"failure budget exceeded: {failures} of {total} failed "
+                f"(budget {spec.get('max_failures')} or {spec.get('max_failure_pct')}%); "
+                "paused itself",
                 kind="budget-exceeded",
             )
             return workflow.state
         if running:
+            if failures and _hold_if_reached(workflow, total, in_batch=True):
+                return workflow.state  # the hold a busy ``hold_for_budget`` left to us
             return "in-flight"
         now = timezone.now()
         definition = definition_for(workflow.kind)
@@ -232,32 +234,6 @@ def _start_batch(workflow: Workflow, definition: WorkflowDefinition, now: dt.dat
 # --- Stopping a batch in time ---------------------------------------------------------------
 
 
-def failed_serials(workflow: Workflow) -> list[str]:
-    """The servers failed so far, counting those whose failure is being compensated right now
-    (a rollback in progress): their failure has happened."""
-    return sorted(
-        set(
-            WorkflowTarget.objects.filter(workflow=workflow)
-            .filter(
-                Q(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK])
-                | Q(state=TargetState.RUNNING, steps__state=StepState.FAILED)
-            )
-            .values_list("ultraserver__serial", flat=True)
-        )
-    )
-
-
-def budget_reached(spec: dict, failed: int, total: int) -> bool:
-    """One more failure would exceed the budget (``advance`` pauses once it is exceeded)."""
-    new = failed - int(spec.get("failures_acknowledged", 0))
-    if new <= 0 or not total:
-        return False
-    max_failures, max_pct = spec.get("max_failures"), spec.get("max_failure_pct")
-    return (max_failures is not None and new >= int(max_failures)) or (
-        max_pct is not None and 100.0 * (new + 1) / total > float(max_pct)
-    )
-
-
 def unstarted_risky_steps(workflow: Workflow) -> QuerySet[Step]:
     """The hardware-changing steps of the batch in flight that have not started: held from
     now on (``runner._StepBatch._held``)."""
@@ -299,19 +275,36 @@ def hold_batch(
 def hold_for_budget(workflow_id: int) -> bool:
     """After a server failed: when the failure budget is now used up and the batch in flight
     still has risky steps to start, pause before they start (so a budget of 1 does not let
-    the batch-mates fail too). Called in the failing step's transaction."""
+    the batch-mates fail too). Called in the failing step's transaction, which has locked its
+    steps and server already: the workflow's row is taken only if free (SKIP LOCKED), since a
+    pause, cancel or operator action holding it locks steps and servers after it, and waiting
+    here would deadlock. Busy, the hold is left to the advance queued now, which applies it
+    under the workflow's lock (``advance``: ``_hold_if_reached``)."""
     workflow = (
-        Workflow.objects.select_for_update(of=("self",))
+        Workflow.objects.select_for_update(of=("self",), skip_locked=True)
         .select_related("site")
         .filter(pk=workflow_id)
         .first()
     )
-    if workflow is None or workflow.state != WorkflowState.RUNNING:
+    if workflow is None:  # busy (or gone): the advance after this commit stops the batch
+        queue_advance(workflow_id)
+        return False
+    if workflow.state != WorkflowState.RUNNING:
         return False
     total = WorkflowTarget.objects.filter(workflow=workflow).count()
-    failed_now = failed_serials(workflow)
-    failed = len(failed_now)
-    if not budget_reached(workflow.spec, failed, total):
+    return _hold_if_reached(workflow, total)
+
+
+def _hold_if_reached(workflow: Workflow, total: int, *, in_batch: bool = False) -> bool:
+    """Hold the batch in flight (``hold_batch``) when the failure budget is reached and some
+    of its risky steps have not started; ``in_batch``: only when a server of that batch is
+    among the failed (an advance, not a failure, asks: a budget used up in an earlier batch
+    does not stop this one before it fails too). ``workflow`` is the caller's locked row."""
+    failed = budgets.failed_targets([workflow.pk])
+    if in_batch and not failed.filter(batch=workflow.current_batch).exists():
+        return False
+    failed_now = budgets.failed_serials([workflow.pk])[workflow.pk]
+    if not budgets.budget_reached(workflow.spec, len(failed_now), total):
         return False
     serials = sorted(
         set(unstarted_risky_steps(workflow).values_list("target__ultraserver__serial", flat=True))
@@ -320,7 +313,7 @@ def hold_for_budget(workflow_id: int) -> bool:
         return False  # nothing left to stop: ``advance`` applies the budget as the batch ends
     hold_batch(
         workflow,
-        reason=f"failure budget reached: {failed} of {total} failed "
+        reason=f"failure budget reached: {len(failed_now)} of {total} failed "
         f"({', '.join(failed_now[:10])}; budget {workflow.spec.get('max_failures')} or "
         f"{workflow.spec.get('max_failure_pct')}%); paused itself before the risky steps still "
         f"to start in batch {workflow.current_batch} ({', '.join(serials[:10])})",

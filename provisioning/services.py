@@ -23,6 +23,7 @@ from provisioning import budgets, history, waits
 from provisioning.attribution import record_workflow_action
 from provisioning.choices import (
     ACTIVE_WORKFLOW_STATES,
+    HOLD_RISKY_BATCH,
     StepState,
     TargetState,
     WindowStatus,
@@ -42,7 +43,7 @@ from provisioning.queue import queue_advance, queue_step
 from provisioning.workflows import definition_for
 from provisioning.workflows.params import ParamError, ParamSet, Value
 from provisioning.workflows.upgrade import UPGRADABLE
-from tenants.errors import Conflict, DomainError, FieldError, Invalid
+from tenants.errors import Conflict, DomainError, FieldError, Invalid, required_text
 from tenants.events.kinds import EventKind
 from tenants.events.services import emit
 from tenants.services import audit
@@ -350,16 +351,9 @@ def _refuse(workflow: Workflow, verb: str) -> Conflict:
     )
 
 
-def _reason_given(reason: str, verb: str) -> str:
-    """Pausing and cancelling say why (issue 17): a blank reason is refused, naming it."""
-    if not (reason or "").strip():
-        raise Invalid(f"say why you {verb} it", code="required", field="reason")
-    return reason.strip()
-
-
 def pause(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow:
     """No new batch starts; servers mid-step finish that server (never left half-done)."""
-    reason = _reason_given(reason, "pause")
+    reason = required_text(reason)  # pausing says why (issue 17)
     with transaction.atomic():
         wf = _locked(workflow)
         if wf.state != WorkflowState.RUNNING:
@@ -383,8 +377,9 @@ def resume(
     workflow: Workflow, ctx: ChangeContext, budget: Mapping[str, object] | None = None
 ) -> Workflow:
     """Resume a paused workflow. Failures so far count as acknowledged: the budget applies to
-    new ones. ``budget``: optionally a new one (some of ``RESUME_PARAMS``), as sent, checked
-    against the kind's declared spec; any other key is refused, naming it."""
+    new ones; a held batch (``rollout.hold_batch``) is no longer held. ``budget``: optionally
+    a new one (some of ``RESUME_PARAMS``), as sent, checked against the kind's declared spec;
+    any other key is refused, naming it."""
     declared = definition_for(workflow.kind).spec_params
     new_budget = _checked(
         ParamSet(*(declared[name] for name in RESUME_PARAMS if name in declared)),
@@ -395,8 +390,12 @@ def resume(
         wf = _locked(workflow)
         if wf.state != WorkflowState.PAUSED:
             raise _refuse(wf, "resume")
-        failed = wf.targets.filter(state__in=[TargetState.FAILED, TargetState.ROLLED_BACK]).count()
-        wf.spec = {**wf.spec, **new_budget, "failures_acknowledged": failed}
+        # Counted as the budget counts them (a rollback in progress included): that server's
+        # end is not a new failure that pauses it again at once.
+        failed = budgets.failure_count(wf)
+        spec = {**wf.spec, **new_budget, budgets.ACKNOWLEDGED: failed}
+        spec.pop(HOLD_RISKY_BATCH, None)  # the batch's risky steps may start again
+        wf.spec = spec
         if wf.batch_finished_at is not None:
             wf.batch_finished_at = timezone.now() - dt.timedelta(days=1)  # gate passed
         record_workflow_action(wf, "resume", ctx, to=WorkflowState.RUNNING, budget=new_budget)
@@ -417,7 +416,7 @@ def cancel(workflow: Workflow, ctx: ChangeContext, reason: str = "") -> Workflow
     """Nothing new starts; servers mid-flight finish; the rest are released. A server whose
     step waits for a person (a dispatch, a repair) stops now, without that person
     (``waits.stop_at_waits``): left in its true state, flagged for maintenance, released."""
-    reason = _reason_given(reason, "cancel")
+    reason = required_text(reason)  # so does cancelling
     with transaction.atomic():
         wf = _locked(workflow)
         if wf.state not in (*ACTIVE_WORKFLOW_STATES, WorkflowState.PROPOSED) or (
@@ -620,12 +619,18 @@ def _held_detail(workflow: Workflow) -> str:
 
 def refused_action(refusal: Conflict) -> tuple[str, str]:
     """A fault's action and detail when its maintain workflow was refused: the refusal's own
-    words, so the fault says why it is waiting."""
+    words, so the fault says why it is waiting. Any other refusal leaves it pending
+    maintenance (the server stays flagged): the health sweep revisits exactly those
+    (``jobs.health_sweep``), so the fault is not left behind as merely recorded."""
     if refusal.code == "capacity_floor":
         return FaultAction.WAITING_FLOOR, refusal.message
     if refusal.code == "held_by_workflow":
         return FaultAction.HELD, refusal.message
-    return FaultAction.RECORDED, f"no maintain workflow: {refusal.message}"
+    return (
+        FaultAction.MAINTENANCE,
+        f"maintenance flag set; no maintain workflow yet (the health sweep tries again): "
+        f"{refusal.message}",
+    )
 
 
 # --- Maintenance windows -------------------------------------------------------------------

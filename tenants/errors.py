@@ -166,3 +166,13 @@ class TooManyRequests(DomainError):
     ) -> None:
         super().__init__(message, code=code, field=field, errors=errors)
         self.retry_after = retry_after
+
+
+def required_text(value: object, field: str = "reason", *, max_length: int = 500) -> str:
+    """The one check for a person's required words (a reason to pause, cancel, retry or
+    revoke; a note on a fault): blank is refused naming ``field`` (code ``required``), and
+    what is kept is stripped and cut to the column's length."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise Invalid(f"{field} is required: say why", code="required", field=field)
+    return text[:max_length]

@@ -16,7 +16,6 @@ from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Site, U
 from factory.inventory.models.power import budget_problem_without
 from tenants.choices import AuditAction
 from tenants.errors import Conflict, FieldError, NotFound
-from tenants.models import AuditEvent
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, delete_object, save_object
 from tenants.sovereignty.services import facts
@@ -231,22 +230,13 @@ def put_in_service(
         UltraServer.objects.filter(pk__in=[s.pk for s in changing]).update(
             lifecycle_state=lifecycle.IN_SERVICE, updated_at=now
         )
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor_id=ctx.actor.user_id,
-                actor_username=ctx.actor.username,
-                source=ctx.source,
-                action=AuditAction.UPDATE,
-                object_type=server._meta.label_lower,
-                object_id=str(server.pk),
-                object_repr=str(server)[:200],
-                tenant_id=server.owning_tenant_id,
-                before=befores[server.pk],
-                after=audit.snapshot(server),
-                request_id=ctx.request_id[:64],
-                reason=reason[:500],
-                **{k: str(v)[:150] for k, v in ctx.attribution().items()},
-            )
-            for server in changing
+        audit.record_many(
+            ((server, befores[server.pk], audit.snapshot(server)) for server in changing),
+            actor=ctx.actor,
+            action=AuditAction.UPDATE,
+            source=ctx.source,
+            request_id=ctx.request_id,
+            reason=reason,
+            **ctx.attribution(),
         )
     return changing

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from factory.telemetry import faults
 from factory.telemetry.models import Fault
-from tenants.errors import Conflict, Invalid
+from tenants.errors import Conflict, Invalid, required_text
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
 
@@ -33,16 +33,9 @@ def _locked_open(fault: Fault) -> Fault:
     return locked
 
 
-def _note(note: str, *, required: bool) -> str:
-    note = (note or "").strip()
-    if required and not note:
-        raise Invalid("a note is required", code="required", field="note")
-    return note[:500]
-
-
 def acknowledge(fault: Fault, note: str, ctx: ChangeContext) -> Fault:
     """Someone has seen it and says what they will do. Acknowledging again replaces the note."""
-    note = _note(note, required=True)
+    note = required_text(note, "note")
     with transaction.atomic():
         fault = _locked_open(fault)
         before = audit.snapshot(fault)
@@ -57,7 +50,7 @@ def acknowledge(fault: Fault, note: str, ctx: ChangeContext) -> Fault:
 def silence(fault: Fault, until: dt.datetime, note: str, ctx: ChangeContext) -> Fault:
     """Out of the attention list (and badge) until ``until``, at most ``MAX_SILENCE`` ahead.
     It stays open, and a silenced critical fault still does what its rule says."""
-    note = _note(note, required=True)
+    note = required_text(note, "note")
     now = timezone.now()
     if until <= now:
         raise Invalid("must be in the future", code="in_past", field="until")
@@ -79,7 +72,7 @@ def silence(fault: Fault, until: dt.datetime, note: str, ctx: ChangeContext) -> 
 def resolve(fault: Fault, note: str, ctx: ChangeContext) -> Fault:
     """A person closes it (the repair is done, or it was not real). A server's maintenance flag
     is not lifted here: that is the maintain workflow's (or the server's own) business."""
-    note = _note(note, required=True)
+    note = required_text(note, "note")
     with transaction.atomic():
         fault = _locked_open(fault)
         before = audit.snapshot(fault)

@@ -689,12 +689,19 @@ def _ingest(
     return result
 
 
+#: ``UltraServer.last_heartbeat_at`` is written at most this often per server: the exact
+#: time of the newest sample is ``ServerTelemetry.received_at`` (what the freshness rule and
+#: the console read); the server row only says "heard from lately", without a write per batch.
+HEARTBEAT_EVERY = dt.timedelta(seconds=60)
+
+
 def _heard_from(server_ids: list[int], received: dt.datetime) -> None:
-    """``last_heartbeat_at`` of the servers with a new sample in this batch: one set-based
-    UPDATE whatever the batch size, never moving it backwards. Taken after ``_store_latest``
-    has locked the same servers' latest rows in id order, so two batches cannot deadlock here."""
+    """``last_heartbeat_at`` of the servers with a new sample in this batch, where it is
+    ``HEARTBEAT_EVERY`` old or more (or never written): one set-based UPDATE that touches no
+    row most of the time, never moving it backwards. Taken after ``_store_latest`` has locked
+    the same servers' latest rows in id order, so two batches cannot deadlock here."""
     UltraServer.objects.filter(pk__in=server_ids).filter(
-        Q(last_heartbeat_at__isnull=True) | Q(last_heartbeat_at__lt=received)
+        Q(last_heartbeat_at__isnull=True) | Q(last_heartbeat_at__lt=received - HEARTBEAT_EVERY)
     ).order_by().update(last_heartbeat_at=received)
 
 

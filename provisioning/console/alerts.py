@@ -9,12 +9,12 @@ AuditEvent); a refusal (no note, a resolved fault) is shown on its row."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django import forms
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,8 +24,11 @@ from django.views.decorators.http import require_POST
 from factory.telemetry import attention
 from factory.telemetry.choices import FaultSeverity
 from factory.telemetry.models import Fault
+from factory.telemetry.models.faults import FaultQuerySet
+from provisioning import attention as workflow_attention
 from provisioning.console import freshness, selectors
 from provisioning.console.views import _actor, _ctx, _page, console_login
+from provisioning.models import Workflow
 from tenants.access import Actor, scope_queryset
 from tenants.choices import Role
 from tenants.django_errors import REFUSALS, as_domain_error, refuse_on_form
@@ -63,10 +66,11 @@ class NoteForm(forms.Form):
     )
 
 
-def faults_for(actor: Actor) -> QuerySet[Fault]:
-    return scope_queryset(
+def faults_for(actor: Actor) -> FaultQuerySet:
+    scoped = scope_queryset(
         Fault.objects.select_related("site", "ultraserver__rack"), actor, ("site__tenant",)
     )
+    return cast("FaultQuerySet", scoped)  # a filter of Fault's own queryset
 
 
 def _filters(request: HttpRequest) -> dict[str, str]:
@@ -93,8 +97,8 @@ def rows(actor: Actor, filters: dict[str, str], now: dt.datetime | None = None) 
     if filters["site"]:
         scoped = scoped.filter(site_id=int(filters["site"]))
     open_ = scoped.filter(cleared_at__isnull=True)
-    loud = open_.filter(Q(silenced_until__isnull=True) | Q(silenced_until__lte=now))
-    silenced = open_.filter(silenced_until__gt=now).order_by("silenced_until", "-id")
+    loud = open_.loud(now)
+    silenced = open_.silenced(now).order_by("silenced_until", "-id")
     by_urgency = loud.annotate(rank=SEVERITY_RANK).order_by("rank", "-opened_at", "-id")
     state = filters["state"]
     sections: list[tuple[str, QuerySet[Fault]]]
@@ -127,10 +131,36 @@ def _row(fault: Fault, actor: Actor, now: dt.datetime) -> dict[str, Any]:
         "fault": fault,
         "since": since,
         "action": f"{action} — {fault.action_detail}" if fault.action_detail else action,
-        "silenced": fault.silenced_until is not None and fault.silenced_until > now,
+        "silenced": fault.is_silenced(now),
         "silenced_utc": freshness.Age(fault.silenced_until, dt.timedelta.max, now).utc,
         "can_act": fault.cleared_at is None and actor.can_write(fault.site.tenant_id, WRITE_ROLES),
     }
+
+
+#: Workflows listed under "Workflows needing action" (the most urgent first).
+MAX_WORKFLOWS = 50
+
+
+def workflows_needing_action(actor: Actor, now: dt.datetime | None = None) -> list[dict]:
+    """The actor's workflows that wait for a person now (``provisioning.attention``), overdue
+    ones first, then the longest waiting: an escalated wait is seen by the provider's staff
+    here, not only by the tenant it was sent to. A fixed handful of queries."""
+    now = now or timezone.now()
+    workflows: list[Workflow] = list(
+        selectors.workflows_for(actor)
+        .filter(workflow_attention.needs_action_filter())
+        .order_by("updated_at", "pk")[:MAX_WORKFLOWS]
+    )
+    needs = workflow_attention.needs_action_for(workflows, now)
+    listed = [
+        {"workflow": w, "need": needs[w.pk]} for w in workflows if needs.get(w.pk) is not None
+    ]
+
+    def urgency(row: dict) -> tuple[bool, dt.datetime]:
+        need = row["need"]
+        return (not need["detail"].get("overdue"), need["since"] or row["workflow"].updated_at)
+
+    return sorted(listed, key=urgency)
 
 
 def _query(filters: dict[str, str]) -> str:
@@ -161,6 +191,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
         sites=selectors.sites_for(actor).order_by("code"),
         severities=FaultSeverity.choices,
         states=STATES,
+        workflows=workflows_needing_action(actor),
         **context,
     )
 
@@ -211,6 +242,7 @@ def act(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
         sites=selectors.sites_for(actor).order_by("code"),
         severities=FaultSeverity.choices,
         states=STATES,
+        workflows=workflows_needing_action(actor),
         **context,
     )
     response.status_code = status

@@ -19,37 +19,6 @@ def percent(part: float | None, whole: float | None) -> float:
     return round(min(100.0, 100.0 * part / whole), 1)
 
 
-# --- the old sparkline (kept for callers that want one without axes) ------------------------
-
-
-@dataclass(frozen=True)
-class Line:
-    points: str  # SVG polyline points
-    low: float
-    high: float
-    first: str
-    last: str
-
-
-def line(
-    values: Sequence[tuple[str, float | None]], width: int = 600, height: int = 120
-) -> Line | None:
-    """``values``: (label, value) in time order → a polyline scaled into the box; a missing
-    value (None) is skipped."""
-    known = [(label, v) for label, v in values if v is not None]
-    if len(known) < 2:
-        return None
-    low = min(v for _, v in known)
-    high = max(v for _, v in known)
-    span = (high - low) or 1.0
-    step = width / (len(known) - 1)
-    points = " ".join(
-        f"{i * step:.1f},{height - (v - low) / span * (height - 10) - 5:.1f}"
-        for i, (_, v) in enumerate(known)
-    )
-    return Line(points, low, high, known[0][0], known[-1][0])
-
-
 # --- scales and ticks ------------------------------------------------------------------------
 
 

@@ -1,7 +1,11 @@
-"""How fresh what the console shows is: when each site's agent was last heard from, and how old
-the newest telemetry is per site and per server. Stale is judged with the limits the
-``agent-silent`` and ``telemetry-stale`` rules use, so the page and the faults agree. A fixed
-number of queries whatever the number of sites or servers."""
+"""How fresh what the console shows is: when each site's agent was last heard from, and when
+the control plane last received telemetry per site and per server. Judged by the clocks and
+limits the ``agent-silent`` and ``telemetry-stale`` rules use, so the page and the faults
+agree: a server is stale exactly when ``ingest.check_freshness`` would flag it (nothing
+received for the limit, and its newest sample the limit behind the newest the site has
+delivered); received nothing lately but not behind what was delivered is "behind" (an
+outbox's backlog still arriving). A fixed number of queries whatever the number of sites or
+servers."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from django.utils import timezone
 
 from factory.agents.models import SiteAgent
 from factory.inventory.models import Site, UltraServer
-from factory.telemetry.ingest import stale_after
+from factory.telemetry.ingest import HEARTBEAT_EVERY, stale_after
 from factory.telemetry.models import ServerTelemetry
 
 
@@ -37,11 +41,14 @@ def ago(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Age:
-    """When something was last heard from, against the limit past which it is stale."""
+    """When something was last heard from, against the limit past which it is stale.
+    ``behind``: past the limit, but what it last sent is as new as what its site has
+    delivered (the freshness rule's second test): late, not silent."""
 
     at: dt.datetime | None
     limit: dt.timedelta
     now: dt.datetime
+    behind: bool = False
 
     @property
     def seconds(self) -> float | None:
@@ -49,10 +56,13 @@ class Age:
 
     @property
     def state(self) -> str:
-        """``never`` (nothing yet: not a fault), ``stale`` (past the limit) or ``fresh``."""
+        """``never`` (nothing yet: not a fault), ``fresh``, ``behind`` or ``stale`` (past
+        the limit: what the rule flags)."""
         if self.at is None:
             return "never"
-        return "stale" if self.now - self.at > self.limit else "fresh"
+        if self.now - self.at <= self.limit:
+            return "fresh"
+        return "behind" if self.behind else "stale"
 
     @property
     def stale(self) -> bool:
@@ -70,8 +80,8 @@ class Age:
 
 
 def of_sites(site_ids: list[int], now: dt.datetime | None = None) -> dict[int, dict[str, Age]]:
-    """Per site: ``agent`` (its live agents' newest last-seen) and ``telemetry`` (its newest
-    server sample). Two queries."""
+    """Per site: ``agent`` (its live agents' newest last-seen) and ``telemetry`` (when the
+    control plane last received a server sample from it: the rule's clock). Two queries."""
     now = now or timezone.now()
     seen = dict(
         SiteAgent.objects.filter(site_id__in=site_ids, revoked_at__isnull=True)
@@ -82,7 +92,7 @@ def of_sites(site_ids: list[int], now: dt.datetime | None = None) -> dict[int, d
     newest = dict(
         ServerTelemetry.objects.filter(ultraserver__rack__site_id__in=site_ids)
         .values_list("ultraserver__rack__site_id")
-        .annotate(at=Max("ts"))
+        .annotate(at=Max("received_at"))
         .values_list("ultraserver__rack__site_id", "at")
     )
     agent_limit, telemetry_limit = agent_silent_after(), stale_after()
@@ -96,20 +106,37 @@ def of_sites(site_ids: list[int], now: dt.datetime | None = None) -> dict[int, d
 
 
 def of_servers(site: Site, now: dt.datetime | None = None) -> list[dict]:
-    """Per server of the site, by rack and position: its newest sample's age and its last
-    heartbeat (when the control plane last received a sample from it). Two queries."""
+    """Per server of the site, by rack and position: ``telemetry`` (when its newest sample was
+    received, judged as ``ingest.check_freshness`` judges it) and ``heartbeat`` (the server
+    row's ``last_heartbeat_at``, written at most every ``HEARTBEAT_EVERY``, so judged with
+    that much more slack). Two queries."""
     now = now or timezone.now()
     limit = stale_after()
-    newest = dict(
-        ServerTelemetry.objects.filter(ultraserver__rack__site=site).values_list(
-            "ultraserver_id", "ts"
-        )
-    )
+    latest = {
+        server_id: (ts, received)
+        for server_id, ts, received in ServerTelemetry.objects.filter(
+            ultraserver__rack__site=site
+        ).values_list("ultraserver_id", "ts", "received_at")
+    }
+    delivered = max((ts for ts, _ in latest.values()), default=None)
+
+    def behind(server_id: int) -> bool:
+        """Not the limit behind the newest sample the site delivered: the rule's second test."""
+        ts = latest[server_id][0] if server_id in latest else None
+        return ts is not None and delivered is not None and ts >= delivered - limit
+
     return [
         {
             "server": server,
-            "telemetry": Age(newest.get(server.pk), limit, now),
-            "heartbeat": Age(server.last_heartbeat_at, limit, now),
+            "telemetry": Age(
+                latest[server.pk][1] if server.pk in latest else None,
+                limit,
+                now,
+                behind=behind(server.pk),
+            ),
+            "heartbeat": Age(
+                server.last_heartbeat_at, limit + HEARTBEAT_EVERY, now, behind=behind(server.pk)
+            ),
         }
         for server in UltraServer.objects.filter(rack__site=site)
         .select_related("rack")

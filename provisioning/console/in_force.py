@@ -9,16 +9,11 @@ from typing import Any
 from django.utils import timezone
 
 from provisioning.choices import WindowStatus
+from provisioning.console.roles import tenant_admin_of
 from provisioning.models import MaintenanceWindow
 from tenants.access import Actor, scope_queryset
-from tenants.choices import Role
 from tenants.sovereignty.core import lockbox
 from tenants.sovereignty.models import AccessRequest, AccessRequestStatus
-
-
-def _tenant_admin_of(actor: Actor, tenant_id: int) -> bool:
-    """As the console's views decide it: a tenant's admin, never the provider."""
-    return actor.can_write(tenant_id, {Role.TENANT_ADMIN}) and not actor.provider_role
 
 
 def sovereignty_lists(actor: Actor) -> dict[str, Any]:
@@ -35,12 +30,12 @@ def sovereignty_lists(actor: Actor) -> dict[str, Any]:
         if grant.live_status(now) == lockbox.Status.APPROVED
     ]
     for grant in grants:
-        grant.can_revoke = _tenant_admin_of(actor, grant.tenant_id)
+        grant.can_revoke = tenant_admin_of(actor, grant.tenant_id)
     approved = list(
         scope_queryset(MaintenanceWindow.objects.select_related("site"), actor, ("site__tenant",))
         .filter(status=WindowStatus.APPROVED)
         .order_by("site__code", "name")
     )
     for window in approved:
-        window.can_withdraw = _tenant_admin_of(actor, window.site.tenant_id)
+        window.can_withdraw = tenant_admin_of(actor, window.site.tenant_id)
     return {"grants": grants, "approved_windows": approved}

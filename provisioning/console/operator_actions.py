@@ -16,6 +16,7 @@ from provisioning import operator_actions
 from provisioning.console import selectors
 from provisioning.console.views import _actor, _ctx, console_login
 from provisioning.models import Workflow
+from tenants.errors import required_text
 
 TARGET_ACTIONS = {
     "retry": operator_actions.retry_target,
@@ -45,10 +46,7 @@ def target_action(request: HttpRequest, pk: int, target_id: int, verb: str) -> H
     if act is None:
         raise Http404
     workflow = _workflow(request, pk)
-    reason = (request.POST.get("reason") or "").strip()
-    if not reason:
-        messages.error(request, f"Say why you {verb} this server: a reason is required.")
-        return _back(workflow, f"#target-{target_id}")
+    reason = required_text(request.POST.get("reason"))  # blank: the 400 page naming it
     target = act(workflow, target_id, reason, _ctx(request))
     messages.success(request, f"{target.ultraserver.serial}: {verb} done ({target.state}).")
     return _back(workflow, f"#target-{target_id}")
@@ -59,10 +57,7 @@ def target_action(request: HttpRequest, pk: int, target_id: int, verb: str) -> H
 def abort_batch(request: HttpRequest, pk: int) -> HttpResponse:
     """Stop the batch in flight and roll back the servers whose firmware it changed."""
     workflow = _workflow(request, pk)
-    reason = (request.POST.get("reason") or "").strip()
-    if not reason:
-        messages.error(request, "Say why you abort the batch: a reason is required.")
-        return _back(workflow)
+    reason = required_text(request.POST.get("reason"))  # blank: the 400 page naming it
     workflow = operator_actions.abort_batch(workflow, reason, _ctx(request))
     messages.success(request, f"Workflow #{workflow.pk}: batch aborted; {workflow.state}.")
     return _back(workflow)

@@ -30,6 +30,8 @@ from tenants.access import Actor, scope_queryset
 from tenants.models import AuditEvent
 
 SITE_TENANT = ("tenant",)
+#: The most raw samples one chart reads (the newest).
+RAW_POINTS = 2000
 SERVER_TENANT = ("rack__site__tenant", "tenant")
 
 
@@ -355,11 +357,13 @@ def server_charts(server: UltraServer, range_name: str, now: dt.datetime | None 
     since = now - window
     rows: list[tuple[dt.datetime, float | None, float | None, float | None]]
     if resolution == "raw":
+        # The newest samples when there are more than the cap (the right of the chart is
+        # what a person looks at), drawn in time order.
         rows = list(
             ServerSample.objects.filter(ultraserver=server, ts__gte=since, ts__lte=now)
-            .order_by("ts")
-            .values_list("ts", "power_total_w", "temp_max_c", "temp_avg_c")[:2000]
-        )
+            .order_by("-ts")
+            .values_list("ts", "power_total_w", "temp_max_c", "temp_avg_c")[:RAW_POINTS]
+        )[::-1]
     else:
         rows = list(
             ServerRollup.objects.filter(
@@ -406,12 +410,18 @@ def server_charts(server: UltraServer, range_name: str, now: dt.datetime | None 
     }
 
 
-def server_page(server: UltraServer, metric: str, range_name: str = charts.DEFAULT_RANGE) -> dict:
+def server_page(
+    server: UltraServer, metric: str, range_name: str = charts.DEFAULT_RANGE, *, actor: Actor
+) -> dict:
     latest = ServerTelemetry.objects.filter(ultraserver=server).first()
     heat = heatmap(server, metric, latest)
     history = list(
-        AuditEvent.objects.filter(
-            object_type="inventory.ultraserver", object_id=str(server.pk)
+        scope_queryset(  # as the history: a tenant sees its own chain's events only
+            AuditEvent.objects.filter(
+                object_type="inventory.ultraserver", object_id=str(server.pk)
+            ),
+            actor,
+            ("tenant_id",),
         ).order_by("-occurred_at")[:30]
     )
     lifecycle = [
@@ -429,7 +439,7 @@ def server_page(server: UltraServer, metric: str, range_name: str = charts.DEFAU
         **heat,
         **server_charts(server, range_name),
         "lifecycle": lifecycle,
-        "touched": server_touches(server),
+        "touched": server_touches(server, actor),
         "targets": list(
             WorkflowTarget.objects.filter(ultraserver=server)
             .select_related("workflow")
@@ -517,13 +527,8 @@ class FaultBadge(int):
 def attention_faults(actor: Actor) -> QuerySet[Fault]:
     """The actor's open faults that want a person now: not silenced (or silenced until a time
     gone by)."""
-    now = timezone.now()
     return scope_queryset(
-        Fault.objects.filter(cleared_at__isnull=True).filter(
-            Q(silenced_until__isnull=True) | Q(silenced_until__lte=now)
-        ),
-        actor,
-        ("site__tenant",),
+        Fault.objects.filter(cleared_at__isnull=True).loud(), actor, ("site__tenant",)
     )
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from factory.inventory.history import changes, server_history
 from factory.inventory.models import UltraServer
+from tenants.access import Actor
 
 #: Entries on the page; the API's ``history/`` pages through all of them.
 SHOWN = 30
 
 
-def touches(server: UltraServer) -> list[dict]:
-    """One query: the newest ``SHOWN`` entries, newest first."""
-    events = server_history(server).order_by("-occurred_at", "-id")[:SHOWN]
+def touches(server: UltraServer, actor: Actor) -> list[dict]:
+    """One query: the newest ``SHOWN`` entries ``actor`` may see, newest first."""
+    events = server_history(server, actor).order_by("-occurred_at", "-id")[:SHOWN]
     return [
         {
             "at": e.occurred_at,

@@ -18,10 +18,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from provisioning import services
-from provisioning.console.views import _actor, _ctx, _page, _tenant_admin_of, console_login
+from provisioning.console.roles import tenant_admin_of
+from provisioning.console.views import _actor, _ctx, _page, console_login
 from provisioning.models import MaintenanceWindow
 from tenants.access import Actor, scope_queryset
-from tenants.errors import Invalid
+from tenants.errors import Invalid, required_text
 from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.api import transparency
 from tenants.sovereignty.api.serializers import ACTIONS, DecisionRecordSerializer
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 PER_PAGE = 50
 #: The filters the page's form offers (the API's names); the export takes the same.
-FILTERS = ("action", "verdict", "site", "person", "occurred_after", "occurred_before")
+FILTERS = ("action", "verdict", "site", "person", "since", "until")
 #: As in the API: filters on what a site owner sees redacted match only its own records.
 REDACTED_FILTERS = ("person",)
 
@@ -115,12 +116,9 @@ def revoke_grant(request: HttpRequest, pk: int) -> HttpResponse:
     grant = get_object_or_404(
         scope_queryset(AccessRequest.objects.all(), actor, ("tenant",)), pk=pk
     )
-    if not _tenant_admin_of(actor, grant.tenant_id):
+    if not tenant_admin_of(actor, grant.tenant_id):
         raise PermissionDenied("Only the tenant's admins revoke access.")
-    reason = request.POST.get("reason", "").strip()
-    if not reason:
-        messages.error(request, f"Access grant #{grant.pk}: give a reason to revoke it.")
-        return redirect("console:sovereignty")
+    reason = required_text(request.POST.get("reason"))  # blank: the 400 page naming it
     user = cast("User", request.user)  # console_login: a signed-in person
     sovereignty.revoke_access(grant, user, _ctx(request), note=reason)
     messages.success(request, f"Access grant #{grant.pk}: revoked.")
@@ -136,7 +134,7 @@ def withdraw_window(request: HttpRequest, pk: int) -> HttpResponse:
         scope_queryset(MaintenanceWindow.objects.select_related("site"), actor, ("site__tenant",)),
         pk=pk,
     )
-    if not _tenant_admin_of(actor, window.site.tenant_id):
+    if not tenant_admin_of(actor, window.site.tenant_id):
         raise PermissionDenied("Only the tenant's admins decide maintenance windows.")
     services.decide_window(window, False, _ctx(request))
     messages.success(request, f"Maintenance window “{window.name}”: approval withdrawn.")

@@ -54,7 +54,6 @@ urlpatterns = [
         operator_actions.target_action,
         name="workflow-target-action",
     ),
-    path("workflows/<int:pk>/<str:verb>/", views.workflow_action, name="workflow-action"),
     path("sovereignty/", views.sovereignty_home, name="sovereignty"),
     path("sovereignty/log/", transparency.access_log, name="access-log"),
     path("sovereignty/log/export/", transparency.access_log_export, name="access-log-export"),

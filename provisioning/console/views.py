@@ -20,9 +20,10 @@ from provisioning import attention, services
 from provisioning.choices import WindowStatus, WorkflowKind
 from provisioning.console import charts, in_force, selectors, topology
 from provisioning.console.forms import ApiTokenForm, StartUpgradeForm
+from provisioning.console.roles import tenant_admin_of as _tenant_admin_of
 from provisioning.models import FirmwareRelease, MaintenanceWindow
 from tenants.access import Actor, actor_for, scope_queryset
-from tenants.choices import AuditSource, Role
+from tenants.choices import AuditSource
 from tenants.django_errors import REFUSALS, refuse_on_form
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import issue_token, revoke_token, tokens_of
@@ -110,7 +111,7 @@ def ultraserver(request, pk: int):
     if request.headers.get("HX-Request"):  # the heatmap's refresh or colour switch: it only
         context.update(selectors.server_heatmap(server, metric))
         return render(request, "console/_heatmap.html", context)
-    context.update(selectors.server_page(server, metric, range_name))
+    context.update(selectors.server_page(server, metric, range_name, actor=_actor(request)))
     return _page(request, "console/ultraserver.html", **context)
 
 
@@ -160,25 +161,8 @@ def workflows(request):
     return _page(request, "console/workflows.html", **rows)
 
 
-@console_login
-@require_POST
-def workflow_action(request, pk: int, verb: str):
-    actor = _actor(request)
-    workflow = get_object_or_404(selectors.workflows_for(actor), pk=pk)
-    if not actor.is_provider_admin:
-        raise PermissionDenied("Only provider admins steer workflows.")
-    act = {"pause": services.pause, "resume": services.resume, "cancel": services.cancel}.get(verb)
-    if act is None:
-        raise Http404
-    if verb in ("pause", "cancel"):  # they say why: the reason form (``workflow_pages``)
-        reason = (request.POST.get("reason") or "").strip()
-        if not reason:
-            return redirect("console:workflow-steer", pk=workflow.pk, verb=verb)
-        act(workflow, _ctx(request), reason=reason)
-    else:
-        act(workflow, _ctx(request))  # refused (e.g. pausing a finished workflow): the 409 page
-    messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
-    return redirect("console:workflows")
+# Pause, resume and cancel: ``workflow_pages.workflow_steer`` (the one path, with its reason
+# form).
 
 
 @console_login
@@ -220,10 +204,6 @@ def start_upgrade(request):
 
 
 # --- sovereignty -----------------------------------------------------------------------------
-
-
-def _tenant_admin_of(actor: Actor, tenant_id: int) -> bool:
-    return actor.can_write(tenant_id, {Role.TENANT_ADMIN}) and not actor.provider_role
 
 
 def _approval_progress(access: AccessRequest) -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """The console's workflow page (``/console/workflows/<pk>/``): what it waits for, its servers'
 step timelines, a dispatch form offering only the technicians the sovereignty rules allow now,
-and pause / cancel with a required reason.
+and pause / cancel with a required reason (the console's one steering path, resume too).
 
 The live refresh replaces only the fragments without a <details> a person may have opened (the
-header and its banner); the timelines are refreshed by reloading the page on demand."""
+header and its banner), and reads only what the header shows: a few queries whatever the
+number of servers, steps or technicians. The timelines are refreshed by reloading the page."""
 
 from __future__ import annotations
 
@@ -14,22 +15,26 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from provisioning import attention, services
 from provisioning.choices import ACTIVE_WORKFLOW_STATES, StepState, TargetState
 from provisioning.console import selectors
+from provisioning.console.roles import may_dispatch
 from provisioning.console.views import _actor, _ctx, _page, console_login
 from provisioning.models import Step, Workflow, WorkflowTarget
+from tenants.access import Actor
 from tenants.choices import Role
+from tenants.errors import Invalid, required_text
 from tenants.models import Membership
 from tenants.sovereignty.core import cedar
 from tenants.sovereignty.core.model import Action, Request
 from tenants.sovereignty.services.access import covering_grant
 from tenants.sovereignty.services.decisions import decision_context, person_facts
 
+#: Steering that says why (the reason form); ``resume`` is a plain POST.
 STEERED = {"pause": services.pause, "cancel": services.cancel}
 
 
@@ -74,8 +79,32 @@ def _country(workflow: Workflow) -> str:
     return str(getattr(country, "code", country) or "")
 
 
-def _context(request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
-    targets = list(workflow.targets.select_related("ultraserver").order_by("batch", "id"))
+def _header(workflow: Workflow, actor: Actor, targets: list[WorkflowTarget]) -> dict[str, Any]:
+    """What the header (the live fragment) shows: state, need, times, versions, the steering
+    buttons. ``targets`` with their servers (one query, whatever their number)."""
+    need = attention.needs_action(workflow)
+    started = workflow.started_at
+    end = workflow.finished_at or timezone.now()
+    return {
+        "workflow": workflow,
+        "need": need,
+        "elapsed": _duration(end - started) if started else None,
+        "expected": _expected(need, targets, (end - started) if started else None),
+        "is_active": workflow.state in ACTIVE_WORKFLOW_STATES,
+        "is_provider_admin": actor.is_provider_admin,
+        "from_version": _from_versions(targets),
+        "to_version": workflow.spec.get("firmware_version", ""),
+    }
+
+
+def _targets(workflow: Workflow) -> list[WorkflowTarget]:
+    return list(workflow.targets.select_related("ultraserver").order_by("batch", "id"))
+
+
+def _context(request: HttpRequest, workflow: Workflow, actor: Actor) -> dict[str, Any]:
+    """The whole page: the header, each server's timeline, and the dispatch form for those
+    who may dispatch (only then are the technicians evaluated)."""
+    targets = _targets(workflow)
     state = request.GET.get("state", "")
     if state and state not in TargetState.values:
         state = ""
@@ -87,30 +116,24 @@ def _context(request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
         for t in targets
         if not state or t.state == state
     ]
-    need = attention.needs_action(workflow)
+    dispatching = may_dispatch(actor)
     dispatch = (
         Step.objects.filter(workflow=workflow, name="dispatch", state=StepState.WAITING)
         .select_related("target__ultraserver")
         .first()
+        if dispatching
+        else None
     )
     allowed, refused = dispatch_candidates(workflow) if dispatch else ([], [])
-    now = timezone.now()
-    started = workflow.started_at
-    end = workflow.finished_at or now
     return {
-        "workflow": workflow,
-        "need": need,
+        **_header(workflow, actor, targets),
         "rows": rows,
         "states": TargetState.choices,
         "state": state,
+        "may_dispatch": dispatching,
         "dispatch": dispatch,
         "allowed": allowed,
         "refused": refused,
-        "elapsed": _duration(end - started) if started else None,
-        "expected": _expected(need, targets, (end - started) if started else None),
-        "is_active": workflow.state in ACTIVE_WORKFLOW_STATES,
-        "from_version": _from_versions(targets),
-        "to_version": workflow.spec.get("firmware_version", ""),
     }
 
 
@@ -150,39 +173,47 @@ def _from_versions(targets: list[WorkflowTarget]) -> str:
 
 @console_login
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = get_object_or_404(selectors.workflows_for(_actor(request)), pk=pk)
-    context = _context(request, workflow)
-    if request.headers.get("HX-Request"):
-        actor = _actor(request)
-        context["is_provider_admin"] = actor.is_provider_admin
-        return render(request, "console/_workflow_header.html", context)
-    return _page(request, "console/workflow.html", **context)
+    actor = _actor(request)
+    workflow = get_object_or_404(selectors.workflows_for(actor), pk=pk)
+    if request.headers.get("HX-Request"):  # the live header alone
+        return render(
+            request, "console/_workflow_header.html", _header(workflow, actor, _targets(workflow))
+        )
+    return _page(request, "console/workflow.html", **_context(request, workflow, actor))
 
 
 @console_login
 def workflow_steer(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
-    """Pause or cancel: a small form asking why; posted with a reason, done."""
+    """Pause or cancel: a small form asking why; posted with a reason, done. Resume: a POST.
+    A refusal of the service (e.g. pausing a finished workflow) is the console's 409 page."""
     actor = _actor(request)
     workflow = get_object_or_404(selectors.workflows_for(actor), pk=pk)
     act = STEERED.get(verb)
-    if act is None:
+    if act is None and verb != "resume":
         raise Http404
     if not actor.is_provider_admin:
         raise PermissionDenied("Only provider admins steer workflows.")
-    reason = (request.POST.get("reason") or "").strip()
-    if request.method == "POST" and reason:
-        act(workflow, _ctx(request), reason=reason)
-        messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
+    if verb == "resume":
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        services.resume(workflow, _ctx(request))
+        messages.success(request, f"Workflow #{workflow.pk}: resume done.")
         return redirect("console:workflow", pk=workflow.pk)
-    status = 400 if request.method == "POST" else 200
+    assert act is not None
+    error = ""
+    if request.method == "POST":
+        try:
+            reason = required_text(request.POST.get("reason"))
+        except Invalid as refused:  # shown on the form, which asks again
+            error = "; ".join(refused.sentences())
+        else:
+            act(workflow, _ctx(request), reason=reason)
+            messages.success(request, f"Workflow #{workflow.pk}: {verb} done.")
+            return redirect("console:workflow", pk=workflow.pk)
     response = _page(
-        request,
-        "console/workflow_confirm.html",
-        workflow=workflow,
-        verb=verb,
-        error="Say why." if request.method == "POST" else "",
+        request, "console/workflow_confirm.html", workflow=workflow, verb=verb, error=error
     )
-    response.status_code = status
+    response.status_code = 400 if error else 200
     return response
 
 
@@ -193,7 +224,7 @@ def workflow_dispatch(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = get_object_or_404(selectors.workflows_for(actor), pk=pk)
     if request.method != "POST":
         raise Http404
-    if not (actor.is_provider_admin or actor.provider_role == Role.PROVIDER_TECHNICIAN):
+    if not may_dispatch(actor):
         raise PermissionDenied("Only provider staff dispatch technicians.")
     allowed, _ = dispatch_candidates(workflow)
     chosen = next((p for p in allowed if str(p.pk) == request.POST.get("technician")), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -78,6 +78,49 @@ def current_cause() -> ChangeContext | None:
     return _AMBIENT.get()
 
 
+def _event(
+    *,
+    actor: Actor,
+    action: AuditAction | str,
+    instance: models.Model,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    source: AuditSource | str,
+    request_id: str = "",
+    tenant_id: int | None = None,
+    on_behalf_of: str = "",
+    cause_type: str = "",
+    cause_id: str = "",
+    reason: str = "",
+) -> AuditEvent:
+    """The unsaved event ``record`` and ``record_many`` write: one place for the defaults
+    (the object's owning tenant, the ambient cause) and the columns' lengths."""
+    if tenant_id is None:
+        tenant_id = getattr(instance, "owning_tenant_id", None)
+    ambient = _AMBIENT.get()
+    if not cause_type and ambient is not None:
+        cause_type, cause_id = ambient.cause_type, ambient.cause_id
+        on_behalf_of = on_behalf_of or ambient.on_behalf_of
+        request_id = request_id or ambient.request_id
+    return AuditEvent(
+        actor_id=actor.user_id,
+        actor_username=actor.username,
+        source=source,
+        action=action,
+        object_type=instance._meta.label_lower,
+        object_id=str(instance.pk),
+        object_repr=str(instance)[:200],
+        tenant_id=tenant_id,
+        before=before,
+        after=after,
+        request_id=request_id[:64],
+        on_behalf_of=on_behalf_of[:150],
+        cause_type=cause_type,
+        cause_id=str(cause_id)[:64],
+        reason=reason[:500],
+    )
+
+
 def record(
     *,
     actor: Actor,
@@ -96,30 +139,56 @@ def record(
     """Append one event. ``on_behalf_of``/``cause_type``/``cause_id``: what caused a change the
     control plane made itself (see ``ChangeContext``); without a cause, the one ``acting_for``
     set applies. ``reason``: why, as a person gave it."""
-    if tenant_id is None:
-        tenant_id = getattr(instance, "owning_tenant_id", None)
-    ambient = _AMBIENT.get()
-    if not cause_type and ambient is not None:
-        cause_type, cause_id = ambient.cause_type, ambient.cause_id
-        on_behalf_of = on_behalf_of or ambient.on_behalf_of
-        request_id = request_id or ambient.request_id
-    return AuditEvent.objects.create(
-        actor_id=actor.user_id,
-        actor_username=actor.username,
-        source=source,
+    event = _event(
+        actor=actor,
         action=action,
-        object_type=instance._meta.label_lower,
-        object_id=str(instance.pk),
-        object_repr=str(instance)[:200],
-        tenant_id=tenant_id,
+        instance=instance,
         before=before,
         after=after,
-        request_id=request_id[:64],
-        on_behalf_of=on_behalf_of[:150],
+        source=source,
+        request_id=request_id,
+        tenant_id=tenant_id,
+        on_behalf_of=on_behalf_of,
         cause_type=cause_type,
-        cause_id=str(cause_id)[:64],
-        reason=reason[:500],
+        cause_id=cause_id,
+        reason=reason,
     )
+    event.save(force_insert=True)
+    return event
+
+
+def record_many(
+    changes: Iterable[tuple[models.Model, dict[str, Any] | None, dict[str, Any] | None]],
+    *,
+    actor: Actor,
+    action: AuditAction | str,
+    source: AuditSource | str,
+    request_id: str = "",
+    on_behalf_of: str = "",
+    cause_type: str = "",
+    cause_id: str = "",
+    reason: str = "",
+) -> list[AuditEvent]:
+    """Append one event per ``(instance, before, after)`` in one insert, with exactly the
+    fields ``record`` would write for each (its owning tenant, the ambient cause, the
+    columns' lengths): a bulk change costs the same queries for 2 objects as for 200."""
+    events = [
+        _event(
+            actor=actor,
+            action=action,
+            instance=instance,
+            before=before,
+            after=after,
+            source=source,
+            request_id=request_id,
+            on_behalf_of=on_behalf_of,
+            cause_type=cause_type,
+            cause_id=cause_id,
+            reason=reason,
+        )
+        for instance, before, after in changes
+    ]
+    return AuditEvent.objects.bulk_create(events) if events else []
 
 
 def record_change(

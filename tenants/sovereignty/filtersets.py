@@ -60,13 +60,11 @@ def site_model() -> type[models.Model]:
 
 
 class DecisionRecordFilterSet(FilterSet):
-    since = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    until = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
-    occurred_after = UtcDateTimeFilter(
-        field_name="occurred_at", lookup_expr="gte", help_text="At or after this time."
+    since = UtcDateTimeFilter(
+        field_name="occurred_at", lookup_expr="gte", help_text="At or after this time (UTC)."
     )
-    occurred_before = UtcDateTimeFilter(
-        field_name="occurred_at", lookup_expr="lt", help_text="Before this time."
+    until = UtcDateTimeFilter(
+        field_name="occurred_at", lookup_expr="lt", help_text="Before this time (UTC)."
     )
     verdict = django_filters.ChoiceFilter(
         choices=[("allowed", "allowed"), ("denied", "denied")],

@@ -8,9 +8,11 @@ import pytest
 from django.utils import timezone
 
 from factory import wire
+from factory.telemetry import faults
 from factory.telemetry.models import Fault
 from provisioning import jobs, services
 from provisioning.models import CapacityFloor, Workflow, WorkflowTarget
+from tenants.errors import Conflict
 from tenants.models import AuditEvent
 from tests.support.api import assert_error_body
 from tests.support.fleet import CTX
@@ -87,6 +89,31 @@ def test_a_health_rule_refused_at_the_floor_waits_too(
     fault.refresh_from_db()
     assert fault.action == "maintenance"
     assert WorkflowTarget.objects.get(ultraserver=server, active=True).workflow.kind == "maintain"
+
+
+def test_a_refusal_other_than_the_floor_leaves_the_fault_for_the_sweep(fleet, server, floor):
+    """Any refusal of the maintain workflow (here the state check a race would give) leaves
+    the fault pending maintenance with the refusal's words, never merely recorded: the
+    server is flagged, and the health sweep opens its workflow once it may."""
+    fault = Fault.objects.get(pk=report(fleet, server).json()["fault"])  # flagged, waiting
+    refusal = Conflict(
+        f"a maintain cannot start from these states: {server.serial} (installing)",
+        code="invalid_state",
+        field="targets",
+    )
+    faults.set_action(Fault.objects.filter(pk=fault.pk), *services.refused_action(refusal))
+    fault.refresh_from_db()
+    assert fault.action == "maintenance"
+    assert "no maintain workflow yet" in fault.action_detail
+    assert refusal.message in fault.action_detail
+    floor.delete()
+    opened = jobs.health_sweep()
+    workflow = Workflow.objects.get(pk__in=opened["opened"])
+    fault.refresh_from_db()
+    assert (fault.action, fault.action_detail) == (
+        "maintenance",
+        f"maintain workflow #{workflow.pk}",
+    )
 
 
 def test_a_report_on_a_server_another_workflow_holds_says_held(fleet, server, releases):

@@ -5,6 +5,8 @@ real PostgreSQL and the simulated hardware, through the API where a person would
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
 from django.utils import timezone
@@ -12,8 +14,9 @@ from django.utils import timezone
 from factory.agents.models import AgentCommand
 from factory.inventory.models import UltraServer
 from factory.wire import CommandKind
-from provisioning import operator_actions, rollout, services
-from provisioning.models import Step, WorkflowEvent, WorkflowTarget
+from provisioning import attention, operator_actions, rollout, services
+from provisioning.choices import HOLD_RISKY_BATCH
+from provisioning.models import Step, Workflow, WorkflowEvent, WorkflowTarget
 from tenants.errors import Conflict, Invalid
 from tenants.models import AuditEvent
 from tests.support.api import assert_error_body
@@ -132,6 +135,126 @@ def test_budget_not_reached_does_not_hold(in_service, agent, hw):
     assert workflow.targets.filter(state="succeeded").count() == 2
 
 
+def test_resume_ends_the_hold_and_a_later_pause_by_a_person_holds_nothing(in_service, agent, hw):
+    servers = in_service[:3]
+    workflow = stopped_batch(servers, agent, hw, flash_fails=False)
+    assert workflow.spec[HOLD_RISKY_BATCH] == 0
+    services.resume(workflow, CTX)
+    workflow.refresh_from_db()
+    assert HOLD_RISKY_BATCH not in workflow.spec
+    # A person's pause lets the servers mid-upgrade finish: their flashes are not held.
+    services.pause(workflow, CTX, reason="change freeze from now on")
+    workflow = settle(workflow, agent, hw, rounds=6)
+    assert workflow.state == "failed"  # everything finished while paused: ends on its own
+    assert AgentCommand.objects.filter(kind=CommandKind.FLASH_FIRMWARE).count() == 2
+    assert sorted(workflow.targets.values_list("state", flat=True)) == [
+        "failed",
+        "succeeded",
+        "succeeded",
+    ]
+
+
+def test_a_pause_by_a_person_after_a_budget_pause_is_not_shown_as_the_budgets(
+    in_service, agent, hw
+):
+    servers = in_service[:3]
+    workflow = stopped_batch(servers, agent, hw)
+    shown = attention.needs_action(workflow)
+    assert shown is not None and shown["kind"] == "paused-budget"
+    assert shown["detail"]["failed_serials"] == [servers[0].serial]
+    services.resume(workflow, CTX)
+    services.pause(workflow, CTX, reason="the vendor asked us to wait")
+    workflow.refresh_from_db()
+    shown = attention.needs_action(workflow)
+    assert shown is not None
+    assert (shown["kind"], shown["message"]) == ("paused", "the vendor asked us to wait")
+
+
+def _rolling_back(target: WorkflowTarget) -> bool:
+    target.refresh_from_db()
+    return target.state == "running" and target.steps.filter(state="failed").exists()
+
+
+def test_resume_while_a_rollback_runs_does_not_pause_again_at_once(in_service, agent, hw):
+    """The failed server's rollback is under way when a person resumes: its end is the
+    failure the resume acknowledged, not a new one."""
+    servers = in_service[:3]
+    hw.box(servers[0].serial).bad_chips = [7]  # fails its health check, boots the old bank
+    workflow = upgrade(servers, batch_size=2, max_failures=0, max_failure_pct=100.0)
+    failing = target_of(workflow, servers[0])
+    for _ in range(30):
+        answer_commands(agent, hw)
+        run_due_steps(workflow.pk)
+        rollout.advance(workflow.pk)
+        if _rolling_back(failing):
+            break
+    assert _rolling_back(failing), failing.state
+    workflow.refresh_from_db()
+    assert workflow.state == "paused", workflow.state_reason
+    shown = attention.needs_action(workflow)  # counted as the budget counts it
+    assert shown is not None and shown["detail"]["failed_serials"] == [servers[0].serial]
+    services.resume(workflow, CTX)
+    resumed = WorkflowEvent.objects.filter(workflow=workflow, kind="resumed").latest("pk")
+    workflow = drive(workflow, agent, hw)
+    assert workflow.state == "failed", workflow.state_reason  # ran to the end, not paused
+    assert not WorkflowEvent.objects.filter(
+        workflow=workflow, kind="budget-exceeded", pk__gt=resumed.pk
+    ).exists()
+    states = dict(workflow.targets.values_list("ultraserver_id", "state"))
+    assert states == {
+        servers[0].pk: "rolled-back",
+        servers[1].pk: "succeeded",
+        servers[2].pk: "succeeded",
+    }
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_hold_for_budget_does_not_wait_for_a_workflow_row_another_holds(in_service):
+    """The failing step's transaction has its steps and server locked; a cancel or an operator
+    action holding the workflow's row locks those after it. Waiting for the row would deadlock:
+    the hold is skipped, and the advance after it applies it under the row's lock."""
+    from django.db import connection, transaction
+
+    servers = in_service[:3]
+    workflow = upgrade(servers, batch_size=3)
+    rollout.advance(workflow.pk)  # the batch of three is in flight
+    WorkflowTarget.objects.filter(workflow=workflow, ultraserver=servers[0]).update(
+        state="failed", active=False, error="drain passed its deadline"
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def operator() -> None:  # a second connection holds the workflow's row
+        try:
+            with transaction.atomic():
+                Workflow.objects.select_for_update().get(pk=workflow.pk)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:  # waiting would fail the test, not hang it
+                cursor.execute("SET LOCAL lock_timeout = '5s'")
+            started = time.monotonic()
+            assert rollout.hold_for_budget(workflow.pk) is False
+            assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join(30)
+    workflow.refresh_from_db()
+    assert workflow.state == "running"
+    assert rollout.advance(workflow.pk) == "paused"  # the queued advance applies the hold
+    workflow.refresh_from_db()
+    assert workflow.spec[HOLD_RISKY_BATCH] == 0
+    assert f"failure budget reached: 1 of 3 failed ({servers[0].serial};" in workflow.state_reason
+    with transaction.atomic():  # as the failing step's transaction calls it
+        assert rollout.hold_for_budget(workflow.pk) is False  # paused: nothing more to do
+
+
 # --- Services: retry, skip, force-release -------------------------------------------------------
 
 
@@ -212,7 +335,7 @@ def test_every_action_needs_a_reason(in_service, agent, hw, fn):
     target = target_of(workflow, in_service[0])
     with pytest.raises(Invalid) as refused:
         getattr(operator_actions, fn)(workflow, target.pk, "   ", CTX)
-    assert (refused.value.code, refused.value.field) == ("reason_required", "reason")
+    assert (refused.value.code, refused.value.field) == ("required", "reason")
     with pytest.raises(Invalid):
         operator_actions.abort_batch(workflow, "", CTX)
 
@@ -444,6 +567,50 @@ def test_put_in_service_is_tenant_scoped(fleet):
         "ultraservers[0]",
     )
     assert UltraServer.objects.get(pk=ready[0].pk).lifecycle_state == "ready"
+
+
+def test_put_in_service_audits_through_record_many_with_the_ambient_cause(fleet):
+    """The bulk change writes its audit rows as ``audit.record`` would: the cause a job set
+    (``acting_for``) when the context names none, the columns' lengths, each server's tenant."""
+    from factory.inventory import services as inventory
+    from tenants.access import SYSTEM
+    from tenants.choices import AuditCause
+    from tenants.services import audit
+    from tenants.services.changes import ChangeContext
+
+    site = fleet.sites["alpha"]
+    servers = ready_servers(site, 2, "C")
+    run = ChangeContext(SYSTEM, request_id="req-handover").caused_by(
+        AuditCause.JOB, "run-" + "7" * 90, on_behalf_of="padmin"
+    )
+    assert len(run.cause_id) == 64  # the context's own cut
+    with audit.acting_for(run):  # a context naming no cause of its own
+        changed = inventory.put_in_service(
+            [s.pk for s in servers], ChangeContext(SYSTEM), reason="handover"
+        )
+    assert [s.pk for s in changed] == [s.pk for s in servers]
+    rows = AuditEvent.objects.filter(
+        object_type="inventory.ultraserver",
+        object_id__in=[str(s.pk) for s in servers],
+        after__lifecycle_state="in-service",
+    )
+    assert rows.count() == 2
+    assert {(r.cause_type, r.cause_id, r.on_behalf_of, r.request_id) for r in rows} == {
+        ("job", run.cause_id, "padmin", "req-handover")
+    }
+    assert {(r.tenant_id, r.reason, r.before["lifecycle_state"]) for r in rows} == {
+        (fleet.alpha.pk, "handover", "ready")
+    }
+    # A cause of the context's own wins over the ambient one, cut to the 64-character column
+    # (the hand-built rows cut it to 150 and the insert failed).
+    more = ready_servers(site, 1, "D")
+    rule = ChangeContext(SYSTEM, cause_type=AuditCause.RULE, cause_id="9" * 100)
+    with audit.acting_for(run):
+        inventory.put_in_service([more[0].pk], rule)
+    row = AuditEvent.objects.filter(
+        object_type="inventory.ultraserver", object_id=str(more[0].pk)
+    ).latest("chain_seq")
+    assert (row.cause_type, row.cause_id, row.request_id) == ("rule", "9" * 64, "")
 
 
 # --- Console --------------------------------------------------------------------------------

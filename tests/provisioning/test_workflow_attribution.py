@@ -24,7 +24,7 @@ from tenants.choices import AuditSource
 from tenants.models import AuditEvent
 from tenants.services.changes import ChangeContext, save_object
 from tests.support.api import gateway
-from tests.support.fleet import CTX
+from tests.support.fleet import CTX, make_rack
 from tests.support.harness import answer_commands, drive, run_due_steps
 from tests.support.schema import assert_conforms
 from tests.support.telemetry import agent_client
@@ -299,3 +299,109 @@ def test_an_agents_report_names_the_agent_where_no_nearer_cause_does(fleet):
     assert (SERVER, "rule", str(fault.pk), "") in causes  # the fault is the nearer cause
     assert ("agents.agentcommand", "agent", str(agent.pk), "req-agent-7") in causes
     assert all(e.cause_type for e in made)
+
+
+def test_a_moved_servers_new_owner_sees_none_of_the_old_owners_events(fleet, in_service):
+    """History is scoped like the audit log: after a server moves to another tenant's rack, its
+    new owner sees the events of its own chain only, not the old owner's people, reasons or
+    request ids (in the API and on the console page); the provider still sees all of it."""
+    server = in_service[5]
+    alpha = person_ctx(fleet, "alpha_admin", "req-alpha-private")
+    proposed, _ = services.create_workflow(
+        "upgrade",
+        [server],
+        alpha,
+        spec={"firmware_version": "2.0"},
+        reason="the alpha confidential plan",
+        start=False,
+    )
+    services.cancel(proposed, alpha, reason="alpha changed its mind")
+    chip = server.chips.first()
+    chip.health_note = "alpha looked at it"
+    save_object(chip, alpha)
+    transition(server.pk, "draining", alpha)  # the page's lifecycle list names who
+    transition(server.pk, "in-service", alpha)
+    mover = person_ctx(fleet, "provider_admin", "req-move")
+    server = UltraServer.objects.get(pk=server.pk)
+    server.rack = make_rack(fleet.sites["beta"], "BET1-R09")
+    server.position, server.tenant = 1, fleet.beta
+    save_object(server, mover)
+    secrets = ("alpha-admin", "the alpha confidential plan", "alpha changed its mind")
+
+    provider = fleet.client("provider_admin").get(history_url(server), {"limit": 1000}).json()
+    assert {r["actor"] for r in provider["results"]} >= {"alpha-admin", "padmin"}
+    assert {r["reason"] for r in provider["results"]} >= set(secrets[1:])
+
+    answer = fleet.client("beta_viewer").get(history_url(server), {"limit": 1000})
+    assert answer.status_code == 200, answer.content
+    rows = answer.json()["results"]
+    beta_ids = set(AuditEvent.objects.filter(tenant_id=fleet.beta.pk).values_list("pk", flat=True))
+    assert rows and {r["id"] for r in rows} <= beta_ids  # the move itself, in beta's chain
+    assert not any(secret in str(rows) for secret in (*secrets, "req-alpha-private"))
+    assert fleet.client("alpha_viewer").get(history_url(server)).status_code == 404
+
+    def touched(who: str) -> str:
+        client = Client()
+        client.force_login(fleet.people[who])
+        page = client.get(f"/console/ultraservers/{server.pk}/")
+        assert page.status_code == 200
+        return page.content.decode().split('id="server-history"', 1)[1]
+
+    assert all(secret in touched("provider_admin") for secret in secrets)
+    assert not any(secret in touched("beta_viewer") for secret in secrets)
+    client = Client()
+    client.force_login(fleet.people["beta_viewer"])
+    whole = client.get(f"/console/ultraservers/{server.pk}/").content.decode()
+    assert "alpha-admin" not in whole  # nor in its lifecycle list
+
+
+def test_the_history_query_uses_no_json_containment_and_stays_flat(fleet, in_service):
+    """Workflow events are found by the workflows that targeted the server (an indexed
+    subquery), not by JSON containment: the query compiles for SQLite (the embedded default,
+    which refuses ``contains`` on JSON), PostgreSQL runs no ``@>``, a per-server action on
+    another server of the same workflow is not listed, and more workflows cost no queries."""
+    from django.db.utils import ConnectionHandler
+
+    from factory.inventory.history import server_history
+    from provisioning.attribution import record_workflow_action
+    from tenants.access import SYSTEM
+
+    quiet, busy, neighbour = in_service[3], in_service[4], in_service[5]
+    sqlite = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3"}})["default"]
+    sql, _ = server_history(busy, SYSTEM).query.get_compiler(connection=sqlite).as_sql()
+    assert "provisioning_workflowtarget" in sql
+    for n in range(3):
+        workflow, _ = services.create_workflow(
+            "upgrade", [busy, neighbour], CTX, spec={"firmware_version": "2.0"}, start=False
+        )
+        record_workflow_action(workflow, "retry", CTX, reason=f"only {n}", servers=[neighbour.pk])
+        services.cancel(workflow, CTX, reason=f"round {n}")
+    client = fleet.client("alpha_viewer")
+    client.get(history_url(quiet))  # the token's first use is recorded once
+    counts = []
+    for server in (quiet, busy):
+        with CaptureQueriesContext(connection) as queries:
+            answer = client.get(history_url(server), {"limit": 1000})
+        assert answer.status_code == 200
+        assert not any("@>" in q["sql"] for q in queries)
+        counts.append((len(queries), answer.json()["results"]))
+    (quiet_q, quiet_rows), (busy_q, busy_rows) = counts
+    assert busy_q == quiet_q
+    verbs = [r["verb"] for r in busy_rows if r["object_type"] == WORKFLOW]
+    assert verbs == ["create", "cancel"] * 3  # not the neighbour's retries
+    assert not any(r["object_type"] == WORKFLOW for r in quiet_rows)
+    neighbours = client.get(history_url(neighbour), {"limit": 1000}).json()["results"]
+    assert [r["verb"] for r in neighbours if r["object_type"] == WORKFLOW].count("retry") == 3
+
+
+def test_the_history_reads_the_engines_own_names():
+    """``factory.inventory.history`` may not import the engine, so it copies the strings the
+    engine writes: they must stay the same."""
+    from factory.inventory import history
+    from provisioning import attribution
+
+    assert (history.WORKFLOW_OBJECT, history.TARGETS_KEY) == (
+        attribution.WORKFLOW_OBJECT,
+        attribution.TARGETS_KEY,
+    )
+    assert Workflow._meta.label_lower == history.WORKFLOW_OBJECT

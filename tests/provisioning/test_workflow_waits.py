@@ -262,8 +262,8 @@ def test_the_console_page_says_why_offers_only_allowed_technicians_and_asks_why_
     assert client.post(steer, {"reason": " "}).status_code == 400
     workflow.refresh_from_db()
     assert workflow.state == "running"
-    one_click = client.post(f"/console/workflows/{workflow.pk}/cancel/")
-    assert one_click.status_code == 302 and one_click["Location"].endswith("/steer/cancel/")
+    # one path steers: the old one-click URL is gone
+    assert client.post(f"/console/workflows/{workflow.pk}/cancel/").status_code == 404
     assert client.post(steer, {"reason": "wrong server"}).status_code == 302
     workflow.refresh_from_db()
     assert workflow.state in ("cancelling", "cancelled")

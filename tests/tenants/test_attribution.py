@@ -188,3 +188,47 @@ def test_the_audit_events_api_shows_the_attribution(fleet):
     }
     other = fleet.client("beta_viewer").get("/api/v1/audit-events/", {"cause_id": "12"})
     assert other.json()["results"] == []
+
+
+def test_record_many_writes_what_record_would_in_one_insert(fleet):
+    """The bulk helper shares ``record``'s field logic: each object's owning tenant (so each
+    lands in its own chain), the ambient cause, the columns' lengths; and one insert."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    alpha, beta = fleet.sites["alpha"], fleet.sites["beta"]
+    job = ChangeContext(SYSTEM, request_id="r-" + "9" * 80).caused_by(AuditCause.JOB, "j" * 100)
+    long_cause = {"cause_type": AuditCause.RULE, "cause_id": "7" * 100, "on_behalf_of": "x" * 200}
+    with audit.acting_for(job):
+        with CaptureQueriesContext(connection) as queries:
+            events = audit.record_many(
+                [(alpha, {"n": 1}, {"n": 2}), (beta, {"n": 3}, {"n": 4})],
+                actor=SYSTEM,
+                action="update",
+                source=AuditSource.SYSTEM,
+                reason="r" * 600,
+            )
+        inserts = [q for q in queries if q["sql"].lstrip().upper().startswith("INSERT")]
+        assert len(inserts) == 1
+        (nearer,) = audit.record_many(
+            [(alpha, None, {"n": 5})], actor=SYSTEM, action="create", source="system", **long_cause
+        )
+        assert audit.record_many([], actor=SYSTEM, action="update", source="system") == []
+    stored = {e.pk: e for e in AuditEvent.objects.filter(pk__in=[e.pk for e in events])}
+    first, second = (stored[e.pk] for e in events)
+    assert (first.tenant_id, second.tenant_id) == (fleet.alpha.pk, fleet.beta.pk)
+    assert (first.object_type, first.object_id, first.after) == (
+        "inventory.site",
+        str(alpha.pk),
+        {"n": 2},
+    )
+    for event in (first, second):
+        assert (event.cause_type, event.cause_id) == ("job", "j" * 64)  # the ambient cause
+        assert event.request_id == job.request_id[:64] and len(event.reason) == 500
+    nearer = AuditEvent.objects.get(pk=nearer.pk)
+    assert (nearer.cause_type, nearer.cause_id, nearer.on_behalf_of) == (
+        "rule",
+        "7" * 64,
+        "x" * 150,
+    )  # a nearer cause stays, cut to the columns
+    assert first_problem(fleet.alpha.pk) is None and first_problem(fleet.beta.pk) is None

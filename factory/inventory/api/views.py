@@ -121,7 +121,7 @@ class UltraServerViewSet(BulkWriteMixin, AuditedModelViewSet):
         """What touched this server, oldest first: every audit event about it and its chips,
         and the actions on workflows that targeted it, each with who (and on whose behalf),
         why (the cause: workflow, job run, fault or agent; a reason) and what changed."""
-        events = filter_for_action(self, server_history(self.get_object()))
+        events = filter_for_action(self, server_history(self.get_object(), self.actor))
         page = self.paginate_queryset(events)
         return self.get_paginated_response(ServerHistorySerializer(page, many=True).data)
 

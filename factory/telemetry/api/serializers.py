@@ -1,4 +1,3 @@
-from django.utils import timezone
 from rest_framework import serializers
 
 from factory import wire
@@ -226,4 +225,4 @@ class FaultSerializer(serializers.ModelSerializer):
         }
 
     def get_silenced(self, fault: Fault) -> bool:
-        return fault.silenced_until is not None and fault.silenced_until > timezone.now()
+        return fault.silenced

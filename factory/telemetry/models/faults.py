@@ -1,7 +1,30 @@
+from __future__ import annotations
+
+import datetime as dt
+
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from factory.telemetry.choices import FaultAction, FaultRule, FaultSeverity
+
+
+def silenced_at(now: dt.datetime | None = None) -> Q:
+    """The one meaning of "silenced": a silence whose end is still ahead (one gone by counts
+    again). A condition, for filters that build their own."""
+    return Q(silenced_until__gt=now or timezone.now())
+
+
+class FaultQuerySet(models.QuerySet["Fault"]):
+    """Faults by whether a person silenced them, judged at ``now`` (default: the clock)."""
+
+    def silenced(self, now: dt.datetime | None = None) -> FaultQuerySet:
+        return self.filter(silenced_at(now))
+
+    def loud(self, now: dt.datetime | None = None) -> FaultQuerySet:
+        """Not silenced now: never silenced, or the silence is over."""
+        moment = now or timezone.now()
+        return self.filter(Q(silenced_until__isnull=True) | Q(silenced_until__lte=moment))
 
 
 class Fault(models.Model):
@@ -42,6 +65,8 @@ class Fault(models.Model):
     silenced_by = models.CharField(max_length=150, blank=True)
     silence_note = models.CharField(max_length=500, blank=True)
 
+    objects = FaultQuerySet.as_manager()
+
     class Meta:
         ordering = ["-opened_at", "-id"]
         constraints = [
@@ -62,6 +87,15 @@ class Fault(models.Model):
 
     def __str__(self):
         return f"{self.get_rule_display()}: {self.detail}"
+
+    def is_silenced(self, now: dt.datetime | None = None) -> bool:
+        """Silenced at ``now``, as ``FaultQuerySet.silenced`` decides it."""
+        return self.silenced_until is not None and self.silenced_until > (now or timezone.now())
+
+    @property
+    def silenced(self) -> bool:
+        """Silenced now."""
+        return self.is_silenced()
 
     @property
     def drains(self) -> bool:

@@ -56,14 +56,24 @@ def export_format(params: Mapping[str, Any]) -> str:
     return value
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
+    """A value as its CSV cell; text a spreadsheet would run as a formula is quoted with a
+    leading ``'`` (a person's reason or a principal is written by whoever asked)."""
     if value is None:
         return ""
     if isinstance(value, list):
-        return "; ".join(str(v) for v in value)
-    if isinstance(value, bool):
+        text = "; ".join(str(v) for v in value)
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    elif isinstance(value, int | float):
+        return str(value)  # a number, negative or not, is data
+    else:
+        text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def _rows(records: QuerySet, serializer: Serializer) -> Iterator[dict[str, Any]]:

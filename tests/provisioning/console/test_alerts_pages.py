@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from factory.agents import services as agents
 from factory.agents.models import SiteAgent
-from factory.telemetry import faults
+from factory.inventory.models import UltraServer
+from factory.telemetry import faults, ingest
 from factory.telemetry.choices import FaultSeverity
-from factory.telemetry.ingest import stale_after
+from factory.telemetry.ingest import _heard_from, stale_after
 from factory.telemetry.models import Fault, ServerTelemetry
 from factory.telemetry.rules import Finding
 from factory.wire import FaultRule
@@ -136,7 +137,7 @@ def test_refusals_are_shown_on_the_row_and_nothing_is_written(client, fleet):
     response = client.post(f"/console/alerts/{fault.pk}/acknowledge/", {"note": "  "})
     assert response.status_code == 400
     page = response.content.decode()
-    assert "note: a note is required" in page and f"Fault #{fault.pk}: acknowledge refused" in page
+    assert "note: note is required" in page and f"Fault #{fault.pk}: acknowledge refused" in page
     fault.refresh_from_db()
     assert not fault.acknowledged_at and not _audit_notes(fault)
     client.post(f"/console/alerts/{fault.pk}/resolve/", {"note": "done"})
@@ -171,7 +172,7 @@ def test_the_badge_links_to_the_page_and_counts_loud_open_faults(client, fleet):
     assert "2 open faults" in client.get("/console/alerts/badge/").content.decode()
 
 
-def test_ingest_writes_last_heartbeat_at_once_per_batch(fleet):
+def test_ingest_writes_last_heartbeat_at_at_most_once_a_minute_per_server(fleet):
     server = fleet.servers["alpha"]
     assert server.last_heartbeat_at is None
     client, _ = agent_client(fleet.sites["alpha"])
@@ -183,33 +184,159 @@ def test_ingest_writes_last_heartbeat_at_once_per_batch(fleet):
     post(client, [server_report(server.serial, 1)])  # a replay is not a heartbeat
     server.refresh_from_db()
     assert server.last_heartbeat_at == first
-    post(client, [server_report(server.serial, 2)])
+    # more batches within the minute: the server row is not written again
+    for sequence in (2, 3, 4):
+        post(client, [server_report(server.serial, sequence)])
     server.refresh_from_db()
-    assert server.last_heartbeat_at > first
+    assert server.last_heartbeat_at == first
+    latest = ServerTelemetry.objects.get(ultraserver=server)
+    assert latest.received_at > first  # the exact clock is the latest row's
+    # a minute on, the next batch writes it once more
+    a_minute_ago = timezone.now() - dt.timedelta(seconds=61)
+    UltraServer.objects.filter(pk=server.pk).update(last_heartbeat_at=a_minute_ago)
+    post(client, [server_report(server.serial, 5)])
+    server.refresh_from_db()
+    assert server.last_heartbeat_at > a_minute_ago + dt.timedelta(seconds=60)
     assert fleet.servers["beta"].last_heartbeat_at is None
+
+
+def test_the_heartbeat_update_skips_a_row_written_within_the_minute(fleet):
+    """The UPDATE's WHERE leaves a row written less than a minute before alone (its value is
+    not moved), and writes one older than that, or never written."""
+    server, other = fleet.servers["alpha"], fleet.servers["beta"]
+    t0 = timezone.now()
+    UltraServer.objects.filter(pk=server.pk).update(last_heartbeat_at=t0)
+    _heard_from([server.pk, other.pk], t0 + dt.timedelta(seconds=59))
+    beats = dict(UltraServer.objects.values_list("pk", "last_heartbeat_at"))
+    assert beats[server.pk] == t0 and beats[other.pk] == t0 + dt.timedelta(seconds=59)
+    _heard_from([server.pk], t0 + dt.timedelta(seconds=61))
+    server.refresh_from_db()
+    assert server.last_heartbeat_at == t0 + dt.timedelta(seconds=61)
+    _heard_from([server.pk], t0)  # never backwards
+    server.refresh_from_db()
+    assert server.last_heartbeat_at == t0 + dt.timedelta(seconds=61)
+
+
+def _server_row(page: str, server) -> str:
+    return page.split(f'<tr data-server="{server.pk}">', 1)[1].split("</tr>", 1)[0]
 
 
 def test_fleet_and_site_pages_show_freshness_and_stale(client, fleet):
     server = fleet.servers["alpha"]
     site = fleet.sites["alpha"]
+    quiet = make_server("ALP1-SRV2", rack=make_rack(site, "ALP1-R02"))
     login(client, "alpha-admin")
     agent, _ = agent_client(site)
-    post(agent, [server_report(server.serial, 1)])
+    post(agent, [server_report(server.serial, 1), server_report(quiet.serial, 1)])
     page = client.get(f"/console/sites/{site.pk}/").content.decode()
     assert "Last heartbeat" in page and "stale</span>" not in page
     assert 'class="fresh fresh"' in page
-    # Telemetry older than the telemetry-stale limit, an agent past the agent-silent one.
+    # Nothing from one server for longer than the telemetry-stale limit, while the other
+    # reports; the agent past the agent-silent limit.
     old = timezone.now() - stale_after() - dt.timedelta(seconds=5)
-    ServerTelemetry.objects.filter(ultraserver=server).update(ts=old, received_at=old)
+    ServerTelemetry.objects.filter(ultraserver=quiet).update(ts=old, received_at=old)
+    UltraServer.objects.filter(pk=quiet.pk).update(last_heartbeat_at=old - dt.timedelta(minutes=1))
     SiteAgent.objects.filter(site=site).update(last_seen_at=timezone.now() - dt.timedelta(hours=1))
     page = client.get(f"/console/sites/{site.pk}/").content.decode()
-    assert page.count('class="fresh stale"') >= 3  # site telemetry, agent, the server's sample
+    assert _server_row(page, quiet).count('class="fresh stale"') == 2  # sample, heartbeat
+    assert 'class="fresh stale"' not in _server_row(page, server)
     assert '<span class="label">stale</span>' in page
     fleet_table = client.get("/console/", HTTP_HX_REQUEST="true").content.decode()
-    assert "Agent:" in fleet_table and fleet_table.count('class="fresh stale"') == 2
+    assert "Agent:" in fleet_table and fleet_table.count('class="fresh stale"') == 1  # the agent
+    # nothing from the whole site for the limit: its telemetry is stale too
+    ServerTelemetry.objects.filter(ultraserver__rack__site=site).update(received_at=old)
+    fleet_table = client.get("/console/", HTTP_HX_REQUEST="true").content.decode()
+    assert fleet_table.count('class="fresh stale"') == 2
     # the other site has never reported: "never", not stale
     login(client, "beta-admin")
     assert "never" in client.get("/console/", HTTP_HX_REQUEST="true").content.decode()
+
+
+def test_the_site_page_says_stale_exactly_when_the_freshness_rule_flags(client, fleet):
+    """The page reads the rule's clock (when a sample was received) and its second test (the
+    newest sample the limit behind what the site delivered): a backlog still arriving is
+    "behind" on the page and no fault; a server silent while the others report is "stale"
+    on the page and a ``telemetry-stale`` fault."""
+    site, one = fleet.sites["alpha"], fleet.servers["alpha"]
+    two = make_server("ALP1-SRV2", rack=make_rack(site, "ALP1-R02"))
+    agent, _ = agent_client(site)
+    post(agent, [server_report(one.serial, 1), server_report(two.serial, 1)])
+    login(client, "alpha-admin")
+    limit = stale_after()
+    now = timezone.now()
+    late = now - limit - dt.timedelta(seconds=30)
+
+    # the backlog: nothing received for the limit, but the samples are as new as delivered
+    ServerTelemetry.objects.filter(ultraserver=one).update(ts=late, received_at=late)
+    ServerTelemetry.objects.filter(ultraserver=two).update(
+        ts=late - dt.timedelta(seconds=5), received_at=late
+    )
+    assert ingest.check_freshness(site.pk) == (0, 0)
+    page = client.get(f"/console/sites/{site.pk}/").content.decode()
+    for server in (one, two):
+        row = _server_row(page, server)
+        assert 'class="fresh behind"' in row and "stale" not in row, row
+
+    # silent: one server sends nothing while the other's samples arrive
+    ServerTelemetry.objects.filter(ultraserver=one).update(ts=now, received_at=now)
+    assert ingest.check_freshness(site.pk) == (1, 0)
+    assert Fault.objects.filter(ultraserver=two, rule=FaultRule.TELEMETRY_STALE).exists()
+    page = client.get(f"/console/sites/{site.pk}/").content.decode()
+    assert 'class="fresh stale"' in _server_row(page, two)
+    assert 'class="fresh fresh"' in _server_row(page, one)
+    assert "stale" not in _server_row(page, one)
+
+
+def test_the_alerts_page_lists_workflows_waiting_for_a_person_overdue_first(client, fleet):
+    """An escalated wait is seen by the provider's staff (every tenant's) on the alerts page;
+    a tenant sees its own only."""
+    from provisioning.models import Workflow
+
+    alpha, beta = fleet.sites["alpha"], fleet.sites["beta"]
+    paused = Workflow.objects.create(
+        kind="upgrade", state="paused", site=alpha, state_reason="paused: lunch"
+    )
+    waiting = Workflow.objects.create(
+        kind="upgrade",
+        state="running",
+        site=beta,
+        state_reason="waiting: the site has no tenant-approved maintenance window",
+    )
+    Workflow.objects.create(kind="upgrade", state="running", site=alpha)  # needs nobody
+    login(client, "padmin")
+    page = client.get("/console/alerts/").content.decode()
+    section = page[page.index('id="workflows-needing-action"') :]
+    assert f'id="wf-need-{paused.pk}"' in section and f'id="wf-need-{waiting.pk}"' in section
+    assert section.count('id="wf-need-') == 2
+    assert "paused: lunch" in section and f'href="/console/workflows/{paused.pk}/"' in section
+    login(client, "alpha-admin")
+    section = client.get("/console/alerts/").content.decode()
+    assert f'id="wf-need-{paused.pk}"' in section and f'id="wf-need-{waiting.pk}"' not in section
+
+
+def test_an_overdue_wait_is_listed_first_for_the_provider(client, fleet):
+    from provisioning.models import Step, Workflow, WorkflowTarget
+
+    site, server = fleet.sites["beta"], fleet.servers["beta"]
+    paused = Workflow.objects.create(kind="upgrade", state="paused", site=site)
+    overdue = Workflow.objects.create(
+        kind="maintain", state="running", site=site, spec={"person_timeout_seconds": 60}
+    )
+    target = WorkflowTarget.objects.create(workflow=overdue, ultraserver=server, state="running")
+    Step.objects.create(
+        workflow=overdue,
+        target=target,
+        name="dispatch",
+        seq=1,
+        state="waiting",
+        started_at=timezone.now() - dt.timedelta(hours=2),
+    )
+    login(client, "padmin")
+    page = client.get("/console/alerts/").content.decode()
+    section = page[page.index('id="workflows-needing-action"') :]
+    assert section.index(f'id="wf-need-{overdue.pk}"') < section.index(f'id="wf-need-{paused.pk}"')
+    row = section.split(f'id="wf-need-{overdue.pk}"', 1)[1].split("</tr>", 1)[0]
+    assert "Overdue" in row and "waiting for a technician" in row
 
 
 @pytest.mark.parametrize("n", [1, 12])
@@ -245,3 +372,20 @@ def test_the_fleet_fragments_freshness_costs_the_same_for_more_sites(client, fle
         make_server(f"XT{i}-SRV1", rack=make_rack(site, f"XT{i}-R01"))
         agents.issue_agent(site, f"agent-{i}", CTX)
     assert count() == before
+
+
+def test_silenced_has_one_meaning_for_the_queryset_the_row_the_api_and_its_filter(fleet):
+    server = fleet.servers["alpha"]
+    now = timezone.now()
+    ahead = open_fault(server, silenced_until=now + dt.timedelta(hours=1))
+    gone_by = open_fault(server, chip=5, rule=FaultRule.LINK_DOWN, silenced_until=now)
+    never = open_fault(server, chip=6, rule=FaultRule.THERMAL_THROTTLE)
+    assert set(Fault.objects.silenced(now)) == {ahead}
+    assert set(Fault.objects.loud(now)) == {gone_by, never}
+    assert [f.silenced for f in (ahead, gone_by, never)] == [True, False, False]
+    api = fleet.client("alpha_viewer")
+    listed = api.get("/api/v1/faults/", {"silenced": "true"}).json()["results"]
+    assert [(f["id"], f["silenced"]) for f in listed] == [(ahead.pk, True)]
+    loud = api.get("/api/v1/faults/", {"silenced": "false"}).json()["results"]
+    assert {f["id"] for f in loud} == {gone_by.pk, never.pk}
+    assert not any(f["silenced"] for f in loud)

@@ -7,7 +7,6 @@ from provisioning.console.charts import (
     chart,
     elevation,
     heat_class,
-    line,
     nice_step,
     percent,
     pick_range,
@@ -33,16 +32,6 @@ def test_percent_is_bounded_and_safe():
     assert percent(50, 200) == 25.0
     assert percent(300, 200) == 100.0
     assert percent(None, 200) == 0.0 and percent(5, 0) == 0.0
-
-
-def test_line_scales_into_the_box():
-    chart = line([("10:00", 1.0), ("10:01", 3.0), ("10:02", 2.0)], width=100, height=50)
-    first, middle, last = (tuple(map(float, p.split(","))) for p in chart.points.split())
-    assert (first[0], middle[0], last[0]) == (0.0, 50.0, 100.0)
-    assert middle[1] < last[1] < first[1]  # higher values are drawn higher up
-    assert (chart.low, chart.high, chart.first, chart.last) == (1.0, 3.0, "10:00", "10:02")
-    assert line([("10:00", 1.0)]) is None  # one point is not a line
-    assert line([("a", None), ("b", None)]) is None
 
 
 def test_cells():

@@ -54,7 +54,7 @@ def test_a_role_refusal_is_an_html_403_saying_why(client, fleet):
 def test_a_refused_action_is_an_html_409_saying_why_and_changes_nothing(client, fleet):
     workflow = Workflow.objects.create(kind="deploy", state="succeeded", site=fleet.sites["alpha"])
     as_(client, fleet, "provider_admin")
-    response = client.post(f"/console/workflows/{workflow.pk}/pause/", {"reason": "x"})
+    response = client.post(f"/console/workflows/{workflow.pk}/steer/pause/", {"reason": "x"})
     assert_console_page(
         response, 409, "Not possible right now", f"deploy workflow #{workflow.pk} is succeeded"
     )

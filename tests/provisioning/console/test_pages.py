@@ -111,12 +111,12 @@ def test_provider_admin_starts_and_pauses_a_rolling_upgrade(client, demo):
     assert response.status_code == 302, response.content.decode()[:2000]
     workflow = Workflow.objects.get(kind="upgrade")
     assert workflow.targets.count() == len(servers)
-    client.post(f"/console/workflows/{workflow.pk}/pause/", {"reason": "lunch"})
+    client.post(f"/console/workflows/{workflow.pk}/steer/pause/", {"reason": "lunch"})
     workflow.refresh_from_db()
     assert workflow.state == "paused"
     # a tenant's admin may not steer it
     login(client, "anna.schneider")
-    assert client.post(f"/console/workflows/{workflow.pk}/resume/").status_code == 403
+    assert client.post(f"/console/workflows/{workflow.pk}/steer/resume/").status_code == 403
 
 
 def test_a_bad_upgrade_form_says_why_and_starts_nothing(client, demo):

@@ -201,3 +201,31 @@ def test_a_flat_temperature_draws_flat_on_the_page(client, demo):
     labels = re.findall(r'<text x="46" y="[\d.]+" text-anchor="end"[^>]*>([\d.]+)</text>', html)
     temps = [float(v) for v in labels if 40 <= float(v) <= 90]
     assert temps and max(temps) - min(temps) >= 10  # a span of at least 10 °C
+
+
+def test_the_raw_range_keeps_the_newest_samples_when_there_are_more_than_it_reads(
+    fleet, monkeypatch
+):
+    """Past the cap, the chart is the latest samples in time order (the right of the chart
+    is now), not the oldest ones with the newest dropped."""
+    from provisioning.console import selectors
+
+    server = UltraServer.objects.select_related("model").get(pk=fleet.servers["alpha"].pk)
+    now = dt.datetime.now(dt.UTC)
+    ServerSample.objects.bulk_create(
+        ServerSample(
+            ultraserver=server,
+            ts=now - dt.timedelta(minutes=10 - i),
+            chips=144,
+            power_total_w=100_000.0 + i,
+            temp_max_c=50.0 + i,
+            temp_avg_c=40.0,
+        )
+        for i in range(10)
+    )
+    monkeypatch.setattr(selectors, "RAW_POINTS", 4)
+    data = selectors.server_charts(server, "1h", now=now)
+    assert data["points"] == 4
+    hottest = data["temp_chart"].series[0]
+    assert hottest.name == "hottest chip"
+    assert (hottest.low, hottest.high, hottest.last) == (56.0, 59.0, 59.0)

@@ -163,3 +163,38 @@ def test_the_api_lists_a_repeated_decision_once_with_its_count(fleet, us_site):
     [summary] = summaries.json()["results"]
     assert summary["resource_repr"].startswith("x7 from ")
     assert summary["resource_id"] == str(rows[1]["id"])
+
+
+def test_the_csv_export_quotes_what_a_spreadsheet_would_run_as_a_formula(fleet):
+    """A principal or reason is whoever asked's words: ``=cmd`` must not reach a spreadsheet
+    as a formula, in the API's export as in the console's."""
+    import csv
+    import io
+
+    from tenants.sovereignty.api.transparency import csv_lines
+
+    site = fleet.sites["alpha"]
+    DecisionRecord.objects.create(
+        tenant_id=fleet.alpha.pk,
+        action="access_site",
+        principal="=cmd|' /C calc'!A0",
+        resource_type="site",
+        resource_id=str(site.pk),
+        resource_repr="@SUM(1+1)",
+        site_id=site.pk,
+        site_owner_id=fleet.alpha.pk,
+        allowed=False,
+        rule_ids=["-r1"],
+        reasons=["+1 reason", "\tplain"],
+    )
+    response = fleet.client("alpha_viewer").get(
+        "/api/v1/sovereignty/decisions/export/", {"format": "csv"}
+    )
+    assert response.status_code == 200, response.content
+    [row] = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert row["principal"] == "'=cmd|' /C calc'!A0"
+    assert row["resource_repr"] == "'@SUM(1+1)"
+    assert row["rule_ids"] == "'-r1" and row["reasons"] == "'+1 reason; \tplain"
+    assert row["repeat_count"] == "1" and row["allowed"] == "false"  # data stays as it is
+    text = "".join(csv_lines([{"a": -5, "b": "\rx", "c": "ok"}], ["a", "b", "c"]))
+    assert list(csv.reader(io.StringIO(text)))[1] == ["-5", "'\rx", "ok"]
