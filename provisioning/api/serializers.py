@@ -147,7 +147,9 @@ class WorkflowListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data: Any) -> list[Any]:
         items = list(data.all() if hasattr(data, "all") else data)
-        cast(dict[str, Any], self.context)["needs_action"] = needs_action_for(items)
+        # A ?brief or ?fields answer without it reads nothing for it.
+        if "needs_action" in self.child.fields:
+            cast(dict[str, Any], self.context)["needs_action"] = needs_action_for(items)
         return super().to_representation(items)
 
 

@@ -26,6 +26,7 @@ SCHEDULED = {
     "lockbox: expire access requests": "tenants.sovereignty.expire_access_requests",  # 0007
     "sovereignty fact changes": "tenants.sovereignty.apply_fact_changes",  # sovereignty 0009
     "advance capacity reservations": "placement.advance_reservations",  # placement 0002
+    "sovereignty: close repeated-decision tallies": "tenants.sovereignty.close_decision_repeats",
 }
 
 

@@ -231,7 +231,7 @@ def test_conflict_names_protecting_objects_without_querying_them(fleet):
     UltraServer.objects.filter(pk=server.pk).delete()  # gone, as if by another request
     response = api_exception_handler(ProtectedError("in use", {deferred}), {})
     assert response.status_code == 409
-    assert response.data["errors"][0]["message"] == f"still in use by: ultra server {server.pk}"
+    assert response.data["errors"][0]["message"] == f"still in use by: UltraServer {server.pk}"
     # And through the API: deleting a tenant that still has sites is a 409 naming them.
     conflict = fleet.client("provider_admin").delete(f"/api/v1/tenants/{fleet.beta.pk}/")
     assert conflict.status_code == 409

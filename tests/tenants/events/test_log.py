@@ -49,7 +49,7 @@ def test_emit_writes_a_delivery_for_each_subscription_that_wants_the_kind():
     ]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_sequence_follows_commit_order_not_insert_order():
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises writers")

@@ -279,7 +279,7 @@ def test_the_key_file_is_created_0600_and_rotation_keeps_old_checkpoints_valid(
     assert first_problem() is None
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_writers_keep_one_unbroken_chain():
     from tests.support.fleet import make_tenant
 

@@ -195,7 +195,7 @@ def test_any_json_value_read_back_from_postgresql_verifies(fleet, value):
 # --- Lock order -------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_transactions_writing_two_chains_in_opposite_orders_do_not_deadlock():
     """{A, B} and {B, A} in two threads, each pausing between its two writes: with the chain
     locks taken up front in the global order neither deadlocks (40P01) and both chains verify."""

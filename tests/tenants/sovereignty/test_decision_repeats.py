@@ -115,7 +115,7 @@ def test_other_decisions_are_still_chained_one_by_one(fleet):
     assert not DecisionRepeat.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_workers_polling_at_once_make_one_row():
     from tests.support.fleet import build_fleet
 
