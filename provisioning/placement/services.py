@@ -41,7 +41,6 @@ from provisioning.placement.selectors import candidates_for, network_paths
 from provisioning.placement.solver import Candidate, Placement, Request, Unplaceable, solve
 from tenants.choices import AuditAction
 from tenants.errors import Conflict, FieldError, Invalid
-from tenants.models import AuditEvent
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, save_object
 from tenants.sovereignty.services.assets import check_workload_inputs
@@ -232,21 +231,14 @@ def _hold(reservation: CapacityReservation, server_ids: Iterable[int], ctx: Chan
 
 def _audit_created(rows: Sequence[Any], ctx: ChangeContext, tenant_id: int) -> None:
     """One audit event per row made in bulk, written in one insert."""
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor_id=ctx.actor.user_id,
-            actor_username=ctx.actor.username,
-            source=ctx.source,
-            action=AuditAction.CREATE,
-            object_type=row._meta.label_lower,
-            object_id=str(row.pk),
-            object_repr=str(row)[:200],
-            tenant_id=tenant_id,
-            before=None,
-            after=audit.snapshot(row),
-            request_id=ctx.request_id[:64],
-        )
-        for row in rows
+    audit.record_many(
+        ((row, None, audit.snapshot(row)) for row in rows),
+        actor=ctx.actor,
+        action=AuditAction.CREATE,
+        source=ctx.source,
+        tenant_id=tenant_id,
+        request_id=ctx.request_id,
+        **ctx.attribution(),
     )
 
 
@@ -305,21 +297,13 @@ def _bulk_state(objs: Sequence[Any], state: str, reason: str, ctx: ChangeContext
     for obj in objs:
         obj.state, obj.state_reason, obj.updated_at = state, reason[:500], now
     type(objs[0]).objects.bulk_update(objs, ["state", "state_reason", "updated_at"])
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor_id=ctx.actor.user_id,
-            actor_username=ctx.actor.username,
-            source=ctx.source,
-            action=AuditAction.UPDATE,
-            object_type=obj._meta.label_lower,
-            object_id=str(obj.pk),
-            object_repr=str(obj)[:200],
-            tenant_id=obj.tenant_id,
-            before=before,
-            after=audit.snapshot(obj),
-            request_id=ctx.request_id[:64],
-        )
-        for obj, before in zip(objs, befores, strict=True)
+    audit.record_many(
+        ((obj, before, audit.snapshot(obj)) for obj, before in zip(objs, befores, strict=True)),
+        actor=ctx.actor,
+        action=AuditAction.UPDATE,
+        source=ctx.source,
+        request_id=ctx.request_id,
+        **ctx.attribution(),
     )
 
 
