@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from factory.agents.models import SiteAgent
+from factory.inventory import lifecycle
 from factory.inventory.models import Site, UltraServer
 from factory.telemetry.ingest import HEARTBEAT_EVERY, stale_after
 from factory.telemetry.models import ServerTelemetry
@@ -109,7 +110,8 @@ def of_servers(site: Site, now: dt.datetime | None = None) -> list[dict]:
     """Per server of the site, by rack and position: ``telemetry`` (when its newest sample was
     received, judged as ``ingest.check_freshness`` judges it) and ``heartbeat`` (the server
     row's ``last_heartbeat_at``, written at most every ``HEARTBEAT_EVERY``, so judged with
-    that much more slack). Two queries."""
+    that much more slack). Decommissioned servers are left out, as the rule leaves them: one
+    gone for good is not stale. Two queries."""
     now = now or timezone.now()
     limit = stale_after()
     latest = {
@@ -139,6 +141,7 @@ def of_servers(site: Site, now: dt.datetime | None = None) -> list[dict]:
             ),
         }
         for server in UltraServer.objects.filter(rack__site=site)
+        .exclude(lifecycle_state=lifecycle.DECOMMISSIONED)
         .select_related("rack")
         .only("pk", "serial", "position", "last_heartbeat_at", "rack__name")
         .order_by("rack__name", "-position")

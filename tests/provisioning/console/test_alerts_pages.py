@@ -286,6 +286,13 @@ def test_the_site_page_says_stale_exactly_when_the_freshness_rule_flags(client, 
     assert 'class="fresh fresh"' in _server_row(page, one)
     assert "stale" not in _server_row(page, one)
 
+    # decommissioned: gone for good, so neither the rule nor the page calls it stale
+    UltraServer.objects.filter(pk=two.pk).update(lifecycle_state="decommissioned")
+    assert ingest.check_freshness(site.pk) == (0, 1)
+    page = client.get(f"/console/sites/{site.pk}/").content.decode()
+    assert f'<tr data-server="{two.pk}">' not in page
+    assert f'<tr data-server="{one.pk}">' in page
+
 
 def test_the_alerts_page_lists_workflows_waiting_for_a_person_overdue_first(client, fleet):
     """An escalated wait is seen by the provider's staff (every tenant's) on the alerts page;
