@@ -19,6 +19,8 @@ from provisioning.history import event
 from provisioning.models import Notification, Step, Workflow, WorkflowTarget
 from provisioning.workflows import definition_for
 from provisioning.workflows.params import DEFAULT_PERSON_TIMEOUT, PERSON_TIMEOUT
+from tenants.events.kinds import EventKind
+from tenants.events.services import emit
 from tenants.services.changes import ChangeContext
 
 #: The waiting steps' states a cancel stops.
@@ -46,16 +48,18 @@ def escalate_if_overdue(
     step: Step, workflow: Workflow, now: dt.datetime, serial: str
 ) -> tuple[str, str] | None:
     """Called by the runner after a step that waits for a person waited again. Overdue: noted
-    in the step's output (once), a notification for the site's tenant, and the history event
+    in the step's output (once), a notification and a ``workflow.escalated`` event for the
+    site's tenant (its automation hears of it, not only the console), and the history event
     returned to the caller, which writes it with its batch. The step keeps waiting."""
     due = escalation_due(step, workflow, now)
     if due is None or now < due:
         return None
     step.output["escalated_at"] = now.isoformat()
     waited = int((now - step.started_at).total_seconds()) if step.started_at else 0
+    limit = int(person_timeout(workflow).total_seconds())
     message = (
         f"{serial}: {step.name} has waited for a person for {waited // 60} min "
-        f"(limit {int(person_timeout(workflow).total_seconds()) // 60} min); escalated"
+        f"(limit {limit // 60} min); escalated"
     )
     Notification.objects.create(
         tenant_id=workflow.site.tenant_id,
@@ -63,6 +67,20 @@ def escalate_if_overdue(
         workflow=workflow,
         kind="escalated",
         message=message,
+    )
+    emit(
+        EventKind.WORKFLOW_ESCALATED,
+        workflow,
+        tenant=workflow.site.tenant_id,
+        data={
+            "workflow_kind": workflow.kind,
+            "site": workflow.site.code,
+            "server": serial,
+            "step": step.name,
+            "waited_seconds": waited,
+            "limit_seconds": limit,
+            "message": message,
+        },
     )
     return "escalated", message
 

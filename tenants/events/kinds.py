@@ -11,6 +11,7 @@ class EventKind(StrEnum):
     SERVER_ISOLATED = "server.isolated"  # powered off at once by a critical fault (a leak)
     WORKFLOW_CREATED = "workflow.created"
     WORKFLOW_STATE_CHANGED = "workflow.state_changed"
+    WORKFLOW_ESCALATED = "workflow.escalated"  # a step waited for a person past its limit
     ACCESS_REQUEST_CREATED = "access_request.created"
     ACCESS_REQUEST_DECIDED = "access_request.decided"
     ACCESS_REQUEST_APPROVED = "access_request.approved"  # the policy's approvals are complete
@@ -36,6 +37,7 @@ EVENT_KIND_LABELS: dict[EventKind, str] = {
     EventKind.SERVER_ISOLATED: "UltraServer isolated",
     EventKind.WORKFLOW_CREATED: "Workflow created",
     EventKind.WORKFLOW_STATE_CHANGED: "Workflow state changed",
+    EventKind.WORKFLOW_ESCALATED: "Workflow waited too long for a person",
     EventKind.ACCESS_REQUEST_CREATED: "Access requested",
     EventKind.ACCESS_REQUEST_DECIDED: "Access request decided",
     EventKind.ACCESS_REQUEST_APPROVED: "Access request approved",

@@ -13,6 +13,7 @@ from provisioning import attention, services
 from provisioning.models import MaintenanceWindow, Notification, Step, Workflow, WorkflowEvent
 from provisioning.windows import describe_opening
 from tenants.errors import Invalid
+from tenants.events.models import Event
 from tenants.sovereignty.models import SovereigntyRule
 from tenants.sovereignty.services import activate_rule
 from tests.support.fleet import CTX, make_person
@@ -213,11 +214,16 @@ def test_a_wait_for_a_person_escalates_after_its_limit_and_keeps_waiting(
     assert dispatch.state == "waiting" and dispatch.output["escalated_at"]
     assert WorkflowEvent.objects.filter(workflow=workflow, kind="escalated").count() == 1
     assert Notification.objects.filter(workflow=workflow, kind="escalated").count() == 1
+    [told] = Event.objects.filter(kind="workflow.escalated", subject_id=str(workflow.pk))
+    assert told.tenant_id == workflow.site.tenant_id
+    assert told.data["step"] == "dispatch" and told.data["limit_seconds"] == 60
+    assert told.data["waited_seconds"] >= 300 and told.data["server"]
     need = attention.needs_action(workflow)
     assert need["detail"]["overdue"] and need["message"].startswith("overdue:")
     Step.objects.filter(pk=dispatch.pk).update(next_check_at=timezone.now())
     drive(workflow, agent, hw, rounds=2)
     assert WorkflowEvent.objects.filter(workflow=workflow, kind="escalated").count() == 1
+    assert Event.objects.filter(kind="workflow.escalated").count() == 1  # told once
 
 
 def test_the_spec_declares_the_person_timeout_with_a_default(fleet, releases):
