@@ -7,13 +7,9 @@ and the audit event with the note is there. Screenshots: test-artifacts/console/
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from factory.inventory.demo import DEMO_PASSWORD, load_demo_fleet
 from factory.inventory.models import Site, UltraServer
@@ -21,11 +17,10 @@ from factory.telemetry.models import Fault
 from factory.wire import FaultRule
 from provisioning.console.alerts import REFRESH_SECONDS
 from tenants.models import AuditEvent
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.telemetry import agent_client, post, server_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 
 
 @pytest.fixture
@@ -42,21 +37,9 @@ def demo(live_server):
 
 @pytest.fixture
 def browser(demo):
-    """As in test_browser: per test, after the database is set up, Django's async guard lifted
-    while Playwright's sync API runs its loop on this thread."""
-    from playwright.sync_api import sync_playwright
-
-    assert shutil.which("chromium") or Path(CHROMIUM).exists(), "apt-get install chromium"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-            yield browser
-            browser.close()
-            connections.close_all()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    """Per test, after the database is set up (tests.support.browser)."""
+    with chromium() as browser:
+        yield browser
 
 
 def test_an_sre_sees_a_new_critical_fault_appear_and_acknowledges_it(demo, browser):

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from factory.agents import services as agents
@@ -29,38 +26,20 @@ from provisioning import jobs
 from provisioning.demo import load_demo_provisioning
 from provisioning.models import MaintenanceWindow, Workflow
 from tenants.sovereignty.models import AccessRequest, DecisionRecord, SovereigntyRule
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.hardware import SimHardware
 from tests.support.harness import answer_commands
 from tests.support.processes import app_env, worker_process
 from tests.support.telemetry import CTX, agent_client, post, server_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 
 
 @pytest.fixture
 def browser(demo):
-    """Per test, and after the database is set up: Playwright's sync API runs an event loop on
-    this thread, and while it runs Django hands this thread a different connection object (one
-    that cannot restore the serialized database between tests)."""
-    from playwright.sync_api import sync_playwright
-
-    assert shutil.which("chromium") or Path(CHROMIUM).exists(), (
-        "Debian's chromium is needed: apt-get install chromium"
-    )
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    # Playwright's sync API keeps an event loop on this thread; the test's own database calls
-    # are still synchronous, so Django's async guard is lifted for this module only.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-            yield browser
-            browser.close()
-            connections.close_all()  # the connection this test used while the loop ran
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    """Per test, after the database is set up (tests.support.browser)."""
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

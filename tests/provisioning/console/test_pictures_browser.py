@@ -9,22 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from factory.inventory.demo import DEMO_PASSWORD, load_demo_fleet
 from factory.inventory.models import PowerFeed, Site, UltraServer
 from factory.telemetry.models import ServerRollup
 from factory.wire import pdu_source
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.telemetry import agent_client, feed, pdu_report, post, server_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[3]
-ARTIFACTS = ROOT / "test-artifacts" / "console"
 README_SHOTS = ROOT / "docs" / "screenshots"
 
 
@@ -79,19 +76,9 @@ def fleet(live_server):
 
 @pytest.fixture
 def browser(fleet):
-    from playwright.sync_api import sync_playwright
-
-    assert shutil.which("chromium") or Path(CHROMIUM).exists(), "apt-get install chromium"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-            yield browser
-            browser.close()
-            connections.close_all()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    """Per test, after the database is set up (tests.support.browser)."""
+    with chromium() as browser:
+        yield browser
 
 
 def shoot(page, name: str, readme: bool = False) -> None:

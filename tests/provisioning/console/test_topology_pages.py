@@ -8,14 +8,11 @@ reservations in every state."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -28,9 +25,8 @@ from provisioning.placement.models import (
     UnitReplacement,
     WorkloadUnit,
 )
+from tests.support.browser import ARTIFACTS, chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 MODEL = "trn3-ultraserver"
 
 
@@ -417,20 +413,9 @@ def test_unit_page_queries_do_not_grow_with_its_size(client, fabric):
 
 @pytest.fixture
 def browser(live_server):
-    """Per test, after the database is set up (as in test_browser.py)."""
-    from playwright.sync_api import sync_playwright
-
-    assert shutil.which("chromium") or Path(CHROMIUM).exists(), "apt-get install chromium"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-            yield browser
-            browser.close()
-            connections.close_all()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    """Per test, after the database is set up (tests.support.browser)."""
+    with chromium() as browser:
+        yield browser
 
 
 def _tab(browser, base: str, username: str):
