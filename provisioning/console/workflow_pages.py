@@ -92,7 +92,7 @@ def _header(workflow: Workflow, actor: Actor, targets: list[WorkflowTarget]) -> 
         "expected": _expected(need, targets, (end - started) if started else None),
         "is_active": workflow.state in ACTIVE_WORKFLOW_STATES,
         "is_provider_admin": actor.is_provider_admin,
-        "from_version": _from_versions(targets),
+        "from_version": _from_versions(workflow, targets),
         "to_version": workflow.spec.get("firmware_version", ""),
     }
 
@@ -160,15 +160,17 @@ def _expected(
     return f"about {_duration(elapsed / finished * (len(targets) - finished))} more at this pace"
 
 
-def _from_versions(targets: list[WorkflowTarget]) -> str:
-    versions = sorted(
-        {
-            (t.verified_state or {}).get("firmware_version") or t.ultraserver.firmware_version
-            for t in targets
-        }
-        - {""}
+def _from_versions(workflow: Workflow, targets: list[WorkflowTarget]) -> str:
+    """The versions the servers ran when the workflow was planned: each flash step's planned
+    ``from_version`` (an upgrade records it; after the flash the server's own version is
+    already the new one). A server without a flash step shows what it runs. One query."""
+    planned = dict(
+        Step.objects.filter(workflow=workflow, name="flash", input__has_key="from_version")
+        .exclude(input__has_key="compensation")
+        .values_list("target_id", "input__from_version")
     )
-    return ", ".join(versions)
+    versions = {planned.get(t.pk) or t.ultraserver.firmware_version for t in targets} - {"", None}
+    return ", ".join(sorted(str(v) for v in versions))
 
 
 @console_login

@@ -107,3 +107,36 @@ def test_pause_resume_and_cancel_have_one_path(client, fleet):
     workflow.refresh_from_db()
     assert workflow.state == "running"
     assert client.post(f"{base}steer/nonsense/").status_code == 404
+
+
+def test_the_header_shows_the_version_each_server_ran_when_planned_not_its_new_one(client, fleet):
+    """After the flash a server already runs the new version: "from" is the flash step's
+    planned ``from_version``, not what the server runs now."""
+    site = fleet.sites["alpha"]
+    upgraded = fleet.servers["alpha"]
+    other = make_server("ALP1-Y1", rack=make_rack(site, "ALP1-Y1"))
+    workflow = Workflow.objects.create(
+        kind="upgrade",
+        state="running",
+        site=site,
+        spec={"firmware_version": "2.0"},
+        started_at=timezone.now() - dt.timedelta(minutes=5),
+    )
+    for server, state in ((upgraded, "succeeded"), (other, "running")):
+        target = WorkflowTarget.objects.create(
+            workflow=workflow, ultraserver=server, state=state, batch=0
+        )
+        Step.objects.create(
+            workflow=workflow,
+            target=target,
+            name="flash",
+            seq=0,
+            state=state,
+            input={"from_version": "1.0"},
+        )
+    type(upgraded).objects.filter(pk__in=[upgraded.pk, other.pk]).update(firmware_version="1.0")
+    type(upgraded).objects.filter(pk=upgraded.pk).update(firmware_version="2.0")  # flashed
+    header = login(client, "alpha-admin").get(
+        f"/console/workflows/{workflow.pk}/", HTTP_HX_REQUEST="true"
+    )
+    assert "<dd>1.0 → 2.0</dd>" in header.content.decode()
