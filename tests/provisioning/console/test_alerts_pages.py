@@ -156,6 +156,10 @@ def test_the_badge_links_to_the_page_and_counts_loud_open_faults(client, fleet):
     open_fault(fleet.servers["beta"])  # another tenant's
     badge = client.get("/console/alerts/badge/").content.decode()
     assert "2 open faults · 1 critical" in badge and 'class="badge critical"' in badge
+    # every count of faults leads to them: the fleet table's and the server page's
+    to_site = f'href="/console/alerts/?site={alpha.rack.site_id}"'
+    assert to_site in client.get("/console/", HTTP_HX_REQUEST="true").content.decode()
+    assert to_site in client.get(f"/console/ultraservers/{alpha.pk}/").content.decode()
     Fault.objects.filter(pk=critical.pk).update(
         silenced_until=timezone.now() + dt.timedelta(hours=1)
     )
