@@ -291,7 +291,10 @@ def heatmap(server: UltraServer, metric: str, latest: ServerTelemetry | None) ->
     low, high, unit = charts.SCALES.get(metric, (0.0, 0.0, ""))
     cells: dict[int, dict] = {}
     failed = 0
-    for chip in server.chips.order_by("index").only("index", "health", "serial", "health_note"):
+    # ``ultraserver_id`` too: the related manager reads it on each chip, a query per chip
+    # when deferred (157 queries for a Trn3 page).
+    chips = server.chips.order_by("index")
+    for chip in chips.only("ultraserver_id", "index", "health", "serial", "health_note"):
         temp = temps[chip.index] if temps and chip.index < len(temps) else None
         util = utils[chip.index] if utils and chip.index < len(utils) else None
         if util is not None:

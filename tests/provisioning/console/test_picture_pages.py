@@ -229,3 +229,17 @@ def test_the_raw_range_keeps_the_newest_samples_when_there_are_more_than_it_read
     hottest = data["temp_chart"].series[0]
     assert hottest.name == "hottest chip"
     assert (hottest.low, hottest.high, hottest.last) == (56.0, 59.0, 59.0)
+
+
+def test_the_ultraserver_page_costs_the_same_queries_for_144_chips_as_for_72(client, demo):
+    """No query per chip (issue 18: a deferred field read per chip made it 157 for a Trn3)."""
+    counts = {}
+    for family, site in (("trn3", "FRA1"), ("gb300", "IAD1")):
+        server = server_of(demo[site], family)
+        client.get(f"/console/ultraservers/{server.pk}/")  # warm caches (session, content types)
+        with CaptureQueriesContext(connection) as page:
+            assert client.get(f"/console/ultraservers/{server.pk}/").status_code == 200
+        counts[server.chips.count()] = len(page)
+    assert set(counts) == {144, 72}
+    assert counts[144] == counts[72], counts
+    assert counts[144] <= 15, counts  # 13 when written (157 for a Trn3 before)
