@@ -220,7 +220,12 @@ def test_rolling_upgrade_survives_killed_workers_redis_restart_and_double_delive
                         "soak_seconds": 0,
                         "poll_seconds": 2,
                         "command_timeout_seconds": 6,
+                        # Room for the one server planned to fail (SRV8): the default 10 %
+                        # of ten is used up by it, and whether its batch-mates had started
+                        # then decides a pause or not, by timing. The budget's own tests
+                        # cover that; this one is about surviving faults.
                         "max_failures": 3,
+                        "max_failure_pct": 40,
                     },
                     "idempotency_key": "e2e-rollout",
                 },
