@@ -2,9 +2,11 @@
 step timelines, a dispatch form offering only the technicians the sovereignty rules allow now,
 and pause / cancel with a required reason (the console's one steering path, resume too).
 
-The live refresh replaces only the fragments without a <details> a person may have opened (the
-header and its banner), and reads only what the header shows: a few queries whatever the
-number of servers, steps or technicians. The timelines are refreshed by reloading the page."""
+The live refresh replaces only what holds no <details> a person may have opened: the header
+(its banner) and, swapped in by id out of band, each server's state, step timeline and
+verified state; never the sections around them or their action forms (a reason half typed
+stays). Each poll is a few queries whatever the number of servers, steps or technicians. The
+action forms offered follow a server's state on the next load of the page."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ from tenants.sovereignty.core import cedar
 from tenants.sovereignty.core.model import Action, Request
 from tenants.sovereignty.services.access import covering_grant
 from tenants.sovereignty.services.decisions import decision_context, person_facts
+
+#: htmx's "stop polling" status (https://htmx.org/docs/#polling): a 2xx, so it is swapped too.
+HTMX_STOP_POLLING = 286
 
 #: Steering that says why (the reason form); ``resume`` is a plain POST.
 STEERED = {"pause": services.pause, "cancel": services.cancel}
@@ -101,21 +106,33 @@ def _targets(workflow: Workflow) -> list[WorkflowTarget]:
     return list(workflow.targets.select_related("ultraserver").order_by("batch", "id"))
 
 
-def _context(request: HttpRequest, workflow: Workflow, actor: Actor) -> dict[str, Any]:
-    """The whole page: the header, each server's timeline, and the dispatch form for those
-    who may dispatch (only then are the technicians evaluated)."""
-    targets = _targets(workflow)
-    state = request.GET.get("state", "")
-    if state and state not in TargetState.values:
-        state = ""
+def _rows(request: HttpRequest, workflow: Workflow, targets: list[WorkflowTarget]) -> dict:
+    """Each server's timeline, filtered by the server's state (``?state=``) and the steps'
+    (``?step_state=``: only those steps, only servers with one). An unknown value filters
+    nothing. Two queries whatever the number of servers: ``targets`` is read already."""
+    state = _choice(request, "state", TargetState.values)
+    step_state = _choice(request, "step_state", StepState.values)
     steps: dict[int | None, list[Step]] = defaultdict(list)
-    for step in workflow.steps.order_by("target_id", "seq"):
+    chosen = workflow.steps.order_by("target_id", "seq")
+    for step in chosen.filter(state=step_state) if step_state else chosen:
         steps[step.target_id].append(step)
     rows = [
         {"target": t, "steps": steps.get(t.pk, [])}
         for t in targets
-        if not state or t.state == state
+        if (not state or t.state == state) and (not step_state or t.pk in steps)
     ]
+    return {"rows": rows, "state": state, "step_state": step_state}
+
+
+def _choice(request: HttpRequest, name: str, values: list[str]) -> str:
+    value = request.GET.get(name, "")
+    return value if value in values else ""
+
+
+def _context(request: HttpRequest, workflow: Workflow, actor: Actor) -> dict[str, Any]:
+    """The whole page: the header, each server's timeline, and the dispatch form for those
+    who may dispatch (only then are the technicians evaluated)."""
+    targets = _targets(workflow)
     dispatching = may_dispatch(actor)
     dispatch = (
         Step.objects.filter(workflow=workflow, name="dispatch", state=StepState.WAITING)
@@ -127,9 +144,9 @@ def _context(request: HttpRequest, workflow: Workflow, actor: Actor) -> dict[str
     allowed, refused = dispatch_candidates(workflow) if dispatch else ([], [])
     return {
         **_header(workflow, actor, targets),
-        "rows": rows,
+        **_rows(request, workflow, targets),
         "states": TargetState.choices,
-        "state": state,
+        "step_states": StepState.choices,
         "may_dispatch": dispatching,
         "dispatch": dispatch,
         "allowed": allowed,
@@ -177,6 +194,14 @@ def _from_versions(workflow: Workflow, targets: list[WorkflowTarget]) -> str:
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = _actor(request)
     workflow = get_object_or_404(selectors.workflows_for(actor), pk=pk)
+    if request.headers.get("HX-Request") and request.GET.get("part") == "timelines":
+        # every server's state and timeline, swapped in by id; 286 tells htmx to stop polling
+        # once the workflow has ended (this answer is its last word)
+        rows = _rows(request, workflow, _targets(workflow))
+        response = render(request, "console/_workflow_timelines.html", rows)
+        if workflow.state not in ACTIVE_WORKFLOW_STATES:
+            response.status_code = HTMX_STOP_POLLING
+        return response
     if request.headers.get("HX-Request"):  # the live header alone
         return render(
             request, "console/_workflow_header.html", _header(workflow, actor, _targets(workflow))

@@ -1,7 +1,8 @@
 """The workflow page in a real browser (issue 17 item 2): a maintain workflow waiting for a
 technician says why on its page; the dispatch form offers only the technicians the tenant's
 sovereignty rules allow now (and says why the others are not offered); dispatching moves it
-on; cancel asks for a reason; an opened section stays open across the live refresh.
+on, live in the server's timeline; cancel asks for a reason; an opened section (and a reason
+half typed in it) stays across the live refresh.
 Screenshots: test-artifacts/console/workflow-*.png."""
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ def test_the_workflow_page_dispatches_only_allowed_people_and_keeps_sections_ope
     with page.expect_navigation():
         page.get_by_role("button", name="Dispatch").click()
     assert "lukas.hoffmann dispatched" in page.locator(".messages").inner_text()
+    # the server's timeline moves on live, inside the section the person opened, and the
+    # reason they were typing there stays (the poll swaps the timeline, not the section)
+    waiting = Step.objects.get(workflow=workflow, name="dispatch")
+    section = page.locator(f"#target-{waiting.target_id}")
+    section.locator("summary").click()
+    step = section.locator('li[data-step="dispatch"]')
+    assert "Waiting" in step.inner_text(), step.inner_text()
+    half_typed = section.locator(f"#release-reason-{waiting.target_id}")
+    half_typed.fill("the technician is on the way")
     drive(workflow, agent, hw, rounds=2)
     dispatch = Step.objects.get(workflow=workflow, name="dispatch")
     assert dispatch.state == "succeeded", (
@@ -104,16 +114,27 @@ def test_the_workflow_page_dispatches_only_allowed_people_and_keeps_sections_ope
         dispatch.output,
         list(workflow.events.values_list("kind", "message"))[-4:],
     )
+    with page.expect_response(lambda r: "part=timelines" in r.url, timeout=12_000):
+        pass
+    page.wait_for_function(
+        "id => document.querySelector(`#target-${id} li[data-step=dispatch]`)"
+        ".textContent.includes('Succeeded')",
+        arg=waiting.target_id,
+        timeout=3_000,
+    )
+    assert section.evaluate("d => d.open"), "the opened section collapsed on the live refresh"
+    assert half_typed.input_value() == "the technician is on the way"
+    page.screenshot(path=str(ARTIFACTS / "workflow-3-timeline-live.png"), full_page=True)
     page.reload()
     assert "part replacement" in page.locator("#needs-action").inner_text()
     assert page.locator("#technician").count() == 0  # nothing waits for a dispatch now
-    page.screenshot(path=str(ARTIFACTS / "workflow-3-dispatched.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "workflow-4-dispatched.png"), full_page=True)
 
     page.get_by_role("link", name="Cancel…").click()
     page.wait_for_url(f"**/console/workflows/{workflow.pk}/steer/cancel/")
     reason = page.locator("#reason")
     assert reason.get_attribute("required") is not None
-    page.screenshot(path=str(ARTIFACTS / "workflow-4-cancel-asks-why.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "workflow-5-cancel-asks-why.png"), full_page=True)
     reason.fill("the part is on back-order")
     with page.expect_navigation():
         page.get_by_role("button", name="Cancel").click()
@@ -122,5 +143,5 @@ def test_the_workflow_page_dispatches_only_allowed_people_and_keeps_sections_ope
     workflow.refresh_from_db()
     assert workflow.state == "cancelled", workflow.state_reason
     assert "Cancelled" in page.locator("h1").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "workflow-5-cancelled.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "workflow-6-cancelled.png"), full_page=True)
     tab.close()
