@@ -70,3 +70,4 @@ class WindowStatus(models.TextChoices):
 class JobOutcome(models.TextChoices):
     OK = "ok", "OK"
     FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped (another run in progress)"

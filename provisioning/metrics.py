@@ -148,7 +148,8 @@ def jobs() -> Iterable[Metric]:
     )
     yield histogram(
         "factory_job_duration_seconds",
-        "Runs of the scheduled jobs that finished, by job and outcome (ok, failed).",
+        "Runs of the scheduled jobs that finished, by job and outcome (ok, failed; skipped: "
+        "another run was in progress).",
         ["job", "outcome"],
         JOB_BUCKETS,
         [(labels, durations) for labels, (durations, _) in found.items()],
