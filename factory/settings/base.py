@@ -156,15 +156,41 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+# Queues by concern, each with workers of its own in compose, so that none starves another:
+# workflow steps and advances (the default queue), scheduled jobs (the reconciler, sweeps,
+# scans, the lockbox's and the ledgers' jobs), telemetry maintenance (roll-ups, retention)
+# and webhook deliveries (a slow receiver never holds a worker a workflow needs). Every worker
+# names its queues with -Q; one for all of them is ",".join(CELERY_TASK_QUEUES).
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
-# Webhook deliveries (``events.*``) have their own queue and workers: a slow receiver never
-# holds a worker the workflow engine needs. Every worker names its queues with -Q.
+JOBS_QUEUE = os.environ.get("JOBS_QUEUE", "jobs")
+TELEMETRY_QUEUE = os.environ.get("TELEMETRY_QUEUE", "telemetry")
 WEBHOOK_QUEUE = os.environ.get("WEBHOOK_QUEUE", "webhooks")
-CELERY_TASK_QUEUES = {
-    name: {"exchange": name, "routing_key": name}
-    for name in (CELERY_TASK_DEFAULT_QUEUE, WEBHOOK_QUEUE)
-}
-CELERY_TASK_ROUTES = {"events.*": {"queue": WEBHOOK_QUEUE}}
+#: Scheduled jobs of ``provisioning`` (the rest of its tasks are the workflow engine's).
+_PROVISIONING_JOBS = (
+    "reconcile",
+    "health_sweep",
+    "firmware_compliance_scan",
+    "detect_stale_agents",
+)
+
+
+def celery_routing(steps: str, jobs: str, telemetry: str, webhooks: str) -> tuple[dict, dict]:
+    """``(CELERY_TASK_QUEUES, CELERY_TASK_ROUTES)`` for these queue names: every task by its
+    stable name (and the module-path names it had before, ``provisioning.tasks``)."""
+    queues = {
+        name: {"exchange": name, "routing_key": name} for name in (steps, jobs, telemetry, webhooks)
+    }
+    routes: dict[str, dict[str, str]] = {"events.*": {"queue": webhooks}}
+    for prefix in ("provisioning.", "provisioning.tasks."):
+        routes[f"{prefix}telemetry_*"] = {"queue": telemetry}
+        routes.update({f"{prefix}{job}": {"queue": jobs} for job in _PROVISIONING_JOBS})
+    routes.update({"tenants.*": {"queue": jobs}, "placement.*": {"queue": jobs}})
+    return queues, routes
+
+
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_routing(
+    CELERY_TASK_DEFAULT_QUEUE, JOBS_QUEUE, TELEMETRY_QUEUE, WEBHOOK_QUEUE
+)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"

@@ -90,3 +90,29 @@ def test_messages_sent_under_the_old_module_path_names_still_run():
     for legacy, stable in legacy_names.items():
         assert app.tasks[legacy].run is app.tasks[stable].run
         assert app.tasks[legacy].acks_late == app.tasks[stable].acks_late
+
+
+#: The concern each scheduled job belongs to (issue 18 item 5: queues by concern).
+CONCERN = {
+    "events.sweep_webhooks": "WEBHOOK_QUEUE",
+    "provisioning.telemetry_rollup": "TELEMETRY_QUEUE",
+    "provisioning.telemetry_retention": "TELEMETRY_QUEUE",
+}
+
+
+def routed(task: str) -> str:
+    """The queue the control plane's Celery app sends ``task`` to (its configured routes)."""
+    return app.amqp.router.route({}, task)["queue"].name
+
+
+def test_every_task_goes_to_its_concerns_queue_and_hints_to_the_steps_queue(settings):
+    for task in SCHEDULED.values():
+        queue_setting = CONCERN.get(task, "JOBS_QUEUE")
+        assert routed(task) == getattr(settings, queue_setting), task
+    for hint in (queue.RUN_STEP, queue.RUN_STEPS, queue.ADVANCE_WORKFLOW, "provisioning.noop"):
+        assert routed(hint) == settings.CELERY_TASK_DEFAULT_QUEUE, hint
+    # what a release before the stable names sends goes where the stable name goes
+    assert routed("provisioning.tasks.telemetry_rollup") == settings.TELEMETRY_QUEUE
+    assert routed("provisioning.tasks.reconcile") == settings.JOBS_QUEUE
+    assert routed("provisioning.tasks.run_step") == settings.CELERY_TASK_DEFAULT_QUEUE
+    assert len(set(settings.CELERY_TASK_QUEUES)) == 4

@@ -175,10 +175,11 @@ def worker_process(
     concurrency: int = 2,
     queues: tuple[str, ...] | None = None,
 ) -> Process:
-    """A Celery worker consuming ``queues``: by default both the workflows' queue and the
-    webhooks' (as the test settings name them), so that every hint a test sends is taken."""
+    """A Celery worker consuming ``queues``: by default every concern's (workflow steps,
+    scheduled jobs, telemetry, webhooks; as the test settings name them), so that every hint
+    a test sends is taken."""
     if queues is None:
-        queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE)
+        queues = tuple(settings.CELERY_TASK_QUEUES)  # every concern's
     return Process(
         [
             str(BIN / "celery"),

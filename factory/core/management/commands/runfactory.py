@@ -1,6 +1,6 @@
-"""Run the whole control plane in one terminal: web (gunicorn), Celery worker (the workflows'
-queue and the webhooks') and Celery beat, plus, for each site with UltraServers, its simulated
-hardware and a site agent.
+"""Run the whole control plane in one terminal: web (gunicorn), a Celery worker (on every
+queue: workflow steps, scheduled jobs, telemetry, webhooks) and Celery beat, plus, for each
+site with UltraServers, its simulated hardware and a site agent.
 
 Used by ``make up`` on the embedded default (SQLite + filesystem broker). Ctrl-C, or any one
 process dying, stops all of them.
@@ -158,8 +158,9 @@ class Command(BaseCommand):
                 "--access-logfile",
                 "-",
             ],
-            # Both queues, the workflows' and the webhook deliveries' (the compose file gives
-            # webhooks a worker of their own; here one process keeps the demo small).
+            # Every concern's queue: workflow steps, scheduled jobs, telemetry maintenance and
+            # webhook deliveries (the compose file gives each workers of its own; here one
+            # process keeps the demo small).
             "worker": [
                 os.path.join(bin_dir, "celery"),
                 "-A",
@@ -170,7 +171,7 @@ class Command(BaseCommand):
                 "--concurrency",
                 "2",
                 "-Q",
-                f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.WEBHOOK_QUEUE}",
+                ",".join(settings.CELERY_TASK_QUEUES),
                 "--without-gossip",
                 "--without-mingle",
             ],
