@@ -120,6 +120,12 @@ class NeedsActionDetailSerializer(serializers.Serializer):
     opens_local = serializers.CharField(required=False, help_text="ISO 8601, site local time.")
     opens_utc = serializers.CharField(required=False, help_text="ISO 8601, UTC.")
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # Only the facts the kind set: DRF answers a missing nullable field (escalated_at)
+        # with null, which put a wait-for-a-person field on every other kind.
+        data = super().to_representation(instance)
+        return {k: v for k, v in data.items() if k in instance}
+
 
 class NeedsActionSerializer(serializers.Serializer):
     """What the workflow needs from a person now (``provisioning.attention``)."""
