@@ -7,6 +7,10 @@ model forms expect); deleting a protected row raises ``ProtectedError``; the dat
 
     ValidationError → Invalid · PermissionDenied → Denied · Http404, DoesNotExist → NotFound
     ProtectedError, RestrictedError, IntegrityError → Conflict · DataError → Invalid
+
+and one that is no refusal but the service's state, never a 500 either: a statement the
+database cancelled (``statement_timeout``, ``DATABASE_STATEMENT_TIMEOUT_MS``) → Unavailable
+(503, ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -15,12 +19,20 @@ import logging
 from collections.abc import Mapping
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.forms import BaseForm
 from django.http import Http404
 
-from tenants.errors import Conflict, Denied, DomainError, FieldError, Invalid, NotFound
+from tenants.errors import (
+    Conflict,
+    Denied,
+    DomainError,
+    FieldError,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +107,21 @@ def as_domain_error(exc: BaseException) -> DomainError | None:
         return NotFound()
     if isinstance(exc, PermissionDenied):
         return Denied(str(exc) or None)
+    if isinstance(exc, OperationalError) and _cancelled(exc):
+        logger.warning("statement cancelled: %s", (str(exc).splitlines() or [""])[0])
+        return Unavailable(
+            "The request took longer than the database allows and was cancelled; try again "
+            "shortly, or ask for less (a narrower filter, a smaller page).",
+            code="statement_timeout",
+            retry_after=5,
+        )
     return None
+
+
+def _cancelled(exc: OperationalError) -> bool:
+    """PostgreSQL cancelled the statement (SQLSTATE 57014: its timeout, or an operator)."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) == "57014"
 
 
 def add_to_form(

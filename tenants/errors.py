@@ -148,12 +148,8 @@ class PreconditionFailed(DomainError):
     default_message = "A precondition of the request does not hold."
 
 
-class TooManyRequests(DomainError):
-    """429: too many attempts (e.g. failed log-ins); ``retry_after`` says when to try again."""
-
-    status = 429
-    default_code = "throttled"
-    default_message = "Too many requests."
+class _RetryLater(DomainError):
+    """A refusal that says when to try again (``retry_after`` seconds: ``Retry-After``)."""
 
     def __init__(
         self,
@@ -166,6 +162,23 @@ class TooManyRequests(DomainError):
     ) -> None:
         super().__init__(message, code=code, field=field, errors=errors)
         self.retry_after = retry_after
+
+
+class TooManyRequests(_RetryLater):
+    """429: too many attempts (e.g. failed log-ins); ``retry_after`` says when to try again."""
+
+    status = 429
+    default_code = "throttled"
+    default_message = "Too many requests."
+
+
+class Unavailable(_RetryLater):
+    """503: not the request's fault, the service's state: its work took longer than the
+    database allows (``statement_timeout``) and was cancelled. Try again later."""
+
+    status = 503
+    default_code = "unavailable"
+    default_message = "The service is busy; try again shortly."
 
 
 def required_text(value: object, field: str = "reason", *, max_length: int = 500) -> str:

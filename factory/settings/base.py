@@ -132,6 +132,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+# The longest one statement may run (PostgreSQL's statement_timeout; 0: no limit). The web
+# tier sets it (compose, runfactory: 30 s): a request its client gave up on, or one asking too
+# much, is cancelled in the database instead of holding a worker and a connection; its answer
+# is a 503 with Retry-After (tenants.django_errors). Workers and migrations run without one.
+DATABASE_STATEMENT_TIMEOUT_MS = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "0"))
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_STATEMENT_TIMEOUT_MS > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The ledger's Ed25519 key (signed checkpoints, evidence packs): created 0600 on first use
 # unless LEDGER_SIGNING_KEY_CREATE is off (then a missing file refuses to sign: fail closed).

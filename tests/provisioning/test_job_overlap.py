@@ -7,32 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-import psycopg
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from factory.telemetry.models import ServerRollup
 from provisioning import jobs
 from provisioning.jobruns import JOB_LOCK_CLASS, recorded
 from provisioning.models import JobRun
+from tests.support.processes import other_session
 from tests.support.telemetry import agent_client, post, server_report
 from tests.support.workflows import put_in_service
 
 pytestmark = pytest.mark.django_db
-
-
-def other_session() -> psycopg.Connection:
-    """Another connection to the test database (another worker's)."""
-    settings = connection.settings_dict
-    return psycopg.connect(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-        autocommit=True,
-    )
 
 
 def samples(fleet, count: int = 3) -> None:
@@ -46,7 +32,7 @@ def samples(fleet, count: int = 3) -> None:
 
 def test_a_roll_up_that_finds_another_running_does_nothing_and_says_so(fleet):
     samples(fleet)
-    with other_session() as worker:
+    with other_session(autocommit=True) as worker:
         worker.execute(
             "SELECT pg_advisory_lock(%s, hashtext(%s))", [JOB_LOCK_CLASS, "telemetry-rollup"]
         )
@@ -66,7 +52,7 @@ def test_a_roll_up_that_finds_another_running_does_nothing_and_says_so(fleet):
 
 def test_a_run_releases_its_lock_whether_it_succeeds_or_fails(fleet):
     jobs.telemetry_rollup()
-    with other_session() as worker:
+    with other_session(autocommit=True) as worker:
         free = worker.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [JOB_LOCK_CLASS, "telemetry-rollup"]
         ).fetchone()[0]
@@ -82,7 +68,7 @@ def test_a_run_releases_its_lock_whether_it_succeeds_or_fails(fleet):
     with pytest.raises(RuntimeError):  # a run that fails: its error recorded, its lock freed
         broken()
     assert JobRun.objects.get(job="always-fails").outcome == "failed"
-    with other_session() as worker:
+    with other_session(autocommit=True) as worker:
         assert worker.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [JOB_LOCK_CLASS, "always-fails"]
         ).fetchone()[0]

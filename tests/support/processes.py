@@ -237,3 +237,20 @@ def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1):
         yield url
     finally:
         server.stop()  # before the test database is flushed
+
+
+def other_session(autocommit: bool = False):
+    """Another PostgreSQL session on the test database (another worker's, an operator's): to
+    hold a lock the code under test must meet."""
+    import psycopg
+    from django.db import connection
+
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+        autocommit=autocommit,
+    )
