@@ -81,6 +81,9 @@ class ClaimedCommand(TypedDict):
 
 class ClaimResponse(TypedDict):
     commands: list[ClaimedCommand]
+    # Set when the control plane had no thread to wait with (too many long-polls at once) and
+    # nothing was queued: claim again after this long rather than at once.
+    retry_after_seconds: NotRequired[float]
 
 
 class CommandOutcome(TypedDict):

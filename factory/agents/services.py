@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from factory.agents.signals import command_finished
 from factory.core.bulk import update_rows
 from factory.inventory.lifecycle import InvalidTransition
 from tenants.errors import Conflict, FieldError, Invalid
+from tenants.process_caps import ProcessCap
 from tenants.services import audit
 from tenants.services.changes import ChangeContext
 from tenants.services.tokens import digest
@@ -36,6 +38,10 @@ TOKEN_PREFIX = "aga_"
 _SEEN_RESOLUTION = dt.timedelta(seconds=5)
 MAX_WAIT_SECONDS = wire.MAX_CLAIM_WAIT_SECONDS
 MAX_CLAIM = wire.MAX_CLAIM
+#: How long an agent turned away from waiting (every long-poll slot of the process taken) waits
+#: before it claims again: short, so a command queued meanwhile waits little longer than it would.
+CLAIM_BUSY_RETRY_SECONDS = 1.0
+_waiting = ProcessCap()  # long-polls of this process waiting now
 
 
 def issue_agent(site: Site, name: str, ctx: ChangeContext) -> tuple[SiteAgent, str]:
@@ -239,6 +245,35 @@ def claim(agent: SiteAgent, *, limit: int = 10, wait_seconds: float = 0.0) -> li
             return commands
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, 0.5)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A long-poll's answer: the commands handed out, and when it did not wait because this
+    process had no thread to spare and nothing was queued, how long before claiming again."""
+
+    commands: list[AgentCommand]
+    retry_after_seconds: float | None = None
+
+
+def claim_waiting(agent: SiteAgent, *, limit: int = 10, wait_seconds: float = 0.0) -> Claimed:
+    """``claim`` for a request on a web thread: it waits only while fewer than
+    ``AGENT_CLAIM_WAITS_MAX_PER_PROCESS`` long-polls of this process wait, so agents at more
+    sites than the process has threads cannot hold them all. Past the cap it answers at once."""
+    if wait_seconds <= 0:
+        return Claimed(claim(agent, limit=limit))
+    if not _waiting.take(int(settings.AGENT_CLAIM_WAITS_MAX_PER_PROCESS)):
+        commands = claim(agent, limit=limit)
+        return Claimed(commands, None if commands else CLAIM_BUSY_RETRY_SECONDS)
+    try:
+        return Claimed(claim(agent, limit=limit, wait_seconds=wait_seconds))
+    finally:
+        _waiting.give_back()
+
+
+def waiting_in_process() -> int:
+    """Long-polls of this process waiting now."""
+    return _waiting.open
 
 
 def complete(

@@ -399,6 +399,12 @@ EVENTS_WATCH_KEY_PREFIX = os.environ.get("EVENTS_WATCH_KEY_PREFIX", "eventstream
 # this often, and ends when they no longer hold.
 EVENTS_WATCH_RECHECK_SECONDS = float(os.environ.get("EVENTS_WATCH_RECHECK_SECONDS", "15"))
 
+# --- The agents' command long-poll (factory.agents.services.claim_waiting) ----------------------
+# Long-polls waiting at once per web process; past it a claim is answered at once (what is queued,
+# or nothing and retry_after_seconds), so agents at more sites than threads never take the
+# threads the rest of the API needs. With the watch streams' cap, keep it under --threads.
+AGENT_CLAIM_WAITS_MAX_PER_PROCESS = int(os.environ.get("AGENT_CLAIM_WAITS_MAX_PER_PROCESS", "2"))
+
 # --- Webhooks (tenants.events.webhooks) ---------------------------------------------------------
 # One attempt, start to end (resolving, connecting, TLS, sending, the answer), is abandoned past
 # the deadline ("too_slow"), however slowly a receiver drips bytes; the connect and read timeouts

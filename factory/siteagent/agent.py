@@ -75,6 +75,7 @@ class Agent:
         self.image_base = image_base
         self.task_poll_s = task_poll_s
         self.claim_wait_s = claim_wait_s
+        self.claim_pause_s = 0.0  # the last claim's retry_after_seconds
         self.http = requests.Session()
         self.http.headers[wire.AUTH_HEADER] = wire.authorization(token)
         self.stop = threading.Event()
@@ -383,6 +384,8 @@ class Agent:
         commands = answer["commands"]
         for command in commands:
             self.dispatch(command)
+        # The control plane had no thread to wait with: come back later, not at once.
+        self.claim_pause_s = float(answer.get("retry_after_seconds", 0.0))
         return len(commands)
 
     def dispatch(self, command: wire.ClaimedCommand) -> None:
@@ -498,6 +501,8 @@ class Agent:
                 claimed = -1
             if claimed < 0:
                 self.stop.wait(2.0)
+            elif claimed == 0 and self.claim_pause_s > 0:
+                self.stop.wait(min(self.claim_pause_s, wire.MAX_CLAIM_WAIT_SECONDS))
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ import structlog
 from django.conf import settings
 
 from tenants.errors import TooManyRequests
+from tenants.process_caps import ProcessCap
 
 logger = structlog.get_logger(__name__)
 
@@ -181,26 +182,7 @@ def _sets() -> _Sets:
     return _redis_sets(url) if url else _local
 
 
-class _ProcessCap:
-    """Streams open in this process."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.lock = threading.Lock()
-
-    def take(self, cap: int) -> bool:
-        with self.lock:
-            if cap > 0 and self.open >= cap:
-                return False
-            self.open += 1
-            return True
-
-    def give_back(self) -> None:
-        with self.lock:
-            self.open = max(0, self.open - 1)
-
-
-_process = _ProcessCap()
+_process = ProcessCap()  # streams open in this process
 
 
 def open_in_process() -> int:

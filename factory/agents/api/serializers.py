@@ -79,6 +79,11 @@ class ClaimedCommandSerializer(serializers.ModelSerializer):
 
 class ClaimResponseSerializer(serializers.Serializer):
     commands = ClaimedCommandSerializer(many=True)
+    retry_after_seconds = serializers.FloatField(
+        required=False,
+        help_text="Present when the claim did not wait (the server had no thread to spare) and "
+        "nothing was queued: claim again after this many seconds.",
+    )
 
 
 class ResultSerializer(serializers.Serializer):

@@ -60,14 +60,18 @@ class AgentCommandViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 class AgentClaimView(SiteAgentView):
     """The agent's long-poll: up to ``limit`` of its site's queued commands, waiting up to
-    ``wait_seconds`` for one. Each command is handed out once."""
+    ``wait_seconds`` for one (while this process has a thread to wait with; else at once, with
+    ``retry_after_seconds``). Each command is handed out once."""
 
     @extend_schema(request=s.ClaimRequestSerializer, responses=s.ClaimResponseSerializer)
     def post(self, request):
         params = s.ClaimRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        commands = services.claim(request.auth, **params.validated_data)
-        return Response({"commands": s.ClaimedCommandSerializer(commands, many=True).data})
+        claimed = services.claim_waiting(request.auth, **params.validated_data)
+        body: dict = {"commands": s.ClaimedCommandSerializer(claimed.commands, many=True).data}
+        if claimed.retry_after_seconds is not None:
+            body["retry_after_seconds"] = claimed.retry_after_seconds
+        return Response(body)
 
 
 class AgentResultView(SiteAgentView):

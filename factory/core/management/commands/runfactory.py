@@ -151,8 +151,9 @@ class Command(BaseCommand):
                 f"{host}:{port}",
                 "--workers",
                 "2",
-                # Twice the per-process cap on watch streams (EVENTS_WATCH_MAX_PER_PROCESS), so
-                # open streams never take every thread from the rest of the API.
+                # Above the per-process caps on watch streams (EVENTS_WATCH_MAX_PER_PROCESS, 4)
+                # and waiting agent long-polls (AGENT_CLAIM_WAITS_MAX_PER_PROCESS, 2), so they
+                # never take every thread from the rest of the API.
                 "--threads",
                 "8",
                 "--access-logfile",
