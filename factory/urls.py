@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from factory import wire
-from factory.core.health import healthz, readyz
+from factory.core.health import healthz, readyz, readyz_component
 from factory.core.site import ApiRootView, favicon, root
 from factory.telemetry.api.views import MetricsView
 
@@ -28,6 +28,7 @@ urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("readyz/<slug:name>", readyz_component, name="readyz-component"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path(API_V1, ApiRootView.as_view(patterns=api_v1), name="api-root"),
     path(API_V1, include(api_v1)),

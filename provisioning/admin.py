@@ -17,6 +17,7 @@ from provisioning.models import (
     MaintenanceWindow,
     Notification,
     PartReplacement,
+    SchedulerLease,
     Step,
     Workflow,
     WorkflowEvent,
@@ -191,6 +192,16 @@ class JobRunAdmin(ReadOnlyAdmin):
 
 
 admin.site.register(PartReplacement, ReadOnlyAdmin)
+
+
+@admin.register(SchedulerLease)
+class SchedulerLeaseAdmin(ReadOnlyAdmin):
+    """Which beat replica sends the scheduled jobs, and since when (read-only: the replicas
+    keep it)."""
+
+    list_display = ["name", "holder", "since", "renewed_at", "expires_at"]
+
+
 admin.site.register(Notification, ReadOnlyAdmin)
 
 

@@ -35,6 +35,10 @@ class ProvisioningConfig(AppConfig):
         from provisioning import metrics as workflow_metrics
 
         metrics.register(workflow_metrics.collect)
+        from factory.core import health
+        from provisioning import scheduler
+
+        health.report("scheduler", scheduler.check)
 
 
 def _open_maintenance(sender: object, faults: list[Any], **kwargs: object) -> None:

@@ -53,6 +53,7 @@ def collect(scope: Scope) -> Iterable[Metric]:
     yield from steps(scope)
     if scope.everything:  # plant-wide: no tenant owns a job or a broker queue
         yield from jobs()
+        yield from scheduler_lease()
         yield from broker_queues()
 
 
@@ -167,6 +168,28 @@ def jobs() -> Iterable[Metric]:
     for job, at in sorted(last_ok.items()):
         last.add_metric([job], at)
     yield last
+
+
+def scheduler_lease() -> Iterable[Metric]:
+    """Whether a beat replica is sending the scheduled jobs (``provisioning.scheduler``): one
+    row, whatever the fleet size."""
+    from provisioning import scheduler
+
+    now = scheduler.state()
+    up = GaugeMetricFamily(
+        "factory_scheduler_up",
+        "1 if a Celery beat replica renewed the scheduler lease within one lease "
+        "(SCHEDULER_LEASE_SECONDS), else 0: no one is sending the scheduled jobs.",
+    )
+    up.add_metric([], 1.0 if now.up else 0.0)
+    yield up
+    if now.renewed_at is not None:
+        renewed = GaugeMetricFamily(
+            "factory_scheduler_lease_renewed_timestamp_seconds",
+            "When the leading beat replica last renewed the scheduler lease (Unix time).",
+        )
+        renewed.add_metric([], now.renewed_at.timestamp())
+        yield renewed
 
 
 def broker_queues() -> Iterable[Metric]:

@@ -206,7 +206,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's schedule (rows, editable in admin) behind a lease: beat may run as several
+# replicas and only the lease's holder sends (provisioning.scheduler). A lost holder is replaced
+# within SCHEDULER_LEASE_SECONDS (and a third); no renewal for that long reads as no scheduler
+# (/readyz/scheduler, factory_scheduler_up).
+CELERY_BEAT_SCHEDULER = "provisioning.scheduler:LeaderScheduler"
+SCHEDULER_LEASE_SECONDS = float(os.environ.get("SCHEDULER_LEASE_SECONDS", "6"))
 CELERY_TIMEZONE = "UTC"
 # A workflow step's lease: a worker that vanishes mid-step is noticed after this long.
 WORKFLOW_LEASE_SECONDS = int(os.environ.get("WORKFLOW_LEASE_SECONDS", "60"))

@@ -1,4 +1,4 @@
-from provisioning.models.records import JobRun, Notification, PartReplacement
+from provisioning.models.records import JobRun, Notification, PartReplacement, SchedulerLease
 from provisioning.models.windows import CapacityFloor, FirmwareRelease, MaintenanceWindow
 from provisioning.models.workflows import Step, Workflow, WorkflowEvent, WorkflowTarget
 
@@ -9,6 +9,7 @@ __all__ = [
     "MaintenanceWindow",
     "Notification",
     "PartReplacement",
+    "SchedulerLease",
     "Step",
     "Workflow",
     "WorkflowEvent",

@@ -70,3 +70,21 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SchedulerLease(models.Model):
+    """Which Celery beat replica sends the scheduled jobs now (``provisioning.scheduler``):
+    one row per role, held by renewing it before it expires. Times are the database's, so
+    replicas with skewed clocks agree on when a lease has run out."""
+
+    name = models.CharField(max_length=32, unique=True)
+    holder = models.CharField(max_length=200, help_text="host:pid:nonce of the leading replica")
+    since = models.DateTimeField(help_text="when this holder took the lease")
+    renewed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "scheduler lease"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder}"

@@ -97,6 +97,17 @@ def test_embedded_control_plane_serves_demo_fleet_and_stops_cleanly(tmp_path):
             assert time.monotonic() < deadline, Path(log.name).read_text()
             time.sleep(0.5)
         assert body["checks"] == {"database": "ok", "broker": "ok"}
+        # The beat holds the scheduler lease (on SQLite too, by the database's clock).
+        while True:
+            try:
+                status, scheduler = get(f"{base}/readyz/scheduler")
+            except urllib.error.HTTPError as exc:
+                status, scheduler = exc.code, json.loads(exc.read())
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, (scheduler, Path(log.name).read_text())
+            time.sleep(0.5)
+        assert scheduler == {"status": "ok", "check": "scheduler"}
         # README's first API call: log in as a demo person for a token, then list.
         status, issued = post(
             f"{base}/api/v1/auth/token/",

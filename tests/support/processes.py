@@ -205,6 +205,25 @@ def worker_process(
     ).start()
 
 
+def beat_process(env: dict, log: Path, schedule: Path) -> Process:
+    """Celery beat with the project's scheduler (the rows in the test database, behind the
+    scheduler lease): several may run at once, as compose's replicas do."""
+    return Process(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "factory",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(schedule),
+        ],
+        env,
+        log,
+    ).start()
+
+
 @contextmanager
 def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1):
     """gunicorn serving the test database (the test must be transactional to see its data).

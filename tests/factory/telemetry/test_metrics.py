@@ -146,6 +146,7 @@ EVERY_FAMILY = {
     "factory_workflow_steps_leased",
     "factory_job_duration_seconds",
     "factory_job_last_success_timestamp_seconds",
+    "factory_scheduler_up",
     "factory_celery_broker_up",
     "factory_celery_queue_length",
     "factory_webhook_subscriptions",
