@@ -3,8 +3,10 @@
 run_steps: claim (compare-and-set READY/WAITING → RUNNING with a lease, committed), then act and
 finish in a second transaction that re-checks the lease under the row lock. A worker killed
 between the two leaves a RUNNING step whose lease expires; nothing of its work committed, so the
-reconciler hands it back (``recover_expired_leases``). Every follow-up is queued on commit; a
-server whose last step finished hints its workflow's advance (``provisioning.rollout``).
+reconciler hands it back (``recover_expired_leases``). A live worker's leases are kept by its
+process's heartbeat (``provisioning.leases``), so the lease can be short. Every follow-up is
+queued on commit; a server whose last step finished hints its workflow's advance
+(``provisioning.rollout``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 import structlog
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
@@ -27,7 +28,7 @@ from factory.core.bulk import update_rows
 from factory.inventory import lifecycle
 from factory.inventory.models import UltraServer
 from factory.inventory.services import transition
-from provisioning import rollout, waits
+from provisioning import leases, rollout, waits
 from provisioning.attribution import workflow_ctx
 from provisioning.choices import (
     HOLD_RISKY_BATCH,
@@ -105,7 +106,7 @@ def claim_steps(step_ids: Iterable[int], owner: str) -> list[int]:
                 state=StepState.RUNNING,
                 attempt=Greatest(F("attempt"), 1),
                 lease_owner=owner,
-                lease_expires_at=now + dt.timedelta(seconds=settings.WORKFLOW_LEASE_SECONDS),
+                lease_expires_at=now + dt.timedelta(seconds=leases.lease_seconds()),
                 started_at=Coalesce(F("started_at"), Value(now)),
             )
     return ids
@@ -125,6 +126,14 @@ def run_steps(step_ids: Iterable[int], owner: str | None = None) -> dict[int, st
     claimed = claim_steps(step_ids, owner)
     if not claimed:
         return {}
+    leases.running(claimed, owner)  # the process's heartbeat keeps them while unlocked
+    try:
+        return _run_claimed(claimed, owner)
+    finally:
+        leases.done(claimed)
+
+
+def _run_claimed(claimed: list[int], owner: str) -> dict[int, str]:
     try:
         with transaction.atomic():
             return _StepBatch(claimed, owner).run()
@@ -140,6 +149,7 @@ def run_steps(step_ids: Iterable[int], owner: str | None = None) -> dict[int, st
         except Exception:  # its lease expires and the reconciler hands it back
             logger.exception("step raised; its lease will expire", step=step_id)
             results[step_id] = "error"
+        leases.done([step_id])  # no longer kept alive: it failed, or finished
     return results
 
 

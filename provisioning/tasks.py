@@ -8,8 +8,15 @@ code lives.
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_init
 
-from provisioning import jobs, queue, rollout, runner
+from provisioning import jobs, leases, queue, rollout, runner
+
+
+@worker_process_init.connect(dispatch_uid="provisioning.lease_heartbeat")
+def _start_lease_heartbeat(**kwargs: object) -> None:
+    """Each prefork child keeps the leases of the steps it runs (``provisioning.leases``)."""
+    leases.start_heartbeat()
 
 
 @shared_task(name=queue.RUN_STEP, acks_late=True, ignore_result=True)

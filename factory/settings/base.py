@@ -214,7 +214,7 @@ CELERY_BEAT_SCHEDULER = "provisioning.scheduler:LeaderScheduler"
 SCHEDULER_LEASE_SECONDS = float(os.environ.get("SCHEDULER_LEASE_SECONDS", "6"))
 CELERY_TIMEZONE = "UTC"
 # A workflow step's lease: a worker that vanishes mid-step is noticed after this long.
-WORKFLOW_LEASE_SECONDS = int(os.environ.get("WORKFLOW_LEASE_SECONDS", "60"))
+WORKFLOW_LEASE_SECONDS = int(os.environ.get("WORKFLOW_LEASE_SECONDS", "15"))
 # A site agent silent for longer than this has its site's UltraServers marked unreachable.
 AGENT_SILENT_AFTER_SECONDS = int(os.environ.get("AGENT_SILENT_AFTER_SECONDS", "300"))
 

@@ -19,22 +19,13 @@ from tests.support.processes import (
     beat_process,
     free_port,
     redis_process,
+    until,
     worker_process,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 LEASE = 3.0  # SCHEDULER_LEASE_SECONDS for the replicas (the default is 6)
 PERIOD = 10.0  # the reconciler's (provisioning/migrations/0002_scheduled_jobs.py)
-
-
-def until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def reconciler_runs() -> list[JobRun]:

@@ -9,24 +9,20 @@ import time
 
 import pytest
 import redis as redis_client
-from celery import Celery
 from django.conf import settings
 
 from provisioning.models import JobRun
-from tests.support.processes import app_env, free_port, redis_process, worker_process
+from tests.support.processes import (
+    app_env,
+    free_port,
+    hint_sender,
+    redis_process,
+    worker_process,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 BACKLOG = 2000
-
-
-def sender(redis_url: str) -> Celery:
-    """Sends as the control plane does (beat and the web tier): by the settings' routes."""
-    client = Celery(broker=redis_url)
-    client.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    client.conf.task_queues = settings.CELERY_TASK_QUEUES
-    client.conf.task_routes = settings.CELERY_TASK_ROUTES
-    return client
 
 
 def wait_for_run(job: str, timeout: float) -> JobRun:
@@ -44,7 +40,7 @@ def test_each_concern_moves_on_its_own_workers_whatever_waits_on_another(tmp_pat
     url = f"redis://127.0.0.1:{port}/0"
     broker = redis_process(port, tmp_path / "redis.log")
     env = app_env(url)
-    hints, queued = sender(url), redis_client.Redis.from_url(url)
+    hints, queued = hint_sender(url), redis_client.Redis.from_url(url)
     workers = []
     try:
         # a backlog on the steps' queue that nobody takes (its workers are all busy, or gone)

@@ -45,6 +45,29 @@ def wait_for(check, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def until(check, timeout: float, what: str):
+    """Poll ``check`` until it returns something truthy, and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def hint_sender(redis_url: str):
+    """A Celery client sending as the control plane does (beat and the web tier), by the
+    settings' routes, to the broker at ``redis_url`` (a private one)."""
+    from celery import Celery
+
+    client = Celery(broker=redis_url)
+    client.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    client.conf.task_queues = settings.CELERY_TASK_QUEUES
+    client.conf.task_routes = settings.CELERY_TASK_ROUTES
+    return client
+
+
 class Process:
     """A child process in its own session, so that a kill reaches its pool children too."""
 
