@@ -20,7 +20,7 @@ up: $(STAMP)
 	$(BIN)/python manage.py runfactory
 
 ## Run the whole suite against real PostgreSQL and Redis (127.0.0.1 by default); the preflight
-## installs Debian's chromium and prometheus (promtool) when they are missing and we are root.
+## installs Debian's chromium, prometheus (promtool) and nginx when they are missing and we are root.
 test: $(STAMP)
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/pytest $(PYTEST_ARGS)

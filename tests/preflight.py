@@ -2,9 +2,10 @@
 
 - PostgreSQL and Redis must be reachable (the tests talk to real ones); if not, one line names
   the command that starts each.
-- Debian's Chromium (the console's browser tests: Playwright cannot download a browser here)
-  and promtool (Debian's ``prometheus``: the /metrics exposition test) are installed with
-  apt-get when missing and we are root; otherwise one line says how.
+- Debian's Chromium (the console's browser tests: Playwright cannot download a browser here),
+  promtool (Debian's ``prometheus``: the /metrics exposition test) and nginx (the compose
+  file's front, tried before gunicorn) are installed with apt-get when missing and we are root;
+  otherwise one line says how.
 
 So ``make test`` alone passes on a fresh machine, and CI needs nothing that it lacks.
 """
@@ -32,7 +33,11 @@ SERVICES = {
 }
 
 # (what the tests run, the Debian package that brings it)
-SYSTEM_TOOLS = [("/usr/bin/chromium", "chromium"), ("promtool", "prometheus")]
+SYSTEM_TOOLS = [
+    ("/usr/bin/chromium", "chromium"),
+    ("promtool", "prometheus"),
+    ("/usr/sbin/nginx", "nginx"),  # the front's configuration, tried (test_front_slow_clients)
+]
 
 
 def unreachable_services() -> list[str]:
