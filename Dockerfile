@@ -42,5 +42,7 @@ USER factory
 
 EXPOSE 8000
 # gthread: each event watch stream (server-sent events) holds a thread, not a whole worker.
+# Liveness outside the request threads on WEB_HEALTH_PORT, when set (factory.core.gunicorn_conf).
 CMD ["gunicorn", "factory.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", \
-     "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"]
+     "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-", \
+     "-c", "python:factory.core.gunicorn_conf"]

@@ -45,6 +45,20 @@ def wait_for(check, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
 def until(check, timeout: float, what: str):
     """Poll ``check`` until it returns something truthy, and return that; fail naming ``what``."""
     deadline = time.monotonic() + timeout
@@ -248,7 +262,7 @@ def beat_process(env: dict, log: Path, schedule: Path) -> Process:
 
 
 @contextmanager
-def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1):
+def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1, extra: tuple = ()):
     """gunicorn serving the test database (the test must be transactional to see its data).
     ``threads`` > 1: the gthread worker (what ``make up`` runs), which keeps connections alive."""
     port = free_port()
@@ -265,6 +279,7 @@ def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1):
             "--log-level",
             "warning",
             *(["--threads", str(threads)] if threads > 1 else []),
+            *extra,
         ],
         env,
         log,

@@ -158,6 +158,9 @@ class Command(BaseCommand):
                 "8",
                 "--access-logfile",
                 "-",
+                # Liveness outside the request threads when WEB_HEALTH_PORT is set.
+                "-c",
+                "python:factory.core.gunicorn_conf",
             ],
             # Every concern's queue: workflow steps, scheduled jobs, telemetry maintenance and
             # webhook deliveries (the compose file gives each workers of its own; here one
