@@ -145,14 +145,9 @@ def rollout() -> dict:
         "upgrade",
         servers,
         CTX,
-        spec={
-            "firmware_version": "2.0",
-            "canary_size": 1,
-            "batch_size": 250,
-            "max_unavailable_per_domain": 1,
-            "soak_seconds": 0,
-            "poll_seconds": 5,
-        },
+        # The default spec (canary 1, batches of 10, one per rack and feed at a time), soak
+        # 0 only for time's sake: what a user gets, not a bench-friendly batch of 250.
+        spec={"firmware_version": "2.0", "soak_seconds": 0},
     )
     last_reconcile = time.monotonic()
     while True:
@@ -208,7 +203,14 @@ def run() -> dict:
         with sender.producer_or_acquire() as producer:
             for _ in range(NOOPS):
                 sender.send_task("provisioning.noop", producer=producer)
-        workers = [worker_process(env, log, f"bench{i}", concurrency=CONCURRENCY) for i in range(2)]
+        # The steps' queue (named in env) and every other concern's, as make up's worker takes.
+        from django.conf import settings
+
+        queues = (queue, settings.JOBS_QUEUE, settings.TELEMETRY_QUEUE, settings.WEBHOOK_QUEUE)
+        workers = [
+            worker_process(env, log, f"bench{i}", concurrency=CONCURRENCY, queues=queues)
+            for i in range(2)
+        ]
         while _queue_length(client, queue) == NOOPS:
             time.sleep(0.001)
         start = time.perf_counter()
@@ -241,6 +243,7 @@ def run() -> dict:
         TARGET,
         steps=outcome["steps"],
         servers=SERVERS,
+        spec="the upgrade's defaults (canary 1, batch_size 10, 1 per rack and feed), soak 0",
         steps_per_s=round(outcome["steps"] / outcome["elapsed"], 1),
         noop_tasks_per_s=round(1 / noop_seconds, 1),
         rollout_seconds=round(outcome["elapsed"], 1),

@@ -64,10 +64,13 @@ def write_result(
     **extra,
 ) -> dict:
     """``target`` bounds the ratio value/baseline; with ``held_by_value`` (an issue that sets an
-    absolute figure) it bounds the value, and the ratio is reported beside it."""
+    absolute figure) it bounds the value, and the ratio is reported beside it. ``held`` also
+    needs every ``*_held`` of ``extra``."""
     ratio = value / baseline if baseline else float("inf")
     measured = value if held_by_value else ratio
     held = measured <= target if lower_is_better else measured >= target
+    # Every sub-target counts: ``held`` is true only if each ``*_held`` in the details is too.
+    held = held and all(bool(v) for k, v in extra.items() if k.endswith("_held"))
     result = {
         "name": name,
         "value": round(value, 3),

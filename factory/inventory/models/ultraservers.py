@@ -184,6 +184,15 @@ class Chip(models.Model):
                 fields=["ultraserver", "index"], name="chip_index_unique_in_server"
             ),
         ]
+        indexes = [
+            # The chips that are not well, found without reading the million that are: the
+            # health sweep, placement's candidates and the rollout's health gate ask for them.
+            models.Index(
+                fields=["health", "ultraserver"],
+                condition=~models.Q(health="ok"),
+                name="chip_unwell",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.serial
