@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import structlog
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from provisioning.choices import StepState
@@ -89,7 +89,7 @@ class LeaseHeartbeat(threading.Thread):
         while not self.stop.wait(lease_seconds() / 3):
             try:
                 beat_once()
-            except DatabaseError:
+            except Exception:  # never let the heartbeat die: the next beat tries again
                 logger.warning("step_lease_heartbeat_failed", exc_info=True)
                 close_old_connections()
         connection.close()

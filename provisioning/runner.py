@@ -141,6 +141,9 @@ def _run_claimed(claimed: list[int], owner: str) -> dict[int, str]:
         if len(claimed) == 1:
             raise
         logger.warning("a step broke its batch; running each alone", steps=claimed)
+        # The batch held their rows (the heartbeat skipped them): their leases may have run out
+        # while it ran. Renewed now, before they wait unlocked for their turn.
+        leases.renew(claimed, owner)
     results: dict[int, str] = {}
     for step_id in claimed:
         try:

@@ -130,6 +130,15 @@ class LeaderScheduler(DatabaseScheduler):
             return renew_every()
         return super().tick(*args, **kwargs)
 
+    def apply_entry(self, entry, producer=None):
+        """Send only while the lease is still ours: the tick's check may be seconds old by now
+        (a slow database read or broker in between), and the standby may have taken over."""
+        if time.monotonic() >= self._lead_until and not self._leads():
+            self._dirty.discard(entry.name)  # not sent: its last run stays as the leader wrote it
+            logger.warning("scheduler_send_skipped_not_leading", entry=entry.name)
+            return
+        super().apply_entry(entry, producer=producer)
+
     def _leads(self) -> bool:
         now = time.monotonic()
         if self.leading and now < self._lead_until:
@@ -142,14 +151,20 @@ class LeaderScheduler(DatabaseScheduler):
             held = False
         if held and not self.leading:
             logger.info("scheduler_leading", holder=self.holder)
+            # What the schedule is now, not what it was when this replica started or last led:
+            # re-read the rows (the last runs the other replica wrote, jobs disabled meanwhile).
+            self._initial_read = True
+            self._heap = None
         elif self.leading and not held:
             logger.warning("scheduler_lost_lease", holder=self.holder)
+            self._dirty.clear()  # the new leader's runs are the truth now
         self.leading = held
         self._lead_until = now + renew_every() if held else 0.0
         return held
 
     def close(self) -> None:
         if self.leading:
+            self.sync()  # the last runs written before the standby reads them
             try:
                 release(self.holder)
             except DatabaseError:

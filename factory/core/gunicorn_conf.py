@@ -75,7 +75,19 @@ def when_ready(server: Any) -> None:
     if not port:
         return
     host = os.environ.get("WEB_HEALTH_HOST", "0.0.0.0")
-    httpd = ThreadingHTTPServer((host, int(port)), _handler(server))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, name="health", daemon=True).start()
-    server.log.info("liveness on %s:%s/healthz, outside the request workers", host, port)
+
+    def serve() -> None:
+        # After a re-exec (USR2) the old master holds the port until it goes: keep trying,
+        # never fail the new master's start over it.
+        while True:
+            try:
+                httpd = ThreadingHTTPServer((host, int(port)), _handler(server))
+                break
+            except OSError as exc:
+                server.log.warning("liveness port %s:%s not free yet (%s)", host, port, exc)
+                time.sleep(1.0)
+        httpd.daemon_threads = True
+        server.log.info("liveness on %s:%s/healthz, outside the request workers", host, port)
+        httpd.serve_forever()
+
+    threading.Thread(target=serve, name="health", daemon=True).start()

@@ -1,4 +1,4 @@
-"""Request ids, body size limits and HEAD answers.
+"""Request ids, the client's address behind a proxy, body size limits and HEAD answers.
 
 Request ids: taken from ``X-Request-ID`` when a proxy set a sane one, made up otherwise. The id
 is bound to structlog's context (so every log line of the request carries it), stored on the
@@ -11,6 +11,7 @@ import re
 import uuid
 
 import structlog
+from django.conf import settings
 
 from factory.core.errors import error_response
 from factory.core.limits import body_limit, too_large
@@ -20,6 +21,27 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 def current_request_id(request) -> str:
     return getattr(request, "request_id", "") or ""
+
+
+class ClientAddressMiddleware:
+    """``REMOTE_ADDR`` is the client's, not the front's: behind ``TRUSTED_PROXY_COUNT`` proxies
+    (compose: 1, the nginx front, which sets ``X-Forwarded-For`` to the address it saw) it is
+    that many entries from the end of ``X-Forwarded-For``. Rate limits and log-in lockouts key
+    on it, so without this every client would share the front's address (one person's bad
+    passwords locking everyone out). The header is then dropped: nothing downstream trusts what
+    a client wrote there (with no proxy configured, it is ignored)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        forwarded = request.META.pop("HTTP_X_FORWARDED_FOR", "")
+        count = int(settings.TRUSTED_PROXY_COUNT)
+        if count > 0 and forwarded:
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            if len(hops) >= count:
+                request.META["REMOTE_ADDR"] = hops[-count]
+        return self.get_response(request)
 
 
 class RequestIdMiddleware:

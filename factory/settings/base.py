@@ -70,6 +70,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: a HEAD answer is the GET answer without its body, whoever made it.
     "factory.core.middleware.HeadWithoutBodyMiddleware",
+    # The client's address when a proxy stands in front (TRUSTED_PROXY_COUNT), before anything
+    # keys on it.
+    "factory.core.middleware.ClientAddressMiddleware",
     "factory.core.metrics.RequestMetricsMiddleware",  # every answer counted and timed by route
     "factory.core.middleware.RequestIdMiddleware",
     # A body over its limit (REQUEST_MAX_BODY_BYTES, REQUEST_BODY_LIMITS) is a 413, unread.
@@ -211,7 +214,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # within SCHEDULER_LEASE_SECONDS (and a third); no renewal for that long reads as no scheduler
 # (/readyz/scheduler, factory_scheduler_up).
 CELERY_BEAT_SCHEDULER = "provisioning.scheduler:LeaderScheduler"
-SCHEDULER_LEASE_SECONDS = float(os.environ.get("SCHEDULER_LEASE_SECONDS", "6"))
+SCHEDULER_LEASE_SECONDS = float(os.environ.get("SCHEDULER_LEASE_SECONDS", "10"))
 CELERY_TIMEZONE = "UTC"
 # A workflow step's lease: a worker that vanishes mid-step is noticed after this long.
 WORKFLOW_LEASE_SECONDS = int(os.environ.get("WORKFLOW_LEASE_SECONDS", "15"))
@@ -265,7 +268,13 @@ WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "admin:login"
 
 # --- API --------------------------------------------------------------------------------------
+# Proxies in front of gunicorn that append the client's address to X-Forwarded-For (compose's
+# nginx front: 1). 0: none; the header is ignored and REMOTE_ADDR is the peer's.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+
 REST_FRAMEWORK = {
+    # The client is REMOTE_ADDR (ClientAddressMiddleware has made it so); never X-Forwarded-For.
+    "NUM_PROXIES": 0,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenants.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",

@@ -90,5 +90,6 @@ def clear(username: str, address: str) -> None:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The address failures are counted against: the peer of the connection."""
+    """The address failures are counted against: the client's (behind the front, as
+    ``ClientAddressMiddleware`` has read it from X-Forwarded-For)."""
     return str(request.META.get("REMOTE_ADDR") or "unknown")

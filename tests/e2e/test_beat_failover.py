@@ -24,7 +24,7 @@ from tests.support.processes import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-LEASE = 3.0  # SCHEDULER_LEASE_SECONDS for the replicas (the default is 6)
+LEASE = 3.0  # SCHEDULER_LEASE_SECONDS for the replicas (the default is 10)
 PERIOD = 10.0  # the reconciler's (provisioning/migrations/0002_scheduled_jobs.py)
 
 

@@ -41,6 +41,7 @@ def nginx_conf(folder: Path, upstream: str, https: int, http: int) -> Path:
         FRONT_UPSTREAM=upstream,
         FRONT_HTTPS_PORT=str(https),
         FRONT_HTTP_PORT=str(http),
+        FRONT_PUBLIC_HTTPS_PORT=str(https),
         FRONT_CERT=str(folder / "cert.pem"),
         FRONT_KEY=str(folder / "key.pem"),
         FRONT_MAX_BODY="9m",
@@ -55,6 +56,10 @@ error_log {folder}/error.log warn;
 {"user root;" if os.geteuid() == 0 else ""}
 events {{ worker_connections 1024; }}
 http {{
+    # As the nginx image's own nginx.conf has them, around the file it includes.
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_timeout 65;
     access_log off;
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
