@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,25 +70,48 @@ def _handler(arbiter: Any) -> type[BaseHTTPRequestHandler]:
     return Health
 
 
+class _HealthServer(ThreadingHTTPServer):
+    """The stdlib's threading HTTP server without its name lookup on bind.
+
+    ``HTTPServer.server_bind`` calls ``socket.getfqdn``: a resolver call that takes libc's
+    locks. The master forks its workers while this listener starts (and again whenever one is
+    replaced); a worker forked while another thread holds such a lock inherits it held and
+    hangs on its first lookup, as its first request did in CI."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+def _bind(host: str, port: int, server: Any) -> _HealthServer | None:
+    try:
+        return _HealthServer((host, port), _handler(server))
+    except OSError as exc:
+        server.log.warning("liveness port %s:%s not free yet (%s)", host, port, exc)
+        return None
+
+
 def when_ready(server: Any) -> None:
-    """gunicorn's hook, in the master once it listens: start the health listener if asked."""
+    """gunicorn's hook, in the master once it listens and before it forks its workers: bind
+    the health listener here, in the master's own thread, and serve it from a thread that only
+    waits on its socket."""
     port = os.environ.get("WEB_HEALTH_PORT")
     if not port:
         return
     host = os.environ.get("WEB_HEALTH_HOST", "0.0.0.0")
+    httpd = _bind(host, int(port), server)
 
-    def serve() -> None:
+    def serve(httpd: _HealthServer | None) -> None:
         # After a re-exec (USR2) the old master holds the port until it goes: keep trying,
         # never fail the new master's start over it.
-        while True:
-            try:
-                httpd = ThreadingHTTPServer((host, int(port)), _handler(server))
-                break
-            except OSError as exc:
-                server.log.warning("liveness port %s:%s not free yet (%s)", host, port, exc)
-                time.sleep(1.0)
-        httpd.daemon_threads = True
-        server.log.info("liveness on %s:%s/healthz, outside the request workers", host, port)
+        while httpd is None:
+            time.sleep(1.0)
+            httpd = _bind(host, int(port), server)
         httpd.serve_forever()
 
-    threading.Thread(target=serve, name="health", daemon=True).start()
+    if httpd is not None:
+        server.log.info("liveness on %s:%s/healthz, outside the request workers", host, port)
+    threading.Thread(target=serve, args=(httpd,), name="health", daemon=True).start()

@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,27 +22,13 @@ from tests.support.processes import (
     app_env,
     children_of,
     free_port,
-    gunicorn,
+    gunicorn_server,
     other_session,
     until,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 STALE = 2.0
-
-
-def master_pid(port: int) -> int:
-    """The gunicorn master listening on ``port`` (the test's own: its command line says so)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ours = b"factory.wsgi" in cmdline and f"127.0.0.1:{port}".encode() in cmdline
-            if ours and children_of(int(entry.name)):
-                return int(entry.name)
-    raise AssertionError("no gunicorn master")
 
 
 def answers(url: str, timeout: float) -> requests.Response | None:
@@ -59,7 +44,10 @@ def test_liveness_answers_while_every_thread_is_busy_and_fails_when_the_worker_h
         settings.REDIS_URL, WEB_HEALTH_PORT=str(health_port), WEB_HEALTH_STALE_SECONDS=str(STALE)
     )
     hooks = ("-c", "python:factory.core.gunicorn_conf")
-    with gunicorn(env, tmp_path / "gunicorn.log", workers=1, threads=2, extra=hooks) as url:
+    with gunicorn_server(env, tmp_path / "gunicorn.log", workers=1, threads=2, extra=hooks) as (
+        url,
+        master,
+    ):
         health = f"http://127.0.0.1:{health_port}/healthz"
         first = until(lambda: answers(health, 2), 20, "the health port")
         assert first.status_code == 200
@@ -89,8 +77,7 @@ def test_liveness_answers_while_every_thread_is_busy_and_fails_when_the_worker_h
             caller.join(timeout=30)
         assert busy == [200, 200]  # nothing lost: they were served once the lock went
 
-        port = int(url.rsplit(":", 1)[1])
-        [worker] = children_of(master_pid(port))
+        [worker] = children_of(master.proc.pid)
         os.kill(worker, signal.SIGSTOP)
         try:
             frozen = time.monotonic()

@@ -32,7 +32,9 @@ def test_database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def wait_for(check, timeout: float, what: str) -> None:
+def wait_for(check, timeout: float, what: str, process: Process | None = None) -> None:
+    """Poll ``check`` until true. With ``process``: fail at once if it exits, and put the tail
+    of its log in the error either way (CI keeps no temporary files)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -40,8 +42,11 @@ def wait_for(check, timeout: float, what: str) -> None:
                 return
         except OSError:
             pass
+        if process is not None and not process.alive:
+            raise RuntimeError(f"{what} exited ({process.proc.returncode}):\n{process.log_tail()}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not come up in {timeout}s")
+            tail = f":\n{process.log_tail()}" if process is not None else ""
+            raise TimeoutError(f"{what} did not come up in {timeout}s{tail}")
         time.sleep(0.1)
 
 
@@ -85,8 +90,8 @@ def hint_sender(redis_url: str):
 class Process:
     """A child process in its own session, so that a kill reaches its pool children too."""
 
-    def __init__(self, args: list[str], env: dict, log: Path):
-        self.args, self.env, self.log_path = args, env, log
+    def __init__(self, args: list[str], env: dict, log: Path, pass_fds: tuple[int, ...] = ()):
+        self.args, self.env, self.log_path, self.pass_fds = args, env, log, pass_fds
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Process:
@@ -98,9 +103,16 @@ class Process:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self.pass_fds,
         )
         self._log = log
         return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no cleanup, no acks, like a lost machine."""
@@ -262,38 +274,57 @@ def beat_process(env: dict, log: Path, schedule: Path) -> Process:
 
 
 @contextmanager
-def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1, extra: tuple = ()):
-    """gunicorn serving the test database (the test must be transactional to see its data).
-    ``threads`` > 1: the gthread worker (what ``make up`` runs), which keeps connections alive."""
-    port = free_port()
-    server = Process(
-        [
-            str(BIN / "gunicorn"),
-            "factory.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--limit-request-line",
-            "0",
-            "--log-level",
-            "warning",
-            *(["--threads", str(threads)] if threads > 1 else []),
-            *extra,
-        ],
-        env,
-        log,
-    ).start()
+def gunicorn_server(env: dict, log: Path, workers: int = 2, threads: int = 1, extra: tuple = ()):
+    """gunicorn serving the test database (the test must be transactional to see its data), as
+    (url, its master Process). ``threads`` > 1: the gthread worker (what ``make up`` runs).
+
+    The listening socket is bound here and handed over (``--bind fd://N``): a port picked free
+    and bound later by gunicorn can be taken meanwhile by any outgoing connection's ephemeral
+    port, and then gunicorn gives up after its retries."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        server = Process(
+            [
+                str(BIN / "gunicorn"),
+                "factory.wsgi",
+                "--bind",
+                f"fd://{listener.fileno()}",
+                "--workers",
+                str(workers),
+                "--limit-request-line",
+                "0",
+                "--log-level",
+                "warning",
+                *(["--threads", str(threads)] if threads > 1 else []),
+                *extra,
+            ],
+            env,
+            log,
+            pass_fds=(listener.fileno(),),
+        ).start()
+    finally:
+        listener.close()  # gunicorn holds its own copy
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
             lambda: urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200,
-            30,
-            f"gunicorn (see {log})",
+            60,
+            f"gunicorn (log {log})",
+            process=server,
         )
-        yield url
+        yield url, server
     finally:
         server.stop()  # before the test database is flushed
+
+
+@contextmanager
+def gunicorn(env: dict, log: Path, workers: int = 2, threads: int = 1, extra: tuple = ()):
+    """:func:`gunicorn_server`, yielding only its url."""
+    with gunicorn_server(env, log, workers, threads, extra) as (url, _server):
+        yield url
 
 
 def other_session(autocommit: bool = False):
