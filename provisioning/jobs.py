@@ -17,7 +17,7 @@ from factory.inventory.choices import ChipHealth
 from factory.inventory.models import Site, UltraServer
 from factory.telemetry import faults, ingest
 from factory.telemetry import services as telemetry
-from factory.telemetry.choices import FaultAction, Resolution
+from factory.telemetry.choices import FaultAction
 from factory.telemetry.models import Fault
 from factory.telemetry.rules import Finding
 from factory.wire import FaultRule
@@ -227,9 +227,12 @@ def detect_stale_agents() -> dict:
 @recorded("telemetry-rollup")
 def telemetry_rollup() -> dict:
     """1-minute and 1-hour roll-ups of the raw per-chip samples."""
+    run = telemetry.roll_up()
     return {
-        "minute_buckets": telemetry.roll_up(Resolution.MINUTE),
-        "hour_buckets": telemetry.roll_up(Resolution.HOUR),
+        "minute_buckets": run.minutes,
+        "hour_buckets": run.hours,
+        "late_minutes": run.backlog,
+        "since": run.since.isoformat(),
     }
 
 

@@ -39,6 +39,7 @@ from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models import (
     DeviceReading,
     Fault,
+    RollupBacklog,
     ServerSample,
     ServerTelemetry,
     TelemetrySource,
@@ -478,6 +479,24 @@ def _insert_samples(reports: list[ServerReport]) -> list[ServerReport]:
     return stored
 
 
+#: A sample whose Timestamp is this far behind its arrival is late (a spooled agent catching
+#: up): its minute is noted in ``RollupBacklog``, since the roll-up reads only recent rows.
+LATE_AFTER = dt.timedelta(minutes=2)
+
+
+def _note_late(stored: list[ServerReport], received: dt.datetime) -> None:
+    late = {
+        (r.server_id, r.ts.astimezone(dt.UTC).replace(second=0, microsecond=0))
+        for r in stored
+        if r.ts < received - LATE_AFTER
+    }
+    if late:
+        RollupBacklog.objects.bulk_create(
+            [RollupBacklog(ultraserver_id=s, bucket=b) for s, b in sorted(late)],
+            ignore_conflicts=True,
+        )
+
+
 def _insert_samples_portable(reports: list[ServerReport], rows: list[tuple]) -> list[ServerReport]:
     existing = set(
         ServerSample.objects.filter(
@@ -662,6 +681,7 @@ def _ingest(
         numbered = [r for r in server_reports if new(r)]
         fresh_devices = [d for d in device_reports if new(d)]
         fresh = _insert_samples(numbered) if numbered else []
+        _note_late(fresh, received)
         result.accepted = len(fresh) + len(fresh_devices)
         result.duplicate = len(numbered) - len(fresh)
         result.replayed = len(parsed) - len(numbered) - len(fresh_devices)

@@ -9,7 +9,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Count, Max, Sum
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    QuerySet,
+    Sum,
+    When,
+)
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -17,27 +28,105 @@ from factory.inventory.choices import ChipHealth
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
 from factory.inventory.power import FeedCapacity, protected_budget
 from factory.inventory.selectors import MAX_POWER_W
-from factory.telemetry import codec
+from factory.telemetry import codec, partitions
 from factory.telemetry.choices import DeviceKind, Resolution
-from factory.telemetry.models import DeviceReading, ServerRollup, ServerSample, ServerTelemetry
+from factory.telemetry.ingest import LATE_AFTER
+from factory.telemetry.models import (
+    DeviceReading,
+    RollupBacklog,
+    RollupCursor,
+    ServerRollup,
+    ServerSample,
+    ServerTelemetry,
+)
 from factory.wire import FeedReading, HealthCode, Metric
 
-ROLLUP_LOOKBACK: dict[str, dt.timedelta] = {
-    Resolution.MINUTE: dt.timedelta(minutes=10),
-    Resolution.HOUR: dt.timedelta(hours=3),
-}
-_UNIT: dict[str, str] = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour"}
+#: How far before its last run's start a run reads raw rows again: ``LATE_AFTER``, plus a
+#: margin for an ingest that began before that run and committed after it.
+REREAD = LATE_AFTER + dt.timedelta(minutes=2)
+#: How far back the very first run reads.
+FIRST_LOOKBACK = dt.timedelta(minutes=10)
+_CURSOR = "minute"
+_MINUTE = dt.timedelta(minutes=1)
+_HOUR = dt.timedelta(hours=1)
+_ROLLUP_FIGURES = [
+    "samples",
+    "power_avg_w",
+    "power_max_w",
+    "temp_avg_c",
+    "temp_max_c",
+    "utilization_avg",
+    "failed_chips_max",
+]
 
 
-def roll_up(resolution: str, now: dt.datetime | None = None) -> int:
-    """Recompute the buckets of the last lookback (late reports land in them too) from raw
-    samples; idempotent. Returns buckets written."""
+@dataclass(frozen=True)
+class RollupRun:
+    """What one roll-up wrote: minute and hour buckets, and late minutes taken from the
+    backlog; ``since``: how far back it read raw rows."""
+
+    minutes: int
+    hours: int
+    backlog: int
+    since: dt.datetime
+
+
+def roll_up(now: dt.datetime | None = None) -> RollupRun:
+    """Incremental roll-ups, idempotent, in one transaction: minute buckets from the raw rows
+    that arrived since the last run (its window from a little before that run's start, and the
+    late minutes ingest noted), then those minutes' hours from the minute buckets (an hour is
+    never read from raw rows). A bucket is always recomputed whole, never added to, so a
+    second run over the same rows writes the same figures."""
     now = now or timezone.now()
-    since = now - ROLLUP_LOOKBACK[resolution]
-    unit = _UNIT[resolution]
+    with transaction.atomic():
+        cursor = RollupCursor.objects.select_for_update().filter(name=_CURSOR).first()
+        since = (
+            min(cursor.rolled_until, now) - REREAD if cursor is not None else now - FIRST_LOOKBACK
+        )
+        since = _bucket_start(since, "minute")
+        minutes = _minute_figures(ServerSample.objects.filter(ts__gte=since))
+        hour_scopes = [ServerRollup.objects.filter(bucket__gte=_bucket_start(since, "hour"))]
+        late = list(RollupBacklog.objects.values_list("id", "ultraserver_id", "bucket"))
+        for servers, first, last in _late_ranges(late):
+            raw = ServerSample.objects.filter(
+                ultraserver_id__in=servers, ts__gte=first, ts__lt=last + _MINUTE
+            )
+            minutes.update(_minute_figures(raw))
+            hour_scopes.append(
+                ServerRollup.objects.filter(
+                    ultraserver_id__in=servers,
+                    bucket__gte=_bucket_start(first, "hour"),
+                    bucket__lt=_bucket_start(last, "hour") + _HOUR,
+                )
+            )
+        _upsert(Resolution.MINUTE, minutes)
+        hours: dict[tuple[int, dt.datetime], dict] = {}
+        for scope in hour_scopes:
+            hours.update(_hour_figures(scope.filter(resolution=Resolution.MINUTE)))
+        _upsert(Resolution.HOUR, hours)
+        RollupBacklog.objects.filter(id__in=[entry_id for entry_id, _, _ in late]).delete()
+        RollupCursor.objects.update_or_create(name=_CURSOR, defaults={"rolled_until": now})
+    return RollupRun(minutes=len(minutes), hours=len(hours), backlog=len(late), since=since)
+
+
+def _late_ranges(
+    late: list[tuple[int, int, dt.datetime]],
+) -> list[tuple[list[int], dt.datetime, dt.datetime]]:
+    """The backlog's servers grouped by the span of their late minutes (a site's agents that
+    caught up together share one), so one query reads each group."""
+    spans: dict[int, tuple[dt.datetime, dt.datetime]] = {}
+    for _, server, bucket in late:
+        first, last = spans.get(server, (bucket, bucket))
+        spans[server] = (min(first, bucket), max(last, bucket))
+    groups: dict[tuple[dt.datetime, dt.datetime], list[int]] = defaultdict(list)
+    for server, span in spans.items():
+        groups[span].append(server)
+    return [(sorted(servers), first, last) for (first, last), servers in groups.items()]
+
+
+def _minute_figures(samples: QuerySet[ServerSample]) -> dict[tuple[int, dt.datetime], dict]:
     rows = (
-        ServerSample.objects.filter(ts__gte=_bucket_start(since, unit), ts__lt=now)
-        .annotate(bucket=Trunc("ts", unit, tzinfo=dt.UTC))
+        samples.annotate(bucket=Trunc("ts", "minute", tzinfo=dt.UTC))
         .values("ultraserver_id", "bucket")
         .annotate(
             samples=Count("id"),
@@ -49,24 +138,55 @@ def roll_up(resolution: str, now: dt.datetime | None = None) -> int:
             failed_chips_max=Max("failed_chips"),
         )
     )
-    rollups = [ServerRollup(resolution=resolution, **row) for row in rows]
-    with transaction.atomic():
-        ServerRollup.objects.bulk_create(
-            rollups,
-            batch_size=1000,
-            update_conflicts=True,
-            unique_fields=["ultraserver", "resolution", "bucket"],
-            update_fields=[
-                "samples",
-                "power_avg_w",
-                "power_max_w",
-                "temp_avg_c",
-                "temp_max_c",
-                "utilization_avg",
-                "failed_chips_max",
-            ],
+    return {(row["ultraserver_id"], row["bucket"]): dict(row) for row in rows}
+
+
+def _weighted(field: str) -> Any:
+    """A mean of minute means, each weighted by its samples (minutes without the figure, an
+    egress rule keeping it at the site, weigh nothing)."""
+    total = Sum(F(field) * F("samples"), output_field=FloatField())
+    weight = Sum(Case(When(**{f"{field}__isnull": False}, then=F("samples"))))
+    return ExpressionWrapper(total / weight, output_field=FloatField())
+
+
+def _hour_figures(minutes: QuerySet[ServerRollup]) -> dict[tuple[int, dt.datetime], dict]:
+    rows = (
+        minutes.annotate(hour=Trunc("bucket", "hour", tzinfo=dt.UTC))
+        .values("ultraserver_id", "hour")
+        .annotate(
+            total=Sum("samples"),
+            power_avg=_weighted("power_avg_w"),
+            power_max=Max("power_max_w"),
+            temp_avg=_weighted("temp_avg_c"),
+            temp_max=Max("temp_max_c"),
+            utilization=_weighted("utilization_avg"),
+            failed_max=Max("failed_chips_max"),
         )
-    return len(rollups)
+    )
+    return {
+        (row["ultraserver_id"], row["hour"]): {
+            "ultraserver_id": row["ultraserver_id"],
+            "bucket": row["hour"],
+            "samples": row["total"],
+            "power_avg_w": row["power_avg"],
+            "power_max_w": row["power_max"],
+            "temp_avg_c": row["temp_avg"],
+            "temp_max_c": row["temp_max"],
+            "utilization_avg": row["utilization"],
+            "failed_chips_max": row["failed_max"],
+        }
+        for row in rows
+    }
+
+
+def _upsert(resolution: str, figures: dict[tuple[int, dt.datetime], dict]) -> None:
+    ServerRollup.objects.bulk_create(
+        [ServerRollup(resolution=resolution, **row) for row in figures.values()],
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["ultraserver", "resolution", "bucket"],
+        update_fields=_ROLLUP_FIGURES,
+    )
 
 
 def _bucket_start(moment: dt.datetime, unit: str) -> dt.datetime:
@@ -76,18 +196,25 @@ def _bucket_start(moment: dt.datetime, unit: str) -> dt.datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict[str, int]:
-    """Raw samples past the retention, then old roll-ups; in chunks so no lock is held long."""
+def expire(now: dt.datetime | None = None, chunk: int = 50_000) -> dict[str, Any]:
+    """Raw samples past the retention, then old roll-ups. Partitioned (PostgreSQL): the days
+    wholly past it are dropped, strays in the default partition deleted, and the next days'
+    partitions made; otherwise rows are deleted in chunks, so no lock is held long."""
     now = now or timezone.now()
     raw_before = now - dt.timedelta(hours=settings.TELEMETRY_RAW_RETENTION_HOURS)
-    deleted = {"raw": 0, "1m": 0, "1h": 0}
-    while True:
-        ids = list(
-            ServerSample.objects.filter(ts__lt=raw_before).values_list("id", flat=True)[:chunk]
-        )
-        if not ids:
-            break
-        deleted["raw"] += ServerSample.objects.filter(id__in=ids).delete()[0]
+    deleted: dict[str, Any] = {"raw": 0, "1m": 0, "1h": 0}
+    if partitions.enabled():
+        deleted["raw_partitions_dropped"] = partitions.drop_before(raw_before)
+        deleted["raw"] = partitions.delete_stray_before(raw_before, chunk)
+        deleted["raw_partitions_made"] = partitions.ensure(now)
+    else:
+        while True:
+            ids = list(
+                ServerSample.objects.filter(ts__lt=raw_before).values_list("id", flat=True)[:chunk]
+            )
+            if not ids:
+                break
+            deleted["raw"] += ServerSample.objects.filter(id__in=ids).delete()[0]
     for resolution, days in (
         (Resolution.MINUTE, settings.TELEMETRY_MINUTE_RETENTION_DAYS),
         (Resolution.HOUR, settings.TELEMETRY_HOUR_RETENTION_DAYS),

@@ -79,3 +79,35 @@ class ServerRollup(models.Model):
 
     def __str__(self):
         return f"{self.ultraserver_id} {self.resolution} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class RollupBacklog(models.Model):
+    """A minute of one server that a late sample landed in (its Timestamp older than the
+    roll-up's window reaches back: a spooled agent catching up). Ingest notes it, the next
+    roll-up recomputes that minute and its hour and deletes the note; so each run reads only
+    new rows, and a late sample is still counted."""
+
+    id = models.BigAutoField(primary_key=True)
+    ultraserver = models.ForeignKey(
+        "inventory.UltraServer", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    bucket = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ultraserver", "bucket"], name="backlog_unique_bucket")
+        ]
+
+    def __str__(self):
+        return f"{self.ultraserver_id} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class RollupCursor(models.Model):
+    """Where the roll-up got to: the start of its last run that committed. The next run reads
+    raw rows from a little before it (see ``services.roll_up``)."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    rolled_until = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} until {self.rolled_until:%Y-%m-%d %H:%M:%S}"
