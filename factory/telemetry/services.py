@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     Avg,
     Case,
@@ -23,6 +23,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Trunc
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from factory.inventory.choices import ChipHealth
 from factory.inventory.models import PowerFeed, Rack, Site, UltraServer
@@ -86,7 +87,7 @@ def roll_up(now: dt.datetime | None = None) -> RollupRun:
         since = _bucket_start(since, "minute")
         minutes = _minute_figures(ServerSample.objects.filter(ts__gte=since))
         hour_scopes = [ServerRollup.objects.filter(bucket__gte=_bucket_start(since, "hour"))]
-        late = list(RollupBacklog.objects.values_list("id", "ultraserver_id", "bucket"))
+        late = _take_backlog()
         for servers, first, last in _late_ranges(late):
             raw = ServerSample.objects.filter(
                 ultraserver_id__in=servers, ts__gte=first, ts__lt=last + _MINUTE
@@ -104,9 +105,28 @@ def roll_up(now: dt.datetime | None = None) -> RollupRun:
         for scope in hour_scopes:
             hours.update(_hour_figures(scope.filter(resolution=Resolution.MINUTE)))
         _upsert(Resolution.HOUR, hours)
-        RollupBacklog.objects.filter(id__in=[entry_id for entry_id, _, _ in late]).delete()
         RollupCursor.objects.update_or_create(name=_CURSOR, defaults={"rolled_until": now})
     return RollupRun(minutes=len(minutes), hours=len(hours), backlog=len(late), since=since)
+
+
+def _take_backlog() -> list[tuple[int, int, dt.datetime]]:
+    """Delete the backlog and return it, first thing in the run's transaction. Deleting at
+    the end instead would lose a late sample: its ingest, finding the note still there, adds
+    none (``ON CONFLICT DO NOTHING``) after this run read the raw rows. Deleted first, that
+    ingest waits for this run's commit and then notes the minute again for the next run."""
+    table = RollupBacklog._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} RETURNING id, ultraserver_id, bucket")
+        rows = cursor.fetchall()
+    return [(entry_id, server, _stored_moment(bucket)) for entry_id, server, bucket in rows]
+
+
+def _stored_moment(value: dt.datetime | str) -> dt.datetime:
+    """A datetime as a raw cursor gives it back: PostgreSQL's aware, SQLite's naive UTC (or
+    text)."""
+    moment = value if isinstance(value, dt.datetime) else parse_datetime(value)
+    assert moment is not None, value
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _late_ranges(
