@@ -100,7 +100,7 @@ def test_retention_drops_the_days_wholly_past_it_and_keeps_the_rest(fleet):
     assert partitions.partitions()[-1].upper >= now + dt.timedelta(days=3)  # days made ahead
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_partition_a_reader_holds_is_left_for_the_next_run():
     """DROP waits for the lock only ``lock_timeout``: ingest and readers are not stalled
     behind it, and the next run drops it."""
