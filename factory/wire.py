@@ -625,6 +625,8 @@ REDFISH_ROOT: Final = "/redfish/v1"
 SYSTEM_PATH: Final = f"{REDFISH_ROOT}/Systems/UltraServer"
 CHIP_REPORT_PATH: Final = f"{REDFISH_ROOT}/TelemetryService/MetricReports/{ReportId.CHIPS}"
 SIMPLE_UPDATE_PATH: Final = f"{REDFISH_ROOT}/UpdateService/Actions/UpdateService.SimpleUpdate"
+#: The simulator's ``MultipartHttpPushUri`` (bmcweb's path); an agent reads it from the service.
+MULTIPART_PUSH_PATH: Final = f"{REDFISH_ROOT}/UpdateService/update-multipart"
 RESET_PATH: Final = f"{SYSTEM_PATH}/Actions/ComputerSystem.Reset"
 RACK_PDUS_PATH: Final = f"{REDFISH_ROOT}/PowerEquipment/RackPDUs"
 PDU_MAINS: Final = "Mains/AC1"  # below each RackPDU

@@ -100,6 +100,9 @@ class Bmc:
         ]
         self.firmware_active = firmware
         self.firmware_inactive = ""
+        #: ``{component: sha256 of the image last flashed to it}`` ("" when fetched by URI):
+        #: what a test reads to know which bytes the BMC was given.
+        self.image_digests: dict[str, str] = {}
         #: Every other FirmwareComponent's running version (the BIOS is the banks above); a
         #: system without switch trays has no switch-tray firmware.
         self.component_firmware: dict[str, str] = {
@@ -230,10 +233,15 @@ class Bmc:
         return task
 
     def simple_update(
-        self, image_uri: str, now: float, components: Iterable[str] = (FirmwareComponent.BIOS,)
+        self,
+        image_uri: str,
+        now: float,
+        components: Iterable[str] = (FirmwareComponent.BIOS,),
+        sha256: str = "",
     ) -> Task:
         """Flash the image to ``components``: the system firmware (BIOS) goes to the inactive
-        bank and boots, the old one stays as fallback; any other part runs the new version."""
+        bank and boots, the old one stays as fallback; any other part runs the new version.
+        ``sha256``: the digest of the bytes pushed (a multipart push); a fetch by URI has none."""
         version = wire.firmware_version_of(image_uri)
         targets = list(dict.fromkeys(components))
         ok = self.commands.random() >= self.flash_failure_rate
@@ -241,6 +249,7 @@ class Bmc:
 
         def activate() -> None:
             for component in targets:
+                self.image_digests[component] = sha256
                 if component == FirmwareComponent.BIOS:
                     self.firmware_inactive, self.firmware_active = self.firmware_active, version
                 else:

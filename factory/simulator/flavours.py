@@ -22,6 +22,10 @@ class Flavour:
     oem: str
     #: Whether the EventService offers ``ServerSentEventUri`` (push subscriptions always work).
     sse: bool
+    #: Whether the UpdateService offers ``MultipartHttpPushUri`` (the image pushed with the
+    #: request) besides SimpleUpdate (the BMC fetches an ImageURI itself); many BMCs in the
+    #: field have only the second.
+    multipart_push: bool
     #: Where a task's monitor lives (DSP0266 leaves the URI to the service); ``{root}`` is
     #: ``/redfish/v1``, ``{task}`` the task's Id.
     task_monitor: str
@@ -41,6 +45,7 @@ FACTORY = Flavour(
     manufacturer="Factory Simulated Systems",
     oem=OEM,
     sse=True,
+    multipart_push=True,
     task_monitor="{root}/TaskService/TaskMonitors/{task}",
     sensor_id="{where}{what}",
 )
@@ -50,6 +55,7 @@ VENDOR_B = Flavour(
     manufacturer="Contoso Hardware",
     oem="Contoso",
     sse=False,
+    multipart_push=False,
     task_monitor="{root}/TaskService/Tasks/{task}/Monitor",
     sensor_id="{WHAT}_{WHERE}",
 )

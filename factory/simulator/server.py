@@ -114,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
         """The request's JSON object ({} when there is none); HttpError 400 otherwise."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("Content-Type") or ""
+        if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+            return common.multipart_form(content_type, raw)
         if not raw.strip():
             return {}
         try:

@@ -15,9 +15,11 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, cast
 
 import requests
 
@@ -37,6 +39,7 @@ log = logging.getLogger("factory.siteagent.commands")
 TASK_TIMEOUT_S = 1800.0
 #: Fetching a firmware image to check its digest: per read, and the chunk it hashes at a time.
 IMAGE_TIMEOUT_S, IMAGE_CHUNK = 60.0, 1 << 20
+IMAGE_IN_MEMORY = 16 << 20  # an image larger than this spools to disk
 #: Retry-After is the device's wish; a wait outside these bounds is clamped to them.
 MIN_WAIT_S, MAX_WAIT_S = 0.05, 60.0
 SYSTEM = wire.SYSTEM_PATH
@@ -378,7 +381,13 @@ def _action(
     bmc: Device, path: str, body: dict, poll_s: float, namespace: str | None = None
 ) -> tuple[bool, dict, str]:
     """POST an action; the result is its OEM section (the Task's, for a long operation)."""
-    answer = bmc.request("POST", path, body)
+    return _outcome(bmc, path, bmc.request("POST", path, body), poll_s, namespace)
+
+
+def _outcome(
+    bmc: Device, path: str, answer: Answer, poll_s: float, namespace: str | None = None
+) -> tuple[bool, dict, str]:
+    """What a POST came to: followed to its end when it answered 202 with a Task."""
     if answer.status == 202:
         ok, final, error = follow(bmc, answer, poll_s)
         return ok, oem_section(final, namespace) if ok else {}, error and f"{path}: {error}"
@@ -401,53 +410,81 @@ def interconnect_check(bmc: Device) -> dict:
     }
 
 
-def image_digest(uri: str, timeout_s: float = IMAGE_TIMEOUT_S) -> str:
-    """SHA-256 (hex) of the image at ``uri``, streamed (images are large); DeviceError when
-    it cannot be fetched whole."""
+@contextlib.contextmanager
+def fetched_image(uri: str, timeout_s: float = IMAGE_TIMEOUT_S) -> Iterator[tuple[BinaryIO, str]]:
+    """The image at ``uri``, fetched once into a spooled file (images are large), with its
+    SHA-256 (hex); DeviceError when it cannot be fetched whole."""
     digest = hashlib.sha256()
-    try:
-        with requests.get(uri, stream=True, timeout=timeout_s) as answer:
-            if answer.status_code != 200:
-                raise DeviceError(f"image {uri}: HTTP {answer.status_code}")
-            for chunk in answer.iter_content(IMAGE_CHUNK):
-                digest.update(chunk)
-    except requests.RequestException as exc:
-        raise DeviceError(f"image {uri}: {exc}") from None
-    return digest.hexdigest()
+    with tempfile.SpooledTemporaryFile(max_size=IMAGE_IN_MEMORY) as spool:
+        try:
+            with requests.get(uri, stream=True, timeout=timeout_s) as answer:
+                if answer.status_code != 200:
+                    raise DeviceError(f"image {uri}: HTTP {answer.status_code}")
+                for chunk in answer.iter_content(IMAGE_CHUNK):
+                    digest.update(chunk)
+                    spool.write(chunk)
+        except requests.RequestException as exc:
+            raise DeviceError(f"image {uri}: {exc}") from None
+        spool.seek(0)
+        yield cast(BinaryIO, spool), digest.hexdigest()
+
+
+def _refusal(image: str, found: str, expected: str) -> str | None:
+    """Why the image is not flashed: its digest is not the signed one (None: it is, or the
+    command names none)."""
+    if not expected or hmac.compare_digest(found, expected):
+        return None
+    return f"image {image} has sha256 {found}, not the signed {expected}: refused, nothing flashed"
 
 
 def flash(
     bmc: Device, params: Mapping[str, object], image_base: str, poll_s: float
 ) -> tuple[bool, dict, str]:
-    """SimpleUpdate to the image of ``version``. With a ``sha256`` (the control plane always
-    sends the one whose signature it verified) the agent first fetches the image and refuses,
-    flashing nothing, when its digest differs. The simulator's UpdateService (like many BMCs)
-    offers no MultipartHttpPushUri, so the BMC is then given the same URI to fetch."""
+    """Flash the image of ``version``. The agent fetches it once and, given a ``sha256`` (the
+    control plane sends the one whose signature it verified), refuses it, flashing nothing,
+    when its digest differs. Where the UpdateService offers ``MultipartHttpPushUri`` the agent
+    pushes those very bytes, so the BMC cannot be given other ones by a second fetch; a BMC
+    with only SimpleUpdate is given the URI, and the result says it fetched the image itself."""
     image = wire.firmware_image_uri(
         image_base,
         str(params.get(CommandParam.ORIGIN, "unknown")),
         str(params[CommandParam.VERSION]),
     )
     expected = str(params.get(CommandParam.DIGEST) or "").lower()
-    if expected:
-        found = image_digest(image)
-        if not hmac.compare_digest(found, expected):
-            return (
-                False,
-                {},
-                f"image {image} has sha256 {found}, not the signed {expected}: refused, "
-                "nothing flashed",
-            )
     service = bmc.get(update_service_uri(bmc))
+    component = params.get(CommandParam.COMPONENT)
+    targets = inventory_targets(bmc, str(component)) if component else None
+    push = service.get("MultipartHttpPushUri")
+    if isinstance(push, str) and push:
+        with fetched_image(image) as (content, found):
+            refused = _refusal(image, found, expected)
+            if refused:
+                return False, {}, refused
+            limit = service.get("MaxImageSizeBytes")
+            size = content.seek(0, 2)
+            if isinstance(limit, int) and size > limit:
+                return False, {}, f"image {image} is {size} B, over the BMC's {limit} B"
+            answer = bmc.upload(
+                push,
+                {} if targets is None else {"Targets": targets},
+                image.rsplit("/", 1)[-1],
+                content,
+                timeout=IMAGE_TIMEOUT_S,
+            )
+        return _outcome(bmc, push, answer, poll_s)
+    if expected:
+        with fetched_image(image) as (_, found):
+            refused = _refusal(image, found, expected)
+        if refused:
+            return False, {}, refused
     simple = (service.get("Actions") or {}).get("#UpdateService.SimpleUpdate") or {}
     target = simple.get("target") or wire.SIMPLE_UPDATE_PATH
     body: dict[str, object] = {"ImageURI": image}
     allowed = simple.get("TransferProtocol@Redfish.AllowableValues")
     if image.startswith("https://") and (allowed is None or "HTTPS" in allowed):
         body["TransferProtocol"] = "HTTPS"
-    component = params.get(CommandParam.COMPONENT)
-    if component:
-        body["Targets"] = inventory_targets(bmc, str(component))
+    if targets is not None:
+        body["Targets"] = targets
     return _action(bmc, target, body, poll_s)
 
 

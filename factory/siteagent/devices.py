@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -200,10 +200,12 @@ class Device:
         auth: bool = True,
         stream: bool = False,
         timeout: float | tuple[float, float | None] | None = None,
+        files: Mapping[str, tuple[str | None, str | BinaryIO, str]] | None = None,
     ) -> requests.Response:
-        """One request as it goes on the wire, authenticated as the device was logged in."""
+        """One request as it goes on the wire, authenticated as the device was logged in.
+        ``files``: a multipart/form-data body instead of JSON (requests sets its boundary)."""
         sent = dict(headers or {})
-        if body is not None:
+        if body is not None and files is None:
             sent.setdefault("Content-Type", "application/json")
         basic = None
         if auth:
@@ -217,6 +219,7 @@ class Device:
                 method,
                 url,
                 data=None if body is None else json.dumps(body).encode(),
+                files=files,
                 headers=sent,
                 auth=basic,
                 stream=stream,
@@ -317,13 +320,39 @@ class Device:
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """Any answer (the caller reads the status); a 401 renews the session once."""
+        return self._renewing(lambda: self._send(method, path, body=body, headers=headers))
+
+    def upload(
+        self,
+        path: str,
+        parameters: Mapping[str, object],
+        filename: str,
+        image: BinaryIO,
+        timeout: float,
+    ) -> Answer:
+        """A push update to ``MultipartHttpPushUri`` (DSP0266): the ``UpdateParameters`` JSON
+        part and the image as the ``UpdateFile`` part, the form DMTF's redfish_utilities
+        sends. The BMC flashes the bytes sent, so what the agent verified is what runs."""
+
+        def send() -> requests.Response:
+            image.seek(0)  # a resend after a renewed session sends the whole image again
+            form: dict[str, tuple[str | None, str | BinaryIO, str]] = {
+                "UpdateParameters": (None, json.dumps(dict(parameters)), "application/json"),
+                "UpdateFile": (filename, image, "application/octet-stream"),
+            }
+            return self._send("POST", path, files=form, timeout=timeout)
+
+        return self._renewing(send)
+
+    def _renewing(self, send: Callable[[], requests.Response]) -> Answer:
+        """``send`` in one of the device's slots, logged in; a 401 renews the session once."""
         with self.slot():
             self._ensure_login()
             token = self.token
-            response = self._send(method, path, body=body, headers=headers)
+            response = send()
             if response.status_code == 401 and self.auth == "session":
                 self._ensure_login(stale_token=token)
-                response = self._send(method, path, body=body, headers=headers)
+                response = send()
         return Answer(response.status_code, _json(response), dict(response.headers))
 
     def get_answer(self, path: str) -> Answer:

@@ -28,6 +28,7 @@ from tests.support.processes import (
     site_simulator,
     wait_for,
 )
+from tests.support.signing import any_image
 from tests.support.telemetry import CTX
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -94,6 +95,8 @@ def test_site_hardware_agent_and_control_plane(fleet, tmp_path):
             token,
             tmp_path / "outbox.sqlite3",
             tmp_path / "agent.log",
+            "--image-base",
+            any_image(),
         )
 
         # Telemetry flows, from every BMC.

@@ -28,6 +28,7 @@ from factory.telemetry.choices import DeviceKind, FaultRule
 from factory.telemetry.ingest import IngestResult
 from tests.support.api import gateway
 from tests.support.hardware import SimHardware
+from tests.support.signing import any_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_PACKAGES = {"siteagent": {"requests", "urllib3"}, "simulator": {"cryptography"}}
@@ -197,9 +198,7 @@ def test_the_agent_on_a_simulated_bmc_answers_every_command_as_the_contract_says
         listed = next(d for d in server.devices if d["kind"] == wire.DeviceKind.BMC)
         bmc = Device(listed["kind"], listed["serial"], listed["url"], "admin", "factory-sim")
         outcomes = run_every_command(
-            lambda kind, params: execute(
-                bmc, kind, params, image_base="https://artifacts.invalid", poll_s=0.05
-            ),
+            lambda kind, params: execute(bmc, kind, params, image_base=any_image(), poll_s=0.05),
             running=bmc.get(wire.SYSTEM_PATH)["BiosVersion"],
         )
     finally:

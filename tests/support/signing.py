@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -68,15 +70,27 @@ def trust(key: Ed25519PrivateKey, origin: str, *, tenant=None, name: str = "") -
 
 
 @contextmanager
-def artifact_server(images: dict[str, bytes]) -> Iterator[str]:
-    """A real HTTP server on loopback serving ``images`` by path; yields its base URL."""
+def artifact_server(
+    images: Mapping[str, bytes | Callable[[], bytes]],
+    *,
+    default: bytes | None = None,
+    fetched: list[str] | None = None,
+) -> Iterator[str]:
+    """A real HTTP server on loopback serving ``images`` by path (a callable is asked for the
+    bytes at each GET); ``default`` answers any other path under the base, and ``fetched``
+    collects every path asked for. Yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = images.get(self.path)
-            if body is None:
+            if fetched is not None:
+                fetched.append(self.path)
+            found = images.get(self.path)
+            if found is None and default is not None and self.path.startswith("/firmware/"):
+                found = default
+            if found is None:
                 self.send_error(404)
                 return
+            body = found() if callable(found) else found
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -93,6 +107,19 @@ def artifact_server(images: dict[str, bytes]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+#: What ``any_image`` serves at every image path.
+ANY_IMAGE = b"a firmware image\n" * 64
+_RUN = contextlib.ExitStack()  # held: a collected one would close its servers
+
+
+@functools.cache
+def any_image() -> str:
+    """The base URL of an artifact server, up for the rest of the test run, that answers every
+    firmware image path with ``ANY_IMAGE``: a flash needs an image the agent can fetch (it
+    pushes the bytes it fetched to a BMC with MultipartHttpPushUri)."""
+    return _RUN.enter_context(artifact_server({}, default=ANY_IMAGE))
 
 
 def release_images(releases: Iterable) -> dict[str, bytes]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from factory import wire
-from factory.simulator.devices import Bmc, Site
+from factory.simulator.devices import Bmc, Site, Task
 from factory.simulator.faults import Fault
 from factory.simulator.hardware import (
     HEALTH_DEGRADED,
@@ -35,6 +35,7 @@ from factory.simulator.redfish.common import (
     ROOT,
     HttpError,
     Tree,
+    Upload,
     collection,
     link,
     now_iso,
@@ -49,6 +50,8 @@ SYSTEM = wire.SYSTEM_PATH
 CHASSIS = f"{ROOT}/Chassis/UltraServer"
 REPORT_ID = wire.ReportId.CHIPS.value
 INVENTORY = f"{ROOT}/UpdateService/FirmwareInventory"
+#: UpdateService ``MaxImageSizeBytes``: the largest image a push update takes.
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
 # OEM (factory.wire): our namespace for what Redfish has no standard for (drain, burn-in).
 
 # Where each per-chip metric lives in the standard tree (MetricReport.MetricProperty).
@@ -960,11 +963,20 @@ class BmcTree(Tree):
     def update_resource(self, path: str) -> dict | None:
         base = f"{ROOT}/UpdateService"
         if path == base:
+            push = (
+                {
+                    "MultipartHttpPushUri": wire.MULTIPART_PUSH_PATH,
+                    "MaxImageSizeBytes": MAX_IMAGE_BYTES,
+                }
+                if self.flavour.multipart_push
+                else {}
+            )
             return service(
                 path,
                 "UpdateService.v1_17_0.UpdateService",
                 "Update Service",
                 FirmwareInventory=link(INVENTORY),
+                **push,
                 Actions={
                     "#UpdateService.SimpleUpdate": {
                         "target": f"{base}/Actions/UpdateService.SimpleUpdate",
@@ -978,6 +990,39 @@ class BmcTree(Tree):
         if path in inventory:
             return self.software_inventory(path, *inventory[path])
         return None
+
+    def post_only_paths(self) -> tuple[str, ...]:
+        return (wire.MULTIPART_PUSH_PATH,) if self.flavour.multipart_push else ()
+
+    def push_update(self, form: dict, now: float) -> Task:
+        """A multipart push (DSP0266 *Multipart HTTP push updates*): the image is the
+        ``UpdateFile`` part, named as an ImageURI's last segment; ``UpdateParameters`` holds
+        ``Targets`` and ``@Redfish.OperationApplyTime`` (only ``Immediate`` here)."""
+        upload = form.get("UpdateFile")
+        if not isinstance(upload, Upload):
+            raise HttpError(
+                400, "UpdateFile (the image, a file part) is required", "ActionParameterMissing"
+            )
+        if not upload.content:
+            raise HttpError(400, "UpdateFile is empty", "ActionParameterValueError")
+        if len(upload.content) > MAX_IMAGE_BYTES:
+            raise HttpError(
+                413, f"UpdateFile exceeds MaxImageSizeBytes ({MAX_IMAGE_BYTES})", "GeneralError"
+            )
+        parameters = form.get("UpdateParameters", {})
+        if not isinstance(parameters, dict):
+            raise HttpError(
+                400, "UpdateParameters must be a JSON object", "ActionParameterValueTypeError"
+            )
+        apply_time = parameters.get("@Redfish.OperationApplyTime", "Immediate")
+        if apply_time != "Immediate":
+            raise HttpError(
+                400,
+                f"@Redfish.OperationApplyTime {apply_time!r} is not supported (Immediate is)",
+                "ActionParameterValueNotInList",
+            )
+        components = self.update_targets(parameters.get("Targets"))
+        return self.bmc.simple_update(upload.filename, now, components, sha256=upload.sha256)
 
     def update_targets(self, targets: object) -> list[str]:
         """The components SimpleUpdate's ``Targets`` name: SoftwareInventory entries, or the
@@ -1063,6 +1108,8 @@ class BmcTree(Tree):
                 components = self.update_targets(body.get("Targets"))
                 task = bmc.simple_update(image, now, components)
                 return tasks.accepted(self, task)
+            if path == wire.MULTIPART_PUSH_PATH and self.flavour.multipart_push:
+                return tasks.accepted(self, self.push_update(body, now))
             if path == f"{self.system_path}/Actions/ComputerSystem.Reset":
                 bmc.reset(self._reset_type(body, RESET_TYPES))
                 return 204, {}, {}

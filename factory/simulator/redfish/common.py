@@ -8,7 +8,11 @@ Types and versions are those of DMTF's 2025.4 schema bundle (``../shared/redfish
 from __future__ import annotations
 
 import datetime as dt
+import email.parser
+import email.policy
+import hashlib
 import importlib
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +55,47 @@ class HttpError(Exception):
 
     def body(self) -> dict:
         return error_body(self.message, self.message_id, self.extended)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file part of a multipart/form-data request (``UpdateFile`` of a push update)."""
+
+    filename: str
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def multipart_form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body (RFC 7578), as DSP0266's ``MultipartHttpPushUri`` takes it:
+    a part with a filename is an ``Upload``; an ``application/json`` part is its decoded
+    object; any other part is its text. HttpError 400 when it is not well formed."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    if not message.is_multipart() or message.defects:
+        raise HttpError(400, "The multipart/form-data body is malformed.", "GeneralError")
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or not name:
+            raise HttpError(400, "A form part has no name.", "GeneralError")
+        content = part.get_payload(decode=True)
+        if not isinstance(content, bytes):
+            raise HttpError(400, f"Form part {name} is not a leaf part.", "GeneralError")
+        filename = part.get_filename()
+        if filename is not None:
+            form[name] = Upload(filename, content)
+        elif part.get_content_type() == "application/json":
+            try:
+                form[name] = json.loads(content or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise HttpError(400, f"Form part {name} is not JSON.", "MalformedJSON") from None
+        else:
+            form[name] = content.decode("utf-8", "replace")
+    return form
 
 
 _DEFAULT_IDS = {
@@ -319,9 +364,13 @@ class Tree:
                 methods = allow(self, path) if allow is not None else None
                 if methods is not None:
                     return methods
-            if "/Actions/" in path:
+            if "/Actions/" in path or path in self.post_only_paths():
                 return ["POST"]
             return ["GET", "HEAD"] if self._resource(path) is not None else []
+
+    def post_only_paths(self) -> tuple[str, ...]:
+        """URIs outside ``/Actions/`` that take only POST (a push-update URI)."""
+        return ()
 
     def resource(self, path: str) -> dict | Stream | None:
         raise NotImplementedError

@@ -108,3 +108,30 @@ def test_rf_update_with_a_target_flashes_that_component_only(flavour):
     assert {k: v for k, v in after.items() if k != nic["Id"]} == {
         k: e["Version"] for k, e in entries.items() if k != nic["Id"]
     }
+
+
+def test_rf_update_of_a_local_image_pushes_it_to_the_multipart_push_uri(tmp_path):
+    """A local file: ``rf_update.py`` takes ``MultipartHttpPushUri`` (redfish_utilities'
+    ``multipart_push_update``), and the BMC flashes the bytes pushed to the one target named.
+    (The contoso flavour offers only SimpleUpdate; the script would host the file itself.)"""
+    fast = ("--flash-seconds", "2", "--flash-failure-rate", "0", "--tick", "0.5")
+    image = tmp_path / "28.43.2000.bin"
+    image.write_bytes(b"pushed firmware\n" * 4096)
+    with simulated_device("bmc", "factory", *fast, family=FAMILY) as base:
+        service = get(base, f"{wire.REDFISH_ROOT}/UpdateService")
+        assert service["MultipartHttpPushUri"] == wire.MULTIPART_PUSH_PATH
+        entries = {
+            e["Id"]: e for e in (get(base, m["@odata.id"]) for m in get(base, INVENTORY)["Members"])
+        }
+        nic = next(e for e in entries.values() if e["Version"] == COMPONENT_FIRMWARE["nic"])
+        run = rf_script("rf_update.py", base, "--image", str(image), "--target", nic["@odata.id"])
+        after = {
+            e["Id"]: e["Version"]
+            for e in (get(base, m["@odata.id"]) for m in get(base, INVENTORY)["Members"])
+        }
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Pushing the image" in run.stdout
+    assert after[nic["Id"]] == "28.43.2000"
+    assert {k: v for k, v in after.items() if k != nic["Id"]} == {
+        k: e["Version"] for k, e in entries.items() if k != nic["Id"]
+    }

@@ -1,14 +1,17 @@
 """The agent checks a firmware image's digest before it flashes (issue 14): it fetches the
 image from the artifact server, and a digest other than the signed one fails the command with
-nothing flashed; the right one is flashed."""
+nothing flashed; the right one is flashed. Where the BMC takes a multipart push the agent
+sends the very bytes it checked; a BMC with only SimpleUpdate is given the URI."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 
 from factory import wire
 from factory.siteagent import commands
-from factory.wire import CommandKind, CommandParam, HardwareState
+from factory.wire import CommandKind, CommandParam, FirmwareComponent, HardwareState
 from tests.factory.siteagent.sites import device, site
 from tests.support.signing import artifact_server
 
@@ -63,4 +66,69 @@ def test_the_signed_image_is_flashed():
         ok, state, error = flash(bmc, base, hashlib.sha256(SIGNED_IMAGE).hexdigest())
         assert (ok, error) == (True, "")
         assert state[HardwareState.FIRMWARE_VERSION] == VERSION
+        bmc.close()
+
+
+def test_the_bmc_is_given_the_bytes_the_agent_verified_not_a_second_fetch():
+    """An artifact server that answers the signed image once and other bytes afterwards: the
+    BMC (it offers MultipartHttpPushUri) is pushed the verified bytes; the image is fetched
+    once, by the agent."""
+    fetched: list[str] = []
+    answers = iter([SIGNED_IMAGE])
+
+    def image() -> bytes:
+        return next(answers, SIGNED_IMAGE + b"swapped after the check")
+
+    with (
+        artifact_server({IMAGE_PATH: image}, fetched=fetched) as base,
+        site("factory", flash_seconds=0.2) as server,
+    ):
+        bmc = device(server)
+        ok, state, error = flash(bmc, base, hashlib.sha256(SIGNED_IMAGE).hexdigest())
+        assert (ok, error) == (True, "")
+        assert state[HardwareState.FIRMWARE_VERSION] == VERSION
+        (simulated,) = server.site.bmcs.values()
+        assert simulated.image_digests == {
+            FirmwareComponent.BIOS: hashlib.sha256(SIGNED_IMAGE).hexdigest()
+        }
+        bmc.close()
+    assert fetched == [IMAGE_PATH]
+
+
+def test_a_bmc_with_only_simple_update_is_given_the_uri():
+    """The contoso BMC has no MultipartHttpPushUri: the agent checks the image, then names it
+    in SimpleUpdate, and the BMC fetches it (its digest of the bytes is unknown: "")."""
+    with (
+        artifact_server({IMAGE_PATH: SIGNED_IMAGE}) as base,
+        site("contoso", flash_seconds=0.2) as server,
+    ):
+        bmc = device(server)
+        assert "MultipartHttpPushUri" not in bmc.get(commands.update_service_uri(bmc))
+        ok, state, error = flash(bmc, base, hashlib.sha256(SIGNED_IMAGE).hexdigest())
+        assert (ok, error) == (True, "")
+        assert state[HardwareState.FIRMWARE_VERSION] == VERSION
+        (simulated,) = server.site.bmcs.values()
+        assert simulated.image_digests == {FirmwareComponent.BIOS: ""}
+        bmc.close()
+
+
+def test_a_push_of_a_malformed_or_empty_form_is_refused_with_a_redfish_error():
+    with site("factory", flash_seconds=0.2) as server:
+        bmc = device(server)
+        push = bmc.get(commands.update_service_uri(bmc))["MultipartHttpPushUri"]
+        empty = bmc.upload(push, {}, "2027.03.0.bin", io.BytesIO(b""), timeout=10)
+        assert empty.status == 400
+        assert "UpdateFile is empty" in json.dumps(empty.body)
+        later = bmc.upload(
+            push,
+            {"@Redfish.OperationApplyTime": "OnReset"},
+            "2027.03.0.bin",
+            io.BytesIO(SIGNED_IMAGE),
+            timeout=10,
+        )
+        assert later.status == 400 and "OperationApplyTime" in json.dumps(later.body)
+        garbage = bmc.request("POST", push, {"UpdateFile": "not a file part"})
+        assert garbage.status == 400
+        (simulated,) = server.site.bmcs.values()
+        assert simulated.image_digests == {}
         bmc.close()

@@ -10,12 +10,11 @@ from factory import wire
 from factory.siteagent import commands
 from factory.wire import CommandKind, CommandParam, FirmwareComponent, HardwareState, OemAction
 from tests.factory.siteagent.sites import FLAVOURS, device, site
-
-IMAGES = "https://artifacts.invalid/firmware"
+from tests.support.signing import any_image
 
 
 def run(bmc, kind, **params):
-    return commands.execute(bmc, kind, params, image_base=IMAGES, poll_s=0.1)
+    return commands.execute(bmc, kind, params, image_base=any_image(), poll_s=0.1)
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -18,8 +18,7 @@ from factory.siteagent import commands
 from factory.siteagent.devices import Answer, Device
 from factory.wire import CommandKind, HardwareState
 from tests.factory.siteagent.sites import FLAVOURS, PASSWORD, USERNAME, device, site
-
-IMAGES = "https://artifacts.invalid/firmware"
+from tests.support.signing import any_image
 
 
 def flash(bmc: Device, version: str) -> tuple[bool, dict, str]:
@@ -27,7 +26,7 @@ def flash(bmc: Device, version: str) -> tuple[bool, dict, str]:
         bmc,
         CommandKind.FLASH_FIRMWARE,
         {wire.CommandParam.VERSION: version, wire.CommandParam.ORIGIN: "vendor"},
-        image_base=IMAGES,
+        image_base=any_image(),
         poll_s=0.1,
     )
 
@@ -63,7 +62,7 @@ def test_burn_in_is_followed_to_its_result(flavour):
     with site(flavour, burn_in_seconds=1.0) as server:
         bmc = device(server)
         ok, result, error = commands.execute(
-            bmc, CommandKind.BURN_IN, {}, image_base=IMAGES, poll_s=0.1
+            bmc, CommandKind.BURN_IN, {}, image_base=any_image(), poll_s=0.1
         )
         assert (ok, error) == (True, "")
         assert result[wire.BurnInResult.TESTED] == 64
