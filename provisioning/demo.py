@@ -22,8 +22,10 @@ from provisioning.placement.models import CapacityReservation, WorkloadUnit
 from tenants.access import SYSTEM
 from tenants.choices import AuditSource
 from tenants.services.changes import ChangeContext
+from tenants.sovereignty import services as sovereignty
 from tenants.sovereignty.core import signing
-from tenants.sovereignty.models import TrustRoot
+from tenants.sovereignty.core.model import RuleKind
+from tenants.sovereignty.models import RuleStatus, SovereigntyRule, TrustRoot
 
 NEXT_FIRMWARE = "2026.11.0"
 
@@ -76,21 +78,21 @@ def firmware_origin(model_slug: str) -> str:
 
 @transaction.atomic
 def load_demo_provisioning() -> None:
+    ctx = ChangeContext(SYSTEM, AuditSource.COMMAND)
     models = set(UltraServer.objects.values_list("model_id", "model__slug"))
     for model_id, slug in models:
         origin = firmware_origin(slug)
-        TrustRoot.objects.get_or_create(
-            tenant=None,
-            name=f"demo-dev-{origin}",
-            defaults={
-                "origin": origin,
-                "public_key": signing.public_key_of(DEMO_SIGNING_KEY),
-                "key_id": signing.key_id(
-                    signing.parse_public_key(signing.public_key_of(DEMO_SIGNING_KEY))
+        if not TrustRoot.objects.filter(tenant=None, name=f"demo-dev-{origin}").exists():
+            sovereignty.register_trust_root(
+                TrustRoot(
+                    tenant=None,
+                    name=f"demo-dev-{origin}",
+                    origin=origin,
+                    public_key=signing.public_key_of(DEMO_SIGNING_KEY),
+                    description="The demo's development signing key (not secret; demo only).",
                 ),
-                "description": "The demo's development signing key (not secret; demo only).",
-            },
-        )
+                ctx,
+            )
         baseline, _ = FirmwareRelease.objects.get_or_create(
             model_id=model_id,
             version=DEMO_FIRMWARE,
@@ -101,6 +103,13 @@ def load_demo_provisioning() -> None:
         )
         for release in (baseline, upgrade):
             _sign_demo_release(release, slug)
+    # The demo tenants take the demo keys into their provenance rules, as a tenant re-activates
+    # a rule to take a provider root registered after it (a rule pins the roots it trusts).
+    for rule in SovereigntyRule.objects.filter(
+        status=RuleStatus.ACTIVE, kind=RuleKind.ARTIFACT_PROVENANCE
+    ):
+        if rule.pins_roots and rule.current_roots() != rule.pinned_roots:
+            sovereignty.repin_rule(rule, ctx, confirm=True)
     for site in Site.objects.all():
         MaintenanceWindow.objects.get_or_create(
             site=site,

@@ -170,6 +170,9 @@ class TrustRootAdmin(AuditedModelAdmin):
         obj.tenant = None  # the provider's: a tenant registers its own through the API
         super().save_model(request, obj, form, change)
 
+    def save_instance(self, obj, ctx):
+        return services.register_trust_root(obj, ctx)
+
     @admin.action(description="Revoke the selected provider trust roots")
     def revoke(self, request, queryset):
         ctx = admin_context(request)

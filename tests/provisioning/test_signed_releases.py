@@ -10,13 +10,17 @@ from factory.agents.models import AgentCommand
 from factory.wire import CommandParam
 from provisioning import services
 from provisioning.models import FirmwareRelease, Workflow
+from tenants.models import AuditEvent
+from tenants.sovereignty.core.model import OWN_ROOTS
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule, TrustRoot
 from tenants.sovereignty.services import SovereigntyDenied, activate_rule, revoke_trust_root
 from tests.support.fleet import CTX
-from tests.support.signing import RELEASE_KEY, new_key, sign_release, trust
+from tests.support.signing import RELEASE_KEY, new_key, pem_of, sign_release, trust
+from tests.support.sovereignty import RULES
 
 pytestmark = pytest.mark.django_db
 ORIGIN = "https://firmware.provider.example"
+ROOTS = "/api/v1/sovereignty/trust-roots/"
 
 
 def require_signature(fleet, **params) -> SovereigntyRule:
@@ -193,3 +197,67 @@ def test_each_model_is_flashed_from_its_own_origin_with_its_own_digest(fleet, re
         params = UpgradeFlash().params(run)
         assert params[CommandParam.ORIGIN] == release.origin
         assert params[CommandParam.DIGEST] == release.sha256
+
+
+def test_a_provider_root_registered_after_activation_reaches_the_rule_only_on_reactivation(
+    fleet, releases, in_service
+):
+    """A rule that trusts "any root" pinned the provider's roots in force when the tenant
+    activated it: a key the provider registers later signs nothing for it (the provider cannot
+    widen the customer's boundary) until the tenant re-activates; the registration is in the
+    tenant's audit log, naming the rule it would reach."""
+    rule = require_signature(fleet)
+    assert rule.pinned_roots == ["provider:provider-release", OWN_ROOTS]
+    later = new_key()
+    created = fleet.client("provider_admin").post(
+        ROOTS,
+        {"tenant": None, "name": "late-key", "origin": ORIGIN, "public_key": pem_of(later)},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    sign_release(releases["2.0"], later)
+    refused(in_service[:1])
+
+    event = AuditEvent.objects.get(
+        tenant_id=fleet.alpha.pk, object_type="sovereignty.trustroot", action="create"
+    )
+    assert event.after["name"] == "late-key"
+    assert event.after["reaches_on_reactivation"] == [rule.pk]
+    assert not AuditEvent.objects.filter(  # beta has no provenance rule: not affected
+        tenant_id=fleet.beta.pk, object_type="sovereignty.trustroot"
+    ).exists()
+
+    repinned = fleet.client("alpha_admin").post(f"{RULES}{rule.pk}/repin/", format="json")
+    assert repinned.status_code == 200, repinned.content
+    assert "provider:late-key" in repinned.json()["pinned_roots"]
+    workflow, _ = upgrade(in_service[:1])
+    assert workflow.pk
+
+
+def test_a_provider_roots_revocation_is_in_the_affected_tenants_log(fleet, releases, in_service):
+    require_signature(fleet)
+    root = TrustRoot.objects.get(name="provider-release")
+    revoke_trust_root(root, CTX, "key compromised")
+    event = AuditEvent.objects.get(
+        tenant_id=fleet.alpha.pk, object_type="sovereignty.trustroot", action="update"
+    )
+    assert event.before["revoked_at"] is None and event.after["revoked_at"]
+    refused(in_service[:1])
+
+
+def test_a_rule_active_before_roots_were_pinned_is_pinned_by_the_migration(fleet, releases):
+    """Migration 0014 pins an already-active rule to the provider roots unrevoked then (and the
+    tenant's own), so an upgrade changes nothing it allowed."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    rule = require_signature(fleet)
+    SovereigntyRule.objects.filter(pk=rule.pk).update(pinned_roots=[])
+    revoked = trust(new_key(), ORIGIN, name="old-key")
+    revoke_trust_root(revoked, CTX)
+    import_module("tenants.sovereignty.migrations.0014_rule_pinned_roots").pin_active_rules(
+        apps, None
+    )
+    rule.refresh_from_db()
+    assert rule.pinned_roots == ["provider:provider-release", OWN_ROOTS]

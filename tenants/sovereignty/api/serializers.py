@@ -127,6 +127,12 @@ class RuleSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The group versions pinned at activation, by code: what decisions use.",
     )
+    pinned_roots = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="A provenance rule that requires a signature and names no trust_roots: the "
+        "roots (refs) in force at activation, the only ones that verify for it.",
+    )
     activation_what_if = serializers.JSONField(
         read_only=True, help_text="What it would deny when it was activated (null: a draft)."
     )
@@ -150,6 +156,7 @@ class RuleSerializer(serializers.ModelSerializer):
             "activated_at",
             "retired_at",
             "pinned_groups",
+            "pinned_roots",
             "activation_what_if",
         ]
         read_only_fields = [

@@ -98,6 +98,9 @@ class TrustRootViewSet(AuditedModelViewSet):
                 code="role",
             )
 
+    def save_instance(self, instance, ctx):
+        return services.register_trust_root(instance, ctx)
+
     @extend_schema(request=RevokeSerializer, responses=TrustRootSerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):

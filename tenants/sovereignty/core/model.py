@@ -67,11 +67,18 @@ class PersonFacts:
     clearance: str
 
 
+#: In an artifact's ``roots``: one of the tenant's own roots verified it. A provenance rule that
+#: trusts "any root" pins the provider's roots in force at its activation and this: the tenant's
+#: own keys are its own boundary and count at once, a provider key registered later does not.
+OWN_ROOTS = "tenant:_own"  # no root has it: a root's name starts with a letter or digit
+
+
 @dataclass(frozen=True)
 class ArtifactFacts:
     """Verified, not claimed: ``signature_valid`` and ``roots`` are what the service found when
     it checked the release's signature against the trust roots in scope (``roots``: the refs of
-    every unrevoked root whose key verifies it)."""
+    every unrevoked root whose key verifies it, and ``OWN_ROOTS`` when one of them is the
+    tenant's own)."""
 
     id: str
     origin: str

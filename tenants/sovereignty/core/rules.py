@@ -199,6 +199,26 @@ def expand_places(
     return out
 
 
+def pins_roots(kind: str, params: Mapping[str, Any]) -> bool:
+    """Whether the rule trusts "any root" for its origins: an artifact_provenance rule that
+    requires a signature and names no ``trust_roots``. Such a rule pins the roots in force when
+    it is activated, so a root registered later (a provider's key, say) does not widen it."""
+    return (
+        kind == RuleKind.ARTIFACT_PROVENANCE
+        and bool(params.get("require_signature"))
+        and not params.get("trust_roots")
+    )
+
+
+def pin_roots(kind: str, params: dict[str, Any], roots: Collection[str]) -> dict[str, Any]:
+    """The params of a rule that ``pins_roots`` with ``trust_roots`` set to the pinned refs; with
+    none pinned, a ref no root has (``UNRESOLVED``): it admits no signature, never any root.
+    Other rules are returned as they are."""
+    if not pins_roots(kind, params):
+        return params
+    return {**params, "trust_roots": sorted(roots) or [f"{UNRESOLVED}trust_roots"]}
+
+
 def _check(name: str, typ: str, value: Any, required: bool) -> Any:
     field = f"params.{name}"
     if typ in {"tokens", "kinds", "legal_bases"}:

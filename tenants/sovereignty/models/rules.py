@@ -9,6 +9,7 @@ from django.db import models
 
 from tenants.sovereignty.core.cedar import validation_errors
 from tenants.sovereignty.core.model import (
+    OWN_ROOTS,
     Rule,
     RuleKind,
 )
@@ -18,6 +19,8 @@ from tenants.sovereignty.core.rules import (
     UnknownPlace,
     describe,
     expand_places,
+    pin_roots,
+    pins_roots,
     place_groups,
     validate_params,
 )
@@ -60,6 +63,14 @@ class SovereigntyRule(models.Model):
         blank=True,
         help_text="The group versions this rule names, pinned when it was activated: "
         '{code: {"group": id, "version": n, "countries": [...]}}. Decisions use these.',
+    )
+    pinned_roots = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="For an artifact_provenance rule that requires a signature and names no "
+        "trust_roots: the refs of the provider's roots for its origins in force when it was "
+        "activated, and tenant:_own (the tenant's own roots). Only these verify for it; a provider "
+        "root registered later reaches it when the tenant re-activates.",
     )
     activation_what_if = models.JSONField(
         null=True,
@@ -124,12 +135,34 @@ class SovereigntyRule(models.Model):
         """The params with every group replaced by its countries: the pinned versions once the
         rule has been activated, the current ones while it is a draft (what-if). A group that
         cannot be resolved admits nothing (fail closed)."""
-        pins = self.current_groups() if self.status == RuleStatus.DRAFT else self.pinned_groups
+        draft = self.status == RuleStatus.DRAFT
+        pins = self.current_groups() if draft else self.pinned_groups
         groups = {code: pin["countries"] for code, pin in (pins or {}).items()}
+        roots = self.current_roots() if draft else (self.pinned_roots or [])
         try:
-            return expand_places(self.kind, self.params, country_codes(), groups)
+            expanded = expand_places(self.kind, self.params, country_codes(), groups)
         except ValueError:
-            return self.params
+            expanded = self.params
+        return pin_roots(self.kind, expanded, roots)
+
+    @property
+    def pins_roots(self) -> bool:
+        """A provenance rule that requires a signature and names no roots: it pins them."""
+        return pins_roots(self.kind, self.params or {})
+
+    def current_roots(self) -> list[str]:
+        """What activation pins for a rule that trusts "any root": the refs of the provider's
+        unrevoked roots for the rule's origins, and ``OWN_ROOTS`` (the tenant's own roots, which
+        are the tenant's to change, count as they are)."""
+        from tenants.sovereignty.models.trust import TrustRoot
+
+        params = self.params or {}
+        if not self.pins_roots or not isinstance(params.get("origins"), list):
+            return []
+        roots = TrustRoot.objects.filter(
+            tenant__isnull=True, origin__in=params["origins"], revoked_at__isnull=True
+        )
+        return sorted({OWN_ROOTS, *(root.ref for root in roots.only("tenant_id", "name"))})
 
     def named_groups(self) -> set[str]:
         """The group codes this rule's place parameters name."""

@@ -26,6 +26,7 @@ from tenants.sovereignty.services.access import (
 from tenants.sovereignty.services.artifacts import (
     check_artifact,
     check_release,
+    register_trust_root,
     release_facts,
     revoke_trust_root,
 )
@@ -131,6 +132,7 @@ __all__ = [
     "lockbox_policy",
     "person_facts",
     "policy_for",
+    "register_trust_root",
     "release_facts",
     "repin_rule",
     "request_access",

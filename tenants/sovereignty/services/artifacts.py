@@ -8,17 +8,27 @@ carries what it found: whether any root verified it, and which.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from tenants.choices import AuditAction
 from tenants.errors import Conflict
 from tenants.services import audit
-from tenants.services.changes import ChangeContext
+from tenants.services.changes import ChangeContext, save_object
 from tenants.sovereignty.core import signing
-from tenants.sovereignty.core.model import Action, ArtifactFacts, Decision, Request
+from tenants.sovereignty.core.model import (
+    OWN_ROOTS,
+    Action,
+    ArtifactFacts,
+    Decision,
+    Request,
+    RuleKind,
+)
+from tenants.sovereignty.models.rules import RuleStatus, SovereigntyRule
 from tenants.sovereignty.models.trust import TrustRoot
 from tenants.sovereignty.services.decisions import SiteLike, Subject, decide, decision_context
 
@@ -62,11 +72,13 @@ def release_facts(release: ReleaseLike, tenant_id: int | None, artifact_id: str)
         except ValueError:
             signed = b""
         if signed:
-            roots = frozenset(
-                root.ref
+            verified = [
+                root
                 for root in roots_in_scope(tenant_id, release.origin, release.key_id)
                 if signing.verify(root.public_key, release.signature, signed)
-            )
+            ]
+            own = {OWN_ROOTS} if any(r.tenant_id is not None for r in verified) else set()
+            roots = frozenset({r.ref for r in verified} | own)
     return ArtifactFacts(artifact_id, release.origin, bool(roots), roots)
 
 
@@ -91,9 +103,66 @@ def check_artifact(site: SiteLike, artifact: ArtifactFacts, ctx: ChangeContext) 
     )
 
 
+def _rules_trusting(origin: str) -> list[SovereigntyRule]:
+    """The active provenance rules, of every tenant, that cover ``origin``'s releases."""
+    rules = SovereigntyRule.objects.filter(
+        status=RuleStatus.ACTIVE, kind=RuleKind.ARTIFACT_PROVENANCE
+    ).order_by("tenant_id", "pk")
+    return [r for r in rules if origin in ((r.params or {}).get("origins") or [])]
+
+
+def _audit_for_tenants(
+    root: TrustRoot,
+    before: dict[str, Any] | None,
+    ctx: ChangeContext,
+    action: AuditAction,
+    note: Callable[[list[SovereigntyRule]], dict[str, Any]],
+) -> None:
+    """A provider root's change, in the log of each tenant whose active provenance rules cover
+    its origin (the provider's own chain has it already): the party the rules constrain
+    changed what may vouch for firmware, and the tenant's auditor sees it there."""
+    if root.tenant_id is not None:
+        return
+    by_tenant: dict[int, list[SovereigntyRule]] = {}
+    for rule in _rules_trusting(root.origin):
+        by_tenant.setdefault(rule.tenant_id, []).append(rule)
+    after = audit.snapshot(root)
+    for tenant_id, rules in by_tenant.items():
+        audit.record(
+            actor=ctx.actor,
+            action=action,
+            instance=root,
+            before=before,
+            after={**after, **note(rules)},
+            source=ctx.source,
+            request_id=ctx.request_id,
+            tenant_id=tenant_id,
+        )
+
+
+def register_trust_root(root: TrustRoot, ctx: ChangeContext) -> TrustRoot:
+    """Register a new root. A provider's is audited into each tenant whose active provenance
+    rules cover its origin: it reaches none of them as it is. A rule naming no ``trust_roots``
+    pinned the roots in force at its activation, so a new provider key widens it only when the
+    tenant re-activates it (``reaches_on_reactivation``); a rule naming roots takes only those."""
+
+    def audit_tenants(saved: TrustRoot, creating: bool) -> None:
+        def note(rules: list[SovereigntyRule]) -> dict[str, Any]:
+            return {
+                "rules_covering_origin": [r.pk for r in rules],
+                "reaches_on_reactivation": [r.pk for r in rules if r.pins_roots],
+            }
+
+        if creating:
+            _audit_for_tenants(saved, None, ctx, AuditAction.CREATE, note)
+
+    return save_object(root, ctx, after_save=audit_tenants)
+
+
 def revoke_trust_root(root: TrustRoot, ctx: ChangeContext, reason: str = "") -> TrustRoot:
     """Revoke ``root``: from now on it verifies nothing. Kept, with who revoked it and why, so
-    past decisions stay explainable. Revoking twice is a 409."""
+    past decisions stay explainable; a provider root's revocation is also in the log of each
+    tenant whose provenance rules cover its origin. Revoking twice is a 409."""
     with transaction.atomic():
         locked = TrustRoot.objects.select_for_update().get(pk=root.pk)
         if locked.revoked_at is not None:
@@ -108,4 +177,11 @@ def revoke_trust_root(root: TrustRoot, ctx: ChangeContext, reason: str = "") -> 
         locked.revoked_reason = reason[:500]
         locked.save(update_fields=["revoked_at", "revoked_by", "revoked_reason"])
         audit.record_change(ctx, locked, before)
+        _audit_for_tenants(
+            locked,
+            before,
+            ctx,
+            AuditAction.UPDATE,
+            lambda rules: {"rules_covering_origin": [r.pk for r in rules]},
+        )
     return locked

@@ -70,7 +70,8 @@ class ConfirmationRequired(Conflict):
 
 
 def _activate(rule: SovereigntyRule, *, confirm: bool, superseding: int | None) -> None:
-    """Pin the current group versions, run the what-if, and refuse without ``confirm`` when it
+    """Pin the current group versions (and, for a provenance rule that trusts any root, the
+    roots in force), run the what-if, and refuse without ``confirm`` when it
     would deny anything; the what-if is stored with the activation (and so in its audit
     event's ``after``)."""
     pins = rule.current_groups()
@@ -90,6 +91,7 @@ def _activate(rule: SovereigntyRule, *, confirm: bool, superseding: int | None) 
     if result["would_deny"] and not confirm:
         raise ConfirmationRequired(result)
     rule.pinned_groups = pins
+    rule.pinned_roots = rule.current_roots()
     rule.activation_what_if = {
         **result,
         "confirmed": bool(confirm),

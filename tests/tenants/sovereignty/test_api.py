@@ -12,6 +12,7 @@ from tenants.sovereignty import services
 from tenants.sovereignty.core.model import ArtifactFacts
 from tenants.sovereignty.models import DecisionRecord, ProtectedAsset
 from tests.support.fleet import CTX
+from tests.support.signing import new_key, trust
 from tests.support.sovereignty import RULES, active_rule
 
 ASSETS = "/api/v1/sovereignty/assets/"
@@ -305,6 +306,7 @@ def test_what_if_lists_what_a_draft_would_deny(fleet, us_site):
 
 def test_workload_artifact_and_telemetry_enforcement(fleet, us_site):
     active_rule(fleet, "residency", asset_kinds=["model"], allowed=["DE"])
+    trust(new_key(), "aws-neuron", name="x")  # in force at activation: the rule pins it
     active_rule(fleet, "artifact_provenance", origins=["aws-neuron"], require_signature=True)
     active_rule(fleet, "telemetry_egress", categories=["power", "thermal"], destinations=["EU"])
     data = services.save_asset(

@@ -442,6 +442,7 @@ def artifact_upgrade_create(world: World, allowed: bool) -> Case:
             "site": world.de.pk,
             "artifact_origin": FIRMWARE_ORIGIN,
             "artifact_signed": True,
+            "artifact_roots": ["provider:provider-release"],  # make_releases() signs with it
         },
         lambda: create_upgrade(world),
     )
