@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint format bench clean redfish-validate
+.PHONY: up test lint format bench clean redfish-validate migration-compat
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ format: $(STAMP)
 ## and CDU (offline, ../shared/redfish; the protocol validator over HTTPS with the site CA).
 redfish-validate: $(STAMP)
 	$(BIN)/python -m tests.redfish_validate
+
+## The previous version (parent of the newest migration, or COMPAT_BASE) writes and verifies on
+## the schema this version migrates: what a rolling upgrade needs (PostgreSQL, DATABASE_URL).
+migration-compat: $(STAMP)
+	$(BIN)/python -m tests.migration_compat
 
 bench: $(STAMP)
 	@$(BIN)/python -m tests.preflight --services-only

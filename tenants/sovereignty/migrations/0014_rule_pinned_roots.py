@@ -36,6 +36,7 @@ class Migration(migrations.Migration):
             name="pinned_roots",
             field=models.JSONField(
                 blank=True,
+                db_default=models.Value([], output_field=models.JSONField()),
                 default=list,
                 help_text="For an artifact_provenance rule that requires a signature and names "
                 "no trust_roots: the refs of the provider's roots for its origins in force when "

@@ -6,6 +6,7 @@ import functools
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Value
 
 from tenants.sovereignty.core.cedar import validation_errors
 from tenants.sovereignty.core.model import (
@@ -66,6 +67,9 @@ class SovereigntyRule(models.Model):
     )
     pinned_roots = models.JSONField(
         default=list,
+        # In the database too: the previous version, still serving during an upgrade, inserts
+        # rules without this column (tests/migration_compat.py).
+        db_default=Value([], output_field=models.JSONField()),
         blank=True,
         help_text="For an artifact_provenance rule that requires a signature and names no "
         "trust_roots: the refs of the provider's roots for its origins in force when it was "
