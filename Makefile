@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint format bench clean redfish-validate migration-compat
+.PHONY: up test lint format bench clean redfish-validate backup restore migration-compat
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ format: $(STAMP)
 ## and CDU (offline, ../shared/redfish; the protocol validator over HTTPS with the site CA).
 redfish-validate: $(STAMP)
 	$(BIN)/python -m tests.redfish_validate
+
+## Back up the configured database (DATABASE_URL; default the embedded one) into
+## var/backups/<time>, or BACKUP=dir; `make restore BACKUP=dir` restores into an empty database
+## and proves it against the backup's manifest (docs/OPERATIONS.md).
+backup: $(STAMP)
+	$(BIN)/python manage.py backup $(BACKUP)
+
+restore: $(STAMP)
+	@test -n "$(BACKUP)" || (echo "usage: make restore BACKUP=var/backups/<time>" && exit 2)
+	$(BIN)/python manage.py restore $(BACKUP)
 
 ## The previous version (parent of the newest migration, or COMPAT_BASE) writes and verifies on
 ## the schema this version migrates: what a rolling upgrade needs (PostgreSQL, DATABASE_URL).
