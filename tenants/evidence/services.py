@@ -316,7 +316,8 @@ def export_evidence(tenant: Tenant, start: dt.datetime, end: dt.datetime) -> byt
         [{"key_id": k, "public_key_pem": pem} for k, pem in sorted(trusted_keys().items())]
     )
     files["rules/policies.cedar"] = compiled.text.encode() + b"\n"
-    files["rules/schema.cedarschema"] = cedar.SCHEMA_TEXT.encode()
+    files["rules/schema.cedarschema.json"] = cedar.SCHEMA_JSON_TEXT.encode()
+    files["rules/schema.cedarschema"] = str(cedar.SCHEMA).encode()  # the same, for people
     files["rules/rules.json"] = _json(
         [
             {
@@ -338,6 +339,7 @@ def export_evidence(tenant: Tenant, start: dt.datetime, end: dt.datetime) -> byt
         "records/audit.jsonl": "audit",
         "checkpoints.json": "checkpoint",
         "rules/policies.cedar": "rules",
+        "rules/schema.cedarschema.json": "rules",
         "rules/schema.cedarschema": "rules",
         "rules/rules.json": "rules",
         "keys.json": "keys",

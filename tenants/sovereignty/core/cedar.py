@@ -29,27 +29,71 @@ from tenants.sovereignty.core.model import (
 )
 from tenants.sovereignty.core.rules import describe, validate_params
 
-SCHEMA_TEXT = """
-entity Site = { key: String, tenant: String, country: String, jurisdictions: Set<String>,
-                air_gapped: Bool, accreditations: Set<String> };
-entity Asset = { tenant: String, kind: String, classification: Long, labels: Set<String>,
-                 site: String };
-entity Person = { nationality: String, residency: String, clearance: Long };
-entity Artifact = { origin: String, signature_valid: Bool, roots: Set<String> };
-type AssetContext = { site: Site, legal_bases: Set<String>, key_store_country: String,
-                      key_store_customer_controlled: Bool, key_stores: Set<String>,
-                      key_stores_disconnected: Set<String> };
-action place_asset, process_asset, replicate_asset, transfer_asset
-    appliesTo { principal: Person, resource: Asset, context: AssetContext };
-action access_site
-    appliesTo { principal: Person, resource: Site,
-                context: { from_country: String, remote: Bool, approved: Bool } };
-action accept_artifact appliesTo { principal: Person, resource: Artifact, context: { site: Site } };
-action egress_telemetry
-    appliesTo { principal: Person, resource: Site,
-                context: { category: String, destination: Site } };
-"""
-SCHEMA = cedarpy.Schema.from_str(SCHEMA_TEXT)
+
+def _record(**attributes: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Record", "attributes": attributes}
+
+
+_STR, _LONG, _BOOL = {"type": "String"}, {"type": "Long"}, {"type": "Boolean"}
+_STRS = {"type": "Set", "element": _STR}
+_SITE = {"type": "Entity", "name": "Site"}
+
+
+def _applies(resource: str, context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "appliesTo": {"principalTypes": ["Person"], "resourceTypes": [resource], "context": context}
+    }
+
+
+# The schema in Cedar's JSON schema format, written once: the engine validates and evaluates
+# against it, and an evidence pack carries it as it is (what Amazon Verified Permissions'
+# PutSchema takes, beside the policies).
+SCHEMA_JSON: dict[str, Any] = {
+    "": {
+        "commonTypes": {
+            "AssetContext": _record(
+                site=_SITE,
+                legal_bases=_STRS,
+                key_store_country=_STR,
+                key_store_customer_controlled=_BOOL,
+                key_stores=_STRS,
+                key_stores_disconnected=_STRS,
+            )
+        },
+        "entityTypes": {
+            "Site": {
+                "shape": _record(
+                    key=_STR,
+                    tenant=_STR,
+                    country=_STR,
+                    jurisdictions=_STRS,
+                    air_gapped=_BOOL,
+                    accreditations=_STRS,
+                )
+            },
+            "Asset": {
+                "shape": _record(
+                    tenant=_STR, kind=_STR, classification=_LONG, labels=_STRS, site=_STR
+                )
+            },
+            "Person": {"shape": _record(nationality=_STR, residency=_STR, clearance=_LONG)},
+            "Artifact": {"shape": _record(origin=_STR, signature_valid=_BOOL, roots=_STRS)},
+        },
+        "actions": {
+            **{
+                name: _applies("Asset", {"type": "AssetContext"})
+                for name in ("place_asset", "process_asset", "replicate_asset", "transfer_asset")
+            },
+            "access_site": _applies(
+                "Site", _record(from_country=_STR, remote=_BOOL, approved=_BOOL)
+            ),
+            "accept_artifact": _applies("Artifact", _record(site=_SITE)),
+            "egress_telemetry": _applies("Site", _record(category=_STR, destination=_SITE)),
+        },
+    }
+}
+SCHEMA_JSON_TEXT = json.dumps(SCHEMA_JSON, indent=2, sort_keys=True) + "\n"
+SCHEMA = cedarpy.Schema.from_json_str(SCHEMA_JSON_TEXT)
 ASSET_ACTIONS = (
     Action.PLACE_ASSET,
     Action.PROCESS_ASSET,

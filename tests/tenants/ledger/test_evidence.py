@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from tenants.evidence import services
 from tenants.ledger import verify_pack
+from tenants.sovereignty.core import cedar
 from tests.support.schema import assert_conforms
 from tests.support.sovereignty import active_rule
 
@@ -117,7 +118,11 @@ def test_an_exported_pack_verifies_offline_and_says_what_it_evidences(
     policies = archive.read("rules/policies.cedar").decode()
     rule = json.loads(archive.read("rules/rules.json"))[0]
     assert f'@id("{rule["cedar_id"]}")' in policies and "forbid" in policies
-    assert archive.read("rules/schema.cedarschema").decode().startswith("\nentity Site")
+    # Cedar's JSON schema format, as Verified Permissions takes it, and what the engine uses.
+    schema = json.loads(archive.read("rules/schema.cedarschema.json"))
+    assert set(schema[""]["entityTypes"]) == {"Site", "Asset", "Person", "Artifact"}
+    assert schema == cedar.SCHEMA_JSON
+    assert "entity Site = {" in archive.read("rules/schema.cedarschema").decode()
     tenants = {
         json.loads(line)["tenant_id"]
         for line in archive.read("records/decision.jsonl").splitlines()
