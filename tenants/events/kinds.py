@@ -22,6 +22,10 @@ class EventKind(StrEnum):
     KEY_STORE_CONNECTED = "key_store.connected"
     FACT_CHANGE_ANNOUNCED = "fact_change.announced"  # a provider fact change would flip decisions
     FACT_CHANGE_APPLIED = "fact_change.applied"
+    # A provider root for an origin the tenant's provenance rules cover: registered (reaches a
+    # rule only when the tenant re-activates it) or revoked (verifies nothing from now on).
+    TRUST_ROOT_REGISTERED = "trust_root.registered"
+    TRUST_ROOT_REVOKED = "trust_root.revoked"
     MAINTENANCE_WINDOW_REQUESTED = "maintenance_window.requested"
     MAINTENANCE_WINDOW_DECIDED = "maintenance_window.decided"
     WEBHOOK_DISABLED = "webhook.disabled"
@@ -48,6 +52,8 @@ EVENT_KIND_LABELS: dict[EventKind, str] = {
     EventKind.KEY_STORE_CONNECTED: "Key store connected",
     EventKind.FACT_CHANGE_ANNOUNCED: "Provider fact change announced",
     EventKind.FACT_CHANGE_APPLIED: "Provider fact change applied",
+    EventKind.TRUST_ROOT_REGISTERED: "Provider trust root registered",
+    EventKind.TRUST_ROOT_REVOKED: "Provider trust root revoked",
     EventKind.MAINTENANCE_WINDOW_REQUESTED: "Maintenance window requested",
     EventKind.MAINTENANCE_WINDOW_DECIDED: "Maintenance window decided",
     EventKind.WEBHOOK_DISABLED: "Webhook subscription disabled",

@@ -10,6 +10,7 @@ from factory.agents.models import AgentCommand
 from factory.wire import CommandParam
 from provisioning import services
 from provisioning.models import FirmwareRelease, Workflow
+from tenants.events.models import Event
 from tenants.models import AuditEvent
 from tenants.sovereignty.core.model import OWN_ROOTS
 from tenants.sovereignty.models import DecisionRecord, SovereigntyRule, TrustRoot
@@ -226,6 +227,11 @@ def test_a_provider_root_registered_after_activation_reaches_the_rule_only_on_re
     assert not AuditEvent.objects.filter(  # beta has no provenance rule: not affected
         tenant_id=fleet.beta.pk, object_type="sovereignty.trustroot"
     ).exists()
+    # And the tenant is told at once (events API, webhooks), not only on record.
+    (told,) = Event.objects.filter(kind="trust_root.registered")
+    assert told.tenant_id == fleet.alpha.pk
+    assert told.data["root"] == "provider:late-key" and told.data["origin"] == ORIGIN
+    assert told.data["reaches_on_reactivation"] == [rule.pk]
 
     repinned = fleet.client("alpha_admin").post(f"{RULES}{rule.pk}/repin/", format="json")
     assert repinned.status_code == 200, repinned.content
@@ -242,6 +248,8 @@ def test_a_provider_roots_revocation_is_in_the_affected_tenants_log(fleet, relea
         tenant_id=fleet.alpha.pk, object_type="sovereignty.trustroot", action="update"
     )
     assert event.before["revoked_at"] is None and event.after["revoked_at"]
+    (told,) = Event.objects.filter(kind="trust_root.revoked")
+    assert told.tenant_id == fleet.alpha.pk and told.data["reason"] == "key compromised"
     refused(in_service[:1])
 
 

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from tenants.choices import AuditAction
 from tenants.errors import Conflict
+from tenants.events.kinds import EventKind
+from tenants.events.services import emit
 from tenants.services import audit
 from tenants.services.changes import ChangeContext, save_object
 from tenants.sovereignty.core import signing
@@ -127,16 +129,31 @@ def _audit_for_tenants(
     for rule in _rules_trusting(root.origin):
         by_tenant.setdefault(rule.tenant_id, []).append(rule)
     after = audit.snapshot(root)
+    kind = (
+        EventKind.TRUST_ROOT_REGISTERED
+        if action == AuditAction.CREATE
+        else EventKind.TRUST_ROOT_REVOKED
+    )
     for tenant_id, rules in by_tenant.items():
+        noted = note(rules)
         audit.record(
             actor=ctx.actor,
             action=action,
             instance=root,
             before=before,
-            after={**after, **note(rules)},
+            after={**after, **noted},
             source=ctx.source,
             request_id=ctx.request_id,
             tenant_id=tenant_id,
+        )
+        # Told at once, not only on record: the tenant decides whether to re-activate.
+        extra = {"reason": root.revoked_reason} if kind == EventKind.TRUST_ROOT_REVOKED else {}
+        emit(
+            kind,
+            root,
+            tenant=tenant_id,
+            name=root.ref,
+            data={"root": root.ref, "origin": root.origin, "key_id": root.key_id, **noted, **extra},
         )
 
 
