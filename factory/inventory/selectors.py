@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, IntegerField, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, IntegerField, QuerySet, Sum
 
 from factory.inventory.choices import ChipHealth
-from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from factory.inventory.models import ChipCounts, PowerFeed, Rack, Site, UltraServer
 from factory.inventory.power import (
     FeedCapacity,
     PowerBudget,
@@ -155,6 +155,25 @@ def _empty_totals() -> dict[str, Any]:
     }
 
 
+def chip_counts_by(
+    group: str, counts: QuerySet[ChipCounts] | None = None
+) -> dict[Any, dict[str, int]]:
+    """Chips by health state, summed from the counts the database keeps per server
+    (``ChipCounts``) and grouped by ``group``, an ORM path from them (``ultraserver__rack_id``,
+    ``ultraserver__rack__site_id``): a row per server read, never one per chip."""
+    rows = (
+        (ChipCounts.objects.all() if counts is None else counts)
+        .order_by()
+        .values(group)
+        .annotate(**{state: Sum(state) for state in ChipCounts.STATES})
+    )
+    out: dict[Any, dict[str, int]] = {}
+    for row in rows:
+        values = cast("dict[str, Any]", row)
+        out[values[group]] = {state: values[state] or 0 for state in ChipCounts.STATES}
+    return out
+
+
 def _server_totals(rack_ids: Collection[int]) -> dict[int, dict[str, Any]]:
     totals: dict[int, dict[str, Any]] = defaultdict(_empty_totals)
     rows = (
@@ -174,16 +193,13 @@ def _server_totals(rack_ids: Collection[int]) -> dict[int, dict[str, Any]]:
         t["committed_w"] = float(row["power"] or 0)
         t["fp8_dense_pflops"] = row["pflops"] or Decimal(0)
         t["hbm_gb"] = row["hbm"] or Decimal(0)
-    chip_rows = (
-        Chip.objects.filter(ultraserver__rack_id__in=rack_ids)
-        .values("ultraserver__rack_id", "health")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for chip_row in chip_rows:
-        chips = totals[chip_row["ultraserver__rack_id"]]["chips"]
-        chips[chip_row["health"]] += chip_row["n"]
-        chips["total"] += chip_row["n"]
+    for rack_id, by_state in chip_counts_by(
+        "ultraserver__rack_id", ChipCounts.objects.filter(ultraserver__rack_id__in=rack_ids)
+    ).items():
+        chips = totals[rack_id]["chips"]
+        for state, n in by_state.items():
+            chips[state] += n
+            chips["total"] += n
     return totals
 
 

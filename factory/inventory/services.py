@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -240,3 +240,40 @@ def put_in_service(
             **ctx.attribution(),
         )
     return changing
+
+
+def recount_chips(*, fix: bool = False) -> list[tuple[int, dict[str, int], dict[str, int]]]:
+    """Servers whose kept chip counts differ from their chips: ``(server, kept, counted)``.
+
+    The triggers keep ``ChipCounts`` in every write's transaction, so this finds nothing
+    unless something bypassed them (a restore of the table alone, a trigger dropped by hand);
+    ``fix`` then writes the counted values, under a lock on the chips so no change slips by.
+    """
+    from django.db.models import Count, Q
+
+    from factory.inventory.models import ChipCounts
+    from factory.inventory.selectors import chip_counts_by
+
+    states = ChipCounts.STATES
+    with transaction.atomic():
+        if fix:
+            list(Chip.objects.select_for_update().values_list("pk").order_by())
+        counted: dict[int, dict[str, int]] = {}
+        for row in (
+            Chip.objects.order_by()
+            .values("ultraserver_id")
+            .annotate(**{s: Count("pk", filter=Q(health=s)) for s in states})
+        ):
+            values = cast("dict[str, Any]", row)
+            counted[values["ultraserver_id"]] = {s: values[s] for s in states}
+        kept = chip_counts_by("ultraserver_id")
+        zero = dict.fromkeys(states, 0)
+        wrong = [
+            (server_id, kept.get(server_id, zero), counted.get(server_id, zero))
+            for server_id in sorted(set(counted) | set(kept))
+            if kept.get(server_id, zero) != counted.get(server_id, zero)
+        ]
+        if fix:
+            for server_id, _, right in wrong:
+                ChipCounts.objects.update_or_create(ultraserver_id=server_id, defaults=right)
+    return wrong

@@ -52,7 +52,8 @@ from prometheus_client.exposition import generate_latest
 
 from factory.core import metrics as process
 from factory.inventory import lifecycle
-from factory.inventory.models import Chip, Site, UltraServer
+from factory.inventory.models import ChipCounts, Site, UltraServer
+from factory.inventory.selectors import chip_counts_by
 from factory.telemetry.choices import DeviceKind
 from factory.telemetry.models import DeviceReading, Fault, ServerSample, ServerTelemetry
 from factory.wire import FeedReading
@@ -264,13 +265,14 @@ def fleet(scope: Scope = PROVIDER) -> Iterable[Metric]:
     chips = GaugeMetricFamily(
         "factory_chips", "Chips by site and health.", labels=["site", "health"]
     )
-    for row in (
-        scope.filter(Chip.objects.all(), CHIP_TENANT)
-        .order_by()
-        .values("ultraserver__rack__site__code", "health")
-        .annotate(n=Count("pk"))
-    ):
-        chips.add_metric([row["ultraserver__rack__site__code"] or "", row["health"]], row["n"])
+    # Summed from the counts kept per server, not a million chips. Every state of a site with
+    # chips has its series, 0 included: a count that falls to zero reads 0, not absent.
+    by_site = chip_counts_by(
+        "ultraserver__rack__site__code", scope.filter(ChipCounts.objects.all(), CHIP_TENANT)
+    )
+    for site_code, by_state in sorted(by_site.items(), key=lambda item: item[0] or ""):
+        for state, n in by_state.items():
+            chips.add_metric([site_code or "", state], n)
     yield chips
 
     servers = GaugeMetricFamily(

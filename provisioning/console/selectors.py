@@ -8,8 +8,9 @@ from collections import defaultdict
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from factory.inventory.models import Chip, PowerFeed, Rack, Site, UltraServer
+from factory.inventory.models import Chip, ChipCounts, PowerFeed, Rack, Site, UltraServer
 from factory.inventory.power import kw
+from factory.inventory.selectors import chip_counts_by
 from factory.telemetry import codec
 from factory.telemetry.choices import DeviceKind, FaultSeverity
 from factory.telemetry.models import (
@@ -55,13 +56,10 @@ def fleet(actor: Actor) -> list[dict]:
     power = defaultdict(list)
     for line in rack_power(ids):
         power[line.rack.site_id].append(line)
-    chips: defaultdict[int, dict[str, int]] = defaultdict(dict)
-    for site_id, health, n in (
-        Chip.objects.filter(ultraserver__rack__site_id__in=ids)
-        .values_list("ultraserver__rack__site_id", "health")
-        .annotate(n=Count("pk"))
-    ):
-        chips[site_id][health] = n
+    chips = chip_counts_by(
+        "ultraserver__rack__site_id",
+        ChipCounts.objects.filter(ultraserver__rack__site_id__in=ids),
+    )
     active = dict(
         Workflow.objects.filter(site_id__in=ids, state__in=ACTIVE_WORKFLOW_STATES)
         .values_list("site_id")
