@@ -7,13 +7,22 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from factory import wire
 from factory.inventory import lifecycle
-from factory.inventory.models import Chip, ComponentFirmware, PowerFeed, Site, UltraServer
+from factory.inventory.models import (
+    Chip,
+    ChipCounts,
+    ComponentFirmware,
+    PowerFeed,
+    Site,
+    UltraServer,
+)
 from factory.inventory.models.power import budget_problem_without
+from factory.inventory.selectors import chip_counts_by
 from tenants.choices import AuditAction
 from tenants.errors import Conflict, FieldError, NotFound
 from tenants.services import audit
@@ -249,15 +258,13 @@ def recount_chips(*, fix: bool = False) -> list[tuple[int, dict[str, int], dict[
     unless something bypassed them (a restore of the table alone, a trigger dropped by hand);
     ``fix`` then writes the counted values, under a lock on the chips so no change slips by.
     """
-    from django.db.models import Count, Q
-
-    from factory.inventory.models import ChipCounts
-    from factory.inventory.selectors import chip_counts_by
 
     states = ChipCounts.STATES
     with transaction.atomic():
-        if fix:
-            list(Chip.objects.select_for_update().values_list("pk").order_by())
+        if fix and connection.vendor == "postgresql":
+            # Writers wait until the fix commits; readers do not (SQLite's writes are serial).
+            with connection.cursor() as cursor:
+                cursor.execute(f'LOCK TABLE "{Chip._meta.db_table}" IN SHARE MODE')
         counted: dict[int, dict[str, int]] = {}
         for row in (
             Chip.objects.order_by()

@@ -224,8 +224,8 @@ class ChipCounts(models.Model):
     failed = models.IntegerField(default=0)
     unknown = models.IntegerField(default=0)
 
-    #: The health states, as the columns are named (ChipHealth's values).
-    STATES = ("ok", "degraded", "failed", "unknown")
+    #: The health states: a column each, named by ChipHealth's value.
+    STATES: tuple[str, ...] = tuple(ChipHealth.values)
 
     class Meta:
         verbose_name = "chip counts"
